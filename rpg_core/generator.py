@@ -1,0 +1,150 @@
+"""The seeded generator behind every generating matrix R_i (paper eq. 1-3).
+
+Everything here is a pure function of integer seeds, written out so that any language can
+reproduce it bit for bit; nothing depends on ``torch.randperm`` or numpy's ``Generator``, whose
+streams may change between releases. ``docs/FORMAT.md`` restates the algorithm.
+
+Definitions (all arithmetic modulo 2**64 on unsigned 64-bit integers):
+
+``mix64(z)``
+    SplitMix64's finaliser: ``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;
+    z *= 0x94D049BB133111EB; z ^= z >> 31``.
+``stream(seed, tag, n)``
+    ``s0 = mix64(seed ^ mix64(tag))``; output ``i`` (0-based) is ``mix64(s0 + (i + 1) * GAMMA)``
+    with ``GAMMA = 0x9E3779B97F4A7C15`` (SplitMix64's sequence started at ``s0``).
+``permutation(seed, tag, n)``
+    ``b = bit_length(n - 1)``; ``key_i = ((stream_i >> b) << b) | i``; sort the keys ascending
+    (they are distinct, so any sort gives the same order); the permutation is ``key & (2**b - 1)``.
+``index_array(seed, n, m, permute)``
+    ``q, r = divmod(m, n)``; ``base = [0..n-1] * q ++ permutation(seed, SELECT, n)[:r]``.
+    With ``permute`` the index array is ``base[permutation(seed, SHUFFLE, m)]``; without it,
+    ``i mod n`` for ``i`` in ``0..m-1``. Every ring element is used ``q`` or ``q + 1`` times.
+``signs(seed, m, reflect)``
+    With ``reflect``: ``+1`` where the top bit of ``stream(seed, SIGN, m)`` is 0, else ``-1``.
+    Without it: all ``+1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from .exceptions import RPGConfigError
+
+GENERATOR_ID = "splitmix64-sortperm"
+GENERATOR_VERSION = 1
+
+GAMMA = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+SEED_LIMIT = 1 << 63  # seeds are non-negative and fit a signed 64-bit integer (JSON-safe as text)
+
+# Stream tags: one independent stream per use.
+TAG_SELECT = 1  # which (m mod n) ring elements are used once more
+TAG_SHUFFLE = 2  # the shuffle of the whole index array
+TAG_SIGN = 3  # the sign flips (reflection)
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64_int(z: int) -> int:
+    """SplitMix64's finaliser on a Python int (the scalar reference of :func:`mix64`)."""
+    z &= MASK64
+    z ^= z >> 30
+    z = (z * 0xBF58476D1CE4E5B9) & MASK64
+    z ^= z >> 27
+    z = (z * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def mix64(z: np.ndarray) -> np.ndarray:
+    """Vectorised SplitMix64 finaliser on a uint64 array (modifies and returns ``z``)."""
+    z ^= z >> np.uint64(30)
+    z *= _M1
+    z ^= z >> np.uint64(27)
+    z *= _M2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """Return ``seed`` if it is an int in [0, 2**63), else raise naming the argument."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise RPGConfigError(f"{name} must be an integer, got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < SEED_LIMIT:
+        raise RPGConfigError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
+
+
+def stream(seed: int, tag: int, n: int) -> np.ndarray:
+    """``n`` pseudo-random uint64 values of the stream (seed, tag)."""
+    s0 = mix64_int(check_seed(seed) ^ mix64_int(tag))
+    z = np.arange(1, n + 1, dtype=np.uint64)
+    z *= np.uint64(GAMMA)
+    z += np.uint64(s0)
+    return mix64(z)
+
+
+def permutation(seed: int, tag: int, n: int) -> np.ndarray:
+    """A permutation of ``0..n-1`` (int64) fixed by (seed, tag): sort of distinct random keys."""
+    if n <= 1:
+        return np.zeros(max(n, 0), dtype=np.int64)
+    b = np.uint64((n - 1).bit_length())
+    keys = stream(seed, tag, n)
+    keys >>= b
+    keys <<= b
+    keys |= np.arange(n, dtype=np.uint64)
+    keys.sort()
+    keys &= np.uint64((1 << int(b)) - 1)
+    return keys.astype(np.int64)
+
+
+def index_array(seed: int, n: int, m: int, *, permute: bool = True) -> np.ndarray:
+    """The index array u (length ``m``, values in ``0..n-1``) of the paper's even sampling."""
+    if n <= 0 or m <= 0:
+        raise RPGConfigError(f"index_array needs n > 0 and m > 0, got n={n}, m={m}")
+    dtype = np.int32 if n < 2**31 else np.int64
+    if not permute:
+        return (np.arange(m, dtype=np.int64) % n).astype(dtype)
+    q, r = divmod(m, n)
+    base = np.empty(m, dtype=dtype)
+    if q:
+        base[: q * n] = np.tile(np.arange(n, dtype=dtype), q)
+    if r:
+        base[q * n :] = permutation(seed, TAG_SELECT, n)[:r]
+    return base[permutation(seed, TAG_SHUFFLE, m)]
+
+
+def signs(seed: int, m: int, *, reflect: bool = True) -> np.ndarray:
+    """The reflection b in {+1, -1}^m as int8."""
+    if not reflect:
+        return np.ones(m, dtype=np.int8)
+    top = (stream(seed, TAG_SIGN, m) >> np.uint64(63)).astype(np.int8)
+    return (1 - 2 * top).astype(np.int8)
+
+
+def fnv1a64(data: bytes) -> int:
+    """64-bit FNV-1a hash (used to derive a ring's seed from its name)."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h ^= byte
+        h = (h * 0x100000001B3) & MASK64
+    return h
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """The seed of the ring called ``name`` in a model converted with ``seed``.
+
+    ``mix64(seed ^ fnv1a64(utf8(name))) >> 1`` (63 bits, so it stays a non-negative int64).
+    """
+    return mix64_int(check_seed(seed) ^ fnv1a64(name.encode("utf-8"))) >> 1
+
+
+def digest(u: np.ndarray, b: np.ndarray) -> str:
+    """sha256 of an index array and sign vector (little-endian int64 then int8), for checks."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(u, dtype="<i8").tobytes())
+    h.update(np.ascontiguousarray(b, dtype="i1").tobytes())
+    return h.hexdigest()
