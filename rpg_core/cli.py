@@ -1,0 +1,66 @@
+"""The ``rpg`` command line. Each sub-command lives in its own module with ``register(sub)``.
+
+Library commands live in ``rpg_core.commands``; the service commands (submit, status, serve, ...)
+are added from ``api.cli`` when the service stack is installed (imported by name, so rpg_core
+itself never depends on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .exceptions import RPGError
+
+COMMAND_MODULES = [
+    "rpg_core.commands.models",
+    "rpg_core.commands.train",
+    "rpg_core.commands.compact",
+    "rpg_core.commands.analysis",
+]
+OPTIONAL_COMMAND_MODULES = ["api.cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpg", description="RPG Studio command line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue
+        module.register(sub)
+    for name in OPTIONAL_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except RPGError as err:
+        print(f"rpg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

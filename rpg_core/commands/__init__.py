@@ -1,0 +1,1 @@
+"""Sub-commands of the ``rpg`` command line (one module each, with ``register(sub)``)."""
