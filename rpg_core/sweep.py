@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _label(value: Any) -> str:
-    return str(value).replace(" ", "").replace("/", "-")[:24]
+    return re.sub(r"[^A-Za-z0-9_.\-]", "", str(value))[:24] or "x"
 
 
 def parse_sweep(data: dict[str, Any] | SweepSpec) -> SweepSpec:
@@ -96,7 +97,7 @@ def expand(sweep: dict[str, Any] | SweepSpec) -> list[ExperimentSpec]:
         d = copy.deepcopy(sw.base)
         for path, value in zip(paths, combo, strict=True):
             _set_path(d, path, value)
-        suffix = "-".join(f"{p.split('.')[-1]}={_label(v)}" for p, v in zip(paths, combo, strict=True))
+        suffix = "-".join(f"{p.split('.')[-1]}_{_label(v)}" for p, v in zip(paths, combo, strict=True))
         d["name"] = f"{sw.name}-{suffix}"[:128] if suffix else sw.name
         raw.append(d)
     for i, over in enumerate(sw.extra):
