@@ -3,7 +3,8 @@
 A converted layer keeps its class (it becomes a subclass of it, as ``torch.nn.utils.parametrize``
 does), so ``isinstance(m, nn.Conv2d)`` holds and ``m.weight`` reads the generated kernel. The
 layer's own full-size weight Parameter is deleted: ``model.parameters()`` holds the rings and the
-ordinary parameters only. The rings are registered once, under ``model.rpg_rings``.
+ordinary parameters only. The rings are registered once, under ``model.rpg_rings`` (under the first generated layer when the
+model is a Sequential, whose forward runs every child).
 """
 
 from __future__ import annotations
@@ -68,10 +69,7 @@ def is_generated(module: nn.Module) -> bool:
 
 def rings(model: nn.Module) -> dict[str, Ring]:
     """The rings of a converted model, by name (empty for a plain model)."""
-    bank = getattr(model, RINGS_ATTR, None)
-    if not isinstance(bank, nn.ModuleDict):
-        return {}
-    return {name: ring for name, ring in bank.items() if isinstance(ring, Ring)}
+    return {m.spec.name: m for m in model.modules() if isinstance(m, Ring)}
 
 
 # --- selection ------------------------------------------------------------------------------
@@ -220,16 +218,24 @@ def ring_sizes(ring_size: RingSize, generated: dict[str, int]) -> dict[str, int]
 
 
 # --- conversion -----------------------------------------------------------------------------
-def _begin_forward(module: nn.Module, args: Any) -> None:
-    for ring in rings(module).values():
-        ring._fwd_weights = None
-        ring._in_forward = True
+class _ForwardScope:
+    """Root-module hooks: inside one forward pass each ring is gathered once, then released."""
+
+    def __init__(self, rings: list[Ring], entering: bool) -> None:
+        self.rings = rings
+        self.entering = entering
+
+    def __call__(self, module: nn.Module, *args: Any) -> None:
+        for ring in self.rings:
+            ring._fwd_weights = None
+            ring._in_forward = self.entering
 
 
-def _end_forward(module: nn.Module, args: Any, output: Any) -> None:
-    for ring in rings(module).values():
-        ring._fwd_weights = None
-        ring._in_forward = False
+def _host(model: nn.Module, first_layer: nn.Module) -> nn.Module:
+    """Where the rings are registered: the root, unless iterating the root runs its children
+    (Sequential, ModuleList, ModuleDict), where the first generated layer hosts them instead."""
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    return first_layer if isinstance(model, containers) else model
 
 
 def _convert_layer(module: nn.Module, name: str, ring: Ring) -> None:
@@ -271,7 +277,7 @@ def rpgify(
     """
     if not isinstance(model, nn.Module):
         raise RPGConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if rings(model) or any(is_generated(m) for m in model.modules()):
+    if any(is_generated(m) or isinstance(m, Ring) for m in model.modules()):
         raise RPGConfigError(
             "model is already converted by rpgify; build a fresh model to convert it again"
         )
@@ -311,9 +317,10 @@ def rpgify(
         bank[g] = ring
         for n in names:
             _convert_layer(modules[n], n, ring)
-    model.add_module(RINGS_ATTR, bank)
-    model.register_forward_pre_hook(_begin_forward)
-    model.register_forward_hook(_end_forward, always_call=True)
+    _host(model, modules[layers[0][0]]).add_module(RINGS_ATTR, bank)
+    ring_list = list(bank.values())
+    model.register_forward_pre_hook(_ForwardScope(ring_list, entering=True))  # type: ignore[arg-type]
+    model.register_forward_hook(_ForwardScope(ring_list, entering=False), always_call=True)  # type: ignore[arg-type]
     log.info(
         "rpgify: %d layers, %s",
         len(modules),
@@ -328,7 +335,9 @@ def materialize(model: nn.Module) -> nn.Module:
     The copy has no rings and no hooks of rpgify, and works with TorchScript and ONNX export.
     """
     plain = copy.deepcopy(model)
-    for module in plain.modules():
+    for module in list(plain.modules()):
+        if RINGS_ATTR in module._modules:
+            del module._modules[RINGS_ATTR]
         if not is_generated(module):
             continue
         weight = module.weight.detach().clone()
@@ -337,10 +346,8 @@ def materialize(model: nn.Module) -> nn.Module:
         del module.__dict__["_rpg_name"]
         module.__class__ = base
         module.weight = nn.Parameter(weight)
-    if RINGS_ATTR in plain._modules:
-        del plain._modules[RINGS_ATTR]
     for hooks in (plain._forward_pre_hooks, plain._forward_hooks):
-        for key in [k for k, h in hooks.items() if h in (_begin_forward, _end_forward)]:
+        for key in [k for k, h in hooks.items() if isinstance(h, _ForwardScope)]:
             del hooks[key]
             plain._forward_hooks_always_called.pop(key, None)
     return plain
