@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from .rpgify import GENERATED_TYPES, is_generated, rings
+from .rpgify import GENERATED_TYPES, generated_weight, is_generated, rings
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -41,7 +40,7 @@ def count_params(model: nn.Module) -> ParamCount:
     seen: set[int] = set()
     for module in model.modules():
         if is_generated(module):
-            generated += math.prod(module.weight.shape)
+            generated += generated_weight(module).numel()
         for pname, p in module.named_parameters(recurse=False):
             if id(p) in seen:
                 continue

@@ -125,9 +125,11 @@ class Ring(nn.Module):
         self.register_buffer("index", u, persistent=False)
         self.register_buffer("scale", scale, persistent=False)
         self._slices = {s.name: (s.offset, s.numel, s.shape) for s in spec.layers}
+        self._position = {s.name: i for i, s in enumerate(spec.layers)}
+        self._sizes = [s.numel for s in spec.layers]
         self._in_forward = False  # set by the hooks rpgify puts on the converted root module
-        self._fwd_weights: torch.Tensor | None = None  # valid during one root forward pass
-        self._frozen_weights: torch.Tensor | None = None  # no-grad cache
+        self._fwd_weights: list[torch.Tensor] | None = None  # per layer, during one root forward
+        self._frozen_weights: list[torch.Tensor] | None = None  # per layer, the no-grad cache
         self._frozen_key: tuple[Any, ...] | None = None
         if init:
             self.reset_parameters()
@@ -151,24 +153,33 @@ class Ring(nn.Module):
         """All weights of this ring, flat, in index-array order: one fused gather."""
         return self.weight.index_select(0, self.index).mul(self.scale)
 
-    def _frozen(self) -> torch.Tensor:
+    def generate_layers(self) -> list[torch.Tensor]:
+        """Every layer's weight, in the layers' shapes: one gather, then one split.
+
+        ``split`` (not one slice per layer) keeps the backward pass O(M): autograd joins the
+        layers' gradients with a single concatenation instead of a full-size buffer per slice.
+        """
+        chunks = self.generate().split(self._sizes)
+        return [c.view(s.shape) for c, s in zip(chunks, self.spec.layers, strict=True)]
+
+    def _frozen(self) -> list[torch.Tensor]:
         w = self.weight
         key = (w._version, w.data_ptr(), w.device, w.dtype, self.index.device)
         if self._frozen_weights is None or self._frozen_key != key:
             with torch.no_grad():
-                self._frozen_weights = self.generate()
+                self._frozen_weights = self.generate_layers()
             self._frozen_key = key
         return self._frozen_weights
 
     def layer_weight(self, name: str, *, in_forward: bool) -> torch.Tensor:
         """The generated weight of layer ``name`` in its module's shape."""
-        offset, numel, shape = self._slices[name]
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
-            return self._frozen()[offset : offset + numel].view(shape)
+            return self._frozen()[self._position[name]]
         if in_forward:
             if self._fwd_weights is None:
-                self._fwd_weights = self.generate()
-            return self._fwd_weights[offset : offset + numel].view(shape)
+                self._fwd_weights = self.generate_layers()
+            return self._fwd_weights[self._position[name]]
+        offset, numel, shape = self._slices[name]
         idx = self.index[offset : offset + numel]
         sc = self.scale[offset : offset + numel]
         return self.weight.index_select(0, idx).mul(sc).view(shape)
@@ -176,10 +187,8 @@ class Ring(nn.Module):
     def materialize(self) -> dict[str, torch.Tensor]:
         """Every layer's generated weight as a detached tensor, by layer name."""
         with torch.no_grad():
-            flat = self.generate()
-        return {
-            name: flat[o : o + n].view(shape).clone() for name, (o, n, shape) in self._slices.items()
-        }
+            layers = self.generate_layers()
+        return {s.name: w.clone() for s, w in zip(self.spec.layers, layers, strict=True)}
 
 
 def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,6 +67,13 @@ def is_generated(module: nn.Module) -> bool:
     return isinstance(module, RPGLayerMixin)
 
 
+def generated_weight(module: nn.Module) -> torch.Tensor:
+    """The generated kernel of a converted layer."""
+    if not isinstance(module, RPGLayerMixin):
+        raise RPGConfigError(f"{type(module).__name__} is not a generated layer")
+    return module.weight
+
+
 def rings(model: nn.Module) -> dict[str, Ring]:
     """The rings of a converted model, by name (empty for a plain model)."""
     return {m.spec.name: m for m in model.modules() if isinstance(m, Ring)}
@@ -158,15 +165,15 @@ def _group(layers: list[tuple[str, nn.Module]], scope: Scope) -> dict[str, list[
 
 def _check_ring_name(name: str) -> str:
     if not isinstance(name, str) or not _RING_NAME.match(name):
-        raise RPGConfigError(
-            f"scope: ring name {name!r} must be 1-64 letters, digits, '_' or '-'"
-        )
+        raise RPGConfigError(f"scope: ring name {name!r} must be 1-64 letters, digits, '_' or '-'")
     return name
 
 
 def _one_size(value: Any, generated: int, arg: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RPGConfigError(f"{arg} must be a count (int > 0) or a fraction in (0, 1], got {value!r}")
+        raise RPGConfigError(
+            f"{arg} must be a count (int > 0) or a fraction in (0, 1], got {value!r}"
+        )
     if isinstance(value, float):
         if not (0.0 < value <= 1.0) or math.isnan(value):
             raise RPGConfigError(
@@ -340,7 +347,7 @@ def materialize(model: nn.Module) -> nn.Module:
             del module._modules[RINGS_ATTR]
         if not is_generated(module):
             continue
-        weight = module.weight.detach().clone()
+        weight = generated_weight(module).detach().clone()
         base = type(module)._rpg_base_class  # type: ignore[attr-defined]
         del module.__dict__["_rpg_ring"]
         del module.__dict__["_rpg_name"]

@@ -29,7 +29,9 @@ MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_RING_SIZE = 2**31 - 1
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
-DATASET_RE = re.compile(r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|imagefolder:[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})$")
+DATASET_RE = re.compile(
+    r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|imagefolder:[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})$"
+)
 
 
 class _Spec(BaseModel):
@@ -64,9 +66,9 @@ class ModelSpec(_Spec):
 class RPGSpec(_Spec):
     """How the network's layers are generated from rings (omit for a plain network)."""
 
-    ring_size: Annotated[int, Field(gt=0, le=MAX_RING_SIZE)] | Annotated[
-        float, Field(gt=0, le=1)
-    ] = Field(..., description="ring elements (int), or a fraction in (0, 1] of generated weights")
+    ring_size: (
+        Annotated[int, Field(gt=0, le=MAX_RING_SIZE)] | Annotated[float, Field(gt=0, le=1)]
+    ) = Field(..., description="ring elements (int), or a fraction in (0, 1] of generated weights")
     scope: Literal["global", "stage"] | dict[str, str] = Field(
         "global", description="global ring, one ring per stage, or {layer pattern: ring name}"
     )
@@ -97,7 +99,9 @@ class DataSpec(_Spec):
     )
     train_subset: int | None = Field(None, ge=1, description="use this many training images")
     val_subset: int | None = Field(None, ge=1, description="use this many validation images")
-    image_size: int | None = Field(None, ge=8, le=1024, description="resize to this (default per dataset)")
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="resize to this (default per dataset)"
+    )
     augment: bool = Field(True, description="the paper's augmentation (crop+flip)")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
     # synthetic only
@@ -188,10 +192,10 @@ class ExperimentSpec(_Spec):
     task: Literal["classification"] = Field(
         "classification", description="the task (more come: pose, multitask regression)"
     )
-    model: ModelSpec = Field(default_factory=ModelSpec)  # type: ignore[arg-type]
+    model: ModelSpec = Field(default_factory=ModelSpec)
     rpg: RPGSpec | None = Field(None, description="omit for a plain network")
-    data: DataSpec = Field(default_factory=DataSpec)  # type: ignore[arg-type]
-    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[arg-type]
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
     tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=32)
 
 

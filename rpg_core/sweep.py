@@ -97,7 +97,9 @@ def expand(sweep: dict[str, Any] | SweepSpec) -> list[ExperimentSpec]:
         d = copy.deepcopy(sw.base)
         for path, value in zip(paths, combo, strict=True):
             _set_path(d, path, value)
-        suffix = "-".join(f"{p.split('.')[-1]}_{_label(v)}" for p, v in zip(paths, combo, strict=True))
+        suffix = "-".join(
+            f"{p.split('.')[-1]}_{_label(v)}" for p, v in zip(paths, combo, strict=True)
+        )
         d["name"] = f"{sw.name}-{suffix}"[:128] if suffix else sw.name
         raw.append(d)
     for i, over in enumerate(sw.extra):

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<12}{'variant':<10}{'total':>12}{'backbone':>12}{'stem':>8}{'bn':>8}{'head':>9}")
+    print(
+        f"{'model':<12}{'variant':<10}{'total':>12}{'backbone':>12}{'stem':>8}{'bn':>8}{'head':>9}"
+    )
     for r in rows:
         print(
             f"{r['model']:<12}{r['variant']:<10}{r['total']:>12,}{r['backbone']:>12,}"

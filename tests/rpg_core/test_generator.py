@@ -75,7 +75,9 @@ def test_golden_tables() -> None:
     assert generator.derive_seed(0, "layer1") == 5100602383445586922
 
 
-@pytest.mark.parametrize(("seed", "n", "m"), [(0, 7, 100), (5, 100, 37), (2**62, 13, 13), (1, 1, 9)])
+@pytest.mark.parametrize(
+    ("seed", "n", "m"), [(0, 7, 100), (5, 100, 37), (2**62, 13, 13), (1, 1, 9)]
+)
 def test_matches_scalar_reference(seed: int, n: int, m: int) -> None:
     assert generator.index_array(seed, n, m).tolist() == ref_index_array(seed, n, m)
     assert generator.signs(seed, m).tolist() == ref_signs(seed, m)

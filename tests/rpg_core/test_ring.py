@@ -56,7 +56,7 @@ def test_eq1_eq2_against_dense_matrices() -> None:
 
     def forward_with(kernels: dict[str, torch.Tensor]) -> torch.Tensor:
         h = torch.relu(model.stem(x))
-        for i, conv in enumerate(model.body):
+        for i in range(len(model.body)):
             h = torch.tanh(nn.functional.conv2d(h, kernels[f"body.{i}"], padding=1))
         return model.head(h.mean((2, 3))).square().sum()
 
@@ -190,7 +190,9 @@ def test_destructive_sharing_statistics() -> None:
     n = cos_t.numel()
     # Under the Haar model cos ~ mean 0, var 1/d; cos^2 has mean 1/d and sd about sqrt(2)/d.
     assert abs(cos_t.mean().item()) < 5 / math.sqrt(d * n)
-    assert cos_t.square().mean().item() == pytest.approx(1 / d, abs=5 * math.sqrt(2) / d / math.sqrt(n))
+    assert cos_t.square().mean().item() == pytest.approx(
+        1 / d, abs=5 * math.sqrt(2) / d / math.sqrt(n)
+    )
 
     # Without permutation and reflection the same filter is copied: sharing is not destructive.
     plain = nn.Sequential(nn.Conv2d(3, c, 3), *[nn.Conv2d(c, c, k) for _ in range(2)])

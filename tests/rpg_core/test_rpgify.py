@@ -34,9 +34,7 @@ def test_parameters_are_the_rings_and_the_ordinary_ones() -> None:
     assert not is_generated(model.conv1)
 
 
-@pytest.mark.parametrize(
-    "name", ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "vgg11_bn"]
-)
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "vgg11_bn"])
 def test_supported_models_forward_backward(name: str) -> None:
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(num_classes=10)
@@ -99,7 +97,9 @@ def test_stage_scope_splits_the_ring_size() -> None:
 
 def test_mapping_scope_shares_a_ring_between_repeated_subnetworks() -> None:
     def block() -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+        return nn.Sequential(
+            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)
+        )
 
     class Stacked(nn.Module):
         def __init__(self) -> None:
@@ -110,7 +110,9 @@ def test_mapping_scope_shares_a_ring_between_repeated_subnetworks() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.stack2(self.stack1(self.stem(x)))
 
-    model = rpgify(Stacked(), {"first": 100, "second": 0.5}, scope={"*.0": "first", "*.2": "second"})
+    model = rpgify(
+        Stacked(), {"first": 100, "second": 0.5}, scope={"*.0": "first", "*.2": "second"}
+    )
     rs = rings(model)
     assert rs["first"].spec.size == 100 and rs["second"].spec.size == 144
     assert [s.name for s in rs["first"].spec.layers] == ["stack1.0", "stack2.0"]
@@ -125,7 +127,9 @@ def test_seeds_change_the_tables_not_the_counts() -> None:
 
 
 def test_ablation_switches_reach_the_tables() -> None:
-    ring = rings(rpgify(torchvision.models.resnet18(), 1000, permute=False, reflect=False))["global"]
+    ring = rings(rpgify(torchvision.models.resnet18(), 1000, permute=False, reflect=False))[
+        "global"
+    ]
     assert torch.equal(ring.index[:3000].long(), torch.arange(3000) % 1000)
     assert (ring.scale > 0).all()
 

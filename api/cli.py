@@ -1,0 +1,136 @@
+"""Service commands of ``rpg``: submit, submit-sweep, status, download, token create, api."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    def remote(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", help="API URL (default: $RPG_API_URL or http://127.0.0.1:8000)")
+        p.add_argument("--token", help="API token (default: $RPG_API_TOKEN)")
+
+    p = sub.add_parser("submit", help="queue an experiment spec (YAML/JSON) on the API server")
+    p.add_argument("spec", help="spec file")
+    remote(p)
+    p.set_defaults(func=run_submit)
+
+    p = sub.add_parser("submit-sweep", help="queue every experiment of a sweep file on the server")
+    p.add_argument("file", help="sweep file (YAML/JSON)")
+    remote(p)
+    p.set_defaults(func=run_submit_sweep)
+
+    p = sub.add_parser("status", help="one experiment's status, or the latest experiments")
+    p.add_argument("id", nargs="?", type=int, help="experiment id (omit: list)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    remote(p)
+    p.set_defaults(func=run_status)
+
+    p = sub.add_parser("download", help="download an experiment's .rpg model")
+    p.add_argument("id", type=int, help="experiment id")
+    p.add_argument("-o", "--output", help="file to write (default: experiment-ID.rpg)")
+    remote(p)
+    p.set_defaults(func=run_download)
+
+    p = sub.add_parser("token", help="manage API tokens (in the database of RPG_DATABASE_URL)")
+    tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    c = tsub.add_parser("create", help="create a token and print it (shown once)")
+    c.add_argument("name", help="a label for the token, e.g. the user or machine")
+    c.set_defaults(func=run_token_create)
+
+    p = sub.add_parser("api", help="run the REST API (uvicorn) on the configured database")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=run_api)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+
+    return Client(args.url, args.token)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from rpg_core.spec import load_spec
+
+    spec = load_spec(args.spec)
+    with _client(args) as c:
+        out = c.submit(spec.model_dump(mode="json"))
+    print(f"experiment {out['id']} {out['status']}")
+    return 0
+
+
+def run_submit_sweep(args: argparse.Namespace) -> int:
+    from rpg_core.sweep import expand, load_sweep
+
+    sweep = load_sweep(args.file)
+    expand(sweep)  # fail here, with the field named, before anything is sent
+    with _client(args) as c:
+        out = c.submit_sweep(sweep.model_dump(mode="json"))
+    print(f"sweep {out['id']} {out['name']}: {len(out['experiment_ids'])} experiments queued")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        if args.id is not None:
+            exp = c.experiment(args.id)
+            print(json.dumps(exp, indent=2) if args.json else _status_line(exp))
+            return 0
+        page = c.experiments(limit=max(1, min(args.limit, 200)))
+    if args.json:
+        print(json.dumps(page["items"], indent=2))
+    for exp in [] if args.json else page["items"]:
+        print(_status_line(exp))
+    return 0
+
+
+def _status_line(exp: dict[str, Any]) -> str:
+    acc = exp.get("best_val_acc")
+    acc_s = f"  best_val_acc={acc:.4f}" if isinstance(acc, float) else ""
+    return (
+        f"{exp['id']:>6}  {exp['status']:<10} {exp['progress'] * 100:5.1f}%  {exp['name']}{acc_s}"
+    )
+
+
+def run_download(args: argparse.Namespace) -> int:
+    dest = Path(args.output or f"experiment-{args.id}.rpg")
+    with _client(args) as c:
+        path = c.download(args.id, dest)
+    print(f"wrote {path}")
+    return 0
+
+
+def run_token_create(args: argparse.Namespace) -> int:
+    from .crud import ConflictError, create_token
+    from .db import make_engine, make_sessionmaker
+    from .migrate import upgrade
+    from .settings import get_settings
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            token = create_token(session, args.name)
+    except ConflictError as err:
+        from rpg_core.exceptions import RPGConfigError
+
+        raise RPGConfigError(f"token create: {err}; pick another NAME") from None
+    finally:
+        engine.dispose()
+    print(token)
+    return 0
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .main import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0

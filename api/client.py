@@ -1,0 +1,122 @@
+"""A small typed client of the REST API (httpx), used by the ``rpg`` service commands."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rpg_core.exceptions import RPGError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class APIError(RPGError):
+    """The server refused a request; the message carries its status and detail."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {_format_detail(detail)}")
+
+
+def _format_detail(detail: Any) -> str:
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{d.get('field', '?')}: {d.get('message', d)}" if isinstance(d, dict) else str(d)
+            for d in detail
+        )
+    return str(detail)
+
+
+class Client:
+    """``Client(url, token)``; defaults from RPG_API_URL and RPG_API_TOKEN."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = url or os.environ.get("RPG_API_URL") or DEFAULT_URL
+        token = token or os.environ.get("RPG_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            r = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise APIError(0, f"cannot reach {self._http.base_url}: {err}") from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            raise APIError(r.status_code, detail)
+        return None if r.status_code == 204 else r.json()
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("POST", "/api/experiments", json=spec)
+        return out
+
+    def submit_sweep(self, sweep: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("POST", "/api/sweeps", json=sweep)
+        return out
+
+    def experiment(self, experiment_id: int) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("GET", f"/api/experiments/{int(experiment_id)}")
+        return out
+
+    def experiments(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        out: dict[str, Any] = self._request("GET", "/api/experiments", params=params)
+        return out
+
+    def cancel(self, experiment_id: int) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("POST", f"/api/experiments/{int(experiment_id)}/cancel")
+        return out
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("GET", f"/api/sweeps/{int(sweep_id)}")
+        return out
+
+    def download(self, experiment_id: int, dest: str | os.PathLike[str]) -> Path:
+        """Stream the model to ``dest`` (written atomically) and check its sha256."""
+        dest = Path(dest)
+        tmp = dest.with_name(dest.name + ".part")
+        h = hashlib.sha256()
+        path = f"/api/experiments/{int(experiment_id)}/model"
+        try:
+            with self._http.stream("GET", path) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise APIError(r.status_code, r.json().get("detail", r.text))
+                expected = r.headers.get("x-checksum-sha256")
+                with tmp.open("wb") as fh:
+                    for chunk in r.iter_bytes():
+                        h.update(chunk)
+                        fh.write(chunk)
+        except httpx.HTTPError as err:
+            tmp.unlink(missing_ok=True)
+            raise APIError(0, f"download failed: {err}") from None
+        if expected and h.hexdigest() != expected:
+            tmp.unlink(missing_ok=True)
+            raise APIError(0, "download corrupted: the sha256 does not match X-Checksum-SHA256")
+        tmp.replace(dest)
+        return dest

@@ -1,0 +1,63 @@
+"""JSON errors that name the field: {"detail": [{"field": "rpg.ring_size", "message": "..."}]}."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .crud import ConflictError, CursorError
+
+# pydantic names the member of a union that failed (rpg.ring_size.constrained-int): not a field
+_UNION_TAG = re.compile(
+    r"^(constrained-\w+|function-\w+\[.*\]|tagged-union\[.*\]|int|float|str|bool|"
+    r"(list|dict|literal|tuple)\[.*\])$"
+)
+
+
+def field_error(field: str, message: str, status_code: int = 422) -> HTTPException:
+    """An HTTPException whose body names ``field``, like the validation errors."""
+    return HTTPException(status_code, detail=[{"field": field, "message": message}])
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    while parts and isinstance(parts[-1], str) and _UNION_TAG.match(parts[-1]):
+        parts.pop()
+    return ".".join(str(p) for p in parts) or "(body)"
+
+
+def _merged(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """One entry per field; a union's alternatives are joined with "or"."""
+    by_field: dict[str, list[str]] = {}
+    for e in errors:
+        messages = by_field.setdefault(_field_of(e.get("loc", ())), [])
+        msg = str(e.get("msg", "invalid"))
+        if msg not in messages:
+            messages.append(msg)
+    return [{"field": f, "message": " or ".join(m)} for f, m in by_field.items()]
+
+
+async def _validation_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _merged(exc.errors())}, status_code=422)
+
+
+async def _conflict_handler(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+async def _cursor_handler(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": "cursor", "message": str(exc)}]}, status_code=422)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(ConflictError, _conflict_handler)
+    app.add_exception_handler(CursorError, _cursor_handler)

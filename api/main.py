@@ -1,0 +1,86 @@
+"""The application factory: ``create_app(settings)``; ``app`` is the instance uvicorn serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry, Gauge
+
+from . import errors
+from .db import make_engine, make_sessionmaker
+from .middleware import BodyLimitMiddleware, PrometheusMiddleware
+from .routes import analysis, events, experiments, files, health, metrics, sweeps
+from .settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+DESCRIPTION = """Submit RPG experiments and sweeps, follow them, and download their models.
+
+Writes need `Authorization: Bearer <token>` (create one with `rpg token create NAME`).
+Errors name the field: `{"detail": [{"field": "rpg.ring_size", "message": "..."}]}`."""
+
+
+def _api_router() -> APIRouter:
+    api = APIRouter(prefix="/api")
+    for module in (experiments, metrics, events, sweeps, analysis, files):
+        api.include_router(module.router)
+    return api
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A configured app: its own engine, session factory, metrics registry and middleware."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            from .migrate import upgrade
+
+            upgrade(settings.database_url)
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="RPG Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    registry = CollectorRegistry()
+    app.state.registry = registry
+    app.state.experiments_gauge = Gauge(
+        "rpg_experiments", "experiments by status", ["status"], registry=registry
+    )
+    errors.install(app)
+    app.include_router(_api_router())
+    app.include_router(health.router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        upload_limit=settings.max_upload_bytes,
+        upload_paths=(files.INSPECT_PATH,),
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(PrometheusMiddleware, registry=registry)
+    return app
+
+
+app: FastAPI  # built on first access (below), so importing this module has no side effects
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn api.main:app` builds the app on first access, from the environment's settings.
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

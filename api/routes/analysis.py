@@ -1,0 +1,98 @@
+"""Power-law analysis across experiments: accuracy against backbone parameters."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from .. import crud
+from ..deps import ReadAuth, SessionDep
+from ..schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/analysis", tags=["analysis"])
+Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+MIN_POINTS = 3
+BOOTSTRAP = 200  # resampling rounds for the interval of b
+
+
+def _fitter() -> Any:
+    try:
+        module = importlib.import_module("rpg_core.analysis")
+    except ImportError:
+        return None
+    return getattr(module, "fit_power_law", None)
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _fit(fitter: Any, points: list[PowerLawPoint], targets: list[float]) -> PowerLawFit:
+    law = fitter([p.params for p in points], [p.accuracy for p in points], bootstrap=BOOTSTRAP)
+    ci = getattr(law, "b_ci", None) or getattr(law, "ci", None)
+    b_ci = [v for v in (_finite(c) for c in ci) if v is not None] if ci is not None else None
+    params_for = {}
+    for t in targets:
+        try:
+            params_for[str(t)] = _finite(law.params_for(t))
+        except (ValueError, ArithmeticError):
+            params_for[str(t)] = None
+    return PowerLawFit(
+        a=_finite(law.a) or 0.0,
+        b=_finite(law.b) or 0.0,
+        r2=_finite(law.r2) or 0.0,
+        b_ci=b_ci,
+        params_for=params_for,
+    )
+
+
+def _series(
+    key: tuple[str, str, str], points: list[PowerLawPoint], fitter: Any, targets: list[float]
+) -> PowerLawSeries:
+    out = PowerLawSeries(arch=key[0], scope=key[1], dataset=key[2], points=points, fit=None)
+    if fitter is None or len({p.params for p in points}) < MIN_POINTS:
+        return out
+    try:
+        out.fit = _fit(fitter, points, targets)
+    except Exception as err:  # noqa: BLE001 - a failed fit is reported, never a 500
+        log.info("power-law fit failed for %s: %s", key, err)
+        out.fit_error = str(err)[:500]
+    return out
+
+
+@router.get("/power-law", response_model=PowerLawOut)
+def power_law(
+    session: SessionDep,
+    _auth: ReadAuth,
+    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
+    target: Annotated[
+        list[float] | None,
+        Query(ge=0, le=1, max_length=16, description="accuracies to predict params for"),
+    ] = None,
+) -> PowerLawOut:
+    """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law
+    (null with fewer than 3 distinct sizes)."""
+    f = crud.ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
+    groups: dict[tuple[str, str, str], list[PowerLawPoint]] = {}
+    for exp in crud.power_law_points(session, f, metric):
+        acc = getattr(exp, metric)
+        groups.setdefault((exp.arch, exp.scope, exp.dataset), []).append(
+            PowerLawPoint(experiment_id=exp.id, params=exp.backbone_params or 0, accuracy=acc)
+        )
+    fitter = _fitter()
+    series = [_series(k, pts, fitter, target or []) for k, pts in sorted(groups.items())]
+    return PowerLawOut(metric=metric, fit_available=fitter is not None, series=series)

@@ -1,0 +1,151 @@
+"""Experiments: submit, list, show, cancel, retry, delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+
+from rpg_core.spec import ExperimentSpec
+
+from .. import crud, dispatch
+from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
+from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
+from ..storage import remove_files
+from ..validation import check_limits
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+SPEC_EXAMPLES: dict[str, Any] = {
+    "rpg": {
+        "summary": "ResNet-18 with a 45k global ring on digits",
+        "value": {
+            "name": "r18-rpg-45k",
+            "model": {"arch": "resnet18", "width": 0.25},
+            "rpg": {"ring_size": 45000, "scope": "global"},
+            "data": {"dataset": "digits"},
+            "train": {"epochs": 15, "batch_size": 128},
+            "tags": ["demo"],
+        },
+    },
+    "plain": {
+        "summary": "the plain network (no rpg section)",
+        "value": {"name": "r18-plain", "model": {"arch": "resnet18"}, "train": {"epochs": 15}},
+    },
+}
+Sort = Literal[
+    "id",
+    "-id",
+    "created",
+    "-created",
+    "name",
+    "-name",
+    "best_val_acc",
+    "-best_val_acc",
+    "updated",
+    "-updated",
+]
+Status = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed"]
+Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def _not_found(experiment_id: int) -> HTTPException:
+    return HTTPException(404, detail=f"experiment {experiment_id} not found")
+
+
+@router.post("", status_code=201, response_model=Created)
+def submit(
+    spec: Annotated[ExperimentSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    session: SessionDep,
+    settings: SettingsDep,
+    _auth: WriteAuth,
+) -> Created:
+    """Queue one experiment and send it to the worker."""
+    check_limits(spec, settings)
+    exp_id = crud.create_experiment(session, spec.model_dump(mode="json"))
+    session.commit()
+    sent = dispatch.dispatch(settings, [exp_id])
+    if sent:
+        crud.mark_dispatched(session, sent)
+        session.commit()
+    return Created(id=exp_id, status="queued", dispatched=bool(sent))
+
+
+@router.get("", response_model=ExperimentPage)
+def list_experiments(
+    session: SessionDep,
+    _auth: ReadAuth,
+    status: Status | None = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    sort: Sort = "-id",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ExperimentPage:
+    """Experiments, newest first by default; follow ``next_cursor`` for the next page."""
+    f = crud.ListFilter(
+        status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope
+    )
+    rows, next_cursor = crud.list_experiments(session, f, sort=sort, limit=limit, cursor=cursor)
+    return ExperimentPage(
+        items=[ExperimentSummary.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/{experiment_id}", response_model=ExperimentDetail)
+def show(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> ExperimentDetail:
+    """Spec, status, progress, timings, attempts, worker, error and result."""
+    exp = crud.get_experiment(session, experiment_id)
+    if exp is None:
+        raise _not_found(experiment_id)
+    out = ExperimentDetail.model_validate(exp)
+    out.result = crud.get_result(session, experiment_id)
+    out.has_model = crud.get_file(session, experiment_id, "model") is not None
+    return out
+
+
+@router.post("/{experiment_id}/cancel", response_model=StatusOut)
+def cancel(experiment_id: ExperimentId, session: SessionDep, _auth: WriteAuth) -> StatusOut:
+    """Queued: cancelled now. Running: "cancelling" until the worker stops. Finished: 409."""
+    try:
+        status = crud.request_cancel(session, experiment_id)
+    except KeyError:
+        raise _not_found(experiment_id) from None
+    session.commit()
+    return StatusOut(id=experiment_id, status=status)
+
+
+@router.post("/{experiment_id}/retry", response_model=StatusOut)
+def retry(
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, _auth: WriteAuth
+) -> StatusOut:
+    """A failed or cancelled run goes back in the queue (409 otherwise)."""
+    try:
+        crud.retry_experiment(session, experiment_id)
+    except KeyError:
+        raise _not_found(experiment_id) from None
+    session.commit()
+    sent = dispatch.dispatch(settings, [experiment_id])
+    if sent:
+        crud.mark_dispatched(session, sent)
+        session.commit()
+    return StatusOut(id=experiment_id, status="queued")
+
+
+@router.delete("/{experiment_id}", status_code=204)
+def delete(
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, _auth: WriteAuth
+) -> Response:
+    """Delete a finished run and its files (409 while it is queued or running)."""
+    try:
+        paths = crud.delete_experiment(session, experiment_id)
+    except KeyError:
+        raise _not_found(experiment_id) from None
+    session.commit()
+    remove_files(settings.artifact_dir, paths)
+    return Response(status_code=204)

@@ -1,0 +1,108 @@
+"""Files: download an experiment's .rpg model; inspect an uploaded .rpg without unpickling it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, Response
+
+from .. import crud
+from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
+from ..middleware import BodyTooLarge
+from ..storage import resolve_inside
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["files"])
+INSPECT_PATH = "/api/models/inspect"
+
+
+@router.get(
+    "/experiments/{experiment_id}/model",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, 304: {}, 404: {}},
+)
+def download_model(
+    experiment_id: ExperimentId,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _auth: ReadAuth,
+) -> Response:
+    """The experiment's .rpg file; ETag and X-Checksum-SHA256 carry its sha256."""
+    record = crud.get_file(session, experiment_id, "model")
+    path = resolve_inside(settings.artifact_dir, record.path) if record else None
+    if record is None or path is None or not path.is_file():
+        raise HTTPException(404, detail=f"experiment {experiment_id} has no stored model")
+    etag = f'"{record.sha256}"'
+    headers = {"ETag": etag, "X-Checksum-SHA256": record.sha256, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"experiment-{experiment_id}.rpg",
+        headers=headers,
+    )
+
+
+async def _spool(request: Request, limit: int, directory: str | None) -> str:
+    """Stream the body to a temp file (at most ``limit`` bytes); returns its path."""
+    fd, name = tempfile.mkstemp(suffix=".rpg", dir=directory)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                fh.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    if size == 0:
+        os.unlink(name)
+        raise HTTPException(400, detail="empty upload: send the .rpg file as the request body")
+    return name
+
+
+def _inspect(path: str) -> dict[str, Any]:
+    try:
+        from rpg_core.compact import inspect_compact
+    except ImportError:
+        raise HTTPException(503, detail="inspecting .rpg files is not available") from None
+    from rpg_core.exceptions import RPGError
+
+    try:
+        return dict(inspect_compact(path))
+    except RPGError as err:
+        raise HTTPException(422, detail=f"not a valid .rpg file: {err}") from None
+    except Exception as err:  # noqa: BLE001 - untrusted bytes: any parse failure is a 4xx
+        log.warning("inspect_compact failed on an upload: %r", err)
+        raise HTTPException(422, detail="not a valid .rpg file") from None
+
+
+@router.post(
+    "/models/inspect",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def inspect_model(request: Request, settings: SettingsDep, _auth: WriteAuth) -> Any:
+    """Validate an uploaded .rpg (the raw request body, at most max_upload_bytes) and describe
+    it: format version, architecture, ring sizes, checksums. Nothing is unpickled."""
+    from starlette.concurrency import run_in_threadpool
+
+    path = await _spool(request, settings.max_upload_bytes, None)
+    try:
+        return await run_in_threadpool(_inspect, path)
+    finally:
+        os.unlink(path)

@@ -1,0 +1,113 @@
+"""Sweeps: a SweepSpec expands into experiments created in one transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query
+
+from rpg_core.exceptions import RPGConfigError
+from rpg_core.sweep import SweepSpec, expand
+
+from .. import crud, dispatch
+from ..deps import ReadAuth, SessionDep, SettingsDep, SweepId, WriteAuth
+from ..errors import field_error
+from ..schemas import SweepCreated, SweepOut, SweepPage
+from ..validation import limit_errors
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+SWEEP_EXAMPLES: dict[str, Any] = {
+    "fig4": {
+        "summary": "ring sizes x architectures, plus the plain networks",
+        "value": {
+            "name": "fig4-digits",
+            "base": {
+                "model": {"arch": "resnet18", "width": 0.25},
+                "rpg": {"ring_size": 1000},
+                "data": {"dataset": "digits"},
+                "train": {"epochs": 2},
+            },
+            "grid": {"rpg.ring_size": [250, 1000, 4000]},
+            "extra": [{"name": "plain", "rpg": None}],
+            "tags": ["fig4"],
+        },
+    }
+}
+
+
+@router.post("", status_code=201, response_model=SweepCreated)
+def submit_sweep(
+    sweep: Annotated[SweepSpec, Body(openapi_examples=SWEEP_EXAMPLES)],
+    session: SessionDep,
+    settings: SettingsDep,
+    _auth: WriteAuth,
+) -> SweepCreated:
+    """Create every experiment of the sweep (all or none) and send them to the worker."""
+    try:
+        specs = expand(sweep)
+    except RPGConfigError as err:
+        raise field_error("sweep", str(err)) from None
+    if len(specs) > settings.max_sweep_experiments:
+        raise field_error(
+            "sweep", f"{len(specs)} experiments; at most {settings.max_sweep_experiments} per sweep"
+        )
+    errors = [
+        e for i, s in enumerate(specs) for e in limit_errors(s, settings, f"experiments[{i}].")
+    ]
+    if errors:
+        raise HTTPException(422, detail=errors[:50])
+    sweep_id, ids = crud.create_sweep(
+        session,
+        sweep.name,
+        sweep.model_dump(mode="json"),
+        [s.model_dump(mode="json") for s in specs],
+    )
+    session.commit()
+    sent = dispatch.dispatch(settings, ids)
+    if sent:
+        crud.mark_dispatched(session, sent)
+        session.commit()
+    return SweepCreated(id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=len(sent))
+
+
+@router.get("", response_model=SweepPage)
+def list_sweeps(
+    session: SessionDep,
+    _auth: ReadAuth,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="next_cursor")] = None,
+) -> SweepPage:
+    """Sweeps, newest first, with their experiments' counts by status."""
+    rows = crud.list_sweeps(session, limit=limit + 1, before_id=cursor)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    counts = crud.sweep_counts(session, [r.id for r in rows])
+    items = [
+        SweepOut(
+            id=r.id,
+            name=r.name,
+            created_at=r.created_at,
+            counts=counts[r.id],
+            total=sum(counts[r.id].values()),
+        )
+        for r in rows
+    ]
+    return SweepPage(items=items, next_cursor=str(rows[-1].id) if more else None)
+
+
+@router.get("/{sweep_id}", response_model=SweepOut)
+def show_sweep(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> SweepOut:
+    """A sweep's spec and its progress (experiment counts by status)."""
+    sweep = crud.get_sweep(session, sweep_id)
+    if sweep is None:
+        raise HTTPException(404, detail=f"sweep {sweep_id} not found")
+    counts = crud.count_by_status(session, sweep_id)
+    return SweepOut(
+        id=sweep.id,
+        name=sweep.name,
+        created_at=sweep.created_at,
+        counts=counts,
+        total=sum(counts.values()),
+        spec=sweep.spec,
+    )

@@ -1,0 +1,131 @@
+"""Response bodies of the REST API (request bodies are rpg_core's ExperimentSpec/SweepSpec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Created(Out):
+    id: int = Field(examples=[42])
+    status: str = Field(examples=["queued"])
+    dispatched: bool = Field(description="False: the broker was unreachable; the run stays queued")
+
+
+class ExperimentSummary(Out):
+    id: int
+    name: str
+    status: str
+    arch: str
+    dataset: str
+    scope: str
+    ring_size: float | None
+    sweep_id: int | None
+    tags: list[str]
+    progress: float
+    epoch: int | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    val_acc: float | None
+    best_val_acc: float | None
+    backbone_params: int | None
+
+
+class ExperimentDetail(ExperimentSummary):
+    spec: dict[str, Any]
+    worker: str | None
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    error: str | None
+    updated_at: datetime
+    train_acc: float | None
+    total_params: int | None
+    train_time_s: float | None
+    result: dict[str, Any] | None = None
+    has_model: bool = False
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: the end")
+
+
+class StatusOut(BaseModel):
+    id: int
+    status: str
+
+
+class SweepCreated(BaseModel):
+    id: int
+    name: str
+    experiment_ids: list[int]
+    dispatched: int
+
+
+class SweepOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    total: int
+    counts: dict[str, int] = Field(examples=[{"queued": 3, "running": 1, "succeeded": 8}])
+    spec: dict[str, Any] | None = None
+
+
+class SweepPage(BaseModel):
+    items: list[SweepOut]
+    next_cursor: str | None
+
+
+class Series(BaseModel):
+    epoch: list[int]
+    value: list[float]
+
+
+class MetricsOut(BaseModel):
+    experiment_id: int
+    series: dict[str, Series]
+
+
+class PowerLawPoint(BaseModel):
+    experiment_id: int
+    params: int
+    accuracy: float
+
+
+class PowerLawFit(BaseModel):
+    a: float
+    b: float
+    r2: float
+    b_ci: list[float] | None
+    params_for: dict[str, float | None] = Field(
+        default_factory=dict, description="backbone params predicted for each ?target= accuracy"
+    )
+
+
+class PowerLawSeries(BaseModel):
+    arch: str
+    scope: str
+    dataset: str
+    points: list[PowerLawPoint]
+    fit: PowerLawFit | None
+    fit_error: str | None = None
+
+
+class PowerLawOut(BaseModel):
+    metric: str
+    fit_available: bool
+    series: list[PowerLawSeries]
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: dict[str, Any]
+    broker: dict[str, Any]

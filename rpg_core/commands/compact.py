@@ -1,0 +1,95 @@
+"""``rpg inspect`` and ``rpg export``: look into a compact ``.rpg`` file, or export a plain model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import RPGConfigError
+
+EXPORT_FORMATS = ("onnx", "safetensors")
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="describe a compact .rpg model file (sizes, rings, spec)")
+    p.add_argument("file", help="the .rpg file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--build", action="store_true", help="also rebuild the model and check it")
+    p.add_argument("--key", help="the key of a keyed file (with --build)")
+    p.set_defaults(func=run_inspect)
+
+    e = sub.add_parser("export", help="export a .rpg file as a plain (materialised) model")
+    e.add_argument("file", help="the .rpg file")
+    e.add_argument("--to", choices=EXPORT_FORMATS, required=True, help="output format")
+    e.add_argument("-o", "--output", help="output path (default: FILE with the new suffix)")
+    e.add_argument("--key", help="the key of a keyed file")
+    e.add_argument(
+        "--input-size", type=int, help="ONNX: input height/width (default 32 cifar, 224 imagenet)"
+    )
+    e.set_defaults(func=run_export)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _print_report(info: dict[str, Any]) -> None:
+    spec = info["spec"]
+    _say(f"{info['path']}: {info['format']} v{info['format_version']}, by {info['writer']}")
+    _say(f"model: {json.dumps(spec['model'], sort_keys=True)}")
+    _say(f"rpg:   {json.dumps(spec['rpg'], sort_keys=True)}")
+    _say(
+        f"keyed: {info['keyed']}   ring dtype: {info['ring_dtype']}   checksum: {info['checksum']}"
+    )
+    for r in info["rings"]:
+        seed = "(keyed)" if r["seed"] is None else r["seed"]
+        _say(
+            f"ring {r['name']!r}: {r['size']:,} elements -> {r['generated']:,} weights in "
+            f"{r['layers']} layers (permute={r['permute']}, reflect={r['reflect']}, seed={seed})"
+        )
+    _say("parameters: " + ", ".join(f"{k} {v:,}" for k, v in info["params"].items()))
+    _say("bytes:      " + ", ".join(f"{k} {_human(v)}" for k, v in info["bytes"].items()))
+    ref = info["reference_artifacts_bytes"]
+    _say(
+        f"vs full float32 state_dict ({_human(info['full_float32_state_dict_bytes'])}): "
+        f"{info['ratio_vs_full_state_dict']:.1f}x smaller"
+    )
+    _say(
+        f"vs reference code's checkpoint + index .npy + masks .npy ({_human(ref['total'])}): "
+        f"{info['ratio_vs_reference']:.1f}x smaller"
+    )
+    if "built" in info:
+        _say("rebuilt: " + ", ".join(f"{k} {v:,}" for k, v in info["built"].items()))
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from ..compact import inspect_compact
+
+    info = inspect_compact(args.file, build=args.build, key=args.key)
+    if args.json:
+        _say(json.dumps(info, indent=2))
+    else:
+        _print_report(info)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..compact import export_plain
+
+    out = Path(args.output) if args.output else Path(args.file).with_suffix(f".{args.to}")
+    if out.resolve() == Path(args.file).resolve():
+        raise RPGConfigError("-o/--output: the output would overwrite the input file")
+    written = export_plain(args.file, out, to=args.to, key=args.key, input_size=args.input_size)
+    _say(f"wrote {written}")
+    return 0

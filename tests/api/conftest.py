@@ -1,0 +1,139 @@
+"""Fixtures: every API test runs on SQLite and on PostgreSQL (a fresh database per session)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
+
+from api import crud
+from api.db import make_engine, make_sessionmaker
+from api.main import create_app
+from api.migrate import upgrade
+from api.models import Base
+from api.settings import Settings
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+SPEC: dict[str, Any] = {
+    "name": "r18-ring",
+    "model": {"arch": "resnet18", "width": 0.25},
+    "rpg": {"ring_size": 1000},
+    "data": {"dataset": "digits"},
+    "train": {"epochs": 2, "batch_size": 32},
+    "tags": ["t1"],
+}
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"rpg_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for the API tests: {err}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_URL.format(name=name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'rpg.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated, emptied database of each backend."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(delete(table))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=db_url,
+        broker_url=None,
+        artifact_dir=tmp_path / "artifacts",
+        auto_migrate=False,
+        sse_poll_s=0.05,
+        max_ring_size=1_000_000,
+        max_epochs=500,
+        max_batch_size=1024,
+    )
+
+
+@pytest.fixture
+def app_and_client(settings: Settings) -> Iterator[tuple[Any, TestClient]]:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        yield app, client
+
+
+@pytest.fixture
+def client(app_and_client: tuple[Any, TestClient]) -> TestClient:
+    return app_and_client[1]
+
+
+@pytest.fixture
+def engine(app_and_client: tuple[Any, TestClient]) -> Engine:
+    engine: Engine = app_and_client[0].state.engine
+    return engine
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with make_sessionmaker(engine)() as s:
+        yield s
+
+
+@pytest.fixture
+def token(session: Session) -> str:
+    return crud.create_token(session, f"tester-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def submit(client: TestClient, auth: dict[str, str], **over: Any) -> int:
+    """POST a spec (SPEC with top-level overrides); returns the new id."""
+    r = client.post("/api/experiments", json={**SPEC, **over}, headers=auth)
+    assert r.status_code == 201, r.text
+    exp_id: int = r.json()["id"]
+    return exp_id
+
+
+def run_to_end(session: Session, exp_id: int, result: dict[str, Any] | None = None,
+               files: list[crud.FileRecord] | None = None, fail: str | None = None) -> None:
+    """Drive an experiment through the worker protocol to succeeded (or failed)."""
+    lease = crud.claim_experiment(session, exp_id, worker="test-worker")
+    assert lease is not None
+    if fail is not None:
+        assert crud.fail_experiment(session, exp_id, lease.token, fail)
+        return
+    assert crud.finish_experiment(session, exp_id, lease.token, result or {}, files or [])

@@ -1,0 +1,63 @@
+"""Power-law series with their fits, and the stored similarity histogram."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from .conftest import run_to_end, submit
+
+HAVE_FIT = importlib.util.find_spec("rpg_core.analysis.power_law") is not None
+
+
+def _run(client: TestClient, auth: dict[str, str], session: Session, params: int, acc: float,
+         **over: object) -> int:
+    exp_id = submit(client, auth, **over)
+    run_to_end(session, exp_id, {"best_val_acc": acc, "val_acc": acc - 0.01,
+                                 "backbone_params": params})
+    return exp_id
+
+
+def test_series_grouped_with_points(client: TestClient, auth: dict[str, str],
+                                    session: Session) -> None:
+    ids = [_run(client, auth, session, p, a) for p, a in
+           [(1000, 0.5), (4000, 0.7), (16000, 0.8), (64000, 0.85)]]
+    plain = [_run(client, auth, session, p, a, rpg=None) for p, a in [(10**6, 0.9), (2 * 10**6, 0.91)]]
+    submit(client, auth)  # queued: no result, not a point
+    r = client.get("/api/analysis/power-law", params={"target": [0.8]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    by_scope = {s["scope"]: s for s in body["series"]}
+    assert set(by_scope) == {"global", "plain"}
+    assert [p["experiment_id"] for p in by_scope["global"]["points"]] == ids
+    assert [p["experiment_id"] for p in by_scope["plain"]["points"]] == plain
+    assert by_scope["plain"]["fit"] is None  # fewer than 3 points
+    if body["fit_available"]:
+        fit = by_scope["global"]["fit"]
+        assert fit["b"] > 0 and 0 <= fit["r2"] <= 1
+        assert 4000 < fit["params_for"]["0.8"] < 64000
+    only = client.get("/api/analysis/power-law", params={"scope": "plain", "metric": "val_acc"})
+    assert [s["scope"] for s in only.json()["series"]] == ["plain"]
+    assert only.json()["series"][0]["points"][0]["accuracy"] == pytest.approx(0.89)
+
+
+@pytest.mark.skipif(not HAVE_FIT, reason="rpg_core.analysis.power_law is not there yet")
+def test_fit_failure_is_reported_not_raised(client: TestClient, auth: dict[str, str],
+                                            session: Session) -> None:
+    for p in (100, 200, 300):
+        _run(client, auth, session, p, 1.0)  # accuracy 1.0: error 0, no log-log fit
+    series = client.get("/api/analysis/power-law").json()["series"]
+    assert series[0]["fit"] is None and series[0]["fit_error"]
+
+
+def test_similarity(client: TestClient, auth: dict[str, str], session: Session) -> None:
+    exp_id = submit(client, auth)
+    assert client.get(f"/api/experiments/{exp_id}/similarity").status_code == 404
+    other = submit(client, auth)
+    hist = {"bins": [-1.0, 0.0, 1.0], "counts": [3, 4]}
+    run_to_end(session, other, {"similarity": hist})
+    r = client.get(f"/api/experiments/{other}/similarity")
+    assert r.status_code == 200 and r.json()["similarity"] == hist

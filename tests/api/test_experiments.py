@@ -1,0 +1,180 @@
+"""Experiments: submit, validation, show, list/filter/paginate, cancel, retry, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api import crud
+from api.models import Experiment
+
+from .conftest import SPEC, run_to_end, submit
+
+
+def _count(session: Session) -> int:
+    session.expire_all()
+    return int(session.scalar(select(func.count()).select_from(Experiment)) or 0)
+
+
+def test_submit_queues_and_show_returns_spec(client: TestClient, auth: dict[str, str]) -> None:
+    r = client.post("/api/experiments", json=SPEC, headers=auth)
+    assert r.status_code == 201
+    body = r.json()
+    assert body["status"] == "queued" and body["dispatched"] is False  # no broker configured
+    got = client.get(f"/api/experiments/{body['id']}").json()
+    assert got["spec"]["rpg"]["ring_size"] == 1000
+    assert (got["arch"], got["dataset"], got["scope"], got["tags"]) == (
+        "resnet18", "digits", "global", ["t1"]
+    )
+    assert got["attempts"] == 0 and got["result"] is None and got["has_model"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**SPEC, "rpg": {"ring_size": -5}}, "rpg.ring_size"),
+        ({**SPEC, "rpg": {"ring_size": 5_000_000}}, "rpg.ring_size"),  # over max_ring_size
+        ({**SPEC, "train": {"epochs": 501}}, "train.epochs"),  # over max_epochs
+        ({**SPEC, "train": {"batch_size": 2048}}, "train.batch_size"),
+        ({**SPEC, "surprise": 1}, "surprise"),
+        ({**SPEC, "model": {"arch": "nope"}}, "model.arch"),
+        ({**SPEC, "data": {"dataset": "../../etc"}}, "data.dataset"),
+        ({**SPEC, "name": "a/b"}, "name"),
+    ],
+)
+def test_bad_spec_names_the_field_and_changes_nothing(
+    client: TestClient, auth: dict[str, str], session: Session, body: dict[str, Any], field: str
+) -> None:
+    before = _count(session)
+    r = client.post("/api/experiments", json=body, headers=auth)
+    assert r.status_code == 422
+    fields = [d["field"] for d in r.json()["detail"]]
+    assert field in fields, r.json()
+    assert all(d["message"] for d in r.json()["detail"])
+    assert _count(session) == before
+
+
+def test_invalid_json_is_422(client: TestClient, auth: dict[str, str]) -> None:
+    r = client.post("/api/experiments", content=b"{not json",
+                    headers={**auth, "content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_writes_need_a_valid_token(client: TestClient, session: Session) -> None:
+    assert client.post("/api/experiments", json=SPEC).status_code == 401
+    bad = {"Authorization": "Bearer rpg_not-a-token"}
+    assert client.post("/api/experiments", json=SPEC, headers=bad).status_code == 401
+    assert client.post("/api/experiments/1/cancel", headers=bad).status_code == 401
+    assert client.delete("/api/experiments/1").status_code == 401
+    assert _count(session) == 0
+
+
+def test_show_unknown_is_404(client: TestClient) -> None:
+    assert client.get("/api/experiments/999999").status_code == 404
+
+
+def test_filters(client: TestClient, auth: dict[str, str], session: Session) -> None:
+    a = submit(client, auth, name="a", tags=["x"])
+    b = submit(client, auth, name="b", model={"arch": "resnet34"}, tags=["y"])
+    c = submit(client, auth, name="c", rpg=None, data={"dataset": "synthetic"})
+    run_to_end(session, c, {"best_val_acc": 0.5})
+
+    def ids(**params: Any) -> list[int]:
+        r = client.get("/api/experiments", params=params)
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()["items"]]
+
+    assert ids() == [c, b, a]
+    assert ids(arch="resnet34") == [b]
+    assert ids(tag="x") == [a]
+    assert ids(status="succeeded") == [c]
+    assert ids(dataset="synthetic") == [c]
+    assert ids(scope="plain") == [c]
+    assert client.get("/api/experiments", params={"status": "bogus"}).status_code == 422
+
+
+@pytest.mark.parametrize("sort", ["-id", "id", "name", "-name", "-best_val_acc", "updated"])
+def test_cursor_pagination_visits_every_row_once(
+    client: TestClient, auth: dict[str, str], session: Session, sort: str
+) -> None:
+    ids = [submit(client, auth, name=f"e{i % 3}") for i in range(7)]
+    for i, exp_id in enumerate(ids[:4]):
+        run_to_end(session, exp_id, {"best_val_acc": 0.1 * (i % 2)})  # ties on purpose
+    seen: list[int] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, Any] = {"limit": 3, "sort": sort}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/api/experiments", params=params).json()
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(ids)
+    if sort in ("-id", "id"):
+        assert seen == sorted(ids, reverse=sort == "-id")
+
+
+def test_bad_cursor_and_limit_are_422(client: TestClient) -> None:
+    r = client.get("/api/experiments", params={"cursor": "garbage!!"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "cursor"
+    assert client.get("/api/experiments", params={"limit": 201}).status_code == 422
+    assert client.get("/api/experiments", params={"limit": 0}).status_code == 422
+
+
+def test_cancel_queued_then_retry(client: TestClient, auth: dict[str, str]) -> None:
+    exp_id = submit(client, auth)
+    r = client.post(f"/api/experiments/{exp_id}/cancel", headers=auth)
+    assert r.json()["status"] == "cancelled"
+    assert client.post(f"/api/experiments/{exp_id}/cancel", headers=auth).status_code == 409
+    r = client.post(f"/api/experiments/{exp_id}/retry", headers=auth)
+    assert r.status_code == 200 and r.json()["status"] == "queued"
+    got = client.get(f"/api/experiments/{exp_id}").json()
+    assert got["status"] == "queued" and got["cancel_requested"] is False
+    assert client.post(f"/api/experiments/{exp_id}/retry", headers=auth).status_code == 409
+
+
+def test_cancel_running_sets_cancelling(client: TestClient, auth: dict[str, str],
+                                        session: Session) -> None:
+    exp_id = submit(client, auth)
+    lease = crud.claim_experiment(session, exp_id, "w1")
+    assert lease is not None
+    assert client.post(f"/api/experiments/{exp_id}/cancel", headers=auth).json()["status"] == (
+        "cancelling"
+    )
+    assert crud.heartbeat(session, exp_id, lease.token).cancel_requested
+    assert crud.mark_cancelled(session, exp_id, lease.token)
+    assert client.get(f"/api/experiments/{exp_id}").json()["status"] == "cancelled"
+
+
+def test_retry_failed_keeps_attempts(client: TestClient, auth: dict[str, str],
+                                     session: Session) -> None:
+    exp_id = submit(client, auth)
+    run_to_end(session, exp_id, fail="loss became NaN")
+    got = client.get(f"/api/experiments/{exp_id}").json()
+    assert got["status"] == "failed" and got["error"] == "loss became NaN"
+    assert client.post(f"/api/experiments/{exp_id}/retry", headers=auth).status_code == 200
+    got = client.get(f"/api/experiments/{exp_id}").json()
+    assert got["status"] == "queued" and got["error"] is None and got["attempts"] == 1
+
+
+def test_delete_only_finished_and_removes_files(client: TestClient, auth: dict[str, str],
+                                                session: Session, settings: Any) -> None:
+    exp_id = submit(client, auth)
+    assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 409
+    rel = crud.artifact_relpath(exp_id)
+    path = settings.artifact_dir / rel
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"model bytes")
+    run_to_end(session, exp_id, {"val_acc": 0.9},
+               [crud.file_record(settings.artifact_dir, rel)])
+    assert path.exists()
+    assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 204
+    assert not path.exists()
+    assert client.get(f"/api/experiments/{exp_id}").status_code == 404
+    assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 404

@@ -1,0 +1,79 @@
+"""Sweeps: one transaction for all experiments, progress counts, listing, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.models import Experiment, Sweep
+
+from .conftest import run_to_end
+
+SWEEP: dict[str, Any] = {
+    "name": "fig4",
+    "base": {"model": {"arch": "resnet18", "width": 0.25}, "data": {"dataset": "digits"},
+             "train": {"epochs": 2}},
+    "grid": {"rpg.ring_size": [100, 200, 400]},
+    "extra": [{"name": "plain", "rpg": None}],
+    "tags": ["fig4"],
+}
+
+
+def _rows(session: Session) -> tuple[int, int]:
+    session.expire_all()
+    return (int(session.scalar(select(func.count()).select_from(Experiment)) or 0),
+            int(session.scalar(select(func.count()).select_from(Sweep)) or 0))
+
+
+def test_sweep_creates_its_experiments(client: TestClient, auth: dict[str, str],
+                                       session: Session) -> None:
+    r = client.post("/api/sweeps", json=SWEEP, headers=auth)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["experiment_ids"]) == 4
+    run_to_end(session, body["experiment_ids"][0], {"val_acc": 0.5})
+    got = client.get(f"/api/sweeps/{body['id']}").json()
+    assert got["total"] == 4 and got["counts"] == {"queued": 3, "succeeded": 1}
+    assert got["spec"]["grid"] == SWEEP["grid"]
+    items = client.get("/api/experiments", params={"sweep": body["id"], "tag": "fig4"}).json()
+    assert {e["scope"] for e in items["items"]} == {"global", "plain"}
+    listed = client.get("/api/sweeps").json()["items"]
+    assert listed[0]["id"] == body["id"] and listed[0]["counts"]["queued"] == 3
+
+
+def test_sweep_pages(client: TestClient, auth: dict[str, str]) -> None:
+    ids = [client.post("/api/sweeps", json={**SWEEP, "name": f"s{i}"}, headers=auth).json()["id"]
+           for i in range(3)]
+    first = client.get("/api/sweeps", params={"limit": 2}).json()
+    second = client.get("/api/sweeps", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [s["id"] for s in first["items"] + second["items"]] == ids[::-1]
+    assert second["next_cursor"] is None
+
+
+def test_too_many_experiments_rejected_and_nothing_written(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    big = {**SWEEP, "grid": {"rpg.ring_size": list(range(1, 41)), "train.seed": list(range(26))}}
+    r = client.post("/api/sweeps", json=big, headers=auth)
+    assert r.status_code == 422 and "1000" in r.json()["detail"][0]["message"]
+    assert _rows(session) == (0, 0)
+
+
+def test_one_bad_experiment_rejects_the_sweep(client: TestClient, auth: dict[str, str],
+                                              session: Session) -> None:
+    bad = {**SWEEP, "grid": {"rpg.ring_size": [100, 5_000_000]}}  # over max_ring_size
+    r = client.post("/api/sweeps", json=bad, headers=auth)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"] == "experiments[1].rpg.ring_size"
+    bad = {**SWEEP, "grid": {"model.arch": ["resnet18", "nope"]}}
+    r = client.post("/api/sweeps", json=bad, headers=auth)
+    assert r.status_code == 422 and "nope" in r.json()["detail"][0]["message"]
+    assert client.post("/api/sweeps", json={**SWEEP, "what": 1}, headers=auth).status_code == 422
+    assert _rows(session) == (0, 0)
+
+
+def test_unknown_sweep_is_404(client: TestClient) -> None:
+    assert client.get("/api/sweeps/12345").status_code == 404

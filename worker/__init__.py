@@ -1,0 +1,1 @@
+"""RPG Studio worker."""
