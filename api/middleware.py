@@ -114,5 +114,10 @@ class PrometheusMiddleware:
 
 
 def _route_of(scope: Scope) -> str:
+    """The matched route's template (/api/experiments/{experiment_id}); bounded label values."""
     route: Any = scope.get("route")
-    return getattr(route, "path", None) or "(unmatched)"
+    if route is None:
+        return "(unmatched)"
+    params = {str(v): k for k, v in (scope.get("path_params") or {}).items()}
+    parts = [f"{{{params[p]}}}" if p in params else p for p in scope["path"].split("/")]
+    return "/".join(parts)

@@ -21,7 +21,7 @@ COMMAND_MODULES = [
     "rpg_core.commands.compact",
     "rpg_core.commands.analysis",
 ]
-OPTIONAL_COMMAND_MODULES = ["api.cli"]
+OPTIONAL_COMMAND_MODULES = ["api.cli", "worker.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

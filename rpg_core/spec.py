@@ -66,9 +66,11 @@ class ModelSpec(_Spec):
 class RPGSpec(_Spec):
     """How the network's layers are generated from rings (omit for a plain network)."""
 
-    ring_size: (
-        Annotated[int, Field(gt=0, le=MAX_RING_SIZE)] | Annotated[float, Field(gt=0, le=1)]
-    ) = Field(..., description="ring elements (int), or a fraction in (0, 1] of generated weights")
+    ring_size: int | float = Field(
+        ...,
+        description="ring elements (int > 0), or a fraction in (0, 1] of the generated weights",
+        examples=[45000, 0.05],
+    )
     scope: Literal["global", "stage"] | dict[str, str] = Field(
         "global", description="global ring, one ring per stage, or {layer pattern: ring name}"
     )
@@ -81,9 +83,16 @@ class RPGSpec(_Spec):
 
     @field_validator("ring_size", mode="before")
     @classmethod
-    def _no_bool(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("ring_size must be a count (int > 0) or a fraction in (0, 1]")
+    def _ring_size(cls, v: Any) -> Any:
+        msg = "must be a count (int > 0) or a fraction in (0, 1] of the generated weights"
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{msg}, got {v!r}")
+        if isinstance(v, float) and v.is_integer() and v > 1:
+            v = int(v)  # 45000.0 from a JSON client is a count
+        if isinstance(v, int) and not 0 < v <= MAX_RING_SIZE:
+            raise ValueError(f"{msg}; a count must be in 1..{MAX_RING_SIZE}, got {v}")
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError(f"{msg}; a fraction must be in (0, 1], got {v}")
         return v
 
     def rpgify_kwargs(self) -> dict[str, Any]:
@@ -204,7 +213,7 @@ def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{loc}: {e['msg']}")
+        lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

@@ -8,6 +8,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from .. import crud
 from ..deps import ReadAuth, SessionDep
@@ -16,6 +17,7 @@ from ..schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/analysis", tags=["analysis"])
 Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Accuracy = Annotated[float, Field(gt=0, lt=1)]
 MIN_POINTS = 3
 BOOTSTRAP = 200  # resampling rounds for the interval of b
 
@@ -80,8 +82,8 @@ def power_law(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
     target: Annotated[
-        list[float] | None,
-        Query(ge=0, le=1, max_length=16, description="accuracies to predict params for"),
+        list[Accuracy] | None,
+        Query(max_length=16, description="accuracies to predict params for"),
     ] = None,
 ) -> PowerLawOut:
     """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law

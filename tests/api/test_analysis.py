@@ -35,7 +35,8 @@ def test_series_grouped_with_points(client: TestClient, auth: dict[str, str],
     assert [p["experiment_id"] for p in by_scope["global"]["points"]] == ids
     assert [p["experiment_id"] for p in by_scope["plain"]["points"]] == plain
     assert by_scope["plain"]["fit"] is None  # fewer than 3 points
-    if body["fit_available"]:
+    assert body["fit_available"] == HAVE_FIT
+    if HAVE_FIT:
         fit = by_scope["global"]["fit"]
         assert fit["b"] > 0 and 0 <= fit["r2"] <= 1
         assert 4000 < fit["params_for"]["0.8"] < 64000

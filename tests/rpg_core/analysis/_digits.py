@@ -56,3 +56,14 @@ def small_resnet(ring_size: int | float | None, arch: str = "resnet18", seed: in
     return create_model(
         {"model": {"arch": arch, "width": 0.25, "in_channels": 1, "num_classes": 10}, "rpg": rpg}
     )
+
+
+class one_thread:  # noqa: N801 - used like a function: ``with one_thread():``
+    """Run torch on one thread inside the block (the test machine's cores are shared)."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.threads)

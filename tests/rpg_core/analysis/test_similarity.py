@@ -1,0 +1,93 @@
+"""Feature similarity: copies give mass at 1, independent features mass near 0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from rpg_core.analysis import feature_similarity
+from rpg_core.exceptions import RPGConfigError
+
+from ._digits import small_resnet
+
+
+def copies_model(channels: int = 8) -> nn.Module:
+    """A conv whose output channels are copies of one filter (every other one negated)."""
+    conv = nn.Conv2d(1, channels, 3, padding=1, bias=False)
+    with torch.no_grad():
+        base = torch.randn(1, 3, 3, generator=torch.Generator().manual_seed(0))
+        for i in range(channels):
+            conv.weight[i] = base if i % 2 == 0 else -base
+    return nn.Sequential(conv, nn.Flatten())
+
+
+def test_copied_channels_put_all_mass_at_one() -> None:
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    h = feature_similarity(copies_model(), x, layer="0", bins=20)
+    assert h.fractions[-1] == pytest.approx(1.0)
+    assert h.mean == pytest.approx(1.0, abs=1e-6)
+    assert h.pairs == 8 * 7 // 2
+    assert h.constant_channels == 0
+
+
+def test_independent_features_put_mass_near_zero() -> None:
+    x = torch.randn(64, 16, 8, 8, generator=torch.Generator().manual_seed(2))
+    h = feature_similarity(nn.Sequential(nn.Identity()), x, layer="0", bins=50)
+    assert h.mean < 0.05
+    assert sum(h.fractions[:5]) == pytest.approx(1.0)  # all |corr| < 0.1
+    assert h.samples_per_channel == 64 * 8 * 8
+
+
+def test_constant_channel_counts_as_uncorrelated() -> None:
+    model = copies_model(4)
+    with torch.no_grad():
+        model[0].weight[0].zero_()  # channel 0 is always 0
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    h = feature_similarity(model, x, layer="0", bins=10)
+    assert h.constant_channels == 1
+    # 6 pairs: 3 with the constant channel (0), 3 among the copies (1)
+    assert h.fractions[0] == pytest.approx(0.5)
+    assert h.fractions[-1] == pytest.approx(0.5)
+
+
+def test_resnet_layer3_histogram() -> None:
+    model = small_resnet(2000)
+    model.train()
+    x = torch.randn(12, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    y = torch.zeros(12, dtype=torch.int64)
+    loader = [(x[:5], y[:5]), (x[5:], y[5:])]
+    h = feature_similarity(model, loader, max_images=8, bins=25)
+    assert model.training  # mode restored
+    assert h.layer == "layer3"
+    assert h.channels == 64  # 256 * 0.25
+    assert h.images == 8
+    assert len(h.bin_edges) == 26 and h.bin_edges[0] == 0.0 and h.bin_edges[-1] == 1.0
+    assert len(h.fractions) == 25
+    assert sum(h.fractions) == pytest.approx(1.0)
+    again = feature_similarity(model, (x[:8], y[:8]), bins=25)
+    assert again == h  # deterministic for a given batch
+    d = json.loads(json.dumps(h.as_dict()))
+    assert d["fractions"] == list(h.fractions)
+
+
+def test_unknown_layer_lists_valid_names() -> None:
+    with pytest.raises(RPGConfigError, match="layer3"):
+        feature_similarity(small_resnet(None), torch.randn(2, 1, 16, 16), layer="layer9")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"), [({"bins": 0}, "bins"), ({"max_images": 0}, "max_images")]
+)
+def test_bad_options(kwargs: dict, word: str) -> None:
+    with pytest.raises(RPGConfigError, match=word):
+        feature_similarity(copies_model(), torch.randn(2, 1, 8, 8), layer="0", **kwargs)
+
+
+def test_bad_batch() -> None:
+    with pytest.raises(RPGConfigError, match="loader_or_batch"):
+        feature_similarity(copies_model(), ["not images"], layer="0")
+    with pytest.raises(RPGConfigError, match="loader_or_batch"):
+        feature_similarity(copies_model(), [], layer="0")

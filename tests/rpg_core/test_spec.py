@@ -1,0 +1,103 @@
+"""The experiment spec: defaults, recipes, validation messages, files, sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rpg_core import RPGConfigError
+from rpg_core.spec import RECIPES, json_schema, load_spec, parse_spec, resolve_train
+from rpg_core.sweep import MAX_EXPERIMENTS, expand, load_sweep
+
+ISSUE_EXAMPLE = """
+name: r18-rpg-45k
+model: {arch: resnet18, variant: cifar}
+rpg: {ring_size: 45000, scope: global, permute: true, reflect: true, seed: 0}   # omit: plain
+data: {dataset: digits}
+train: {recipe: cifar, epochs: 15, batch_size: 128}
+"""
+
+
+def test_the_documented_example_parses(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(ISSUE_EXAMPLE)
+    spec = load_spec(path)
+    assert spec.rpg is not None and spec.rpg.ring_size == 45000
+    assert spec.task == "classification"
+    hp = resolve_train(spec.train)
+    assert hp["epochs"] == 15 and hp["batch_size"] == 128 and hp["lr"] == 0.1
+    assert hp["milestones"] == [4, 9, 12]  # 60/120/160 of 200, scaled to 15 epochs
+
+
+def test_recipes_are_the_papers() -> None:
+    assert (
+        RECIPES["cifar"]["milestones"] == [60, 120, 160]
+        and RECIPES["cifar"]["weight_decay"] == 5e-4
+    )
+    assert RECIPES["imagenet"]["lr"] == 0.3 and RECIPES["imagenet"]["batch_size"] == 256
+    full = resolve_train(parse_spec({"train": {"recipe": "imagenet"}}).train)
+    assert full["milestones"] == [75, 150, 225] and full["weight_decay"] == 3e-5
+    own = resolve_train(parse_spec({"train": {"epochs": 10, "milestones": [3], "lr": 0.5}}).train)
+    assert own["milestones"] == [3] and own["lr"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"rpg": {"ring_size": 0}}, "rpg.ring_size"),
+        ({"rpg": {"ring_size": 1.5}}, "rpg.ring_size"),
+        ({"rpg": {"ring_size": 10, "scope": "blocks"}}, "rpg.scope"),
+        ({"model": {"arch": "vit"}}, "model.arch"),
+        ({"data": {"dataset": "../etc"}}, "data.dataset"),
+        ({"data": {"dataset": "imagefolder:../x"}}, "data.dataset"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"milestones": [5, 3]}}, "train"),
+        ({"unknown": 1}, "unknown"),
+        ({"name": "bad name!"}, "name"),
+    ],
+)
+def test_errors_name_the_field(data: dict, field: str) -> None:
+    with pytest.raises(RPGConfigError, match=rf"(^|; |invalid spec: ){field}"):
+        parse_spec(data)
+
+
+def test_float_count_from_json_is_an_int() -> None:
+    spec = parse_spec({"rpg": {"ring_size": 45000.0}})
+    assert (
+        spec.rpg is not None and spec.rpg.ring_size == 45000 and isinstance(spec.rpg.ring_size, int)
+    )
+
+
+def test_schema_is_exported() -> None:
+    schema = json_schema()
+    assert set(schema["properties"]) >= {"name", "task", "model", "rpg", "data", "train", "tags"}
+
+
+def test_sweep_expansion(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "name: s\nbase: {data: {dataset: digits}, rpg: {ring_size: 100}}\n"
+        "grid: {rpg.ring_size: [100, 1000], model.arch: [resnet18, resnet34]}\n"
+        "extra: [{name: plain, rpg: null}]\ntags: [t]\n"
+    )
+    specs = expand(load_sweep(path))
+    assert len(specs) == 5
+    assert {s.rpg.ring_size for s in specs if s.rpg} == {100, 1000}
+    assert specs[-1].name == "s-plain" and specs[-1].rpg is None
+    assert all(s.tags == ["t"] for s in specs)
+    assert len({s.name for s in specs}) == 5
+
+
+def test_sweep_errors() -> None:
+    with pytest.raises(RPGConfigError, match="at most 1000"):
+        expand(
+            {
+                "grid": {"rpg.seed": list(range(MAX_EXPERIMENTS + 1))},
+                "base": {"rpg": {"ring_size": 5}},
+            }
+        )
+    with pytest.raises(RPGConfigError, match=r"sweep experiment .*rpg.ring_size"):
+        expand({"base": {"rpg": {"ring_size": 5}}, "grid": {"rpg.ring_size": [-1]}})
+    with pytest.raises(RPGConfigError, match="grid.rpg.seed: give at least one value"):
+        expand({"grid": {"rpg.seed": []}})
