@@ -41,7 +41,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(PY) -m rpg_core.demo
+	$(PY) -m worker.demo
 
 bench: setup
 	$(PY) benchmarks/bench_ring.py

@@ -10,6 +10,8 @@ e.g. a reconciler re-queued the run, and the worker must stop without writing an
     finish_experiment(s, exp_id, lease.token, result={...}, files=[FileRecord(...)])
     fail_experiment(s, exp_id, lease.token, error="...")
     mark_cancelled(s, exp_id, lease.token)              # after seeing cancel_requested
+
+Reconciler: ``redispatch_candidates`` (ids to send again), ``finalize_abandoned_cancels``.
 """
 
 from __future__ import annotations
@@ -372,16 +374,36 @@ def metric_series(session: Session, experiment_id: int, after_id: int = 0) -> li
     return list(session.scalars(q))
 
 
+@dataclass(frozen=True)
+class Point:
+    experiment_id: int
+    arch: str
+    scope: str
+    dataset: str
+    params: int
+    accuracy: float
+
+
 def power_law_points(
     session: Session, f: ListFilter, metric: str = "best_val_acc", limit: int = 10_000
-) -> list[Experiment]:
+) -> list[Point]:
+    """(params, accuracy) of succeeded runs with both set, oldest first (columns only)."""
     col = getattr(Experiment, metric)
-    q = _filtered(select(Experiment), f).where(
+    q = select(
+        Experiment.id,
+        Experiment.arch,
+        Experiment.scope,
+        Experiment.dataset,
+        Experiment.backbone_params,
+        col,
+    )
+    q = _filtered(q, f).where(
         Experiment.status == "succeeded",
         Experiment.backbone_params.is_not(None),
         col.is_not(None),
     )
-    return list(session.scalars(q.order_by(Experiment.id).limit(limit)))
+    rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
+    return [Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
 
 
 def get_file(session: Session, experiment_id: int, kind: str) -> StoredFile | None:
@@ -605,6 +627,42 @@ def mark_cancelled(session: Session, experiment_id: int, token: int) -> bool:
     return _fenced_update(
         session, experiment_id, token, status="cancelled", finished_at=now, lease_expires_at=None
     )
+
+
+def redispatch_candidates(session: Session, stale_s: float = 60.0, limit: int = 500) -> list[int]:
+    """For the reconciler: queued runs never dispatched or dispatched over ``stale_s`` ago, and
+    running runs whose lease expired (their worker died). Send each again with ``dispatch``;
+    ``claim_experiment`` decides who really runs it."""
+    now = utcnow()
+    old = now - timedelta(seconds=stale_s)
+    q = (
+        select(Experiment.id)
+        .where(
+            or_(
+                and_(
+                    Experiment.status == "queued",
+                    or_(Experiment.dispatched_at.is_(None), Experiment.dispatched_at < old),
+                ),
+                and_(Experiment.status == "running", Experiment.lease_expires_at < now),
+            )
+        )
+        .order_by(Experiment.id)
+        .limit(limit)
+    )
+    return list(session.scalars(q))
+
+
+def finalize_abandoned_cancels(session: Session) -> int:
+    """ "cancelling" runs whose worker stopped heart-beating become "cancelled". Commits."""
+    now = utcnow()
+    res = session.execute(
+        update(Experiment)
+        .where(Experiment.status == "cancelling", Experiment.lease_expires_at < now)
+        .values(status="cancelled", finished_at=now, updated_at=now, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return int(res.rowcount)  # type: ignore[attr-defined]
 
 
 def file_record(artifact_dir: Path, relative: str, kind: str = "model") -> FileRecord:

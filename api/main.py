@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(PrometheusMiddleware, registry=registry)
+    from frontend import mount
+
+    mount(app)  # the dashboard at /
     return app
 
 

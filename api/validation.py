@@ -1,6 +1,10 @@
-"""The service's limits on top of the spec's own validation (422 naming the field)."""
+"""The service's checks on top of the spec's own validation (422 naming the field)."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import HTTPException
 
@@ -8,12 +12,39 @@ from rpg_core.spec import ExperimentSpec, resolve_train
 
 from .settings import Settings
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TAG_QUERY_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(str(k), f"{path}.{k}" if path else str(k))
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _text_errors(spec: ExperimentSpec, prefix: str) -> list[dict[str, str]]:
+    """NUL anywhere, and control characters in tags (databases and logs cannot take them)."""
+    errors = []
+    for path, text in _strings(spec.model_dump(mode="json"), ""):
+        bad = "\x00" in text or (path.startswith("tags") and CONTROL.search(text))
+        if bad:
+            errors.append(
+                {"field": f"{prefix}{path}", "message": "control characters are not allowed"}
+            )
+    return errors
+
 
 def limit_errors(
     spec: ExperimentSpec, settings: Settings, prefix: str = ""
 ) -> list[dict[str, str]]:
     """Each field of ``spec`` over a maximum of ``settings``, as {"field", "message"}."""
-    errors = []
+    errors = _text_errors(spec, prefix)
     rpg = spec.rpg
     if (
         rpg is not None

@@ -25,6 +25,7 @@ from torch import nn
 from rpg_core import count_params, rings
 from rpg_core.compact import load_compact, read_header, save_compact
 from rpg_core.models import create_model
+from rpg_core.ring import build_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Compact files (issue 4)"
@@ -35,20 +36,33 @@ def _mb(n: int) -> str:
 
 
 # --- sizes ----------------------------------------------------------------------------------
-def _reference_artifacts(model: nn.Module, tmp: Path) -> int:
-    """Write what the reference code writes: checkpoint + int64 index .npy + masks .npy."""
+NPY_HEADER = 128  # np.save's header for a 1-D array
+
+
+def _reference_artifacts(model: nn.Module, tmp: Path, write_npy: bool) -> int:
+    """What the reference code writes: checkpoint + int64 index .npy + masks .npy.
+
+    The checkpoint is always written with torch.save and measured; the two .npy files are
+    written with numpy when ``write_npy`` (and then must match the arithmetic), else computed.
+    """
     ring = rings(model)["global"]
     torch.save(model.state_dict(), tmp / "ckpt.pth")
-    np.save(tmp / "index.npy", ring.index.numpy().astype(np.int64))
-    np.save(tmp / "masks.npy", np.sign(ring.scale.numpy()).astype(np.float32))
-    total = sum((tmp / f).stat().st_size for f in ("ckpt.pth", "index.npy", "masks.npy"))
-    for f in ("ckpt.pth", "index.npy", "masks.npy"):
-        (tmp / f).unlink()
-    return total
+    total = (tmp / "ckpt.pth").stat().st_size
+    m = ring.spec.generated
+    arithmetic = (NPY_HEADER + 8 * m) + (NPY_HEADER + 4 * m)
+    if write_npy:
+        np.save(tmp / "index.npy", ring.index.numpy().astype(np.int64))
+        np.save(tmp / "masks.npy", np.sign(ring.scale.numpy()).astype(np.float32))
+        written = sum((tmp / f).stat().st_size for f in ("index.npy", "masks.npy"))
+        assert written == arithmetic, (written, arithmetic)
+        (tmp / "index.npy").unlink()
+        (tmp / "masks.npy").unlink()
+    (tmp / "ckpt.pth").unlink()
+    return total + arithmetic
 
 
 def size_rows(tmp: Path) -> list[list[str]]:
-    rows = []
+    rows: list[list[str]] = []
     for variant, classes in (("cifar", 100), ("imagenet", 1000)):
         for ring_size in (45_000, 2_000_000):
             spec = {"model": {"arch": "resnet18", "variant": variant, "num_classes": classes},
@@ -59,7 +73,7 @@ def size_rows(tmp: Path) -> list[list[str]]:
                 save_compact(model, tmp / f"{dtype}.rpg", ring_dtype=dtype)
                 sizes[dtype] = (tmp / f"{dtype}.rpg").stat().st_size
             header = read_header(tmp / "float32.rpg").header_len
-            ref = _reference_artifacts(model, tmp)
+            ref = _reference_artifacts(model, tmp, write_npy=not rows)
             full = sum(t.numel() * t.element_size() for t in model.state_dict().values())
             full += 4 * count_params(model).generated - 4 * ring_size
             c = count_params(model)
@@ -81,8 +95,11 @@ def load_rows(tmp: Path, repeats: int = 3) -> list[list[str]]:
     np.save(tmp / "index.npy", ring.index.numpy().astype(np.int64))
     np.save(tmp / "masks.npy", np.sign(ring.scale.numpy()).astype(np.float32))
     x = torch.randn(1, 3, 32, 32)
-    ours, forward, npy = [], [], []
+    ours, forward, npy, tables = [], [], [], []
     for _ in range(repeats):
+        t0 = time.perf_counter()
+        build_tables(ring.spec)
+        tables.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         m = load_compact(tmp / "m.rpg")
         t1 = time.perf_counter()
@@ -99,6 +116,8 @@ def load_rows(tmp: Path, repeats: int = 3) -> list[list[str]]:
     generated = ring.spec.generated
     return [
         ["load_compact (validate, rebuild from seeds, load)", f"{med(ours):.2f} s"],
+        ["  of which: index array + signs from the seeds (rpg_core.ring.build_tables)",
+         f"{med(tables):.2f} s"],
         ["first forward pass (1x3x32x32, gathers the kernels)", f"{med(forward):.2f} s"],
         ["total: load + first forward", f"{med(ours) + med(forward):.2f} s"],
         [f"reference: np.load of index + masks only ({generated:,} weights, from page cache)",
@@ -135,6 +154,7 @@ def accuracy_rows(tmp: Path, epochs: int) -> list[list[str]]:
     spec = {"model": {"arch": "resnet18", "width": 0.25, "in_channels": 1, "num_classes": 10},
             "rpg": {"ring_size": 0.05}}  # fmt: skip
     xtr, ytr, xte, yte = _digits()
+    torch.manual_seed(0)
     model = create_model(spec)
     _train(model, xtr, ytr, epochs)
     model.eval()
@@ -162,23 +182,29 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def report(epochs: int) -> str:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         t0 = time.perf_counter()
         sizes = size_rows(tmp)
+        t1 = time.perf_counter()
         loads = load_rows(tmp)
+        t2 = time.perf_counter()
         accs = accuracy_rows(tmp, epochs)
         took = time.perf_counter() - t0
+        print(f"sizes {t1 - t0:.0f} s, load {t2 - t1:.0f} s, accuracy {took - t2 + t0:.0f} s")
     date = datetime.date.today().isoformat()
     cpu = platform.processor() or platform.machine()
     return "\n\n".join([
         SECTION,
         f"Machine: {os.cpu_count()}-core CPU ({cpu}, shared with other jobs), torch "
         f"{torch.__version__}; {date}; command: `python benchmarks/bench_compact.py --write` "
-        f"({took:.0f} s).",
+        f"({took:.0f} s); 1-minute load average {load[0]:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (other developers' jobs share the 2 cores).",
         "**Sizes.** ResNet18-RPG, global ring. `.rpg` float32 / int8 ring vs the reference code's "
         "artifacts for the same model (torch.save checkpoint + int64 index `.npy` + sign masks "
-        "`.npy` as float32, all written to disk and measured) and vs a full float32 state_dict.",
+        "`.npy` as float32; the checkpoint written and measured, the `.npy` sizes written once and "
+        "checked against 128 + 8M and 128 + 4M bytes) and vs a full float32 state_dict.",
         _table(["variant", "ring", "learned params", ".rpg f32", ".rpg int8", "header",
                 "reference files", "ref/.rpg f32", "ref/.rpg int8", "full/.rpg f32"], sizes),
         "**Load time**, ResNet18-RPG (CIFAR stem, 11.2M generated weights, 2M ring), median "

@@ -22,6 +22,22 @@ COMMAND_MODULES = [
     "rpg_core.commands.analysis",
 ]
 OPTIONAL_COMMAND_MODULES = ["api.cli", "worker.cli"]
+SERVICE_PACKAGES = {
+    "api",
+    "worker",
+    "fastapi",
+    "sqlalchemy",
+    "alembic",
+    "celery",
+    "kombu",
+    "redis",
+    "uvicorn",
+    "httpx",
+    "pydantic_settings",
+    "psycopg",
+    "plotly",
+    "starlette",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in OPTIONAL_COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ImportError:
+        except ModuleNotFoundError as err:
+            # Only a missing service stack hides these commands; a bug in them still raises.
+            if err.name is None or err.name.split(".")[0] not in SERVICE_PACKAGES:
+                raise
+            logging.getLogger(__name__).debug("%s unavailable: %s", name, err)
             continue
         module.register(sub)
     return parser

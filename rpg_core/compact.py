@@ -118,7 +118,8 @@ class CompactHeader:
 
 
 def _fail(path: Path | str, message: str) -> RPGFormatError:
-    return RPGFormatError(f"{path}: {message}")
+    # The file name only: the API reads uploads from server paths that are nobody's business.
+    return RPGFormatError(f"{Path(path).name}: {message}")
 
 
 # --- reading and validating the header -------------------------------------------------------
@@ -557,9 +558,9 @@ def _encode_key(model_seed: int, ring_seeds: dict[str, int]) -> str:
 
 def _decode_key(h: CompactHeader, key: str) -> tuple[int, dict[str, int]]:
     if not isinstance(key, str) or len(key) > 64_000:
-        raise RPGKeyError(f"{h.path}: the key must be the string save_compact returned")
+        raise RPGKeyError(f"{h.path.name}: the key must be the string save_compact returned")
     if not h.key_salt or not h.key_check or _key_check(h.key_salt, key) != h.key_check:
-        raise RPGKeyError(f"{h.path}: wrong key for this model (the file is intact: its key "
+        raise RPGKeyError(f"{h.path.name}: wrong key for this model (the file is intact: its key "
                           "checksum does not match the key given)")  # fmt: skip
     try:
         body = key[len(KEY_PREFIX) :]
@@ -567,7 +568,7 @@ def _decode_key(h: CompactHeader, key: str) -> tuple[int, dict[str, int]]:
         seed = generator.check_seed(data["seed"], "key seed")
         rings = {str(k): generator.check_seed(v, "key ring seed") for k, v in data["rings"].items()}
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, RPGError):
-        raise RPGKeyError(f"{h.path}: the key matches but cannot be decoded") from None
+        raise RPGKeyError(f"{h.path.name}: the key matches but cannot be decoded") from None
     return seed, rings
 
 
@@ -576,14 +577,18 @@ def _seeds_for(h: CompactHeader, key: str | None) -> tuple[int | None, dict[str,
     if not h.keyed:
         if key is not None:
             log.info("%s is not keyed; the key given is ignored", h.path)
-        seed = h.spec["rpg"]["seed"] if h.spec["rpg"] is not None else None
+        if h.spec["rpg"] is None:
+            return None, {}
+        seed = h.spec["rpg"].get("seed")
+        if not _is_int(seed) or not 0 <= seed < generator.SEED_LIMIT:
+            raise _fail(h.path, "metadata: spec.rpg.seed must be an integer in [0, 2**63)")
         return seed, {r["name"]: r["seed"] for r in h.rings}
     if key is None:
-        raise RPGKeyError(f"{h.path}: this model is keyed; pass the key it was saved with "
+        raise RPGKeyError(f"{h.path.name}: this model is keyed; pass the key it was saved with "
                           "(load_compact(path, key=...) or --key)")  # fmt: skip
     seed, rings = _decode_key(h, key)
     if set(rings) != {r["name"] for r in h.rings}:
-        raise RPGKeyError(f"{h.path}: the key names other rings than the file")
+        raise RPGKeyError(f"{h.path.name}: the key names other rings than the file")
     return seed, rings
 
 
@@ -820,6 +825,9 @@ def _build(h: CompactHeader, seed: int | None, ring_seeds: dict[str, int]) -> nn
     with _as_format_error(h):
         model = create_model(spec)
     built = {m.spec.name: m.spec for m in model.modules() if isinstance(m, Ring)}
+    if set(built) != {r["name"] for r in h.rings}:
+        raise _fail(h.path, f"the stored spec builds the rings {sorted(built)}, the file holds "
+                            f"{sorted(r['name'] for r in h.rings)}")  # fmt: skip
     for r in h.rings:
         stored = RingSpec.from_dict({**r, "seed": ring_seeds[r["name"]]})
         if built.get(r["name"]) != stored:
@@ -854,8 +862,11 @@ def load_compact(
     state = {n: _to_tensor(e, data) for n, e in h.tensors.items()}
     for name, tensor_name in h.ring_keys.items():
         state[tensor_name] = _ring_values(h, name, data)
-    with torch.no_grad():
-        model.load_state_dict(state, strict=True)
+    try:
+        with torch.no_grad():
+            model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # every name, shape and dtype was checked; this is a last guard
+        raise _fail(h.path, f"the tensors do not fit the model: {str(err)[:500]}") from None
     return model.to(map_location).eval()
 
 

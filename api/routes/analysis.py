@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -13,6 +14,7 @@ from pydantic import Field
 from .. import crud
 from ..deps import ReadAuth, SessionDep
 from ..schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
+from ..validation import TAG_QUERY_PATTERN
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/analysis", tags=["analysis"])
@@ -38,8 +40,14 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+@lru_cache(maxsize=128)
+def _law(fitter: Any, params: tuple[int, ...], accuracy: tuple[float, ...]) -> Any:
+    """The fit of these exact points (cached: dashboards poll the same finished results)."""
+    return fitter(list(params), list(accuracy), bootstrap=BOOTSTRAP)
+
+
 def _fit(fitter: Any, points: list[PowerLawPoint], targets: list[float]) -> PowerLawFit:
-    law = fitter([p.params for p in points], [p.accuracy for p in points], bootstrap=BOOTSTRAP)
+    law = _law(fitter, tuple(p.params for p in points), tuple(p.accuracy for p in points))
     ci = getattr(law, "b_ci", None) or getattr(law, "ci", None)
     b_ci = [v for v in (_finite(c) for c in ci) if v is not None] if ci is not None else None
     params_for = {}
@@ -79,7 +87,7 @@ def power_law(
     arch: Label | None = None,
     dataset: Label | None = None,
     scope: Label | None = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
     metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
     target: Annotated[
         list[Accuracy] | None,
@@ -90,10 +98,9 @@ def power_law(
     (null with fewer than 3 distinct sizes)."""
     f = crud.ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
     groups: dict[tuple[str, str, str], list[PowerLawPoint]] = {}
-    for exp in crud.power_law_points(session, f, metric):
-        acc = getattr(exp, metric)
-        groups.setdefault((exp.arch, exp.scope, exp.dataset), []).append(
-            PowerLawPoint(experiment_id=exp.id, params=exp.backbone_params or 0, accuracy=acc)
+    for p in crud.power_law_points(session, f, metric):
+        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
+            PowerLawPoint(experiment_id=p.experiment_id, params=p.params, accuracy=p.accuracy)
         )
     fitter = _fitter()
     series = [_series(k, pts, fitter, target or []) for k, pts in sorted(groups.items())]

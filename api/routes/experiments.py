@@ -13,7 +13,7 @@ from .. import crud, dispatch
 from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
 from ..storage import remove_files
-from ..validation import check_limits
+from ..validation import TAG_QUERY_PATTERN, check_limits
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -82,7 +82,7 @@ def list_experiments(
     dataset: Label | None = None,
     scope: Label | None = None,
     sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
     sort: Sort = "-id",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,

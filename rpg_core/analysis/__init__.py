@@ -13,6 +13,8 @@ from .pruning import (
     finetune,
     prunable_blocks,
     prune_model,
+    rebuild_pruned,
+    run_prune,
 )
 from .similarity import SimilarityHistogram, channel_correlation, feature_similarity
 
@@ -31,4 +33,6 @@ __all__ = [
     "fit_power_law",
     "prunable_blocks",
     "prune_model",
+    "rebuild_pruned",
+    "run_prune",
 ]

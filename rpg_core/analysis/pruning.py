@@ -350,6 +350,28 @@ def prune_model(
     return PruneResult(plain, report)
 
 
+def rebuild_pruned(model: nn.Module, kept: dict[str, int]) -> nn.Module:
+    """A plain copy of ``model`` with each named block narrowed to ``kept[block]`` conv1 filters:
+    the architecture of a pruned network, to load its saved ``state_dict`` into.
+
+    ``kept`` is ``pruned.rpg_pruned["kept"]`` (also in the report); ``model`` is the source
+    network rebuilt from its spec (``rpg_pruned["source_spec"]``).
+    """
+    plain = materialize(model)
+    plain.__dict__.pop("rpg_spec", None)
+    blocks = dict(prunable_blocks(plain))
+    unknown = sorted(set(kept) - set(blocks))
+    if unknown:
+        raise RPGConfigError(f"kept: no prunable block named {unknown[0]!r} in this model")
+    for name, count in kept.items():
+        channels = _parts(blocks[name])[0].out_channels
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= channels:
+            raise RPGConfigError(f"kept[{name!r}] must be an int in [1, {channels}], got {count!r}")
+        _prune_block(blocks[name], count)
+    plain.rpg_pruned = {"source_spec": None, "kept": dict(kept)}  # type: ignore[assignment]
+    return plain
+
+
 # --- fine-tuning (a plain loop; the engine's train() builds its own models from specs) -----------
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -403,3 +425,38 @@ def finetune(
         losses.append(total / max(count, 1))
     model.eval()
     return losses
+
+
+def run_prune(
+    model: nn.Module,
+    spec: PruneSpec,
+    *,
+    train_loader: Batches | None = None,
+    val_loader: Batches | None = None,
+    input_size: tuple[int, int, int] | None = None,
+    lr: float = 0.01,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A pruning job: prune ``model`` as ``spec`` says, fine-tune, and measure.
+
+    Returns the pruned network and a JSON-ready dict: the report plus ``accuracy_before``,
+    ``accuracy_pruned`` (before fine-tuning) and ``accuracy_after`` when ``val_loader`` is given,
+    and ``finetune_losses``. ``spec.source`` is resolved by the caller (it loads ``model``).
+    """
+    if spec.finetune_epochs and train_loader is None:
+        raise RPGConfigError("finetune_epochs > 0 needs a train_loader")
+    out: dict[str, Any] = {"spec": spec.model_dump()}
+    if val_loader is not None:
+        out["accuracy_before"] = evaluate(model, val_loader)
+    result = prune_model(model, spec.fraction, input_size=input_size)
+    out["report"] = result.report.as_dict()
+    if val_loader is not None:
+        out["accuracy_pruned"] = evaluate(result.model, val_loader)
+    losses = (
+        finetune(result.model, train_loader, epochs=spec.finetune_epochs, lr=lr)
+        if train_loader is not None
+        else []
+    )
+    out["finetune_losses"] = losses
+    if val_loader is not None:
+        out["accuracy_after"] = evaluate(result.model, val_loader)
+    return result.model, out

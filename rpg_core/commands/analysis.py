@@ -4,6 +4,8 @@
 :func:`rpg_core.train.train` and writes ``DIR/<experiment>.json`` per run and ``DIR/summary.json``
 with the power-law fit of accuracy against backbone parameters (one fit per architecture, over its
 RPG runs). ``--dry-run`` lists the experiments and their backbone parameters and trains nothing.
+Checkpoints go to ``DIR/<experiment>/``; running the same sweep again resumes each experiment from
+its last checkpoint (finished ones return at once).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from ..exceptions import RPGConfigError, RPGError
 
-ACCURACY_KEYS = ("val_accuracy", "val_acc", "best_val_accuracy", "accuracy", "acc")
+ACCURACY_KEYS = ("final_val_acc", "val_accuracy", "val_acc", "best_val_acc", "accuracy", "acc")
 
 
 def register(sub: Any) -> None:

@@ -128,8 +128,13 @@ def submit(client: TestClient, auth: dict[str, str], **over: Any) -> int:
     return exp_id
 
 
-def run_to_end(session: Session, exp_id: int, result: dict[str, Any] | None = None,
-               files: list[crud.FileRecord] | None = None, fail: str | None = None) -> None:
+def run_to_end(
+    session: Session,
+    exp_id: int,
+    result: dict[str, Any] | None = None,
+    files: list[crud.FileRecord] | None = None,
+    fail: str | None = None,
+) -> None:
     """Drive an experiment through the worker protocol to succeeded (or failed)."""
     lease = crud.claim_experiment(session, exp_id, worker="test-worker")
     assert lease is not None

@@ -13,19 +13,31 @@ from .conftest import run_to_end, submit
 HAVE_FIT = importlib.util.find_spec("rpg_core.analysis.power_law") is not None
 
 
-def _run(client: TestClient, auth: dict[str, str], session: Session, params: int, acc: float,
-         **over: object) -> int:
+def _run(
+    client: TestClient,
+    auth: dict[str, str],
+    session: Session,
+    params: int,
+    acc: float,
+    **over: object,
+) -> int:
     exp_id = submit(client, auth, **over)
-    run_to_end(session, exp_id, {"best_val_acc": acc, "val_acc": acc - 0.01,
-                                 "backbone_params": params})
+    run_to_end(
+        session, exp_id, {"best_val_acc": acc, "val_acc": acc - 0.01, "backbone_params": params}
+    )
     return exp_id
 
 
-def test_series_grouped_with_points(client: TestClient, auth: dict[str, str],
-                                    session: Session) -> None:
-    ids = [_run(client, auth, session, p, a) for p, a in
-           [(1000, 0.5), (4000, 0.7), (16000, 0.8), (64000, 0.85)]]
-    plain = [_run(client, auth, session, p, a, rpg=None) for p, a in [(10**6, 0.9), (2 * 10**6, 0.91)]]
+def test_series_grouped_with_points(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    ids = [
+        _run(client, auth, session, p, a)
+        for p, a in [(1000, 0.5), (4000, 0.7), (16000, 0.8), (64000, 0.85)]
+    ]
+    plain = [
+        _run(client, auth, session, p, a, rpg=None) for p, a in [(10**6, 0.9), (2 * 10**6, 0.91)]
+    ]
     submit(client, auth)  # queued: no result, not a point
     r = client.get("/api/analysis/power-law", params={"target": [0.8]})
     assert r.status_code == 200, r.text
@@ -46,8 +58,9 @@ def test_series_grouped_with_points(client: TestClient, auth: dict[str, str],
 
 
 @pytest.mark.skipif(not HAVE_FIT, reason="rpg_core.analysis.power_law is not there yet")
-def test_fit_failure_is_reported_not_raised(client: TestClient, auth: dict[str, str],
-                                            session: Session) -> None:
+def test_fit_failure_is_reported_not_raised(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     for p in (100, 200, 300):
         _run(client, auth, session, p, 1.0)  # accuracy 1.0: error 0, no log-log fit
     series = client.get("/api/analysis/power-law").json()["series"]

@@ -29,8 +29,9 @@ def _events(client: TestClient, url: str, stop_after: int = 100) -> list[tuple[s
     return out
 
 
-def test_experiment_stream_replays_metrics_and_ends(client: TestClient, auth: dict[str, str],
-                                                    session: Session) -> None:
+def test_experiment_stream_replays_metrics_and_ends(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     exp_id = submit(client, auth)
     lease = crud.claim_experiment(session, exp_id, "w1")
     assert lease is not None
@@ -44,8 +45,9 @@ def test_experiment_stream_replays_metrics_and_ends(client: TestClient, auth: di
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["best_val_acc"] == 0.7
 
 
-def test_running_stream_reports_progress_until_max_s(client: TestClient, auth: dict[str, str],
-                                                     session: Session) -> None:
+def test_running_stream_reports_progress_until_max_s(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     exp_id = submit(client, auth)
     lease = crud.claim_experiment(session, exp_id, "w1")
     assert lease is not None
@@ -63,3 +65,20 @@ def test_global_stream_starts_with_a_summary(client: TestClient, auth: dict[str,
 
 def test_stream_of_unknown_experiment_is_404(client: TestClient) -> None:
     assert client.get("/api/experiments/424242/events").status_code == 404
+
+
+def test_global_stream_reports_a_status_change(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    exp_id = submit(client, auth)
+    with client.stream("GET", "/api/events?max_s=3") as r:
+        lines = r.iter_lines()
+        assert next(lines) == "event: summary"
+        assert crud.request_cancel(session, exp_id) == "cancelled"
+        session.commit()
+        events = []
+        for line in lines:
+            if line.startswith("data: ") and '"status"' in line:
+                events.append(json.loads(line[6:]))
+                break
+    assert events and events[0]["id"] == exp_id and events[0]["status"] == "cancelled"

@@ -28,7 +28,10 @@ def test_submit_queues_and_show_returns_spec(client: TestClient, auth: dict[str,
     got = client.get(f"/api/experiments/{body['id']}").json()
     assert got["spec"]["rpg"]["ring_size"] == 1000
     assert (got["arch"], got["dataset"], got["scope"], got["tags"]) == (
-        "resnet18", "digits", "global", ["t1"]
+        "resnet18",
+        "digits",
+        "global",
+        ["t1"],
     )
     assert got["attempts"] == 0 and got["result"] is None and got["has_model"] is False
 
@@ -44,6 +47,7 @@ def test_submit_queues_and_show_returns_spec(client: TestClient, auth: dict[str,
         ({**SPEC, "model": {"arch": "nope"}}, "model.arch"),
         ({**SPEC, "data": {"dataset": "../../etc"}}, "data.dataset"),
         ({**SPEC, "name": "a/b"}, "name"),
+        ({**SPEC, "tags": ["ok", "a\x00"]}, "tags[1]"),
     ],
 )
 def test_bad_spec_names_the_field_and_changes_nothing(
@@ -59,8 +63,11 @@ def test_bad_spec_names_the_field_and_changes_nothing(
 
 
 def test_invalid_json_is_422(client: TestClient, auth: dict[str, str]) -> None:
-    r = client.post("/api/experiments", content=b"{not json",
-                    headers={**auth, "content-type": "application/json"})
+    r = client.post(
+        "/api/experiments",
+        content=b"{not json",
+        headers={**auth, "content-type": "application/json"},
+    )
     assert r.status_code == 422
 
 
@@ -139,8 +146,9 @@ def test_cancel_queued_then_retry(client: TestClient, auth: dict[str, str]) -> N
     assert client.post(f"/api/experiments/{exp_id}/retry", headers=auth).status_code == 409
 
 
-def test_cancel_running_sets_cancelling(client: TestClient, auth: dict[str, str],
-                                        session: Session) -> None:
+def test_cancel_running_sets_cancelling(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     exp_id = submit(client, auth)
     lease = crud.claim_experiment(session, exp_id, "w1")
     assert lease is not None
@@ -152,8 +160,9 @@ def test_cancel_running_sets_cancelling(client: TestClient, auth: dict[str, str]
     assert client.get(f"/api/experiments/{exp_id}").json()["status"] == "cancelled"
 
 
-def test_retry_failed_keeps_attempts(client: TestClient, auth: dict[str, str],
-                                     session: Session) -> None:
+def test_retry_failed_keeps_attempts(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     exp_id = submit(client, auth)
     run_to_end(session, exp_id, fail="loss became NaN")
     got = client.get(f"/api/experiments/{exp_id}").json()
@@ -163,16 +172,16 @@ def test_retry_failed_keeps_attempts(client: TestClient, auth: dict[str, str],
     assert got["status"] == "queued" and got["error"] is None and got["attempts"] == 1
 
 
-def test_delete_only_finished_and_removes_files(client: TestClient, auth: dict[str, str],
-                                                session: Session, settings: Any) -> None:
+def test_delete_only_finished_and_removes_files(
+    client: TestClient, auth: dict[str, str], session: Session, settings: Any
+) -> None:
     exp_id = submit(client, auth)
     assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 409
     rel = crud.artifact_relpath(exp_id)
     path = settings.artifact_dir / rel
     path.parent.mkdir(parents=True)
     path.write_bytes(b"model bytes")
-    run_to_end(session, exp_id, {"val_acc": 0.9},
-               [crud.file_record(settings.artifact_dir, rel)])
+    run_to_end(session, exp_id, {"val_acc": 0.9}, [crud.file_record(settings.artifact_dir, rel)])
     assert path.exists()
     assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 204
     assert not path.exists()

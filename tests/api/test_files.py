@@ -23,8 +23,9 @@ from .conftest import run_to_end, submit
 HAVE_COMPACT = importlib.util.find_spec("rpg_core.compact") is not None
 
 
-def _with_model(client: TestClient, auth: dict[str, str], session: Session,
-                settings: Settings, payload: bytes) -> int:
+def _with_model(
+    client: TestClient, auth: dict[str, str], session: Session, settings: Settings, payload: bytes
+) -> int:
     exp_id = submit(client, auth)
     rel = crud.artifact_relpath(exp_id)
     path = settings.artifact_dir / rel
@@ -34,8 +35,9 @@ def _with_model(client: TestClient, auth: dict[str, str], session: Session,
     return exp_id
 
 
-def test_download_has_checksum_headers(client: TestClient, auth: dict[str, str],
-                                       session: Session, settings: Settings) -> None:
+def test_download_has_checksum_headers(
+    client: TestClient, auth: dict[str, str], session: Session, settings: Settings
+) -> None:
     payload = os.urandom(70_000)
     exp_id = _with_model(client, auth, session, settings, payload)
     r = client.get(f"/api/experiments/{exp_id}/model")
@@ -75,15 +77,15 @@ def test_traversal_in_ids_is_4xx(client: TestClient, path: str) -> None:
 
 
 def test_stored_path_outside_artifact_dir_is_not_served(
-    client: TestClient, auth: dict[str, str], session: Session, settings: Settings,
-    tmp_path: Path
+    client: TestClient, auth: dict[str, str], session: Session, settings: Settings, tmp_path: Path
 ) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("do not serve")
     exp_id = _with_model(client, auth, session, settings, b"abc")
     for bad in ("../secret.txt", str(secret), "experiments/../../secret.txt"):
-        session.execute(update(StoredFile).where(StoredFile.experiment_id == exp_id)
-                        .values(path=bad))
+        session.execute(
+            update(StoredFile).where(StoredFile.experiment_id == exp_id).values(path=bad)
+        )
         session.commit()
         r = client.get(f"/api/experiments/{exp_id}/model")
         assert r.status_code == 404 and b"do not serve" not in r.content
@@ -93,15 +95,17 @@ def _tiny_rpg(path: Path) -> Path:
     from rpg_core.compact import save_compact
     from rpg_core.models import create_model
 
-    model = create_model({"model": {"arch": "resnet18", "width": 0.125},
-                          "rpg": {"ring_size": 0.05, "seed": 7}})
+    model = create_model(
+        {"model": {"arch": "resnet18", "width": 0.125}, "rpg": {"ring_size": 0.05, "seed": 7}}
+    )
     save_compact(model, path)
     return path
 
 
 @pytest.mark.skipif(not HAVE_COMPACT, reason="rpg_core.compact is not there yet")
-def test_inspect_valid_and_invalid_uploads(client: TestClient, auth: dict[str, str],
-                                           tmp_path: Path) -> None:
+def test_inspect_valid_and_invalid_uploads(
+    client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
     data = _tiny_rpg(tmp_path / "m.rpg").read_bytes()
     headers = {**auth, "content-type": "application/octet-stream"}
     r = client.post("/api/models/inspect", content=data, headers=headers)
@@ -129,21 +133,24 @@ def test_pickle_upload_is_never_unpickled(client: TestClient, auth: dict[str, st
     assert not marker.exists()
 
 
-def test_oversized_bodies_get_413(app_and_client: tuple[Any, TestClient],
-                                  auth: dict[str, str], session: Session) -> None:
+def test_oversized_bodies_get_413(
+    app_and_client: tuple[Any, TestClient], auth: dict[str, str], session: Session
+) -> None:
     app, client = app_and_client
     limit = app.state.settings.max_body_bytes
     big = b"{" + b" " * limit + b"}"
-    r = client.post("/api/experiments", content=big,
-                    headers={**auth, "content-type": "application/json"})
+    r = client.post(
+        "/api/experiments", content=big, headers={**auth, "content-type": "application/json"}
+    )
     assert r.status_code == 413
 
     def chunks() -> Any:  # no Content-Length: the middleware counts the streamed bytes
         for _ in range(limit // 65536 + 2):
             yield b" " * 65536
 
-    r = client.post("/api/experiments", content=chunks(),
-                    headers={**auth, "content-type": "application/json"})
+    r = client.post(
+        "/api/experiments", content=chunks(), headers={**auth, "content-type": "application/json"}
+    )
     assert r.status_code == 413
     app.state.settings.max_upload_bytes = 1000  # the middleware's own limit is fixed at start
     r = client.post("/api/models/inspect", content=(b"x" * 64 for _ in range(100)), headers=auth)

@@ -35,6 +35,7 @@ def test_healthz_ok_with_database_and_broker(settings: Settings, queue: str) -> 
     assert body["status"] == "ok" and body["database"]["ok"] and body["broker"]["ok"]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the broker part is the same
 def test_healthz_degraded_when_broker_down(settings: Settings) -> None:
     s = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(s)) as c:
@@ -50,8 +51,9 @@ def test_prometheus_metrics(client: TestClient, auth: dict[str, str]) -> None:
     assert 'rpg_http_requests_total{method="POST",route="/api/experiments",status="201"}' in text
 
 
-def test_submit_lands_in_the_redis_queue(settings: Settings, token: str, queue: str,
-                                         session: Session) -> None:
+def test_submit_lands_in_the_redis_queue(
+    settings: Settings, token: str, queue: str, session: Session
+) -> None:
     s = settings.model_copy(update={"broker_url": REDIS_URL, "dispatch_queue": queue})
     auth = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(s)) as c:
@@ -72,8 +74,8 @@ def test_submit_lands_in_the_redis_queue(settings: Settings, token: str, queue: 
     assert exp is not None and exp.dispatched_at is not None
 
 
-def test_broker_down_keeps_the_job_queued(settings: Settings, token: str,
-                                          session: Session) -> None:
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # ~2 s of connect retries
+def test_broker_down_keeps_the_job_queued(settings: Settings, token: str, session: Session) -> None:
     s = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(s)) as c:
         r = c.post("/api/experiments", json=SPEC, headers={"Authorization": f"Bearer {token}"})

@@ -51,3 +51,14 @@ def test_upgrade_from_empty_postgresql() -> None:
             assert _diff(PG_URL.format(name=name)) == []
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/wal.db")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 5000
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()

@@ -26,8 +26,13 @@ def private_client(settings: Settings) -> Iterator[TestClient]:
 
 def test_private_reads_need_a_token(private_client: TestClient, auth: dict[str, str]) -> None:
     exp_id = submit(private_client, auth)
-    for url in ("/api/experiments", f"/api/experiments/{exp_id}", "/api/sweeps",
-                "/api/analysis/power-law", f"/api/experiments/{exp_id}/metrics"):
+    for url in (
+        "/api/experiments",
+        f"/api/experiments/{exp_id}",
+        "/api/sweeps",
+        "/api/analysis/power-law",
+        f"/api/experiments/{exp_id}/metrics",
+    ):
         assert private_client.get(url).status_code == 401, url
         assert private_client.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
         assert private_client.get(url, headers=auth).status_code == 200, url

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.main import create_app
 from api.models import Experiment, Sweep
+from api.settings import Settings
+from rpg_core.sweep import load_sweep
 
 from .conftest import run_to_end
 
 SWEEP: dict[str, Any] = {
     "name": "fig4",
-    "base": {"model": {"arch": "resnet18", "width": 0.25}, "data": {"dataset": "digits"},
-             "train": {"epochs": 2}},
+    "base": {
+        "model": {"arch": "resnet18", "width": 0.25},
+        "data": {"dataset": "digits"},
+        "train": {"epochs": 2},
+    },
     "grid": {"rpg.ring_size": [100, 200, 400]},
     "extra": [{"name": "plain", "rpg": None}],
     "tags": ["fig4"],
@@ -24,12 +32,15 @@ SWEEP: dict[str, Any] = {
 
 def _rows(session: Session) -> tuple[int, int]:
     session.expire_all()
-    return (int(session.scalar(select(func.count()).select_from(Experiment)) or 0),
-            int(session.scalar(select(func.count()).select_from(Sweep)) or 0))
+    return (
+        int(session.scalar(select(func.count()).select_from(Experiment)) or 0),
+        int(session.scalar(select(func.count()).select_from(Sweep)) or 0),
+    )
 
 
-def test_sweep_creates_its_experiments(client: TestClient, auth: dict[str, str],
-                                       session: Session) -> None:
+def test_sweep_creates_its_experiments(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     r = client.post("/api/sweeps", json=SWEEP, headers=auth)
     assert r.status_code == 201, r.text
     body = r.json()
@@ -45,8 +56,10 @@ def test_sweep_creates_its_experiments(client: TestClient, auth: dict[str, str],
 
 
 def test_sweep_pages(client: TestClient, auth: dict[str, str]) -> None:
-    ids = [client.post("/api/sweeps", json={**SWEEP, "name": f"s{i}"}, headers=auth).json()["id"]
-           for i in range(3)]
+    ids = [
+        client.post("/api/sweeps", json={**SWEEP, "name": f"s{i}"}, headers=auth).json()["id"]
+        for i in range(3)
+    ]
     first = client.get("/api/sweeps", params={"limit": 2}).json()
     second = client.get("/api/sweeps", params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert [s["id"] for s in first["items"] + second["items"]] == ids[::-1]
@@ -62,8 +75,9 @@ def test_too_many_experiments_rejected_and_nothing_written(
     assert _rows(session) == (0, 0)
 
 
-def test_one_bad_experiment_rejects_the_sweep(client: TestClient, auth: dict[str, str],
-                                              session: Session) -> None:
+def test_one_bad_experiment_rejects_the_sweep(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
     bad = {**SWEEP, "grid": {"rpg.ring_size": [100, 5_000_000]}}  # over max_ring_size
     r = client.post("/api/sweeps", json=bad, headers=auth)
     assert r.status_code == 422
@@ -77,3 +91,22 @@ def test_one_bad_experiment_rejects_the_sweep(client: TestClient, auth: dict[str
 
 def test_unknown_sweep_is_404(client: TestClient) -> None:
     assert client.get("/api/sweeps/12345").status_code == 404
+
+
+PAPER = sorted((Path(__file__).resolve().parents[2] / "experiments" / "paper").rglob("*.y*ml"))
+
+
+@pytest.mark.skipif(not PAPER, reason="no experiments/paper/ templates yet")
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_paper_templates_submit_as_they_are(settings: Settings, token: str) -> None:
+    defaults = Settings(
+        database_url=settings.database_url,
+        broker_url=None,
+        auto_migrate=False,
+        artifact_dir=settings.artifact_dir,
+    )
+    with TestClient(create_app(defaults)) as c:
+        for path in PAPER:
+            sweep = load_sweep(path).model_dump(mode="json")
+            r = c.post("/api/sweeps", json=sweep, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 201, (path.name, r.text[:500])

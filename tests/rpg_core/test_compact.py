@@ -27,7 +27,10 @@ from rpg_core.compact import (
 )
 from rpg_core.models import create_model
 
-TINY = {"model": {"arch": "resnet18", "width": 0.125}, "rpg": {"ring_size": 0.05, "seed": 7}}
+TINY: dict[str, Any] = {
+    "model": {"arch": "resnet18", "width": 0.125},
+    "rpg": {"ring_size": 0.05, "seed": 7},
+}
 HEADER_LIMIT = 16 * 1024
 
 
@@ -275,7 +278,7 @@ def test_materialized_model_traces_and_exports_to_onnx(
     graph = onnx.load(str(out))
     onnx.checker.check_model(graph)
     (y,) = ReferenceEvaluator(graph).run(None, {"input": x.numpy()})
-    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(y), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_materialized_rpg_model_scripts() -> None:
@@ -374,9 +377,12 @@ def _overlap(h: dict[str, Any]) -> None:
     ]
 
 
+Maker = Callable[[Path, Path], Path]
+
+
 def _header_case(
     edit: Callable[[dict[str, Any]], None], data_edit: Callable[[bytes], bytes] | None = None
-):  # type: ignore[no-untyped-def]
+) -> Maker:
     def make(saved: Path, out: Path) -> Path:
         h, data = _parts(saved)
         edit(h)
@@ -385,7 +391,7 @@ def _header_case(
     return make
 
 
-def _raw_case(fn: Callable[[bytes], bytes]):  # type: ignore[no-untyped-def]
+def _raw_case(fn: Callable[[bytes], bytes]) -> Maker:
     def make(saved: Path, out: Path) -> Path:
         out.write_bytes(fn(saved.read_bytes()))
         return out

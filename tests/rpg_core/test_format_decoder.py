@@ -149,7 +149,7 @@ def _expected(model: Any) -> dict[str, np.ndarray]:
     return {k[: -len(".weight")]: v.numpy() for k, v in state.items() if k.endswith(".weight")}
 
 
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     "global": {"ring_size": 0.05, "seed": 11},
     "stage-rings": {"ring_size": 0.2, "scope": "stage", "seed": 5},
     "no-permute-no-reflect": {"ring_size": 3000, "permute": False, "reflect": False},

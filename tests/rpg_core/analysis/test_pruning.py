@@ -10,13 +10,22 @@ from pydantic import ValidationError
 from torch import nn
 
 from rpg_core import count_params, materialize, rings
-from rpg_core.analysis import PruneSpec, count_macs, evaluate, finetune, prune_model
+from rpg_core.analysis import (
+    PruneSpec,
+    count_macs,
+    evaluate,
+    finetune,
+    prune_model,
+    rebuild_pruned,
+    run_prune,
+)
 from rpg_core.exceptions import RPGConfigError
 
 from ._digits import Epochs, digits, one_thread, small_resnet
 
 
-def l1(conv: nn.Conv2d) -> torch.Tensor:
+def l1(conv: object) -> torch.Tensor:
+    assert isinstance(conv, nn.Conv2d)
     return conv.weight.detach().abs().sum(dim=(1, 2, 3))
 
 
@@ -46,8 +55,10 @@ def test_keeps_the_filters_with_the_largest_l1_norm() -> None:
         kept = l1(pruned.conv1)
         expected = torch.sort(original, descending=True).values[: len(kept)]
         assert torch.allclose(torch.sort(kept, descending=True).values, expected)
-        assert pruned.bn1.num_features == pruned.conv2.in_channels == len(kept)
-        assert pruned.conv2.out_channels == plain.get_submodule(name).conv2.out_channels
+        bn1, conv2 = pruned.get_submodule("bn1"), pruned.get_submodule("conv2")
+        assert isinstance(bn1, nn.BatchNorm2d) and isinstance(conv2, nn.Conv2d)
+        assert bn1.num_features == conv2.in_channels == len(kept)
+        assert conv2.out_channels == plain.get_submodule(f"{name}.conv2").out_channels
 
 
 def test_flops_fall_and_the_source_is_unchanged() -> None:
@@ -92,7 +103,8 @@ class _NarrowBlockNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        x = x + self.block.conv2(self.block.bn1(self.block.conv1(x)))
+        b = self.block
+        x = x + b.get_submodule("conv2")(b.get_submodule("bn1")(b.get_submodule("conv1")(x)))
         return self.tail(x)
 
 
@@ -112,13 +124,16 @@ def test_pruned_rpg_keeps_its_accuracy_after_finetuning() -> None:
     with one_thread():
         model = small_resnet(0.5)
         finetune(model, Epochs(xt, yt), epochs=2, lr=0.05)
-        acc_before = evaluate(model, val)
-        assert acc_before > 0.8, acc_before
-        result = prune_model(model, 0.3, input_size=(1, 16, 16))
-        losses = finetune(result.model, Epochs(xt, yt), epochs=1, lr=0.01)
-        acc_after = evaluate(result.model, val)
-    assert len(losses) == 1
-    assert acc_after >= acc_before - 0.05, (acc_before, acc_after)
+        spec = PruneSpec(source=1, fraction=0.3, finetune_epochs=1)
+        pruned, job = run_prune(
+            model, spec, train_loader=Epochs(xt, yt), val_loader=val, input_size=(1, 16, 16)
+        )
+    assert job["accuracy_before"] > 0.8, job
+    assert job["accuracy_after"] >= job["accuracy_before"] - 0.05, job
+    assert job["accuracy_after"] == evaluate(pruned, val)
+    assert len(job["finetune_losses"]) == 1
+    assert job["report"]["fraction_removed"] == pytest.approx(0.3, abs=0.01)
+    json.dumps(job)
 
 
 def test_prune_spec() -> None:
@@ -141,3 +156,30 @@ def test_prune_spec() -> None:
     ):
         with pytest.raises(ValidationError):
             PruneSpec.model_validate(bad)
+
+
+def test_count_macs_agrees_with_the_engine() -> None:
+    from rpg_core.train import count_flops
+
+    model = small_resnet(5000)
+    pruned = prune_model(model, 0.3, input_size=(1, 16, 16)).model
+    for net in (model, pruned):
+        assert count_macs(net, (1, 16, 16)) == count_flops(net, (1, 16, 16))
+
+
+def test_a_pruned_network_reloads_from_its_kept_channels() -> None:
+    model = small_resnet(5000)
+    pruned = prune_model(model, 0.3, input_size=(1, 16, 16)).model
+    info = pruned.__dict__["rpg_pruned"]
+    kept = info["kept"]
+    assert info["source_spec"] == model.__dict__["rpg_spec"]
+    shell = rebuild_pruned(small_resnet(5000, seed=1), kept)  # other weights, same shapes
+    shell.load_state_dict(pruned.state_dict())
+    x = torch.randn(2, 1, 16, 16)
+    pruned.eval()
+    shell.eval()
+    assert torch.equal(shell(x), pruned(x))
+    with pytest.raises(RPGConfigError, match="kept"):
+        rebuild_pruned(model, {"layer9.0": 3})
+    with pytest.raises(RPGConfigError, match="kept"):
+        rebuild_pruned(model, {"layer1.0": 0})

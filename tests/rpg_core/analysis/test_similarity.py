@@ -43,8 +43,10 @@ def test_independent_features_put_mass_near_zero() -> None:
 
 def test_constant_channel_counts_as_uncorrelated() -> None:
     model = copies_model(4)
+    conv = model.get_submodule("0")
+    assert isinstance(conv, nn.Conv2d)
     with torch.no_grad():
-        model[0].weight[0].zero_()  # channel 0 is always 0
+        conv.weight[0].zero_()  # channel 0 is always 0
     x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     h = feature_similarity(model, x, layer="0", bins=10)
     assert h.constant_channels == 1

@@ -1,0 +1,25 @@
+"""RPG Studio dashboard: server-rendered pages with plotly figures built in Python.
+
+``mount(app)`` adds the pages (/, /runs/{id}, /power-law, /similarity, /sweeps), the static
+assets (/static), plotly.js from the installed plotly package (/assets) and the JSON the pages
+need beyond the REST API (/ui/...). Nothing is fetched from the internet.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard's routes and static files to ``app`` (an api.main.create_app app)."""
+    from .routes import STATIC, router
+
+    if getattr(app.state, "frontend_mounted", False):
+        return
+    app.state.frontend_mounted = True
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+__all__ = ["mount"]

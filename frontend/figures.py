@@ -1,0 +1,285 @@
+"""Plotly figure builders (server-side): each returns a JSON-ready figure dict.
+
+Colours follow the Okabe-Ito palette (colour-blind safe); series also differ by marker symbol,
+so no information is carried by colour alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#D55E00",  # vermillion
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon")
+PLAIN_SCOPE = "plain"
+FIT_SAMPLES = 64
+AXIS: dict[str, Any] = {
+    "showline": True,
+    "linecolor": "#444444",
+    "ticks": "outside",
+    "gridcolor": "#e6e6e6",
+    "zeroline": False,
+}
+# No plotly template: its JSON (8 kB per figure) slows plotly.js's first render noticeably.
+LAYOUT: dict[str, Any] = {
+    "template": "none",
+    "paper_bgcolor": "#ffffff",
+    "plot_bgcolor": "#ffffff",
+    "colorway": list(OKABE_ITO),
+    "margin": {"l": 64, "r": 24, "t": 48, "b": 56},
+    "font": {"size": 14, "family": "system-ui, sans-serif", "color": "#1b1b1b"},
+    "legend": {"orientation": "v"},
+    "hovermode": "closest",
+}
+
+
+def colour(i: int) -> str:
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+def to_dict(fig: go.Figure) -> dict[str, Any]:
+    """The figure as plain JSON types (numpy arrays become lists), with our axis style."""
+    fig.update_xaxes(**AXIS)
+    fig.update_yaxes(**AXIS)
+    out: dict[str, Any] = json.loads(fig.to_json())
+    return out
+
+
+# ----------------------------------------------------------------------------- power law
+
+
+def _fmt_params(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def fit_label(series: Mapping[str, Any]) -> str:
+    """The legend text of a series: its key and, when fitted, b with its CI and R^2."""
+    key = f"{series['arch']} · {series['scope']} · {series['dataset']}"
+    fit = series.get("fit")
+    if series["scope"] == PLAIN_SCOPE:
+        return f"{key} (plain baseline)"
+    if not fit:
+        return f"{key} (no fit: {series.get('fit_error') or 'fewer than 3 sizes'})"
+    ci = fit.get("b_ci")
+    ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and len(ci) == 2 else ""
+    return f"{key}: b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
+
+
+def _fit_curve(fit: Mapping[str, Any], params: Sequence[float], error: bool) -> tuple[list, list]:
+    lo, hi = math.log10(min(params)), math.log10(max(params))
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.1, hi + 0.1
+    xs = [10 ** (lo + (hi - lo) * i / (FIT_SAMPLES - 1)) for i in range(FIT_SAMPLES)]
+    errs = [fit["a"] * x ** (-fit["b"]) for x in xs]
+    return xs, errs if error else [1.0 - e for e in errs]
+
+
+def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> go.Scatter:
+    pts = series["points"]
+    plain = series["scope"] == PLAIN_SCOPE
+    ys = [1.0 - p["accuracy"] if error else p["accuracy"] for p in pts]
+    return go.Scatter(
+        x=[p["params"] for p in pts],
+        y=ys,
+        mode="markers",
+        name=name,
+        legendgroup=f"s{i}",
+        customdata=[p["experiment_id"] for p in pts],
+        marker={
+            "color": colour(i),
+            "symbol": "star" if plain else SYMBOLS[i % len(SYMBOLS)],
+            "size": 16 if plain else 9,
+            **({"line": {"width": 1, "color": "#000000"}} if plain else {}),
+        },
+        hovertemplate=(
+            "run %{customdata}<br>%{x:,} backbone params<br>"
+            + ("error" if error else "accuracy")
+            + " %{y:.4f}<extra>"
+            + f"{series['arch']} {series['scope']} {series['dataset']}"
+            + "</extra>"
+        ),
+        meta={"role": "points", "series": i},
+    )
+
+
+def _fit_trace(series: Mapping[str, Any], i: int, error: bool) -> go.Scatter:
+    xs, ys = _fit_curve(series["fit"], [p["params"] for p in series["points"]], error)
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        name="fit",
+        legendgroup=f"s{i}",
+        showlegend=False,
+        line={"color": colour(i), "width": 2, "dash": "dash"},
+        hoverinfo="skip",
+        meta={"role": "fit", "series": i},
+    )
+
+
+def power_law_figure(data: Mapping[str, Any], error: bool = False) -> dict[str, Any]:
+    """Accuracy (or error) against backbone parameters on a log x axis, one series per
+    (arch, scope, dataset) with its fitted power law; plain networks as star markers."""
+    fig = go.Figure()
+    for i, series in enumerate(data.get("series", [])):
+        if not series["points"]:
+            continue
+        fig.add_trace(_point_trace(series, i, error, fit_label(series)))
+        if series.get("fit") and series["scope"] != PLAIN_SCOPE:
+            fig.add_trace(_fit_trace(series, i, error))
+    metric = str(data.get("metric", "best_val_acc")).replace("_", " ")
+    fig.update_layout(
+        **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
+        title="Error vs backbone parameters" if error else "Accuracy vs backbone parameters",
+        xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
+        yaxis={"title": f"1 − {metric}" if error else metric},
+    )
+    if error:
+        fig.update_yaxes(type="log")
+    return to_dict(fig)
+
+
+def power_law_table(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per series: the fit's numbers and the params predicted for each target."""
+    rows = []
+    for s in data.get("series", []):
+        fit = s.get("fit") or {}
+        rows.append(
+            {
+                "series": f"{s['arch']} · {s['scope']} · {s['dataset']}",
+                "points": len(s["points"]),
+                "b": fit.get("b"),
+                "b_ci": fit.get("b_ci"),
+                "r2": fit.get("r2"),
+                "params_for": {
+                    k: (None if v is None else _fmt_params(v))
+                    for k, v in (fit.get("params_for") or {}).items()
+                },
+                "plain": s["scope"] == PLAIN_SCOPE,
+                "fit_error": s.get("fit_error"),
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+@dataclass(frozen=True)
+class Curve:
+    name: str
+    epochs: list[int]
+    values: list[float]
+
+
+def training_curves_figure(curves: Sequence[Curve]) -> dict[str, Any]:
+    """Loss (left) and accuracy (right) per epoch; train solid, val dashed."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for i, c in enumerate(sorted(curves, key=lambda c: c.name)):
+        col = 1 if "loss" in c.name else 2
+        fig.add_trace(
+            go.Scatter(
+                x=c.epochs,
+                y=c.values,
+                mode="lines+markers",
+                name=c.name,
+                line={"color": colour(i), "dash": "dash" if c.name.startswith("val") else "solid"},
+                marker={"symbol": SYMBOLS[i % len(SYMBOLS)]},
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_layout(**LAYOUT, title="Training curves")
+    epochs = max((len(c.epochs) for c in curves), default=1)
+    fig.update_xaxes(title="epoch", dtick=max(1, math.ceil(epochs / 10)))
+    return to_dict(fig)
+
+
+# ----------------------------------------------------------------------------- similarity
+
+
+@dataclass(frozen=True)
+class Histogram:
+    label: str
+    bin_edges: list[float]
+    fractions: list[float]
+
+
+def similarity_figure(hists: Sequence[Histogram]) -> dict[str, Any]:
+    """Overlaid normalised histograms of |channel correlation| (the paper's Fig. 7)."""
+    fig = go.Figure()
+    for i, h in enumerate(hists):
+        edges = h.bin_edges
+        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=False)]
+        widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=False)]
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=h.fractions,
+                width=widths,
+                name=h.label,
+                opacity=0.55,
+                marker={"color": colour(i), "line": {"width": 1, "color": colour(i)}},
+                hovertemplate="|corr| %{x:.2f}: %{y:.3f}<extra>" + h.label + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        barmode="overlay",
+        title="Feature similarity (normalised histogram)",
+        xaxis={"title": "|correlation| between channels", "range": [0, 1]},
+        yaxis={"title": "fraction of channel pairs"},
+    )
+    return to_dict(fig)
+
+
+# ----------------------------------------------------------------------------- ablation
+
+
+@dataclass(frozen=True)
+class AblationBar:
+    label: str
+    mean: float
+    std: float
+    n: int
+
+
+def ablation_figure(bars: Sequence[AblationBar], title: str) -> dict[str, Any]:
+    """Bars of mean accuracy per (permute, reflect) setting (the paper's Fig. 5)."""
+    fig = go.Figure(
+        go.Bar(
+            x=[b.label for b in bars],
+            y=[b.mean for b in bars],
+            error_y={"type": "data", "array": [b.std for b in bars], "visible": True},
+            marker={"color": [colour(i) for i in range(len(bars))]},
+            text=[f"{b.mean:.3f} (n={b.n})" for b in bars],
+            textposition="outside",
+            hovertemplate="%{x}: %{y:.4f}<extra></extra>",
+        )
+    )
+    lo = min((b.mean - b.std for b in bars), default=0.0)
+    fig.update_layout(
+        **LAYOUT,
+        title=title,
+        yaxis={"title": "best val accuracy", "range": [max(0.0, lo - 0.05), 1.0]},
+        xaxis={"title": "generator matrices"},
+    )
+    return to_dict(fig)

@@ -1,0 +1,382 @@
+"""The dashboard's routes: HTML pages, static assets, plotly.js, and the JSON the pages need
+on top of the REST API (figures built server-side, the runs table's extra columns)."""
+
+from __future__ import annotations
+
+import html
+import logging
+import statistics
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import plotly
+import yaml
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import Field
+from sqlalchemy import select
+
+from api import crud
+from api.deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, SweepId
+from api.models import Experiment, StoredFile
+from api.routes import analysis
+from api.storage import resolve_inside
+
+from . import figures
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+PLOTLY_URL = f"/assets/plotly-{plotly.__version__}.min.js"
+Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Accuracy = Annotated[float, Field(gt=0, lt=1)]
+Status = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed"]
+Sort = Literal[
+    "id", "-id", "created", "-created", "name", "-name",
+    "best_val_acc", "-best_val_acc", "updated", "-updated",
+]  # fmt: skip
+MAX_COMPARE = 12
+ERROR_PREVIEW = 2000
+PAGES = {
+    "runs": ("Runs", "runs.html"),
+    "run": ("Run", "run.html"),
+    "power-law": ("Power law", "power_law.html"),
+    "similarity": ("Similarity", "similarity.html"),
+    "sweeps": ("Sweeps", "sweeps.html"),
+}
+NAV = (("runs", "/", "Runs"), ("power-law", "/power-law", "Power law"),
+       ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+@lru_cache(maxsize=16)
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _nav(page: str) -> str:
+    items = []
+    for key, href, label in NAV:
+        current = ' aria-current="page"' if key == page or (page == "run" and key == "runs") else ""
+        items.append(f'<li><a href="{href}"{current}>{label}</a></li>')
+    return "\n".join(items)
+
+
+def _arch_options() -> str:
+    from rpg_core.models import list_models
+
+    return "".join(f'<option value="{html.escape(m)}">{html.escape(m)}</option>'
+                   for m in list_models())  # fmt: skip
+
+
+def render(page: str, **data: str) -> HTMLResponse:
+    """The page ``page`` inside the layout; ``data`` becomes data-* attributes of <main>."""
+    title, body_file = PAGES[page]
+    body = _template(body_file).replace("{{arch_options}}", _arch_options())
+    attrs = " ".join(f'data-{k}="{html.escape(v)}"' for k, v in data.items())
+    text = (
+        _template("layout.html")
+        .replace("{{body}}", body)
+        .replace("{{title}}", title)
+        .replace("{{nav}}", _nav(page))
+        .replace("{{page}}", page)
+        .replace("{{data}}", attrs)
+        .replace("{{plotly}}", PLOTLY_URL)
+    )
+    return HTMLResponse(text, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", response_class=HTMLResponse)
+def runs_page() -> HTMLResponse:
+    return render("runs")
+
+
+@router.get("/runs/{experiment_id}", response_class=HTMLResponse)
+def run_page(experiment_id: ExperimentId) -> HTMLResponse:
+    return render("run", **{"run-id": str(experiment_id)})
+
+
+@router.get("/power-law", response_class=HTMLResponse)
+def power_law_page() -> HTMLResponse:
+    return render("power-law")
+
+
+@router.get("/similarity", response_class=HTMLResponse)
+def similarity_page() -> HTMLResponse:
+    return render("similarity")
+
+
+@router.get("/sweeps", response_class=HTMLResponse)
+def sweeps_page() -> HTMLResponse:
+    return render("sweeps")
+
+
+@router.get(PLOTLY_URL)
+def plotly_js() -> FileResponse:
+    """plotly.js from the installed plotly package (no CDN); versioned URL, cached for a year."""
+    return FileResponse(
+        PLOTLY_JS,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+# ----------------------------------------------------------------------------- runs table
+
+
+def _duration(exp: Experiment) -> float | None:
+    if exp.started_at is None:
+        return exp.train_time_s
+    end = exp.finished_at or datetime.now(UTC)
+    return max((end - exp.started_at).total_seconds(), 0.0)
+
+
+def _row(exp: Experiment, has_model: bool) -> dict[str, Any]:
+    gap = None
+    if exp.train_acc is not None and exp.best_val_acc is not None:
+        gap = exp.train_acc - exp.best_val_acc
+    return {
+        "id": exp.id, "name": exp.name, "status": exp.status, "progress": exp.progress,
+        "epoch": exp.epoch, "arch": exp.arch, "scope": exp.scope, "dataset": exp.dataset,
+        "ring_size": exp.ring_size, "backbone_params": exp.backbone_params,
+        "total_params": exp.total_params, "best_val_acc": exp.best_val_acc,
+        "val_acc": exp.val_acc, "train_acc": exp.train_acc, "gap": gap,
+        "duration_s": _duration(exp), "worker": exp.worker, "attempts": exp.attempts,
+        "sweep_id": exp.sweep_id, "has_model": has_model,
+        "error": exp.error[:ERROR_PREVIEW] if exp.error else None,
+    }  # fmt: skip
+
+
+def _with_model(session: SessionDep, ids: list[int]) -> set[int]:
+    if not ids:
+        return set()
+    q = select(StoredFile.experiment_id).where(
+        StoredFile.experiment_id.in_(ids), StoredFile.kind == "model"
+    )
+    return set(session.scalars(q))
+
+
+@router.get("/ui/api/runs")
+def runs_json(
+    session: SessionDep,
+    _auth: ReadAuth,
+    status: Status | None = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    sort: Sort = "-id",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    """The API's listing (same filters, sort and cursor) with the table's extra columns:
+    train-val gap, duration, worker, error, has_model; the first page also has the counts."""
+    f = crud.ListFilter(
+        status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope
+    )
+    rows, next_cursor = crud.list_experiments(session, f, sort=sort, limit=limit, cursor=cursor)
+    models = _with_model(session, [r.id for r in rows])
+    out: dict[str, Any] = {
+        "items": [_row(r, r.id in models) for r in rows],
+        "next_cursor": next_cursor,
+    }
+    if not cursor:
+        out["counts"] = crud.count_by_status(session)
+    return out
+
+
+# ----------------------------------------------------------------------------- run details
+
+
+@lru_cache(maxsize=256)
+def _inspect(path: str, sha256: str) -> dict[str, Any]:
+    from rpg_core.compact import inspect_compact
+
+    info = inspect_compact(path)
+    return {
+        "available": True,
+        "params": info["params"],
+        "bytes": info["bytes"],
+        "file_bytes": info["bytes"]["total"],
+        "full_bytes": info["full_float32_state_dict_bytes"],
+        "ratio": info["ratio_vs_full_state_dict"],
+        "rings": info["rings"],
+        "sha256": sha256,
+    }
+
+
+@router.get("/ui/api/runs/{experiment_id}/model-info")
+def model_info(
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, _auth: ReadAuth
+) -> dict[str, Any]:
+    """Parameters by part and the .rpg size against the full float32 state dict, read from
+    the stored .rpg header (a file this service wrote; nothing is unpickled). A run without
+    a model yet answers ``available: false`` (200, so the page logs no failed request)."""
+    record = crud.get_file(session, experiment_id, "model")
+    path = resolve_inside(settings.artifact_dir, record.path) if record else None
+    if record is None or path is None or not path.is_file():
+        if crud.get_experiment(session, experiment_id) is None:
+            raise HTTPException(404, detail=f"experiment {experiment_id} not found")
+        return {"available": False, "reason": "no stored model yet"}
+    from rpg_core.exceptions import RPGError
+
+    try:
+        return _inspect(str(path), record.sha256)
+    except RPGError as err:
+        raise HTTPException(422, detail=f"the stored .rpg cannot be read: {err}") from None
+
+
+@router.get("/ui/figures/runs/{experiment_id}/curves")
+def curves_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> Any:
+    """Train/val loss and accuracy per epoch (plotly figure JSON)."""
+    if crud.get_experiment(session, experiment_id) is None:
+        raise HTTPException(404, detail=f"experiment {experiment_id} not found")
+    curves: dict[str, figures.Curve] = {}
+    for p in sorted(crud.metric_series(session, experiment_id), key=lambda p: p.epoch):
+        if "loss" not in p.name and "acc" not in p.name:
+            continue
+        c = curves.setdefault(p.name, figures.Curve(p.name, [], []))
+        c.epochs.append(p.epoch)
+        c.values.append(p.value)
+    return {"points": sum(len(c.epochs) for c in curves.values()),
+            "figure": figures.training_curves_figure(list(curves.values()))}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- power law
+
+
+@router.get("/ui/figures/power-law")
+def power_law_figure(
+    session: SessionDep,
+    auth: ReadAuth,
+    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
+    y: Literal["accuracy", "error"] = "accuracy",
+    target: Annotated[list[Accuracy] | None, Query(max_length=16)] = None,
+) -> Any:
+    """The API's power-law analysis (same fits) as a plotly figure and a table of fits."""
+    data = analysis.power_law(
+        session=session, _auth=auth, sweep=sweep, arch=arch, dataset=dataset,
+        scope=scope, tag=tag, metric=metric, target=target,
+    ).model_dump()  # fmt: skip
+    return JSONResponse(
+        {
+            "figure": figures.power_law_figure(data, error=y == "error"),
+            "table": figures.power_law_table(data),
+            "fit_available": data["fit_available"],
+            "points": sum(len(s["points"]) for s in data["series"]),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- similarity
+
+
+def _parse_ids(ids: str) -> list[int]:
+    try:
+        out = [int(x) for x in ids.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise HTTPException(
+            422, detail=[{"field": "ids", "message": "comma-separated run ids, e.g. 3,7,12"}]
+        ) from None
+    if not out or len(out) > MAX_COMPARE or any(not 1 <= i < 2**31 for i in out):
+        raise HTTPException(
+            422, detail=[{"field": "ids", "message": f"1 to {MAX_COMPARE} run ids (positive)"}]
+        )
+    return list(dict.fromkeys(out))
+
+
+@router.get("/ui/figures/similarity")
+def similarity_figure(
+    session: SessionDep, _auth: ReadAuth, ids: Annotated[str, Query(max_length=200)]
+) -> Any:
+    """Overlaid similarity histograms of the runs ``ids``; runs without one are listed."""
+    hists, missing = [], []
+    for i in _parse_ids(ids):
+        exp = crud.get_experiment(session, i)
+        sim = (crud.get_result(session, i) or {}).get("similarity") if exp else None
+        if exp is None or not isinstance(sim, dict) or "fractions" not in sim:
+            missing.append(i)
+            continue
+        label = f"#{exp.id} {exp.name} ({exp.scope})"
+        hists.append(figures.Histogram(label, list(sim["bin_edges"]), list(sim["fractions"])))
+    return {"figure": figures.similarity_figure(hists), "shown": len(hists), "missing": missing}
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+ABLATION_LABELS = {
+    (True, True): "permutation + reflection",
+    (True, False): "permutation only",
+    (False, True): "reflection only",
+    (False, False): "neither",
+}
+
+
+def ablation_bars(rows: list[Experiment]) -> list[figures.AblationBar]:
+    """Mean best accuracy of succeeded RPG runs per (permute, reflect); [] if only one kind."""
+    groups: dict[tuple[bool, bool], list[float]] = {}
+    for exp in rows:
+        rpg = (exp.spec or {}).get("rpg")
+        if exp.status != "succeeded" or not rpg or exp.best_val_acc is None:
+            continue
+        key = (bool(rpg.get("permute", True)), bool(rpg.get("reflect", True)))
+        groups.setdefault(key, []).append(exp.best_val_acc)
+    if len(groups) < 2:
+        return []
+    return [
+        figures.AblationBar(
+            ABLATION_LABELS[k], statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0,
+            len(v),
+        )
+        for k, v in sorted(groups.items(), reverse=True)
+    ]  # fmt: skip
+
+
+@router.get("/ui/figures/sweeps/{sweep_id}/ablation")
+def ablation_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Any:
+    """The paper's Fig. 5 bars for a permute/reflect sweep; figure null for other sweeps."""
+    sweep = crud.get_sweep(session, sweep_id)
+    if sweep is None:
+        raise HTTPException(404, detail=f"sweep {sweep_id} not found")
+    rows, _ = crud.list_experiments(session, crud.ListFilter(sweep_id=sweep_id), limit=1000)
+    bars = ablation_bars(rows)
+    if not bars:
+        return {"figure": None, "reason": "not a permute/reflect ablation (or none finished)"}
+    return {"figure": figures.ablation_figure(bars, f"Ablation: {sweep.name}"), "bars": len(bars)}
+
+
+# ----------------------------------------------------------------------------- spec text
+
+
+@router.post("/ui/api/parse-spec")
+async def parse_spec_text(request: Request) -> Any:
+    """JSON or YAML text -> JSON (safe_load); the page then posts it to the API, which
+    validates it. 422 naming the field ``spec`` when the text does not parse."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise HTTPException(
+            422, detail=[{"field": "spec", "message": f"not valid JSON or YAML{where}"}]
+        ) from None
+    if not isinstance(data, dict):
+        raise HTTPException(
+            422, detail=[{"field": "spec", "message": "the spec must be a mapping of sections"}]
+        )
+    return data

@@ -1,0 +1,67 @@
+// Power-law page: the server builds the figure (points, fits, legend with b, CI and R^2).
+import { $, api, onRetry, esc, errorText, plot } from "./common.js";
+
+const form = $("#pl-controls");
+const graph = $("#pl-graph");
+const state = $("#pl-state");
+let bound = false;
+
+function query() {
+  const q = new URLSearchParams();
+  for (const [k, v] of new FormData(form)) {
+    const s = String(v).trim();
+    if (!s) continue;
+    q.set(k, k === "target" ? String(Number(s) / 100) : s);
+  }
+  return q;
+}
+
+function renderTable(rows, target) {
+  const key = String(target);
+  $("#pl-target-h").textContent = target ? `Params for ${(100 * target).toPrecision(4)}%` : "Params for target";
+  $("#pl-table tbody").innerHTML = rows.length ? rows.map((r) => {
+    const ci = r.b_ci && r.b_ci.length === 2 ? `[${r.b_ci[0].toFixed(3)}, ${r.b_ci[1].toFixed(3)}]` : "—";
+    const need = r.plain ? "baseline" : (r.params_for[key] ?? (r.b === null ? (r.fit_error ? "no fit" : "needs 3 sizes") : "unreachable"));
+    return `<tr><td>${esc(r.series)}</td><td class="num">${r.points}</td>
+      <td class="num">${r.b === null ? "—" : r.b.toFixed(3)}</td><td>${ci}</td>
+      <td class="num">${r.r2 === null ? "—" : r.r2.toFixed(3)}</td><td class="num">${esc(need)}</td></tr>`;
+  }).join("") : `<tr><td colspan="6" class="state">No finished runs.</td></tr>`;
+}
+
+async function load() {
+  const q = query();
+  history.replaceState(null, "", `?${q}`);
+  state.textContent = "Loading…"; state.classList.remove("error");
+  let out;
+  try {
+    out = await api(`/ui/figures/power-law?${q}`);
+  } catch (err) {
+    state.textContent = `Could not load the power law: ${errorText(err)}`; state.classList.add("error");
+    return;
+  }
+  if (!out.points) {
+    state.textContent = "No succeeded runs with a backbone parameter count yet: run a sweep over ring sizes.";
+    graph.hidden = true; renderTable([], null);
+    return;
+  }
+  state.textContent = `${out.points} runs.` + (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
+  await plot(graph, out.figure);
+  graph.dataset.ready = "1";
+  renderTable(out.table, q.has("target") ? Number(q.get("target")) : null);
+  if (!bound) {
+    bound = true;
+    graph.on("plotly_click", (ev) => {
+      const id = ev.points && ev.points[0] && ev.points[0].customdata;
+      if (id) location.href = `/runs/${id}`;
+    });
+  }
+}
+
+const params = new URLSearchParams(location.search);
+for (const el of form.elements) {
+  if (!el.name || !params.has(el.name)) continue;
+  el.value = el.name === "target" ? String(100 * Number(params.get("target"))) : params.get(el.name);
+}
+form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+onRetry(load);
+load();

@@ -1,0 +1,125 @@
+// Run page: live progress and curves from the run's event stream, spec, params, similarity.
+import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, ACTIVE, stream,
+  throttle, errorText, plot } from "./common.js";
+
+const id = Number($("main").dataset.runId);
+let run = null;
+let es = null;
+
+function fact(label, value) { return `<div><dt>${esc(label)}</dt><dd>${value}</dd></div>`; }
+
+function renderHead() {
+  $("#run-title").textContent = `#${run.id} ${run.name}`;
+  document.title = `#${run.id} ${run.name} · RPG Studio`;
+  const dur = run.train_time_s ?? (run.started_at && run.finished_at ? (new Date(run.finished_at) - new Date(run.started_at)) / 1000 : null);
+  $("#run-facts").innerHTML = [
+    fact("status", statusBadge(run.status)), fact("arch", esc(run.arch)), fact("scope", esc(run.scope)),
+    fact("dataset", esc(run.dataset)), fact("ring size", run.ring_size === null ? "— (plain)" : fmtInt(run.ring_size)),
+    fact("backbone params", fmtInt(run.backbone_params)), fact("total params", fmtInt(run.total_params)),
+    fact("best val acc", fmtPct(run.best_val_acc, 2)), fact("train acc", fmtPct(run.train_acc, 2)),
+    fact("train−val gap", run.train_acc !== null && run.best_val_acc !== null ? fmtPct(run.train_acc - run.best_val_acc, 2) : "—"),
+    fact("duration", fmtDuration(dur)), fact("worker", esc(run.worker || "—")), fact("attempts", String(run.attempts)),
+    fact("sweep", run.sweep_id ? `<a href="/?sweep=${run.sweep_id}">#${run.sweep_id}</a>` : "—"),
+  ].join("");
+  renderProgress(run);
+  const err = $("#run-error");
+  err.hidden = !run.error; err.textContent = run.error ? `Error: ${run.error}` : "";
+  const dl = $("#run-download");
+  dl.hidden = !run.has_model; dl.href = `/api/experiments/${id}/model`; dl.setAttribute("download", `experiment-${id}.rpg`);
+  $("#run-cancel").hidden = !(ACTIVE.has(run.status) && run.status !== "cancelling");
+  $("#run-retry").hidden = !(run.status === "failed" || run.status === "cancelled");
+  $("#run-compare").href = `/similarity?ids=${id}`;
+  $("#run-spec").textContent = JSON.stringify(run.spec, null, 2);
+  $("#run-head").hidden = false;
+}
+
+function renderProgress(p) {
+  $("#run-progress").value = p.progress || 0;
+  $("#run-progress-text").textContent = `${Math.round(100 * (p.progress || 0))}%` + (p.epoch !== null && p.epoch !== undefined ? ` · epoch ${p.epoch}` : "") + ` · ${p.status}`;
+}
+
+async function loadRun() {
+  try {
+    run = await api(`/api/experiments/${id}`);
+  } catch (err) {
+    $("#run-state").textContent = err.status === 404 ? `Run ${id} does not exist (deleted?).` : `Could not load run ${id}: ${errorText(err)}`;
+    $("#run-state").classList.add("error");
+    return false;
+  }
+  $("#run-state").hidden = true;
+  renderHead();
+  return true;
+}
+
+async function loadCurves() {
+  try {
+    const out = await api(`/ui/figures/runs/${id}/curves`);
+    if (!out.points) return;
+    $("#curves-state").hidden = true;
+    await plot($("#curves-graph"), out.figure);
+    $("#curves-graph").dataset.ready = "1";
+  } catch (err) { $("#curves-state").textContent = `Could not load the curves: ${errorText(err)}`; }
+}
+
+function partRow(label, n) { return `<tr><th scope="row">${esc(label)}</th><td class="num">${n === undefined ? "—" : n.toLocaleString()}</td></tr>`; }
+
+async function loadParams() {
+  const st = $("#params-state");
+  try {
+    const info = await api(`/ui/api/runs/${id}/model-info`);
+    if (!info.available) { st.textContent = "No stored model yet (it appears when the run succeeds)."; return; }
+    const p = info.params;
+    $("#params-table tbody").innerHTML = [partRow("ring", p.ring), partRow("stem / other conv", p.conv),
+      partRow("batchnorm", p.norm), partRow("head", p.head), partRow("other", p.other),
+      partRow("total learned", p.total)].join("");
+    $("#params-table").hidden = false;
+    const w = Math.max(info.file_bytes / info.full_bytes, 0.002) * 100;
+    $("#size-bars").innerHTML = `<div>.rpg file: <strong>${fmtInt(info.file_bytes)}B</strong> (${info.ratio.toFixed(1)}× smaller)</div>
+      <div class="bar" style="width:${w}%"></div>
+      <div>full float32 state dict: <strong>${fmtInt(info.full_bytes)}B</strong></div><div class="bar full" style="width:100%"></div>`;
+    $("#size-bars").hidden = false;
+    st.hidden = true;
+  } catch (err) {
+    st.textContent = `Could not read the model: ${errorText(err)}`;
+  }
+}
+
+async function loadSimilarity() {
+  const st = $("#sim-state");
+  try {
+    const out = await api(`/ui/figures/similarity?ids=${id}`);
+    if (!out.shown) { st.textContent = "No similarity histogram stored for this run."; return; }
+    st.hidden = true;
+    await plot($("#sim-graph"), out.figure);
+  } catch (err) { st.textContent = `Could not load the histogram: ${errorText(err)}`; }
+}
+
+async function act(kind) {
+  try {
+    await api(`/api/experiments/${id}/${kind}`, { method: "POST" });
+    $("#run-action-result").textContent = `${kind} requested.`;
+    await loadRun();
+    if (kind === "retry") follow();
+  } catch (err) { $("#run-action-result").textContent = `${kind}: ${errorText(err)}`; }
+}
+
+const refreshCurves = throttle(loadCurves, 300);
+
+function follow() {
+  if (es) es.close();
+  es = stream(`/api/experiments/${id}/events`, {
+    progress: (p) => { if (run) { Object.assign(run, p); renderProgress(run); } },
+    metric: () => refreshCurves(),
+    end: async () => { es.close(); await loadRun(); loadCurves(); loadParams(); loadSimilarity(); },
+  });
+}
+
+async function init() {
+  $("#run-cancel").addEventListener("click", () => act("cancel"));
+  $("#run-retry").addEventListener("click", () => act("retry"));
+  onRetry(init);
+  if (!(await loadRun())) return;
+  loadCurves(); loadParams(); loadSimilarity();
+  if (ACTIVE.has(run.status)) follow();
+}
+init();

@@ -1,0 +1,59 @@
+// Sweeps page: progress of each sweep (live), and the ablation bars (paper Fig. 5).
+import { $, api, onRetry, esc, errorText, plot, stream, throttle } from "./common.js";
+
+const tbody = $("#sweeps tbody");
+let cursor = null;
+let shown = [];
+
+function finished(c) { return (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0); }
+
+function rowHtml(s) {
+  const done = finished(s.counts);
+  const counts = Object.entries(s.counts).map(([k, v]) => `${esc(k)} ${v}`).join(", ") || "—";
+  return `<tr data-id="${s.id}"><td class="num">${s.id}</td><td>${esc(s.name)}</td>
+    <td><progress max="${s.total || 1}" value="${done}" aria-label="sweep ${s.id}: ${done} of ${s.total} finished"></progress> ${done}/${s.total}</td>
+    <td>${counts}</td><td>${new Date(s.created_at).toLocaleString()}</td>
+    <td><a class="btn" href="/?sweep=${s.id}">Runs</a> <a class="btn" href="/power-law?sweep=${s.id}">Power law</a>
+      <button type="button" class="btn" data-ablation="${s.id}" data-name="${esc(s.name)}">Ablation bars</button></td></tr>`;
+}
+
+async function load(more = false) {
+  const st = $("#sweeps-state");
+  try {
+    const q = more && cursor ? `?cursor=${cursor}` : "";
+    const page = await api(`/api/sweeps${q}`);
+    shown = more ? shown.concat(page.items) : page.items;
+    cursor = page.next_cursor;
+  } catch (err) {
+    st.textContent = `Could not load sweeps: ${errorText(err)}`; st.classList.add("error"); return;
+  }
+  st.hidden = shown.length > 0;
+  if (!shown.length) st.textContent = "No sweeps yet: submit one from the Runs page.";
+  tbody.innerHTML = shown.map(rowHtml).join("");
+  $("#sweeps").hidden = !shown.length;
+  $("#more").hidden = !cursor;
+}
+
+async function ablation(id, name) {
+  const panel = $("#ablation"), st = $("#ablation-state");
+  panel.hidden = false;
+  $("#ablation-h").textContent = `Ablation: sweep #${id} ${name}`;
+  st.textContent = "Loading…";
+  try {
+    const out = await api(`/ui/figures/sweeps/${id}/ablation`);
+    if (!out.figure) { st.textContent = `No bars: ${out.reason}.`; $("#ablation-graph").hidden = true; return; }
+    st.textContent = "";
+    await plot($("#ablation-graph"), out.figure);
+    $("#ablation-graph").dataset.ready = "1";
+  } catch (err) { st.textContent = `Could not load: ${errorText(err)}`; }
+}
+
+tbody.addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-ablation]");
+  if (b) ablation(b.dataset.ablation, b.dataset.name);
+});
+$("#more").addEventListener("click", () => load(true));
+onRetry(load);
+load();
+const refresh = throttle(() => { if (!$("#more").hidden) return; load(); }, 1000);
+stream("/api/events", { status: refresh });

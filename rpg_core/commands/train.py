@@ -1,0 +1,88 @@
+"""``rpg train SPEC.yaml``: train locally with a progress line on stderr, write the result JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import RPGConfigError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train an experiment spec locally and write its result")
+    p.add_argument("spec", help="the experiment spec (YAML or JSON)")
+    p.add_argument("--out", help="write the result JSON here (default: stdout)")
+    p.add_argument("--checkpoint-dir", help="checkpoint every epoch here; resume from it")
+    p.add_argument("--data-root", help="where datasets live (default: $RPG_DATA_ROOT or ./data)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.set_defaults(func=run)
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    s = int(seconds)
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
+
+
+class ProgressLine:
+    """A ``\\r`` progress line on stderr: epoch, step, ETA, running loss and accuracy."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def on_step(self, step: int, total: int, m: dict[str, Any]) -> None:
+        self.stream.write(
+            f"\repoch {m['epoch']}/{m['epochs']}  step {m['step_in_epoch']}/{m['steps_per_epoch']}"
+            f"  ETA {_clock(m['eta_s'])}  loss {m['loss']:.4f}  acc {100 * m['acc']:.1f}%   "
+        )
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch: int, m: dict[str, Any]) -> None:
+        self.stream.write(
+            f"\repoch {epoch}: train loss {m['train_loss']:.4f} acc {100 * m['train_acc']:.1f}%"
+            f"  val loss {m['val_loss']:.4f} acc {100 * m['val_acc']:.1f}%  lr {m['lr']:.4g}"
+            f"  ({m['seconds']:.1f}s)\n"
+        )
+        self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..spec import load_spec
+    from ..train import train
+
+    spec = load_spec(args.spec)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise RPGConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = train(
+        spec,
+        callbacks=[] if args.quiet else [ProgressLine()],
+        checkpoint_dir=args.checkpoint_dir,
+        data_root=args.data_root,
+        resume=not args.no_resume,
+    )
+    text = json.dumps(result.as_dict(), indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        acc = result.final_val_acc
+        shown = "n/a" if acc is None else f"{100 * acc:.2f}%"
+        print(
+            f"{result.status}: {result.epochs_run}/{result.epochs} epochs, val acc {shown}; "
+            f"result written to {args.out}",
+            file=sys.stderr,
+        )
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,472 @@
+"""The training engine: run an :class:`~rpg_core.spec.ExperimentSpec` to the end.
+
+``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (SGD with
+momentum, MultiStepLR), writes a checkpoint every epoch, resumes from it, and returns a
+:class:`TrainResult`. On the CPU a resumed run ends bit-identical to an uninterrupted one; on
+CUDA it trains in bf16 autocast with channels_last.
+
+Callbacks get ``on_step`` (throttled), ``on_epoch_end`` and are asked ``should_stop()`` before
+every step: a stopped run keeps its last checkpoint and its result says ``stopped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .data import BatchLoader, Datasets, load_datasets
+from .exceptions import RPGConfigError, RPGTrainingError
+from .models import create_model
+from .params import count_params
+from .spec import ExperimentSpec, parse_spec, resolve_train
+
+log = logging.getLogger(__name__)
+
+Status = Literal["completed", "stopped"]
+
+
+class Callback:
+    """Hooks into a run; subclass and override what you need (all are no-ops here).
+
+    Any object with some of these methods works as a callback too.
+    """
+
+    def on_step(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        """``step`` of ``total`` (whole run); throttled by ``train(step_interval_s=...)``."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        """After epoch ``epoch`` (1-based) is trained, evaluated and checkpointed."""
+
+    def should_stop(self) -> bool:
+        """Asked before every step: True stops the run cooperatively."""
+        return False
+
+    def on_train_end(self, result: TrainResult, model: nn.Module) -> None:
+        """Once, with the result and the trained model (e.g. to save a compact model file)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run achieved. Accuracies are fractions in [0, 1]."""
+
+    name: str
+    status: Status
+    epochs_run: int  # epochs completed (including ones before a resume)
+    epochs: int  # epochs the spec asks for
+    final_val_acc: float | None
+    best_val_acc: float | None
+    best_epoch: int | None
+    final_val_top5: float | None  # 100+ classes only
+    best_val_top5: float | None
+    train_acc: float | None  # the last epoch's running accuracy on augmented batches
+    train_val_gap: float | None  # train_acc - final_val_acc
+    params: dict[str, int]  # count_params(model).as_dict()
+    flops: int  # multiply-accumulates of conv + linear layers for one image
+    wall_time_s: float  # this call's time
+    images_per_s: float  # this call's training throughput
+    device: str
+    hyperparameters: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stopped(self) -> bool:
+        return self.status == "stopped"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of every Conv and Linear layer for one input of ``input_shape``
+    ([C, H, W]), measured with forward hooks (eval mode, no grad; BN statistics untouched)."""
+    total = 0
+
+    def conv_hook(m: nn.Module, _: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(m, nn.modules.conv._ConvNd)
+        k = math.prod(m.kernel_size) * (m.in_channels // m.groups)
+        total += out[0].numel() * k
+
+    def linear_hook(m: nn.Module, _: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(m, nn.Linear)
+        total += out[0].numel() * m.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    param = next(model.parameters())
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RPGConfigError(f"train.device is {name!r} but CUDA is not available; use cpu or auto")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic mode for the run's duration (restored afterwards).
+
+    CPU: ``torch.use_deterministic_algorithms`` (warn-only where an op has no deterministic
+    kernel). CUDA: deterministic cuDNN without autotuning, but the fast (atomic) scatter-add in
+    the ring's backward: bit-exactness there would cost more than it is worth.
+    """
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    prev_cudnn = torch.backends.cudnn.deterministic
+    try:
+        if device.type == "cuda":
+            torch.backends.cudnn.deterministic = enabled
+            torch.backends.cudnn.benchmark = not enabled
+        elif enabled:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+        torch.backends.cudnn.deterministic = prev_cudnn
+
+
+def _notify(callbacks: Sequence[Any], method: str, *args: Any) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, method, None)
+        if fn is not None:
+            fn(*args)
+
+
+def _stop_requested(callbacks: Sequence[Any]) -> bool:
+    return any(bool(getattr(cb, "should_stop", lambda: False)()) for cb in callbacks)
+
+
+class _Stop(Exception):
+    """Raised inside an epoch when a callback asked to stop."""
+
+
+@dataclass
+class _Run:
+    """The mutable state of one run."""
+
+    spec: ExperimentSpec
+    hp: dict[str, Any]
+    data: Datasets
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    device: torch.device
+    callbacks: Sequence[Any]
+    step_interval_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    images: int = 0
+    train_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    last_notify: float = -math.inf
+    start_epoch: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.train_loader) * self.hp["epochs"]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+def _check_finite(loss: float, epoch: int, step: int) -> None:
+    if not math.isfinite(loss):
+        what = "NaN" if math.isnan(loss) else "inf"
+        raise RPGTrainingError(
+            f"loss became {what} at epoch {epoch}, step {step}; lower train.lr or check the data"
+        )
+
+
+def _step_metrics(run: _Run, epoch: int, step: int, sums: list[float], t0: float) -> dict[str, Any]:
+    n_steps = len(run.train_loader)
+    done = epoch * n_steps + step
+    elapsed = time.perf_counter() - t0
+    rate = step / elapsed if elapsed > 0 else 0.0
+    remaining = run.total_steps - done
+    return {
+        "epoch": epoch + 1,
+        "epochs": run.hp["epochs"],
+        "step_in_epoch": step,
+        "steps_per_epoch": n_steps,
+        "loss": sums[0] / max(sums[2], 1),
+        "acc": sums[1] / max(sums[2], 1),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "eta_s": remaining / rate if rate > 0 else float("nan"),
+    }
+
+
+def train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
+    """One pass over the training set; (mean loss, accuracy). ``epoch`` is 0-based."""
+    run.model.train()
+    sums = [0.0, 0.0, 0]  # loss * n, correct, n
+    t0 = time.perf_counter()
+    n_steps = len(run.train_loader)
+    for step, (x, y) in enumerate(run.train_loader.epoch(epoch), start=1):
+        if _stop_requested(run.callbacks):
+            raise _Stop
+        with run.autocast():
+            logits = run.model(run.prepare(x))
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=run.hp["label_smoothing"])
+        value = float(loss.item())
+        _check_finite(value, epoch + 1, step)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        sums[0] += value * len(y)
+        sums[1] += float((logits.argmax(1) == y).sum().item())
+        sums[2] += len(y)
+        now = time.perf_counter()
+        if now - run.last_notify >= run.step_interval_s or step == n_steps:
+            run.last_notify = now
+            metrics = _step_metrics(run, epoch, step, sums, t0)
+            _notify(run.callbacks, "on_step", epoch * n_steps + step, run.total_steps, metrics)
+    run.images += int(sums[2])
+    run.train_seconds += time.perf_counter() - t0
+    return sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1)
+
+
+def evaluate(run: _Run) -> dict[str, float]:
+    """Validation loss, top-1 and (100+ classes) top-5 accuracy."""
+    run.model.eval()
+    loss_sum, top1, top5, n = 0.0, 0.0, 0.0, 0
+    with torch.no_grad():
+        for x, y in run.val_loader.epoch(0):
+            with run.autocast():
+                logits = run.model(run.prepare(x)).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
+            top1 += float((logits.argmax(1) == y).sum().item())
+            if run.data.num_classes >= 100:
+                top = logits.topk(5, dim=1).indices
+                top5 += float((top == y[:, None]).any(1).sum().item())
+            n += len(y)
+    out = {"val_loss": loss_sum / max(n, 1), "val_acc": top1 / max(n, 1)}
+    if run.data.num_classes >= 100:
+        out["val_top5"] = top5 / max(n, 1)
+    return out
+
+
+# --- set-up -------------------------------------------------------------------------------------
+def _build(
+    spec: ExperimentSpec,
+    data_root: str | Path | None,
+    callbacks: Sequence[Any],
+    step_interval_s: float,
+) -> _Run:
+    hp = resolve_train(spec.train)
+    device = pick_device(spec.train.device)
+    data = load_datasets(spec.data, data_root=data_root)
+    torch.manual_seed(spec.train.seed)
+    model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+    if device.type == "cuda":
+        model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=hp["lr"],
+        momentum=hp["momentum"],
+        weight_decay=hp["weight_decay"],
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=hp["milestones"], gamma=hp["gamma"]
+    )
+    kw: dict[str, Any] = {"seed": spec.train.seed, "device": device}
+    workers = spec.data.num_workers
+    return _Run(
+        spec=spec,
+        hp=hp,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=BatchLoader(data, "train", hp["batch_size"], num_workers=workers, **kw),
+        val_loader=BatchLoader(data, "val", hp["batch_size"], num_workers=workers, **kw),
+        device=device,
+        callbacks=callbacks,
+        step_interval_s=step_interval_s,
+    )
+
+
+def _resume(run: _Run, checkpoint_dir: Path) -> None:
+    ckpt = load_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        return
+    if ckpt.meta.get("spec") != run.spec.model_dump(mode="json"):
+        raise RPGConfigError(
+            f"the checkpoint in {checkpoint_dir} was written for a different spec; "
+            f"use another checkpoint directory or resume=False"
+        )
+    restore_checkpoint(ckpt, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
+    run.history = list(ckpt.meta.get("history", []))
+    run.start_epoch = ckpt.epoch
+    log.info("resumed %s from %s at epoch %d", run.spec.name, checkpoint_dir, ckpt.epoch)
+
+
+def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
+    save_checkpoint(
+        checkpoint_dir,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        epoch=epoch,
+        meta={
+            "spec": run.spec.model_dump(mode="json"),
+            "history": run.history,
+            "num_classes": run.data.num_classes,
+            "in_channels": run.data.in_channels,
+            "image_size": run.data.image_size,
+            "data_generator": "torch.Generator seeded by (train.seed, epoch): see data.py",
+        },
+    )
+
+
+def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) -> TrainResult:
+    h = run.history
+    last = h[-1] if h else {}
+    best = max(h, key=lambda r: r["val_acc"]) if h else {}
+    final_val, train_acc = last.get("val_acc"), last.get("train_acc")
+    gap = train_acc - final_val if train_acc is not None and final_val is not None else None
+    return TrainResult(
+        name=run.spec.name,
+        status=status,
+        epochs_run=len(h),
+        epochs=run.hp["epochs"],
+        final_val_acc=final_val,
+        best_val_acc=best.get("val_acc"),
+        best_epoch=int(best["epoch"]) if best else None,
+        final_val_top5=last.get("val_top5"),
+        best_val_top5=max((r["val_top5"] for r in h), default=None) if "val_top5" in last else None,
+        train_acc=train_acc,
+        train_val_gap=gap,
+        params=count_params(run.model).as_dict(),
+        flops=flops,
+        wall_time_s=time.perf_counter() - run.started,
+        images_per_s=run.images / run.train_seconds if run.train_seconds > 0 else 0.0,
+        device=str(run.device),
+        hyperparameters=dict(run.hp),
+        history=list(h),
+        checkpoint=str(checkpoint_dir) if checkpoint_dir is not None else None,
+        spec=run.spec.model_dump(mode="json"),
+    )
+
+
+def load_trained_model(checkpoint_dir: str | Path) -> nn.Module:
+    """The model of the checkpoint in ``checkpoint_dir``, rebuilt from its spec (CPU, eval)."""
+    ckpt = load_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        raise RPGConfigError(f"no checkpoint in {checkpoint_dir}")
+    spec = parse_spec(ckpt.meta["spec"])
+    model = create_model(
+        spec, num_classes=ckpt.meta["num_classes"], in_channels=ckpt.meta["in_channels"]
+    )
+    model.load_state_dict(ckpt.prefixed("model/"), strict=True)
+    return model.eval()
+
+
+# --- the engine ---------------------------------------------------------------------------------
+def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
+    for epoch in range(run.start_epoch, run.hp["epochs"]):
+        t0 = time.perf_counter()
+        try:
+            train_loss, train_acc = train_epoch(run, epoch)
+        except _Stop:
+            log.info("%s: stop requested during epoch %d", run.spec.name, epoch + 1)
+            return "stopped"
+        lr = run.optimizer.param_groups[0]["lr"]
+        run.scheduler.step()
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            **evaluate(run),
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+        }
+        run.history.append(record)
+        if checkpoint_dir is not None:
+            _save(run, checkpoint_dir, epoch + 1)
+        log.info("%s epoch %d: %s", run.spec.name, epoch + 1, record)
+        _notify(run.callbacks, "on_epoch_end", epoch + 1, dict(record))
+        if epoch + 1 < run.hp["epochs"] and _stop_requested(run.callbacks):
+            return "stopped"
+    return "completed"
+
+
+def train(
+    spec: ExperimentSpec | dict[str, Any],
+    *,
+    callbacks: Sequence[Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    resume: bool = True,
+    step_interval_s: float = 1.0,
+) -> TrainResult:
+    """Train ``spec`` to its last epoch (or until a callback stops it) and return the result.
+
+    ``checkpoint_dir``: a checkpoint is written there after every epoch; with ``resume`` a run
+    continues from it. ``data_root``: where datasets live (default ``$RPG_DATA_ROOT`` or
+    ``./data``). ``step_interval_s``: the least time between two ``on_step`` calls.
+    Raises RPGTrainingError when the loss becomes NaN or inf.
+    """
+    spec = parse_spec(spec)
+    cbs = list(callbacks or [])
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    device = pick_device(spec.train.device)
+    with _deterministic(spec.train.deterministic, device):
+        run = _build(spec, data_root, cbs, step_interval_s)
+        d = run.data
+        flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))
+        if ckpt_dir is not None and resume:
+            _resume(run, ckpt_dir)
+        status = _run_epochs(run, ckpt_dir)
+    result = _result(run, status, ckpt_dir, flops)
+    _notify(cbs, "on_train_end", result, run.model)
+    log.info(
+        "%s %s after %d/%d epochs: val acc %s",
+        spec.name,
+        status,
+        result.epochs_run,
+        result.epochs,
+        result.final_val_acc,
+    )
+    return result

@@ -1,0 +1,124 @@
+"""The service commands against a real uvicorn server: token create, submit, status, download."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+import yaml
+from sqlalchemy.orm import Session
+
+from api import cli, crud
+from api.client import APIError, Client
+from api.main import create_app
+from api.settings import Settings, get_settings
+
+from .conftest import SPEC, run_to_end
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="rpg")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.register(sub)
+    return parser.parse_args(argv)
+
+
+def _run(argv: list[str]) -> int:
+    args = _parse(argv)
+    return int(args.func(args))
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.started
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(5)
+    sock.close()
+
+
+def test_token_create_prints_a_working_token(
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    session: Session,
+) -> None:
+    monkeypatch.setenv("RPG_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        assert _run(["token", "create", "alice"]) == 0
+    finally:
+        get_settings.cache_clear()
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("rpg_")
+    row = crud.check_token(session, token)
+    assert row is not None and row.name == "alice"
+
+
+def test_submit_status_download(
+    server: str,
+    token: str,
+    tmp_path: Path,
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(SPEC))
+    remote = ["--url", server, "--token", token]
+    assert _run(["submit", str(spec_file), *remote]) == 0
+    out = capsys.readouterr().out
+    exp_id = int(out.split()[1])
+    assert out.strip().endswith("queued")
+
+    sweep_file = tmp_path / "sweep.json"
+    sweep_file.write_text(
+        json.dumps({"name": "cli", "base": SPEC, "grid": {"rpg.ring_size": [10, 20]}})
+    )
+    assert _run(["submit-sweep", str(sweep_file), *remote]) == 0
+    assert "2 experiments queued" in capsys.readouterr().out
+
+    rel = crud.artifact_relpath(exp_id)
+    (settings.artifact_dir / rel).parent.mkdir(parents=True)
+    (settings.artifact_dir / rel).write_bytes(b"RPG" * 1000)
+    run_to_end(
+        session, exp_id, {"best_val_acc": 0.75}, [crud.file_record(settings.artifact_dir, rel)]
+    )
+    assert _run(["status", str(exp_id), "--url", server]) == 0
+    line = capsys.readouterr().out
+    assert "succeeded" in line and "0.7500" in line
+    assert _run(["status", "--url", server, "--limit", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+    dest = tmp_path / "m.rpg"
+    assert _run(["download", str(exp_id), "-o", str(dest), "--url", server]) == 0
+    assert dest.read_bytes() == b"RPG" * 1000
+
+
+def test_client_errors_name_the_problem(server: str, token: str) -> None:
+    with Client(server, "rpg_wrong") as c, pytest.raises(APIError) as err:
+        c.submit(SPEC)
+    assert err.value.status_code == 401
+    bad: dict[str, Any] = {**SPEC, "rpg": {"ring_size": -1}}
+    with Client(server, token) as c, pytest.raises(APIError, match="rpg.ring_size"):
+        c.submit(bad)
+    with Client("http://127.0.0.1:1", token) as c, pytest.raises(APIError, match="cannot reach"):
+        c.experiment(1)

@@ -1,0 +1,72 @@
+"""The dashboard's own routes through the ASGI app (SQLite; no browser)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import crud
+from api.main import create_app
+from api.migrate import upgrade
+from api.settings import Settings
+from frontend import mount
+from frontend.routes import PLOTLY_URL
+
+from .conftest import spec
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    tmp: Path = tmp_path_factory.mktemp("routes")
+    url = f"sqlite:///{tmp / 'rpg.db'}"
+    upgrade(url)
+    app = create_app(Settings(database_url=url, broker_url=None, artifact_dir=tmp / "a",
+                              auto_migrate=False))  # fmt: skip
+    mount(app)  # idempotent: create_app mounts it already
+    with app.state.sessionmaker() as s:
+        crud.create_experiment(s, spec("queued-one"))
+        s.commit()
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", ["/", "/runs/1", "/power-law", "/similarity", "/sweeps"])
+def test_pages_are_html_with_their_script(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'type="module"' in r.text and "cdn" not in r.text.lower()
+    script = r.text.split('<script type="module" src="')[1].split('"')[0]
+    assert client.get(script).status_code == 200
+
+
+def test_plotly_is_served_from_the_installed_package(client: TestClient) -> None:
+    r = client.get(PLOTLY_URL)
+    assert r.status_code == 200 and len(r.content) > 1_000_000
+    assert "immutable" in r.headers["cache-control"]
+    assert PLOTLY_URL in client.get("/power-law").text
+
+
+def test_bad_input_is_a_422_naming_the_field(client: TestClient) -> None:
+    r = client.get("/ui/figures/similarity?ids=1,x")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "ids"
+    r = client.post("/ui/api/parse-spec", content=b"name: [x")
+    assert r.status_code == 422 and "line 1" in r.json()["detail"][0]["message"]
+    r = client.post("/ui/api/parse-spec", content=b"- a list")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "spec"
+    assert client.get("/ui/figures/power-law?target=2").status_code == 422
+    assert client.get("/runs/0").status_code == 422
+
+
+def test_run_json_without_model_or_metrics(client: TestClient) -> None:
+    assert client.get("/ui/api/runs/1/model-info").json() == {
+        "available": False, "reason": "no stored model yet"
+    }  # fmt: skip
+    assert client.get("/ui/api/runs/99/model-info").status_code == 404
+    assert client.get("/ui/figures/runs/1/curves").json()["points"] == 0
+    page = client.get("/ui/api/runs?status=queued").json()
+    assert [r["name"] for r in page["items"]] == ["queued-one"] and page["counts"] == {"queued": 1}
+    assert page["items"][0]["has_model"] is False
+    assert client.get("/ui/figures/sweeps/1/ablation").status_code == 404

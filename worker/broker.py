@@ -1,0 +1,77 @@
+"""Which experiments does the broker still hold? (So the reconciler does not send them twice.)
+
+Reads the pending messages of the dispatch queue without consuming them: the Redis list named
+after the queue, or the message files of the filesystem broker. Messages a worker has taken but
+not yet acknowledged are not counted: if that worker died, its job must be sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from api.settings import Settings
+
+from .app import FILESYSTEM_SCHEME, TRAIN_TASK, transport_options
+
+log = logging.getLogger(__name__)
+MAX_SCAN = 100_000
+
+
+def experiment_of(raw: bytes | str) -> int | None:
+    """The experiment id of one serialized ``rpg.train_experiment`` message (None otherwise)."""
+    try:
+        msg = json.loads(raw)
+        if msg.get("headers", {}).get("task") != TRAIN_TASK:
+            return None
+        body: Any = msg["body"]
+        if msg.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    value = args[0] if isinstance(args, list) and args else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _redis_pending(url: str, queue: str) -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        items: list[bytes] = client.lrange(queue, 0, MAX_SCAN - 1)  # type: ignore[assignment]
+        return items
+    finally:
+        client.close()
+
+
+def _filesystem_pending(url: str, queue: str) -> list[bytes]:
+    folder = Path(transport_options(url)["data_folder_in"])
+    out: list[bytes] = []
+    for path in sorted(folder.glob(f"*.{queue}.msg"))[:MAX_SCAN]:
+        try:
+            out.append(path.read_bytes())
+        except OSError:  # taken by a worker meanwhile
+            continue
+    return out
+
+
+def held_experiments(settings: Settings) -> set[int] | None:
+    """Ids with a pending message in the dispatch queue; None when the broker cannot be read."""
+    url, queue = settings.broker_url, settings.dispatch_queue
+    if not url:
+        return None
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            raw = _redis_pending(url, queue)
+        elif url.startswith(FILESYSTEM_SCHEME):
+            raw = _filesystem_pending(url, queue)
+        else:
+            return None
+    except Exception as err:  # noqa: BLE001 - unknown: the caller falls back on ages
+        log.warning("cannot list the %s queue: %s", queue, err)
+        return None
+    return {i for i in map(experiment_of, raw) if i is not None}

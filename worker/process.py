@@ -1,0 +1,141 @@
+"""Worker processes: one Celery worker per GPU (``CUDA_VISIBLE_DEVICES``), or CPU workers.
+
+Each Celery worker runs one job at a time (concurrency 1, prefetch 1, late acks) in a child
+process that is replaced after every job (``--max-tasks-per-child 1``: GPU memory and any leak
+go with it). The supervisor restarts a worker that exits, and stops them all on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+def detect_gpus() -> list[str]:
+    """GPU indices from ``nvidia-smi -L`` (no torch import); empty without a GPU."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def parse_gpus(value: str | None) -> list[str] | None:
+    """``--gpus``: ``0,1`` -> ["0", "1"]; ``auto``/None -> None (detect); ``cpu`` -> []."""
+    if value is None or value == "auto":
+        return None
+    if value in ("cpu", "none", ""):
+        return []
+    parts = [p.strip() for p in value.split(",")]
+    if not all(p.isdigit() for p in parts):
+        from rpg_core.exceptions import RPGConfigError
+
+        raise RPGConfigError(f"--gpus {value!r}: give GPU indices like 0,1 (or auto, or cpu)")
+    return parts
+
+
+def celery_command(queue: str, name: str, loglevel: str = "INFO") -> list[str]:
+    """The command line of one single-job Celery worker on ``queue``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        name,
+        "--concurrency",
+        "1",
+        "--prefetch-multiplier",
+        "1",
+        "--max-tasks-per-child",
+        "1",
+        "--pool",
+        "prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        loglevel,
+    ]
+
+
+@dataclass
+class Slot:
+    """One worker process bound to one device (a GPU index, or "" for the CPU)."""
+
+    name: str
+    device: str
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+
+@dataclass
+class Supervisor:
+    """Starts, restarts and stops the Celery worker processes."""
+
+    queue: str
+    slots: list[Slot]
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    restart_delay_s: float = 1.0
+
+    @classmethod
+    def for_devices(cls, queue: str, gpus: Sequence[str], cpu_workers: int) -> Supervisor:
+        host = os.uname().nodename
+        if gpus:
+            slots = [Slot(f"rpg-gpu{g}@{host}", g) for g in gpus]
+        else:
+            slots = [Slot(f"rpg-cpu{i}@{host}", "") for i in range(max(cpu_workers, 1))]
+        return cls(queue=queue, slots=slots)
+
+    def start(self, slot: Slot) -> None:
+        env = {**self.env, "CUDA_VISIBLE_DEVICES": slot.device}
+        slot.process = subprocess.Popen(celery_command(self.queue, slot.name), env=env)
+        slot.starts += 1
+        log.info(
+            "started %s (pid %d, device %r)", slot.name, slot.process.pid, slot.device or "cpu"
+        )
+
+    def start_all(self) -> None:
+        for slot in self.slots:
+            self.start(slot)
+
+    def watch(self, stop: Sequence[bool]) -> None:
+        """Restart exited workers until ``stop[0]`` becomes True."""
+        while not stop[0]:
+            for slot in self.slots:
+                if slot.process is not None and slot.process.poll() is not None:
+                    log.warning("%s exited (%s); restarting", slot.name, slot.process.returncode)
+                    time.sleep(self.restart_delay_s)
+                    if not stop[0]:
+                        self.start(slot)
+            time.sleep(0.5)
+
+    def stop_all(self, timeout_s: float = 30.0) -> None:
+        """Warm shutdown (SIGTERM: the running job's message is not acked and goes back)."""
+        procs = [s.process for s in self.slots if s.process is not None]
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for p in procs:
+            try:
+                p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

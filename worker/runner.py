@@ -1,0 +1,257 @@
+"""One training job from claim to result: the body of the ``rpg.train_experiment`` task.
+
+The job runs under a lease (fencing token) taken with ``crud.claim_experiment``; every write is
+fenced by it, so two workers never both write one experiment. Attempts are counted by the claim:
+a job that raised (or whose worker died) ``max_attempts`` times ends ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import crud
+from api.db import make_engine, make_sessionmaker
+from api.dispatch import dispatch
+from api.models import Experiment, utcnow
+from api.settings import Settings
+
+from .artifacts import Finished, checkpoint_dir, save_outputs
+from .config import WorkerSettings
+from .control import JobControl, Reporter
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process: the lease owner (and how a dead local owner is found)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@lru_cache(maxsize=4)
+def sessions_for(database_url: str) -> sessionmaker[Session]:
+    return make_sessionmaker(make_engine(database_url))
+
+
+def run_experiment(
+    settings: Settings, wcfg: WorkerSettings, experiment_id: int, worker: str | None = None
+) -> str:
+    """Claim and run one experiment; returns what happened (succeeded, failed, cancelled,
+    requeued, lost or skipped). Never raises for a job's own error: it is recorded instead."""
+    sessions = sessions_for(settings.database_url)
+    worker = worker or worker_name()
+    with sessions() as session:
+        previous = crud.get_experiment(session, experiment_id)
+        prior_error = previous.error if previous is not None else None
+        prior_worker = previous.worker if previous is not None else None
+        session.rollback()
+        lease = _claim(session, experiment_id, worker, settings.lease_s)
+        if lease is None:
+            log.info(
+                "experiment %d is not claimable (finished, cancelled or leased)", experiment_id
+            )
+            return "skipped"
+        if lease.attempt > wcfg.max_attempts:
+            reason = prior_error or f"its worker ({prior_worker}) died while running it"
+            crud.fail_experiment(
+                session,
+                experiment_id,
+                lease.token,
+                f"gave up after {wcfg.max_attempts} attempts; the last one failed: {reason}",
+            )
+            return "failed"
+        return _run_leased(settings, wcfg, sessions, session, lease)
+
+
+def _claim(session: Session, experiment_id: int, worker: str, lease_s: float) -> crud.Lease | None:
+    """Claim; if a dead process on this host still holds the lease, wait for it to expire."""
+    lease = crud.claim_experiment(session, experiment_id, worker, lease_s)
+    if lease is not None:
+        return lease
+    exp = crud.get_experiment(session, experiment_id)
+    expires = exp.lease_expires_at if exp is not None else None
+    owner_dead = exp is not None and _is_dead_local(exp.lease_owner)
+    session.rollback()
+    if not owner_dead or expires is None:
+        return None
+    wait = (expires - utcnow()).total_seconds() + 0.2
+    log.info(
+        "experiment %d: its previous worker died here; resuming in %.1f s", experiment_id, wait
+    )
+    time.sleep(min(max(wait, 0.0), lease_s + 1))
+    return crud.claim_experiment(session, experiment_id, worker, lease_s)
+
+
+def _is_dead_local(owner: str | None) -> bool:
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _epochs_of(spec: dict[str, Any]) -> int:
+    from rpg_core.spec import parse_spec, resolve_train
+
+    return int(resolve_train(parse_spec(spec).train)["epochs"])
+
+
+def _run_leased(
+    settings: Settings,
+    wcfg: WorkerSettings,
+    sessions: sessionmaker[Session],
+    session: Session,
+    lease: crud.Lease,
+) -> str:
+    exp_id = lease.experiment_id
+    control = JobControl(
+        sessions,
+        exp_id,
+        lease.token,
+        lease_s=settings.lease_s,
+        heartbeat_s=wcfg.heartbeat_s or settings.lease_s / 4,
+        cancel_poll_s=wcfg.cancel_poll_s,
+        progress_s=wcfg.progress_s,
+    )
+    log.info("experiment %d: attempt %d (token %d)", exp_id, lease.attempt, lease.token)
+    with control:
+        try:
+            result, finished = _train(settings, wcfg, lease, control)
+        except Exception as err:  # noqa: BLE001 - any job error is recorded, never re-raised
+            log.exception("experiment %d failed on attempt %d", exp_id, lease.attempt)
+            session.rollback()
+            return _on_error(settings, wcfg, session, lease, err, control.cancelled)
+    if control.lost:
+        return "lost"
+    if finished is None:
+        ok = crud.mark_cancelled(session, exp_id, lease.token)
+        return "cancelled" if ok else "lost"
+    ok = crud.finish_experiment(
+        session,
+        exp_id,
+        lease.token,
+        result=_result_row(result, finished, lease),
+        files=finished.files,
+    )
+    return "succeeded" if ok else "lost"
+
+
+def _train(
+    settings: Settings, wcfg: WorkerSettings, lease: crud.Lease, control: JobControl
+) -> tuple[Any, Finished | None]:
+    """Run (or resume) the training; None for ``Finished`` when it was stopped."""
+    from rpg_core.train import train
+
+    ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    result = train(
+        lease.spec,
+        callbacks=[Reporter(control, _epochs_of(lease.spec))],
+        checkpoint_dir=ckpt,
+        data_root=settings.data_root,
+        resume=True,
+        step_interval_s=min(wcfg.progress_s, 1.0),
+    )
+    if result.stopped or control.lost:
+        return result, None
+    return result, save_outputs(
+        Path(settings.artifact_dir),
+        lease.experiment_id,
+        lease.spec,
+        settings.data_root,
+        wcfg.similarity_images,
+    )
+
+
+def _on_error(
+    settings: Settings,
+    wcfg: WorkerSettings,
+    session: Session,
+    lease: crud.Lease,
+    err: Exception,
+    cancelled: bool,
+) -> str:
+    """Record a job's error: cancel it, fail it (config error or last attempt) or queue it again."""
+    from rpg_core.exceptions import RPGConfigError
+
+    exp_id, token = lease.experiment_id, lease.token
+    message = f"{type(err).__name__}: {err}"
+    if cancelled or crud.is_cancel_requested(session, exp_id):
+        session.rollback()
+        return "cancelled" if crud.mark_cancelled(session, exp_id, token) else "lost"
+    session.rollback()
+    if isinstance(err, RPGConfigError) or lease.attempt >= wcfg.max_attempts:
+        detail = f"{message} (attempt {lease.attempt} of {wcfg.max_attempts})"
+        return "failed" if crud.fail_experiment(session, exp_id, token, detail) else "lost"
+    if not requeue(session, exp_id, token, message):
+        return "lost"
+    sent = dispatch(settings, [exp_id])
+    if sent:
+        crud.mark_dispatched(session, sent)
+        session.commit()
+    return "requeued"
+
+
+def requeue(session: Session, experiment_id: int, token: int, error: str) -> bool:
+    """Give the lease back and put the job in the queue again (fenced; keeps its checkpoint)."""
+    res = session.execute(
+        update(Experiment)
+        .where(
+            Experiment.id == experiment_id,
+            Experiment.lease_token == token,
+            Experiment.status == "running",
+        )
+        .values(
+            status="queued",
+            error=error[:10_000],
+            lease_owner=None,
+            lease_expires_at=None,
+            dispatched_at=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None (JSON columns reject them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _result_row(result: Any, finished: Finished, lease: crud.Lease) -> dict[str, Any]:
+    """The Result JSON: the engine's TrainResult plus the columns the API lists and sorts by."""
+    data = result.as_dict()
+    data.pop("checkpoint", None)  # a path on the worker's machine
+    params = data.get("params") or {}
+    data.update(
+        val_acc=result.final_val_acc,
+        backbone_params=params.get("backbone"),
+        total_params=params.get("total"),
+        train_time_s=sum(float(h.get("seconds", 0.0)) for h in result.history),
+        similarity=finished.similarity,
+        attempt=lease.attempt,
+    )
+    out: dict[str, Any] = _finite(data)
+    return out
