@@ -20,7 +20,7 @@ from .commands.train import ProgressLine
 from .models import create_model
 from .params import count_params
 from .spec import ExperimentSpec, parse_spec
-from .train import TrainResult, train
+from .engine import TrainResult, train
 
 DEMO_SPEC: dict[str, Any] = {
     "name": "demo-digits-r18-rpg",

@@ -111,6 +111,14 @@ class JobControl:
             self.lost = True
 
 
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 class Reporter:
     """The training engine's callback: progress, per-epoch metrics, cooperative stop."""
 
@@ -123,13 +131,13 @@ class Reporter:
         self.control.progress(step / max(total, 1), int(epoch) if epoch else None)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        values = {
-            k: float(v)
-            for k, v in metrics.items()
-            if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        self.control.metrics(epoch, values)
+        self.control.metrics(epoch, _numeric(metrics))
         self.control.progress(epoch / self.epochs, epoch, force=True)
+
+    def on_resume(self, history: list[dict[str, float]]) -> None:
+        # A previous attempt may have died after its checkpoint but before reporting that epoch.
+        for record in history:
+            self.control.metrics(int(record["epoch"]), _numeric(record))
 
     def should_stop(self) -> bool:
         return self.control.should_stop()

@@ -154,7 +154,7 @@ def _train(
     settings: Settings, wcfg: WorkerSettings, lease: crud.Lease, control: JobControl
 ) -> tuple[Any, Finished | None]:
     """Run (or resume) the training; None for ``Finished`` when it was stopped."""
-    from rpg_core.train import train
+    from rpg_core.engine import train
 
     ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from torch import nn
 from rpg_core import RPGConfigError, RPGTrainingError
 from rpg_core.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from rpg_core.models import create_model
-from rpg_core.train import Callback, count_flops, load_trained_model, train
+from rpg_core.engine import Callback, count_flops, load_trained_model, train
 
 
 @pytest.fixture(autouse=True)
@@ -91,9 +91,16 @@ def test_resume_is_bit_identical(tmp_path: Path) -> None:
     )
     assert part.status == "stopped" and part.stopped and part.epochs_run == 1
     assert load_checkpoint(tmp_path / "part").epoch == 1  # type: ignore[union-attr]
-    resumed = train(tiny_spec(epochs=2), checkpoint_dir=tmp_path / "part")
+    seen: list[list[dict[str, float]]] = []
+
+    class Resumed(Callback):
+        def on_resume(self, history: list[dict[str, float]]) -> None:
+            seen.append(history)
+
+    resumed = train(tiny_spec(epochs=2), checkpoint_dir=tmp_path / "part", callbacks=[Resumed()])
     assert resumed.status == "completed" and resumed.epochs_run == 2
     assert without_time(resumed.history) == without_time(full.history)
+    assert [[r["epoch"] for r in h] for h in seen] == [[1]]  # told what was done before
     a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "part")
     assert a is not None and b is not None
     assert a.tensors.keys() == b.tensors.keys()
@@ -126,7 +133,7 @@ def test_checkpoint_is_safetensors_written_atomically(tmp_path: Path) -> None:
 
 
 def test_nan_loss_stops_with_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rpg_core.train as engine
+    import rpg_core.engine as engine
 
     real = engine.F.cross_entropy
     calls = {"n": 0}

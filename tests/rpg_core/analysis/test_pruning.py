@@ -159,7 +159,7 @@ def test_prune_spec() -> None:
 
 
 def test_count_macs_agrees_with_the_engine() -> None:
-    from rpg_core.train import count_flops
+    from rpg_core.engine import count_flops
 
     model = small_resnet(5000)
     pruned = prune_model(model, 0.3, input_size=(1, 16, 16)).model

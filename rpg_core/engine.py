@@ -48,6 +48,13 @@ class Callback:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """After epoch ``epoch`` (1-based) is trained, evaluated and checkpointed."""
 
+    def on_resume(self, history: list[dict[str, float]]) -> None:
+        """Once, when a run resumes from a checkpoint, with the epochs already done.
+
+        A process that died between writing a checkpoint and reporting that epoch finds here
+        what it missed (the worker rewrites these metrics; its writes are idempotent).
+        """
+
     def should_stop(self) -> bool:
         """Asked before every step: True stops the run cooperatively."""
         return False
@@ -340,6 +347,7 @@ def _resume(run: _Run, checkpoint_dir: Path) -> None:
     run.history = list(ckpt.meta.get("history", []))
     run.start_epoch = ckpt.epoch
     log.info("resumed %s from %s at epoch %d", run.spec.name, checkpoint_dir, ckpt.epoch)
+    _notify(run.callbacks, "on_resume", list(run.history))
 
 
 def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:

@@ -57,7 +57,7 @@ class ProgressLine:
 
 def run(args: argparse.Namespace) -> int:
     from ..spec import load_spec
-    from ..train import train
+    from ..engine import train
 
     spec = load_spec(args.spec)
     if args.threads is not None:

@@ -1,6 +1,6 @@
 """The ``rpg`` command line. Each sub-command lives in its own module with ``register(sub)``.
 
-Library commands live in ``rpg_core.commands``; the service commands (submit, status, serve, ...)
+Library commands live in this package (``rpg_core.cli.<name>``); the service commands (submit, status, serve, ...)
 are added from ``api.cli`` when the service stack is installed (imported by name, so rpg_core
 itself never depends on it).
 """
@@ -13,13 +13,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .exceptions import RPGError
+from ..exceptions import RPGError
 
 COMMAND_MODULES = [
-    "rpg_core.commands.models",
-    "rpg_core.commands.train",
-    "rpg_core.commands.compact",
-    "rpg_core.commands.analysis",
+    "rpg_core.cli.models",
+    "rpg_core.cli.train",
+    "rpg_core.cli.compact",
+    "rpg_core.cli.analysis",
 ]
 OPTIONAL_COMMAND_MODULES = ["api.cli", "worker.cli"]
 SERVICE_PACKAGES = {
@@ -45,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     for name in OPTIONAL_COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -77,10 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RPGError as err:
         print(f"rpg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rpg inspect x.rpg | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

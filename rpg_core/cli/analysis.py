@@ -1,7 +1,7 @@
 """``rpg sweep`` (run a sweep template locally) and ``rpg fit`` (power law from result files).
 
 ``rpg sweep FILE --out DIR`` expands the template, trains each experiment in turn with
-:func:`rpg_core.train.train` and writes ``DIR/<experiment>.json`` per run and ``DIR/summary.json``
+:func:`rpg_core.engine.train` and writes ``DIR/<experiment>.json`` per run and ``DIR/summary.json``
 with the power-law fit of accuracy against backbone parameters (one fit per architecture, over its
 RPG runs). ``--dry-run`` lists the experiments and their backbone parameters and trains nothing.
 Checkpoints go to ``DIR/<experiment>/``; running the same sweep again resumes each experiment from
@@ -100,7 +100,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 # --- rpg sweep -----------------------------------------------------------------------------------
 def _train_one(spec: Any, out: Path, data_root: str | None) -> dict[str, Any]:
-    from ..train import train  # the engine: imported only when something is trained
+    from ..engine import train  # the engine: imported only when something is trained
 
     result = train(spec, checkpoint_dir=out / spec.name, data_root=data_root)
     return dict(result.as_dict())

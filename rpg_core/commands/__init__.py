@@ -1,1 +1,0 @@
-"""Sub-commands of the ``rpg`` command line (one module each, with ``register(sub)``)."""
