@@ -10,6 +10,7 @@ import logging
 
 from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
 from .data import Datasets, load_datasets
+from .engine import Callback, TrainResult, train
 from .exceptions import (
     RPGConfigError,
     RPGDataError,
@@ -23,7 +24,6 @@ from .params import ParamCount, count_params
 from .ring import LayerSlot, Ring, RingSpec
 from .rpgify import is_generated, materialize, rings, rpgify, select_layers
 from .spec import ExperimentSpec, load_spec, parse_spec
-from .engine import Callback, TrainResult, train
 
 __version__ = "0.1.0"
 

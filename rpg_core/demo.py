@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from .commands.train import ProgressLine
+from .engine import TrainResult, train
 from .models import create_model
 from .params import count_params
 from .spec import ExperimentSpec, parse_spec
-from .engine import TrainResult, train
 
 DEMO_SPEC: dict[str, Any] = {
     "name": "demo-digits-r18-rpg",

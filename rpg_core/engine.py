@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
-from .data import BatchLoader, Datasets, load_datasets
+from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
 from .exceptions import RPGConfigError, RPGTrainingError
 from .models import create_model
 from .params import count_params
@@ -87,6 +87,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
+    prune: dict[str, Any] | None = None  # pruning jobs: params and FLOPs before and after
 
     @property
     def stopped(self) -> bool:
@@ -201,6 +202,7 @@ class _Run:
     started: float = field(default_factory=time.perf_counter)
     last_notify: float = -math.inf
     start_epoch: int = 0
+    prune: dict[str, Any] | None = None  # a pruning job's report
 
     @property
     def total_steps(self) -> int:
@@ -295,17 +297,43 @@ def evaluate(run: _Run) -> dict[str, float]:
 
 
 # --- set-up -------------------------------------------------------------------------------------
+def _pruned_source(
+    spec: ExperimentSpec, source: nn.Module | None, data: Datasets, data_root: str | Path | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A pruning job's starting model: ``source`` (or the .rpg file it names) pruned."""
+    from .analysis.pruning import prune_model
+    from .compact import load_compact
+
+    assert spec.prune is not None
+    if source is None:
+        if not isinstance(spec.prune.source, str):
+            raise RPGConfigError(
+                f"prune.source: experiment {spec.prune.source} is resolved by the service; "
+                f"locally, name a .rpg file under <data root>/models/ or pass source_model="
+            )
+        root = Path(data_root) if data_root is not None else default_data_root()
+        source = load_compact(resolve_under(root, "models", spec.prune.source))
+    size = (data.in_channels, data.image_size, data.image_size)
+    pruned = prune_model(source, spec.prune.fraction, input_size=size)
+    return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
+
+
 def _build(
     spec: ExperimentSpec,
     data_root: str | Path | None,
     callbacks: Sequence[Any],
     step_interval_s: float,
+    source_model: nn.Module | None = None,
 ) -> _Run:
     hp = resolve_train(spec.train)
     device = pick_device(spec.train.device)
     data = load_datasets(spec.data, data_root=data_root)
     torch.manual_seed(spec.train.seed)
-    model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+    prune: dict[str, Any] | None = None
+    if spec.prune is not None:
+        model, prune = _pruned_source(spec, source_model, data, data_root)
+    else:
+        model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -328,6 +356,7 @@ def _build(
         scheduler=scheduler,
         train_loader=BatchLoader(data, "train", hp["batch_size"], num_workers=workers, **kw),
         val_loader=BatchLoader(data, "val", hp["batch_size"], num_workers=workers, **kw),
+        prune=prune,
         device=device,
         callbacks=callbacks,
         step_interval_s=step_interval_s,
@@ -395,6 +424,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         history=list(h),
         checkpoint=str(checkpoint_dir) if checkpoint_dir is not None else None,
         spec=run.spec.model_dump(mode="json"),
+        prune=run.prune,
     )
 
 
@@ -448,12 +478,15 @@ def train(
     data_root: str | Path | None = None,
     resume: bool = True,
     step_interval_s: float = 1.0,
+    source_model: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``spec`` to its last epoch (or until a callback stops it) and return the result.
 
     ``checkpoint_dir``: a checkpoint is written there after every epoch; with ``resume`` a run
     continues from it. ``data_root``: where datasets live (default ``$RPG_DATA_ROOT`` or
     ``./data``). ``step_interval_s``: the least time between two ``on_step`` calls.
+    ``source_model``: for a pruning job (``spec.prune``), the trained model to prune (else the
+    .rpg file ``prune.source`` names is read from ``<data_root>/models/``).
     Raises RPGTrainingError when the loss becomes NaN or inf.
     """
     spec = parse_spec(spec)
@@ -461,7 +494,7 @@ def train(
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     device = pick_device(spec.train.device)
     with _deterministic(spec.train.deterministic, device):
-        run = _build(spec, data_root, cbs, step_interval_s)
+        run = _build(spec, data_root, cbs, step_interval_s, source_model)
         d = run.data
         flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))
         if ckpt_dir is not None and resume:

@@ -98,7 +98,7 @@ def permutation(seed: int, tag: int, n: int) -> np.ndarray:
     keys |= np.arange(n, dtype=np.uint64)
     keys.sort()
     keys &= np.uint64((1 << int(b)) - 1)
-    return keys.astype(np.int64)
+    return keys.view(np.int64)  # values < 2**b <= 2**63: the same bits as int64
 
 
 def index_array(seed: int, n: int, m: int, *, permute: bool = True) -> np.ndarray:
@@ -109,12 +109,15 @@ def index_array(seed: int, n: int, m: int, *, permute: bool = True) -> np.ndarra
     if not permute:
         return (np.arange(m, dtype=np.int64) % n).astype(dtype)
     q, r = divmod(m, n)
-    base = np.empty(m, dtype=dtype)
-    if q:
-        base[: q * n] = np.tile(np.arange(n, dtype=dtype), q)
+    # u = base[shuffle] with base = [0..n-1] * q ++ extra; computed without the random-access
+    # gather: base[k] is k mod n for k < q*n, and extra[k - q*n] after.
+    shuffle = permutation(seed, TAG_SHUFFLE, m)
+    u = (shuffle % n).astype(dtype) if q else np.empty(m, dtype=dtype)
     if r:
-        base[q * n :] = permutation(seed, TAG_SELECT, n)[:r]
-    return base[permutation(seed, TAG_SHUFFLE, m)]
+        extra = permutation(seed, TAG_SELECT, n)[:r].astype(dtype)
+        tail = shuffle >= q * n
+        u[tail] = extra[shuffle[tail] - q * n]
+    return u
 
 
 def signs(seed: int, m: int, *, reflect: bool = True) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .analysis.pruning import PruneSpec
 from .exceptions import RPGConfigError
 
 # Limits that keep a spec sane; the service may lower them through its settings.
@@ -206,6 +207,24 @@ class ExperimentSpec(_Spec):
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=32)
+    prune: PruneSpec | None = Field(
+        None,
+        description="a pruning job (paper App. A): prune prune.source, then fine-tune it for "
+        "train.epochs with the train recipe; model and rpg come from the source",
+    )
+
+    @model_validator(mode="after")
+    def _prune_job(self) -> ExperimentSpec:
+        if self.prune is None:
+            return self
+        if self.rpg is not None:
+            raise ValueError("prune: a pruning job takes its model from prune.source; omit rpg")
+        if self.prune.finetune_epochs:
+            raise ValueError(
+                "prune.finetune_epochs: fine-tuning epochs of a pruning job are train.epochs; "
+                "leave prune.finetune_epochs at 0"
+            )
+        return self
 
 
 def format_validation_error(err: ValidationError) -> str:

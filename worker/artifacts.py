@@ -34,29 +34,6 @@ class Finished:
     similarity: dict[str, Any] | None
 
 
-def rebuild_model(spec: dict[str, Any], ckpt_dir: Path, data_root: Path | None) -> tuple[Any, Any]:
-    """The trained model (from the last checkpoint) and the datasets it was trained on.
-
-    The engine's TrainResult does not carry the model, so it is rebuilt from the checkpoint the
-    engine wrote after the last epoch (same spec, same seeds: the same architecture and rings).
-    """
-    from rpg_core.checkpoint import load_checkpoint
-    from rpg_core.data import load_datasets
-    from rpg_core.exceptions import RPGTrainingError
-    from rpg_core.models import create_model
-    from rpg_core.spec import parse_spec
-
-    parsed = parse_spec(spec)
-    data = load_datasets(parsed.data, data_root=data_root)
-    model = create_model(parsed, num_classes=data.num_classes, in_channels=data.in_channels)
-    ckpt = load_checkpoint(ckpt_dir)
-    if ckpt is None:
-        raise RPGTrainingError(f"no checkpoint in {ckpt_dir} to rebuild the trained model from")
-    model.load_state_dict(ckpt.prefixed("model/"), strict=True)
-    model.eval()
-    return model, data
-
-
 def similarity_of(model: Any, data: Any, images: int) -> dict[str, Any] | None:
     """The layer3 feature-similarity histogram on validation images (None if not applicable)."""
     from rpg_core.analysis import feature_similarity
@@ -75,17 +52,28 @@ def similarity_of(model: Any, data: Any, images: int) -> dict[str, Any] | None:
 def save_outputs(
     artifact_dir: Path,
     experiment_id: int,
+    model: Any,
     spec: dict[str, Any],
     data_root: Path | None,
     images: int,
 ) -> Finished:
-    """Write the ``.rpg`` file (atomically, at its id-keyed path) and compute the histogram."""
-    from rpg_core.compact import save_compact
+    """Write the ``.rpg`` file (atomically, at its id-keyed path) and compute the histogram.
 
-    model, data = rebuild_model(spec, checkpoint_dir(artifact_dir, experiment_id), data_root)
-    rel = crud.artifact_relpath(experiment_id, "model")
-    path = Path(artifact_dir) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_compact(model, path)
-    record = crud.file_record(Path(artifact_dir), rel, kind="model")
-    return Finished(files=[record], similarity=similarity_of(model, data, images))
+    A pruned network is no longer an RPG network of a registered shape, so a pruning job keeps
+    its result and histogram but no ``.rpg`` file (its checkpoint holds the weights).
+    """
+    from rpg_core.compact import save_compact
+    from rpg_core.data import load_datasets
+    from rpg_core.models import model_spec_of
+    from rpg_core.spec import parse_spec
+
+    model.eval()
+    data = load_datasets(parse_spec(spec).data, data_root=data_root)
+    files: list[crud.FileRecord] = []
+    if model_spec_of(model) is not None:
+        rel = crud.artifact_relpath(experiment_id, "model")
+        path = Path(artifact_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_compact(model, path)
+        files.append(crud.file_record(Path(artifact_dir), rel, kind="model"))
+    return Finished(files=files, similarity=similarity_of(model, data, images))

@@ -166,11 +166,16 @@ def _print_fit(url: str, auth: dict[str, str], ids: list[int]) -> None:
         for r in rows
         if r["status"] == "succeeded" and "rpg" in (r.get("tags") or [])
     ]
-    if len(pts) < 2:
-        print("power-law fit: not enough RPG results")
+    if len(pts) < 3:
+        print("power-law fit: fewer than 3 finished RPG runs")
         return
     fit = fit_power_law([p for p, _ in pts], [a for _, a in pts])
-    print(f"power-law fit over {len(pts)} RPG models: {fit}")
+    lo, hi = fit.b_ci
+    print(
+        f"power law over {len(pts)} RPG runs: error = {fit.a:.3g} * P^-{fit.b:.3f} "
+        f"(b in [{lo:.3f}, {hi:.3f}], R^2 {fit.r2:.3f}); see {url}/power-law",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

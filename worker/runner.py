@@ -24,6 +24,7 @@ from api.db import make_engine, make_sessionmaker
 from api.dispatch import dispatch
 from api.models import Experiment, utcnow
 from api.settings import Settings
+from api.storage import resolve_inside
 
 from .artifacts import Finished, checkpoint_dir, save_outputs
 from .config import WorkerSettings
@@ -130,7 +131,7 @@ def _run_leased(
     log.info("experiment %d: attempt %d (token %d)", exp_id, lease.attempt, lease.token)
     with control:
         try:
-            result, finished = _train(settings, wcfg, lease, control)
+            result, finished = _train(settings, wcfg, session, lease, control)
         except Exception as err:  # noqa: BLE001 - any job error is recorded, never re-raised
             log.exception("experiment %d failed on attempt %d", exp_id, lease.attempt)
             session.rollback()
@@ -150,27 +151,61 @@ def _run_leased(
     return "succeeded" if ok else "lost"
 
 
+class _KeepModel:
+    """Engine callback: keeps the trained model for the outputs (no rebuild from checkpoint)."""
+
+    model: Any = None
+
+    def on_train_end(self, result: Any, model: Any) -> None:
+        self.model = model
+
+
+def _prune_source(settings: Settings, session: Session, spec: dict[str, Any]) -> Any:
+    """A pruning job's source model: the .rpg file of the experiment ``prune.source`` names."""
+    from rpg_core.compact import load_compact
+    from rpg_core.exceptions import RPGConfigError
+
+    source = (spec.get("prune") or {}).get("source")
+    if not isinstance(source, int):
+        return None  # no pruning job, or a .rpg file name the engine reads from the data root
+    stored = crud.get_file(session, source, "model")
+    path = resolve_inside(Path(settings.artifact_dir), stored.path) if stored else None
+    session.rollback()
+    if path is None or not path.is_file():
+        raise RPGConfigError(
+            f"prune.source: experiment {source} has no model file; prune a run that succeeded"
+        )
+    return load_compact(path)
+
+
 def _train(
-    settings: Settings, wcfg: WorkerSettings, lease: crud.Lease, control: JobControl
+    settings: Settings,
+    wcfg: WorkerSettings,
+    session: Session,
+    lease: crud.Lease,
+    control: JobControl,
 ) -> tuple[Any, Finished | None]:
     """Run (or resume) the training; None for ``Finished`` when it was stopped."""
     from rpg_core.engine import train
 
     ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)
+    keep = _KeepModel()
     result = train(
         lease.spec,
-        callbacks=[Reporter(control, _epochs_of(lease.spec))],
+        callbacks=[Reporter(control, _epochs_of(lease.spec)), keep],
         checkpoint_dir=ckpt,
         data_root=settings.data_root,
         resume=True,
         step_interval_s=min(wcfg.progress_s, 1.0),
+        source_model=_prune_source(settings, session, lease.spec),
     )
     if result.stopped or control.lost:
         return result, None
     return result, save_outputs(
         Path(settings.artifact_dir),
         lease.experiment_id,
+        keep.model,
         lease.spec,
         settings.data_root,
         wcfg.similarity_images,

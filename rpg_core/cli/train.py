@@ -56,8 +56,8 @@ class ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..spec import load_spec
     from ..engine import train
+    from ..spec import load_spec
 
     spec = load_spec(args.spec)
     if args.threads is not None:

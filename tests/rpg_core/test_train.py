@@ -15,8 +15,8 @@ from torch import nn
 
 from rpg_core import RPGConfigError, RPGTrainingError
 from rpg_core.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from rpg_core.models import create_model
 from rpg_core.engine import Callback, count_flops, load_trained_model, train
+from rpg_core.models import create_model
 
 
 @pytest.fixture(autouse=True)

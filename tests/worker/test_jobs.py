@@ -44,6 +44,28 @@ def test_submit_over_rest_runs_to_done_with_a_loadable_model(
     )
 
 
+def test_a_pruning_job_prunes_a_finished_run(shared_stack: Stack) -> None:
+    st = shared_stack
+    source = tiny_spec("prune-source", epochs=1)
+    source_id = st.submit(source)
+    assert st.wait_status(source_id, "succeeded", "failed").status == "succeeded"
+    job = {
+        "name": "pruned",
+        "prune": {"source": source_id, "fraction": 0.3},
+        "data": source["data"],
+        "train": {"epochs": 1, "batch_size": 32, "lr": 0.01},
+    }
+    exp = st.wait_status(st.submit(job), "succeeded", "failed")
+    assert exp.status == "succeeded", exp.error
+    with st.session() as s:
+        result = crud.get_result(s, exp.id)
+    assert result is not None and result["prune"]["report"]["fraction_removed"] > 0.2
+    assert exp.total_params == result["prune"]["report"]["total_after"]
+    assert st.client.get(f"/api/experiments/{exp.id}/model", headers=st.auth).status_code == 404
+    missing = st.wait_status(st.submit({**job, "prune": {"source": 99999}}), "succeeded", "failed")
+    assert missing.status == "failed" and "prune.source: experiment 99999" in (missing.error or "")
+
+
 def test_cancel_a_running_job_within_5_seconds(shared_stack: Stack) -> None:
     st = shared_stack
     exp_id = st.submit(tiny_spec("cancel-me", epochs=50))
