@@ -21,12 +21,19 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[service,dev]"
 	touch $(STAMP)
 
-# Real data that a package ships: Fashion-MNIST from Debian (skipped where apt is missing).
+# System packages the demo and the tests use (installed as root where apt exists; skipped else):
+# Fashion-MNIST (real data a package ships), chromium (browser tests), docker-compose (its parser).
+APT_PACKAGES := dataset-fashion-mnist chromium docker-compose
 system-deps:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		(apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null || \
-		echo "note: dataset-fashion-mnist could not be installed; the demo falls back to digits"; \
-	fi
+	@missing=""; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing:$$missing"; \
+		(apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) >/dev/null \
+			|| echo "note: could not install$$missing"; \
+	elif [ -n "$$missing" ]; then echo "note: missing$$missing (install them with apt as root)"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check rpg_core api worker frontend tests benchmarks
@@ -45,6 +52,10 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_ring.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_compact.py
+	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/bench_api.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

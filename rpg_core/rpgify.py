@@ -320,7 +320,8 @@ def rpgify(
         ring = Ring(spec)
         weight = modules[names[0]]._parameters["weight"]
         assert weight is not None
-        ring.to(device=weight.device)
+        if not weight.is_meta:  # a model built on the meta device gets its rings on the CPU
+            ring.to(device=weight.device)
         bank[g] = ring
         for n in names:
             _convert_layer(modules[n], n, ring)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 RING_SIZES = (2_000, 8_000, 30_000)
-WIDTHS = (0.25, 0.5)
+WIDTHS = (0.25, 0.0625)  # the RPG width, and a plain net of about the largest ring's size
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     env.setdefault("RPG_DATABASE_URL", f"sqlite:///{workdir / 'rpg-studio.db'}")
     env.setdefault("RPG_ARTIFACT_DIR", str(workdir / "artifacts"))
     workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "serve.log"
+    print(f"starting rpg serve (API, worker, embedded broker); its log: {log_path}", flush=True)
+    server_log = log_path.open("ab")
     server = subprocess.Popen(
         [
             sys.executable,
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         ],
         env=env,
         start_new_session=True,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_up(url, server)
@@ -141,6 +146,7 @@ def _submit(url: str, auth: dict[str, str], spec: dict[str, Any]) -> int:
 
 def _wait_done(url: str, auth: dict[str, str], ids: list[int], server: Any) -> None:
     pending = set(ids)
+    last_note = time.monotonic()
     while pending:
         if server.poll() is not None:
             raise SystemExit("rpg serve stopped before the sweep finished")
@@ -150,8 +156,16 @@ def _wait_done(url: str, auth: dict[str, str], ids: list[int], server: Any) -> N
                 pending.discard(i)
                 acc = exp.get("best_val_acc")
                 print(
-                    f"  {exp['name']:<12} {exp['status']:<9} best val acc "
-                    f"{acc if acc is None else round(acc, 4)}",
+                    f"  {exp['name']:<14} {exp['status']:<9} best val acc "
+                    f"{'-' if acc is None else f'{acc:.3f}'}   backbone params "
+                    f"{exp.get('backbone_params') or '-'}",
+                    flush=True,
+                )
+            elif exp["status"] == "running" and time.monotonic() - last_note > 15:
+                last_note = time.monotonic()
+                print(
+                    f"  ... {exp['name']} epoch {exp.get('epoch') or 0}, "
+                    f"{100 * (exp.get('progress') or 0):.0f}% ({len(pending)} runs to go)",
                     flush=True,
                 )
         time.sleep(1.0)
@@ -170,10 +184,10 @@ def _print_fit(url: str, auth: dict[str, str], ids: list[int]) -> None:
         print("power-law fit: fewer than 3 finished RPG runs")
         return
     fit = fit_power_law([p for p, _ in pts], [a for _, a in pts])
-    lo, hi = fit.b_ci
+    ci = f" (95% CI {fit.b_ci[0]:.3f}-{fit.b_ci[1]:.3f})" if fit.b_ci else ""
     print(
-        f"power law over {len(pts)} RPG runs: error = {fit.a:.3g} * P^-{fit.b:.3f} "
-        f"(b in [{lo:.3f}, {hi:.3f}], R^2 {fit.r2:.3f}); see {url}/power-law",
+        f"power law over {len(pts)} RPG runs: error = {fit.a:.3g} * P^-{fit.b:.3f}{ci}, "
+        f"R^2 {fit.r2:.3f}; see {url}/power-law",
         flush=True,
     )
 
