@@ -1,4 +1,5 @@
-"""``python -m rpg_core.demo`` (``make demo``): a short RPG training on real data, on the CPU.
+"""``python -m rpg_core.cli.demo``: a short RPG training on real data with the library alone
+(no service; ``make demo`` runs the full service demo, ``worker.demo``).
 
 A CIFAR-form ResNet18 at width 0.25 whose conv kernels are all generated from one ring of 5% of
 their weights learns scikit-learn's handwritten digits (bundled, offline) in a few epochs. It
@@ -16,11 +17,11 @@ from typing import Any
 
 import torch
 
-from .commands.train import ProgressLine
-from .engine import TrainResult, train
-from .models import create_model
-from .params import count_params
-from .spec import ExperimentSpec, parse_spec
+from ..engine import TrainResult, train
+from ..models import create_model
+from ..params import count_params
+from ..spec import ExperimentSpec, parse_spec
+from .train import ProgressLine
 
 DEMO_SPEC: dict[str, Any] = {
     "name": "demo-digits-r18-rpg",
@@ -60,7 +61,7 @@ def _free_cores() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rpg_core.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rpg_core.cli.demo", description=__doc__)
     parser.add_argument("--epochs", type=int, default=DEMO_SPEC["train"]["epochs"])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: idle cores)")
     args = parser.parse_args(argv)
