@@ -28,7 +28,7 @@ from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
 from .exceptions import RPGConfigError, RPGTrainingError
 from .models import create_model
-from .params import count_params
+from .params import count_macs, count_params
 from .spec import ExperimentSpec, parse_spec, resolve_train
 
 log = logging.getLogger(__name__)
@@ -100,37 +100,9 @@ class TrainResult:
 # --- helpers ------------------------------------------------------------------------------------
 def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-accumulates of every Conv and Linear layer for one input of ``input_shape``
-    ([C, H, W]), measured with forward hooks (eval mode, no grad; BN statistics untouched)."""
-    total = 0
-
-    def conv_hook(m: nn.Module, _: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(m, nn.modules.conv._ConvNd)
-        k = math.prod(m.kernel_size) * (m.in_channels // m.groups)
-        total += out[0].numel() * k
-
-    def linear_hook(m: nn.Module, _: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(m, nn.Linear)
-        total += out[0].numel() * m.in_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.conv._ConvNd):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    param = next(model.parameters())
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return total
+    ([C, H, W]); what ``TrainResult.flops`` reports (see :func:`rpg_core.params.count_macs`)."""
+    c, h, w = (int(v) for v in input_shape)
+    return count_macs(model, (c, h, w))
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,11 +1,15 @@
-"""Parameter counts by part, as the paper counts them."""
+"""Parameter counts by part, as the paper counts them, and multiply-accumulates."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import torch
 from torch import nn
 
+from .exceptions import RPGConfigError
 from .rpgify import GENERATED_TYPES, generated_weight, is_generated, rings
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -59,3 +63,35 @@ def count_params(model: nn.Module) -> ParamCount:
                 parts["other"] += n
     backbone = parts["ring"] if ring_params else sum(convs[1:])
     return ParamCount(generated=generated, backbone=backbone, **parts)
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of the Conv and Linear layers for one image of ``input_size`` (C, H, W)."""
+    if len(input_size) != 3 or any(not isinstance(s, int) or s < 1 for s in input_size):
+        raise RPGConfigError(f"input_size must be (channels, height, width), got {input_size!r}")
+    total = 0
+
+    def hook(m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.modules.conv._ConvNd):
+            per_out = (m.in_channels // m.groups) * math.prod(m.kernel_size)
+            total += out.numel() * per_out
+        elif isinstance(m, nn.Linear):
+            total += out.numel() * m.in_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
+    ]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..exceptions import RPGConfigError
-from ..params import count_params
+from ..params import count_macs, count_params
 from ..rpgify import materialize, rings
 
 log = logging.getLogger(__name__)
@@ -131,38 +131,6 @@ def _stem(model: nn.Module) -> nn.Conv2d | None:
 def _default_input_size(model: nn.Module) -> tuple[int, int, int]:
     stem = _stem(model)
     return (stem.in_channels if stem is not None else 3, 32, 32)
-
-
-def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
-    """Multiply-accumulates of the Conv and Linear layers for one image of ``input_size`` (C, H, W)."""
-    if len(input_size) != 3 or any(not isinstance(s, int) or s < 1 for s in input_size):
-        raise RPGConfigError(f"input_size must be (channels, height, width), got {input_size!r}")
-    total = 0
-
-    def hook(m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.modules.conv._ConvNd):
-            per_out = (m.in_channels // m.groups) * math.prod(m.kernel_size)
-            total += out.numel() * per_out
-        elif isinstance(m, nn.Linear):
-            total += out.numel() * m.in_features
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
-    ]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return total
 
 
 # --- planning ------------------------------------------------------------------------------------
