@@ -958,6 +958,13 @@ def _example_input(h: CompactHeader, input_size: int | None) -> torch.Tensor:
 
 
 def _export_onnx(plain: nn.Module, example: torch.Tensor, out: Path) -> None:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RPGConfigError(
+            f"ONNX export needs {' and '.join(missing)}: pip install 'rpg-studio[onnx]'"
+        )
     inputs, outputs = ["input"], ["logits"]
     try:
         torch.onnx.export(
