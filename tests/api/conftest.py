@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
@@ -20,8 +19,8 @@ from api.migrate import upgrade
 from api.models import Base
 from api.settings import Settings
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+from ..pg import throwaway_database
+
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 SPEC: dict[str, Any] = {
@@ -36,19 +35,8 @@ SPEC: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    name = f"rpg_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as err:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for the API tests: {err}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_URL.format(name=name)
-    try:
-        upgrade(url)
+    with throwaway_database("rpg_test") as url:
         yield url
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from api.db import make_engine
 from api.migrate import upgrade
 from api.models import Base
 
-from .conftest import PG_ADMIN, PG_URL
+from ..pg import PG_ADMIN, PG_URL
 
 
 def _diff(url: str) -> list[object]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -21,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.main import create_app
-from api.migrate import upgrade
 from api.models import Experiment
 from api.settings import Settings
 from worker.config import WorkerSettings
@@ -29,8 +27,8 @@ from worker.process import celery_command
 from worker.reconcile import ReconcilerThread
 from worker.runner import sessions_for
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+from ..pg import throwaway_database
+
 REDIS_URL = "redis://127.0.0.1:6379/14"
 LEASE_S = 3.0
 
@@ -56,20 +54,11 @@ def tiny_spec(
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    name = f"rpg_worker_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as err:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for the worker tests: {err}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_URL.format(name=name)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        sessions_for.cache_clear()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("rpg_worker") as url:
+        try:
+            yield url
+        finally:
+            sessions_for.cache_clear()
 
 
 @dataclass
