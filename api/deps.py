@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from . import crud
 from .settings import Settings
+from .validation import TAG_QUERY_PATTERN
 
 bearer = HTTPBearer(auto_error=False, description="an API token from `rpg token create NAME`")
 
@@ -57,3 +59,40 @@ ReadAuth = Annotated[str | None, Depends(allow_read)]
 MAX_ID = 2**31 - 1
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="experiment id", examples=[42])]
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id", examples=[3])]
+
+
+# --- the experiment listing's query (the API's list and the dashboard's runs table) ---------
+Sort = Literal[
+    "id", "-id", "created", "-created", "name", "-name",
+    "best_val_acc", "-best_val_acc", "updated", "-updated",
+]  # fmt: skip
+Status = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed"]
+Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filter: crud.ListFilter
+    sort: str
+    limit: int
+    cursor: str | None
+
+
+def list_query(
+    status: Status | None = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
+    sort: Sort = "-id",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ListQuery:
+    f = crud.ListFilter(
+        status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope
+    )
+    return ListQuery(filter=f, sort=sort, limit=limit, cursor=cursor)
+
+
+ListQueryDep = Annotated[ListQuery, Depends(list_query)]

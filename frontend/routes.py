@@ -19,7 +19,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from api import crud
-from api.deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, SweepId
+from api.deps import ExperimentId, Label, ListQueryDep, ReadAuth, SessionDep, SettingsDep, SweepId
 from api.models import Experiment, StoredFile
 from api.routes import analysis
 from api.storage import resolve_inside
@@ -34,13 +34,7 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 PLOTLY_URL = f"/assets/plotly-{plotly.__version__}.min.js"
-Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Accuracy = Annotated[float, Field(gt=0, lt=1)]
-Status = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed"]
-Sort = Literal[
-    "id", "-id", "created", "-created", "name", "-name",
-    "best_val_acc", "-best_val_acc", "updated", "-updated",
-]  # fmt: skip
 MAX_COMPARE = 12
 ERROR_PREVIEW = 2000
 PAGES = {
@@ -165,31 +159,18 @@ def _with_model(session: SessionDep, ids: list[int]) -> set[int]:
 
 
 @router.get("/ui/api/runs")
-def runs_json(
-    session: SessionDep,
-    _auth: ReadAuth,
-    status: Status | None = None,
-    arch: Label | None = None,
-    dataset: Label | None = None,
-    scope: Label | None = None,
-    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
-    sort: Sort = "-id",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> dict[str, Any]:
+def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str, Any]:
     """The API's listing (same filters, sort and cursor) with the table's extra columns:
     train-val gap, duration, worker, error, has_model; the first page also has the counts."""
-    f = crud.ListFilter(
-        status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope
+    rows, next_cursor = crud.list_experiments(
+        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor
     )
-    rows, next_cursor = crud.list_experiments(session, f, sort=sort, limit=limit, cursor=cursor)
     models = _with_model(session, [r.id for r in rows])
     out: dict[str, Any] = {
         "items": [_row(r, r.id in models) for r in rows],
         "next_cursor": next_cursor,
     }
-    if not cursor:
+    if not q.cursor:
         out["counts"] = crud.count_by_status(session)
     return out
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, HTTPException, Response
 
 from rpg_core.spec import ExperimentSpec
 
 from .. import crud, dispatch
-from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
+from ..deps import ExperimentId, ListQueryDep, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
 from ..storage import remove_files
-from ..validation import TAG_QUERY_PATTERN, check_limits
+from ..validation import check_limits
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -35,20 +35,6 @@ SPEC_EXAMPLES: dict[str, Any] = {
         "value": {"name": "r18-plain", "model": {"arch": "resnet18"}, "train": {"epochs": 15}},
     },
 }
-Sort = Literal[
-    "id",
-    "-id",
-    "created",
-    "-created",
-    "name",
-    "-name",
-    "best_val_acc",
-    "-best_val_acc",
-    "updated",
-    "-updated",
-]
-Status = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed"]
-Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
 def _not_found(experiment_id: int) -> HTTPException:
@@ -74,24 +60,11 @@ def submit(
 
 
 @router.get("", response_model=ExperimentPage)
-def list_experiments(
-    session: SessionDep,
-    _auth: ReadAuth,
-    status: Status | None = None,
-    arch: Label | None = None,
-    dataset: Label | None = None,
-    scope: Label | None = None,
-    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
-    sort: Sort = "-id",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> ExperimentPage:
+def list_experiments(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> ExperimentPage:
     """Experiments, newest first by default; follow ``next_cursor`` for the next page."""
-    f = crud.ListFilter(
-        status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope
+    rows, next_cursor = crud.list_experiments(
+        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor
     )
-    rows, next_cursor = crud.list_experiments(session, f, sort=sort, limit=limit, cursor=cursor)
     return ExperimentPage(
         items=[ExperimentSummary.model_validate(r) for r in rows], next_cursor=next_cursor
     )
