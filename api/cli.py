@@ -23,6 +23,15 @@ def register(sub: Any) -> None:
     remote(p)
     p.set_defaults(func=run_submit_sweep)
 
+    local_sweep = sub.choices.get("sweep")  # `rpg sweep FILE` (rpg_core) gains --remote
+    if local_sweep is not None:
+        local_sweep.add_argument(
+            "--remote", action="store_true", help="queue it on the API server instead"
+        )
+        remote(local_sweep)
+        run_local = local_sweep.get_default("func")
+        local_sweep.set_defaults(func=lambda a: run_submit_sweep(a) if a.remote else run_local(a))
+
     p = sub.add_parser("status", help="one experiment's status, or the latest experiments")
     p.add_argument("id", nargs="?", type=int, help="experiment id (omit: list)")
     p.add_argument("--limit", type=int, default=20)

@@ -16,19 +16,17 @@ import uvicorn
 import yaml
 from sqlalchemy.orm import Session
 
-from api import cli, crud
+from api import crud
 from api.client import APIError, Client
 from api.main import create_app
 from api.settings import Settings, get_settings
+from rpg_core.cli import build_parser
 
 from .conftest import SPEC, run_to_end
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="rpg")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.register(sub)
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)  # the real `rpg` parser, library commands included
 
 
 def _run(argv: list[str]) -> int:
@@ -94,6 +92,8 @@ def test_submit_status_download(
         json.dumps({"name": "cli", "base": SPEC, "grid": {"rpg.ring_size": [10, 20]}})
     )
     assert _run(["submit-sweep", str(sweep_file), *remote]) == 0
+    assert "2 experiments queued" in capsys.readouterr().out
+    assert _run(["sweep", str(sweep_file), "--remote", *remote]) == 0  # the same, by its flag
     assert "2 experiments queued" in capsys.readouterr().out
 
     rel = crud.artifact_relpath(exp_id)
