@@ -101,8 +101,11 @@ def run_status(args: argparse.Namespace) -> int:
 def _status_line(exp: dict[str, Any]) -> str:
     acc = exp.get("best_val_acc")
     acc_s = f"  best_val_acc={acc:.4f}" if isinstance(acc, float) else ""
+    flags = exp.get("flags") or []
+    flag_s = "".join(f"  [WARNING {f}]" for f in flags)
     return (
         f"{exp['id']:>6}  {exp['status']:<10} {exp['progress'] * 100:5.1f}%  {exp['name']}{acc_s}"
+        f"{flag_s}"
     )
 
 

@@ -55,6 +55,7 @@ RESULT_COLUMNS = (
     "backbone_params",
     "total_params",
     "train_time_s",
+    "flags",
 )
 
 
@@ -382,6 +383,7 @@ class Point:
     dataset: str
     params: int
     accuracy: float
+    flags: tuple[str, ...] = ()  # guard-rail flags (rpg_core.health)
 
 
 def power_law_points(
@@ -396,6 +398,7 @@ def power_law_points(
         Experiment.dataset,
         Experiment.backbone_params,
         col,
+        Experiment.flags,
     )
     q = _filtered(q, f).where(
         Experiment.status == "succeeded",
@@ -403,7 +406,12 @@ def power_law_points(
         col.is_not(None),
     )
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
-    return [Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+    return [
+        Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), tuple((r[6] or "").split(",")))
+        if r[6]
+        else Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]))
+        for r in rows
+    ]
 
 
 def get_file(session: Session, experiment_id: int, kind: str) -> StoredFile | None:

@@ -113,6 +113,8 @@ class Experiment(Base):
     backbone_params: Mapped[int | None] = mapped_column(BigInteger)
     total_params: Mapped[int | None] = mapped_column(BigInteger)
     train_time_s: Mapped[float | None] = mapped_column(Float)
+    # guard-rail flags of a finished run (rpg_core.health), comma-separated; None: none
+    flags: Mapped[str | None] = mapped_column(String(64))
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"

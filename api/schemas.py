@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Out(BaseModel):
@@ -37,6 +37,18 @@ class ExperimentSummary(Out):
     val_acc: float | None
     best_val_acc: float | None
     backbone_params: int | None
+    flags: list[str] = Field(
+        default_factory=list,
+        description="guard-rail flags of the finished run (diverged, near-chance); a flagged "
+        "run is left out of power-law fits unless include_flagged is set",
+    )
+
+    @field_validator("flags", mode="before")
+    @classmethod
+    def _split_flags(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        return [c for c in v.split(",") if c] if isinstance(v, str) else v
 
 
 class ExperimentDetail(ExperimentSummary):
@@ -98,6 +110,7 @@ class PowerLawPoint(BaseModel):
     experiment_id: int
     params: int
     accuracy: float
+    flags: list[str] = Field(default_factory=list, description="guard-rail flags of the run")
 
 
 class PowerLawFit(BaseModel):
@@ -114,9 +127,14 @@ class PowerLawSeries(BaseModel):
     arch: str
     scope: str
     dataset: str
-    points: list[PowerLawPoint]
+    points: list[PowerLawPoint] = Field(description="the runs the fit is made over")
     fit: PowerLawFit | None
     fit_error: str | None = None
+    excluded: list[PowerLawPoint] = Field(
+        default_factory=list,
+        description="flagged runs (diverged, near chance) left out of the fit; "
+        "include_flagged=true fits them too",
+    )
 
 
 class PowerLawOut(BaseModel):

@@ -120,6 +120,22 @@ def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> g
     )
 
 
+def _excluded_trace(points: Sequence[Mapping[str, Any]], error: bool) -> go.Scatter:
+    """Runs the guard rails flagged: shown hollow and grey, not fitted."""
+    return go.Scatter(
+        x=[p["params"] for p in points],
+        y=[1.0 - p["accuracy"] if error else p["accuracy"] for p in points],
+        mode="markers",
+        name="flagged (diverged or near chance), not fitted",
+        customdata=[p["experiment_id"] for p in points],
+        text=[", ".join(p.get("flags") or []) for p in points],
+        marker={"color": "rgba(0,0,0,0)", "size": 10, "line": {"width": 1.5, "color": "#888888"}},
+        hovertemplate="run %{customdata}<br>%{x:,} backbone params<br>%{y:.4f}<br>"
+        "flagged: %{text}<extra></extra>",
+        meta={"role": "excluded"},
+    )
+
+
 def _fit_trace(series: Mapping[str, Any], i: int, error: bool) -> go.Scatter:
     xs, ys = _fit_curve(series["fit"], [p["params"] for p in series["points"]], error)
     return go.Scatter(
@@ -145,6 +161,9 @@ def power_law_figure(data: Mapping[str, Any], error: bool = False) -> dict[str, 
         fig.add_trace(_point_trace(series, i, error, fit_label(series)))
         if series.get("fit") and series["scope"] != PLAIN_SCOPE:
             fig.add_trace(_fit_trace(series, i, error))
+    excluded = [p for s in data.get("series", []) for p in s.get("excluded") or []]
+    if excluded:
+        fig.add_trace(_excluded_trace(excluded, error))
     metric = str(data.get("metric", "best_val_acc")).replace("_", " ")
     fig.update_layout(
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},

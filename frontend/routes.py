@@ -145,6 +145,7 @@ def _row(exp: Experiment, has_model: bool) -> dict[str, Any]:
         "val_acc": exp.val_acc, "train_acc": exp.train_acc, "gap": gap,
         "duration_s": _duration(exp), "worker": exp.worker, "attempts": exp.attempts,
         "sweep_id": exp.sweep_id, "has_model": has_model,
+        "flags": [c for c in (exp.flags or "").split(",") if c],
         "error": exp.error[:ERROR_PREVIEW] if exp.error else None,
     }  # fmt: skip
 
@@ -247,11 +248,12 @@ def power_law_figure(
     metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
     y: Literal["accuracy", "error"] = "accuracy",
     target: Annotated[list[Accuracy] | None, Query(max_length=16)] = None,
+    include_flagged: bool = False,
 ) -> Any:
     """The API's power-law analysis (same fits) as a plotly figure and a table of fits."""
     data = analysis.power_law(
         session=session, _auth=auth, sweep=sweep, arch=arch, dataset=dataset,
-        scope=scope, tag=tag, metric=metric, target=target,
+        scope=scope, tag=tag, metric=metric, target=target, include_flagged=include_flagged,
     ).model_dump()  # fmt: skip
     return JSONResponse(
         {

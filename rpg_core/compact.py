@@ -107,6 +107,7 @@ class CompactHeader:
     key_salt: str | None = None
     key_check: str | None = None
     ring_keys: dict[str, str] = field(default_factory=dict)  # ring name -> tensor name
+    generator_version: int = 1  # the generator that rebuilds the index arrays
 
     @property
     def data_start(self) -> int:
@@ -274,15 +275,18 @@ def _check_version(path: Path, meta: dict[str, Any]) -> tuple[int, str]:
     return version, writer
 
 
-def _check_generator(path: Path, meta: dict[str, Any]) -> None:
+def _check_generator(path: Path, meta: dict[str, Any]) -> int:
     gen = _loads(_metadata_str(path, meta, "generator"), "metadata 'generator'", path)
     if not isinstance(gen, dict):
         raise _fail(path, "metadata: 'generator' must be a JSON object")
-    if gen.get("id") != generator.GENERATOR_ID or gen.get("version") != generator.GENERATOR_VERSION:
+    version = gen.get("version")
+    known = generator.GENERATORS
+    if not _is_int(version) or version not in known or gen.get("id") != known[version]:
+        have = ", ".join(f"{name!r} version {v}" for v, name in known.items())
         raise _fail(path, f"needs generator {str(gen.get('id'))[:40]!r} version "
-                          f"{str(gen.get('version'))[:10]}; this rpg-studio has "
-                          f"{generator.GENERATOR_ID!r} version {generator.GENERATOR_VERSION}: "
+                          f"{str(version)[:10]}; this rpg-studio has {have}: "
                           "upgrade to read it")  # fmt: skip
+    return int(version)
 
 
 def _check_slot(path: Path, ring: str, s: Any, offset: int) -> int:
@@ -429,7 +433,7 @@ def read_header(path: str | os.PathLike[str]) -> CompactHeader:
     entries = [_parse_entry(p, name, raw) for name, raw in parsed.items()]
     _check_layout(p, entries, size - 8 - hlen)
     version, writer = _check_version(p, meta)
-    _check_generator(p, meta)
+    generator_version = _check_generator(p, meta)
     keyed, salt, check = _check_key_fields(p, meta)
     rings = _check_rings(p, meta, keyed)
     spec = _check_spec(p, meta, rings)
@@ -443,6 +447,7 @@ def read_header(path: str | os.PathLike[str]) -> CompactHeader:
         writer=writer, spec=spec, rings=rings, ring_dtype=ring_dtype, ring_scales=scales,
         sha256=digest, keyed=keyed, key_salt=salt, key_check=check,
         ring_keys=_ring_tensor_names(p, tensors, rings, ring_dtype),
+        generator_version=generator_version,
     )  # fmt: skip
 
 
@@ -702,16 +707,15 @@ def _writer() -> str:
 
 
 def _metadata(spec: dict[str, Any], ring_specs: list[dict[str, Any]], ring_dtype: str,
-              scales: dict[str, float], digest: str) -> dict[str, str]:  # fmt: skip
+              scales: dict[str, float], digest: str,
+              version: int = generator.GENERATOR_VERSION) -> dict[str, str]:  # fmt: skip
     meta = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
         "writer": _writer(),
         "spec": json.dumps(spec, sort_keys=True, separators=(",", ":")),
         "rings": json.dumps(ring_specs, separators=(",", ":")),
-        "generator": json.dumps(
-            {"id": generator.GENERATOR_ID, "version": generator.GENERATOR_VERSION}
-        ),
+        "generator": json.dumps({"id": generator.GENERATORS[version], "version": version}),
         "ring_dtype": ring_dtype,
         "sha256": digest,
         "keyed": "false",
@@ -776,7 +780,13 @@ def save_compact(
         digest.update(c)
     spec = json.loads(json.dumps(spec))
     ring_specs = [r.spec.to_dict() for r in ring_mods.values()]
-    meta = _metadata(spec, ring_specs, ring_dtype, scales, digest.hexdigest())
+    versions = {r.spec.generator for r in ring_mods.values()} or {generator.GENERATOR_VERSION}
+    if len(versions) > 1:
+        raise RPGConfigError(
+            f"the model's rings were made by different generators {sorted(versions)}; "
+            f"one file holds one generator: rebuild the rings with one generator_version"
+        )
+    meta = _metadata(spec, ring_specs, ring_dtype, scales, digest.hexdigest(), versions.pop())
     key = _make_keyed(spec, ring_specs, meta) if keyed else None
     _write_atomic(Path(path), _header_bytes(entries, meta), chunks)
     log.info("saved %s (%s rings, %d tensors)", path, ring_dtype, len(entries))
@@ -822,6 +832,7 @@ def _build(h: CompactHeader, seed: int | None, ring_seeds: dict[str, int]) -> nn
     spec = json.loads(json.dumps(h.spec))
     if spec["rpg"] is not None:
         spec["rpg"]["seed"] = seed
+        spec["rpg"]["generator"] = h.generator_version  # the file's, whatever its spec says
     with _as_format_error(h):
         model = create_model(spec)
     built = {m.spec.name: m.spec for m in model.modules() if isinstance(m, Ring)}
@@ -829,7 +840,7 @@ def _build(h: CompactHeader, seed: int | None, ring_seeds: dict[str, int]) -> nn
         raise _fail(h.path, f"the stored spec builds the rings {sorted(built)}, the file holds "
                             f"{sorted(r['name'] for r in h.rings)}")  # fmt: skip
     for r in h.rings:
-        stored = RingSpec.from_dict({**r, "seed": ring_seeds[r["name"]]})
+        stored = RingSpec.from_dict({**r, "seed": ring_seeds[r["name"]]}, h.generator_version)
         if built.get(r["name"]) != stored:
             raise _fail(h.path, f"ring {r['name']!r}: the file's ring spec differs from what "
                                 f"this rpg-studio builds from the stored spec (written by "

@@ -42,7 +42,7 @@ MAX_SYNTHETIC_BYTES = 2 * 1024**3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-AugmentKind = Literal["cifar", "imagenet", "none"]
+AugmentKind = Literal["cifar", "crop", "imagenet", "none"]  # crop: cifar without the flip
 
 
 # --- the data root ------------------------------------------------------------------------------
@@ -180,7 +180,8 @@ def load_digits_data(spec: DataSpec) -> Datasets:
     x = _resize_u8(x, size)
     train = TensorImages(x[idx_train], y[idx_train]).subset(spec.train_subset)
     val = TensorImages(x[idx_val], y[idx_val]).subset(spec.val_subset)
-    return _in_memory("digits", train, val, 10, spec, "cifar")
+    # no flips: a mirrored digit is another digit or none (flips cost 10-40 points in short runs)
+    return _in_memory("digits", train, val, 10, spec, "crop")
 
 
 # --- Fashion-MNIST (IDX) ------------------------------------------------------------------------
@@ -464,19 +465,22 @@ def load_datasets(
 
 
 # --- augmentation (whole uint8 batches, seeded) ---------------------------------------------------
-def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """CIFAR-style: zero-pad by ``pad``, take a random crop of the original size, flip half.
+def crop_flip(
+    x: torch.Tensor, gen: torch.Generator, pad: int = 4, *, flip: bool = True
+) -> torch.Tensor:
+    """CIFAR-style: zero-pad by ``pad``, take a random crop of the original size, flip half
+    (``flip=False``: no flips; the same random draws, so only the flips differ).
 
     The loaders pad by ``image_size / 8`` (4 at 32x32, as the paper's CIFAR recipe)."""
     b, _, h, w = x.shape
     dev = x.device
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(dev)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(dev)
-    flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
+    flip_mask = (torch.rand(b, generator=gen) < 0.5).to(dev) & flip
     xp = F.pad(x, (pad, pad, pad, pad))
     rows = oy[:, None] + torch.arange(h, device=dev)[None, :]
     ar = torch.arange(w, device=dev)[None, :]
-    cols = ox[:, None] + torch.where(flip[:, None], w - 1 - ar, ar)
+    cols = ox[:, None] + torch.where(flip_mask[:, None], w - 1 - ar, ar)
     bi = torch.arange(b, device=dev)[:, None, None]
     out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
@@ -596,8 +600,8 @@ class BatchLoader:
     def _transform(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         size = self.data.image_size
         style = self.data.augment if self.train else "none"
-        if style == "cifar":
-            x = crop_flip(x, gen, pad=max(1, round(size / 8)))
+        if style in ("cifar", "crop"):
+            x = crop_flip(x, gen, pad=max(1, round(size / 8)), flip=style == "cifar")
         elif style == "imagenet":
             x = resized_crop_flip(x, gen, size)
         xf = center_crop(x, size).float()

@@ -1,12 +1,16 @@
 """The training engine: run an :class:`~rpg_core.spec.ExperimentSpec` to the end.
 
 ``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (SGD with
-momentum, MultiStepLR), writes a checkpoint every epoch, resumes from it, and returns a
+momentum, a per-step learning-rate schedule: :mod:`rpg_core.schedules`), writes a checkpoint every epoch, resumes from it, and returns a
 :class:`TrainResult`. On the CPU a resumed run ends bit-identical to an uninterrupted one; on
 CUDA it trains in bf16 autocast with channels_last.
 
 Callbacks get ``on_step`` (throttled), ``on_epoch_end`` and are asked ``should_stop()`` before
 every step: a stopped run keeps its last checkpoint and its result says ``stopped``.
+
+Before an evaluation early in a run the batchnorm statistics are recomputed on training batches
+(``train.precise_bn``, :mod:`rpg_core.precise_bn`); a finished run's result carries the guard
+rails' flags (:mod:`rpg_core.health`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from torch import nn
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
 from .exceptions import RPGConfigError, RPGTrainingError
+from .health import check_run
 from .models import create_model
 from .params import count_macs, count_params
-from .spec import ExperimentSpec, parse_spec, resolve_train
+from .precise_bn import recompute_batchnorm
+from .schedules import make_scheduler
+from .spec import PRECISE_BN_STEPS, ExperimentSpec, auto_batch_size, parse_spec, resolve_train
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +95,16 @@ class TrainResult:
     checkpoint: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     prune: dict[str, Any] | None = None  # pruning jobs: params and FLOPs before and after
+    health: list[dict[str, str]] = field(default_factory=list)  # guard-rail flags (health.py)
 
     @property
     def stopped(self) -> bool:
         return self.status == "stopped"
+
+    @property
+    def flagged(self) -> bool:
+        """True when a guard rail flagged the run (diverged, near chance)."""
+        return bool(self.health)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,8 +174,8 @@ class _Run:
     hp: dict[str, Any]
     data: Datasets
     model: nn.Module
-    optimizer: torch.optim.SGD
-    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
     train_loader: BatchLoader
     val_loader: BatchLoader
     device: torch.device
@@ -175,6 +188,7 @@ class _Run:
     last_notify: float = -math.inf
     start_epoch: int = 0
     prune: dict[str, Any] | None = None  # a pruning job's report
+    last_lr: float = 0.0  # the learning rate of the last step taken
 
     @property
     def total_steps(self) -> int:
@@ -234,7 +248,9 @@ def train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         _check_finite(value, epoch + 1, step)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        run.last_lr = run.optimizer.param_groups[0]["lr"]
         run.optimizer.step()
+        run.scheduler.step()
         sums[0] += value * len(y)
         sums[1] += float((logits.argmax(1) == y).sum().item())
         sums[2] += len(y)
@@ -246,6 +262,21 @@ def train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
     run.images += int(sums[2])
     run.train_seconds += time.perf_counter() - t0
     return sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1)
+
+
+def wants_precise_bn(run: _Run, steps_done: int) -> bool:
+    """Whether to recompute batchnorm statistics before evaluating after ``steps_done`` steps."""
+    mode = run.hp["precise_bn"]
+    return mode == "on" or (mode == "auto" and steps_done < PRECISE_BN_STEPS)
+
+
+def precise_bn(run: _Run, epoch: int) -> None:
+    """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
+    batches = (run.prepare(x) for x, _ in run.train_loader.epoch(PRECISE_BN_EPOCH + epoch))
+    recompute_batchnorm(run.model, batches, autocast=run.autocast)
+
+
+PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1e6 + e would
 
 
 def evaluate(run: _Run) -> dict[str, float]:
@@ -290,6 +321,20 @@ def _pruned_source(
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
 
 
+def make_optimizer(model: nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's) or AdamW, from resolved hyper-parameters."""
+    if hp["optimizer"] == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=hp["lr"],
+            betas=(hp["momentum"], 0.999),
+            weight_decay=hp["weight_decay"],
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
+    )
+
+
 def _build(
     spec: ExperimentSpec,
     data_root: str | Path | None,
@@ -300,6 +345,8 @@ def _build(
     hp = resolve_train(spec.train)
     device = pick_device(spec.train.device)
     data = load_datasets(spec.data, data_root=data_root)
+    if hp["batch_size"] is None:
+        hp["batch_size"] = auto_batch_size(len(data.train))
     torch.manual_seed(spec.train.seed)
     prune: dict[str, Any] | None = None
     if spec.prune is not None:
@@ -308,25 +355,18 @@ def _build(
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=hp["lr"],
-        momentum=hp["momentum"],
-        weight_decay=hp["weight_decay"],
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=hp["milestones"], gamma=hp["gamma"]
-    )
+    optimizer = make_optimizer(model, hp)
     kw: dict[str, Any] = {"seed": spec.train.seed, "device": device}
     workers = spec.data.num_workers
+    train_loader = BatchLoader(data, "train", hp["batch_size"], num_workers=workers, **kw)
     return _Run(
         spec=spec,
         hp=hp,
         data=data,
         model=model,
         optimizer=optimizer,
-        scheduler=scheduler,
-        train_loader=BatchLoader(data, "train", hp["batch_size"], num_workers=workers, **kw),
+        scheduler=make_scheduler(optimizer, hp, len(train_loader)),
+        train_loader=train_loader,
         val_loader=BatchLoader(data, "val", hp["batch_size"], num_workers=workers, **kw),
         prune=prune,
         device=device,
@@ -335,11 +375,49 @@ def _build(
     )
 
 
+def saved_spec(saved: Any) -> ExperimentSpec:
+    """A checkpoint's spec, parsed again (newer fields take their defaults), except that rings
+    saved before ``rpg.generator`` existed were made by generator 1 and are rebuilt with it."""
+    if isinstance(saved, dict) and isinstance(saved.get("rpg"), dict):
+        if "generator" not in saved["rpg"]:
+            saved = {**saved, "rpg": {**saved["rpg"], "generator": 1}}
+    return parse_spec(saved)
+
+
+def _same_spec(saved: Any, spec: ExperimentSpec) -> bool:
+    """Whether a checkpoint's saved spec is ``spec``."""
+    try:
+        return saved_spec(saved) == spec
+    except RPGConfigError:
+        return False
+
+
+def _for_checkpoint(
+    spec: ExperimentSpec, checkpoint_dir: Path | None, resume: bool
+) -> ExperimentSpec:
+    """``spec``, with the generator of the checkpoint it resumes when that predates generator 2."""
+    if checkpoint_dir is None or not resume or spec.rpg is None:
+        return spec
+    ckpt = load_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        return spec
+    try:
+        saved = saved_spec(ckpt.meta.get("spec"))
+    except RPGConfigError:
+        return spec  # _resume names the mismatch
+    if saved.rpg is None or saved.rpg.generator == spec.rpg.generator:
+        return spec
+    if saved.model_copy(update={"rpg": spec.rpg}) != spec:
+        return spec
+    log.info("resuming rings made by generator %d", saved.rpg.generator)
+    return spec.model_copy(update={"rpg": saved.rpg})
+
+
 def _resume(run: _Run, checkpoint_dir: Path) -> None:
     ckpt = load_checkpoint(checkpoint_dir)
     if ckpt is None:
         return
-    if ckpt.meta.get("spec") != run.spec.model_dump(mode="json"):
+    if not _same_spec(ckpt.meta.get("spec"), run.spec):
         raise RPGConfigError(
             f"the checkpoint in {checkpoint_dir} was written for a different spec; "
             f"use another checkpoint directory or resume=False"
@@ -397,7 +475,20 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         checkpoint=str(checkpoint_dir) if checkpoint_dir is not None else None,
         spec=run.spec.model_dump(mode="json"),
         prune=run.prune,
+        health=[f.as_dict() for f in _health(run)],
     )
+
+
+def _health(run: _Run) -> list[Any]:
+    val = run.data.val
+    labels = val.y.tolist() if hasattr(val, "y") else list(val.labels)
+    counts = [0] * run.data.num_classes
+    for label in labels:
+        counts[int(label)] += 1
+    flags = check_run(run.history, num_classes=run.data.num_classes, val_label_counts=counts)
+    for f in flags:
+        log.warning("%s: %s: %s", run.spec.name, f.code, f.message)
+    return flags
 
 
 def load_trained_model(checkpoint_dir: str | Path) -> nn.Module:
@@ -405,7 +496,7 @@ def load_trained_model(checkpoint_dir: str | Path) -> nn.Module:
     ckpt = load_checkpoint(checkpoint_dir)
     if ckpt is None:
         raise RPGConfigError(f"no checkpoint in {checkpoint_dir}")
-    spec = parse_spec(ckpt.meta["spec"])
+    spec = saved_spec(ckpt.meta["spec"])
     model = create_model(
         spec, num_classes=ckpt.meta["num_classes"], in_channels=ckpt.meta["in_channels"]
     )
@@ -422,14 +513,14 @@ def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
         except _Stop:
             log.info("%s: stop requested during epoch %d", run.spec.name, epoch + 1)
             return "stopped"
-        lr = run.optimizer.param_groups[0]["lr"]
-        run.scheduler.step()
+        if wants_precise_bn(run, (epoch + 1) * len(run.train_loader)):
+            precise_bn(run, epoch)
         record = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
             "train_acc": train_acc,
             **evaluate(run),
-            "lr": lr,
+            "lr": run.last_lr,
             "seconds": time.perf_counter() - t0,
         }
         run.history.append(record)
@@ -464,6 +555,7 @@ def train(
     spec = parse_spec(spec)
     cbs = list(callbacks or [])
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    spec = _for_checkpoint(spec, ckpt_dir, resume)
     device = pick_device(spec.train.device)
     with _deterministic(spec.train.deterministic, device):
         run = _build(spec, data_root, cbs, step_interval_s, source_model)

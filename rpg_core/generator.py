@@ -22,19 +22,36 @@ Definitions (all arithmetic modulo 2**64 on unsigned 64-bit integers):
 ``signs(seed, m, reflect)``
     With ``reflect``: ``+1`` where the top bit of ``stream(seed, SIGN, m)`` is 0, else ``-1``.
     Without it: all ``+1``.
+
+Two generators build the permutations; a ring records which one made it (files: the
+``generator`` metadata; rings: ``RingSpec.generator``):
+
+version 1, ``splitmix64-sortperm``
+    ``permutation`` as above: a sort of ``n`` random keys (O(n log n); 1-3 s for ResNet18's 11M
+    weights on a busy 2-core machine). Files written before version 2 use it and still load.
+version 2, ``splitmix64-bijection`` (the default)
+    ``permutation(seed, tag, n)[i] = walk(f(i))``: ``f`` is a keyed bijection of the ``b``-bit
+    integers (``b = max(1, bit_length(n - 1))``) made of ``ROUNDS`` rounds of
+    ``x = (x * k_odd + c) mod 2**b; x ^= x >> ceil(b / 2)`` with the round keys
+    ``k_odd = stream_{2r} | 1`` and ``c = stream_{2r+1}`` of ``stream(seed, tag, 2 * ROUNDS)``;
+    ``walk`` applies ``f`` again while the value is ``>= n`` (cycle walking, which keeps a
+    bijection of ``0..n-1``). O(n), no sort; ``index_array`` and ``signs`` are otherwise the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from .exceptions import RPGConfigError
 
-GENERATOR_ID = "splitmix64-sortperm"
-GENERATOR_VERSION = 1
+GENERATORS = {1: "splitmix64-sortperm", 2: "splitmix64-bijection"}  # version -> id
+GENERATOR_VERSION = 2  # what new rings use
+GENERATOR_ID = GENERATORS[GENERATOR_VERSION]
+BIJECTION_ROUNDS = 4  # rounds of the version-2 bijection
 
 GAMMA = 0x9E3779B97F4A7C15
 MASK64 = (1 << 64) - 1
@@ -117,23 +134,97 @@ def permutation(seed: int, tag: int, n: int) -> np.ndarray:
     return keys.view(np.int64)  # values < 2**b <= 2**63: the same bits as int64
 
 
-def index_array(seed: int, n: int, m: int, *, permute: bool = True) -> np.ndarray:
+def check_version(version: int) -> int:
+    """``version`` if this rpg_core has that generator, else raise naming the known ones."""
+    if isinstance(version, bool) or version not in GENERATORS:
+        raise RPGConfigError(
+            f"generator version {version!r} is unknown; this rpg_core has "
+            + ", ".join(f"{v} ({name})" for v, name in GENERATORS.items())
+        )
+    return int(version)
+
+
+def _round_keys(seed: int, tag: int, dtype: type) -> list[tuple[Any, Any]]:
+    """(odd multiplier, addend) per round, reduced to ``dtype`` (only their low ``b`` bits
+    matter: the arithmetic is modulo ``2**b``, and ``b <= 32`` runs in uint32)."""
+    keys = [int(k) for k in stream(seed, tag, 2 * BIJECTION_ROUNDS)]
+    bits = np.iinfo(dtype).bits
+    low = (1 << bits) - 1
+    return [
+        (dtype((keys[2 * r] | 1) & low), dtype(keys[2 * r + 1] & low))
+        for r in range(BIJECTION_ROUNDS)
+    ]
+
+
+def _bijection(x: np.ndarray, keys: list[tuple[Any, Any]], b: int) -> np.ndarray:
+    """The keyed bijection of ``b``-bit integers (an unsigned array, modified and returned)."""
+    dtype = x.dtype.type
+    mask = dtype((1 << b) - 1)
+    shift = dtype((b + 1) // 2)
+    for mult, add in keys:
+        x *= mult
+        x += add
+        x &= mask
+        x ^= x >> shift
+    return x
+
+
+def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.ndarray:
+    """The first ``count`` (default ``n``) values of version 2's permutation of ``0..n-1``."""
+    count = n if count is None else count
+    if n <= 1:
+        return np.zeros(max(min(count, n), 0), dtype=np.int64)
+    check_seed(seed)
+    b = (n - 1).bit_length()
+    dtype = np.uint32 if b <= 32 else np.uint64
+    keys = _round_keys(seed, tag, dtype)
+    out = np.empty(count, dtype=np.int64)
+    limit = dtype(n)
+    base = np.arange(_CHUNK, dtype=dtype)
+    for start in range(0, count, _CHUNK):
+        k = min(_CHUNK, count - start)
+        x = _bijection(base[:k] + dtype(start), keys, b)
+        out_of_range = np.flatnonzero(x >= limit)
+        while len(out_of_range):  # cycle walking: a bijection's cycle returns below n
+            y = _bijection(x[out_of_range], keys, b)
+            x[out_of_range] = y
+            out_of_range = out_of_range[y >= limit]
+        out[start : start + k] = x
+    return out
+
+
+def index_array(
+    seed: int, n: int, m: int, *, permute: bool = True, version: int = GENERATOR_VERSION
+) -> np.ndarray:
     """The index array u (length ``m``, values in ``0..n-1``) of the paper's even sampling."""
     if n <= 0 or m <= 0:
         raise RPGConfigError(f"index_array needs n > 0 and m > 0, got n={n}, m={m}")
+    check_version(version)
     dtype = np.int32 if n < 2**31 else np.int64
     if not permute:
         return (np.arange(m, dtype=np.int64) % n).astype(dtype)
     q, r = divmod(m, n)
     # u = base[shuffle] with base = [0..n-1] * q ++ extra; computed without the random-access
     # gather: base[k] is k mod n for k < q*n, and extra[k - q*n] after.
-    shuffle = permutation(seed, TAG_SHUFFLE, m)
-    u = (shuffle % n).astype(dtype) if q else np.empty(m, dtype=dtype)
-    if r:
-        extra = permutation(seed, TAG_SELECT, n)[:r].astype(dtype)
+    if version == 1:
+        shuffle = permutation(seed, TAG_SHUFFLE, m)
+        extra = permutation(seed, TAG_SELECT, n)[:r] if r else None
+    else:
+        shuffle = permutation_v2(seed, TAG_SHUFFLE, m)
+        extra = permutation_v2(seed, TAG_SELECT, n, count=r) if r else None
+    u = _mod(shuffle, n, dtype) if q else np.empty(m, dtype=dtype)
+    if extra is not None:
         tail = shuffle >= q * n
-        u[tail] = extra[shuffle[tail] - q * n]
+        u[tail] = extra.astype(dtype)[shuffle[tail] - q * n]
     return u
+
+
+def _mod(x: np.ndarray, n: int, dtype: type) -> np.ndarray:
+    """``x % n`` as ``dtype``, in cache-sized blocks."""
+    out = np.empty(len(x), dtype=dtype)
+    for start in range(0, len(x), _CHUNK):
+        out[start : start + _CHUNK] = x[start : start + _CHUNK] % n
+    return out
 
 
 def signs(seed: int, m: int, *, reflect: bool = True) -> np.ndarray:

@@ -49,6 +49,7 @@ class RingSpec:
     permute: bool = True  # permutation p in R_i = b o p (paper Fig. 5 ablation)
     reflect: bool = True  # sign reflection b in R_i = b o p
     layers: tuple[LayerSlot, ...] = field(default_factory=tuple)  # in index-array order
+    generator: int = generator.GENERATOR_VERSION  # which generator builds the index array
 
     @property
     def generated(self) -> int:
@@ -72,12 +73,15 @@ class RingSpec:
         return [s.std / base for s in self.layers]
 
     def to_dict(self) -> dict[str, Any]:
+        """The ring as .rpg files store it (the generator version is file-wide metadata)."""
         d = asdict(self)
+        del d["generator"]
         d["layers"] = [{**asdict(s), "shape": list(s.shape)} for s in self.layers]
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RingSpec:
+    def from_dict(cls, d: dict[str, Any], generator_version: int = 1) -> RingSpec:
+        """A ring from :meth:`to_dict`'s form; ``generator_version``: the file's generator."""
         layers = tuple(
             LayerSlot(
                 name=str(s["name"]),
@@ -94,6 +98,7 @@ class RingSpec:
             permute=bool(d["permute"]),
             reflect=bool(d["reflect"]),
             layers=layers,
+            generator=generator_version,
         )
 
 
@@ -108,10 +113,18 @@ def kaiming_std(shape: tuple[int, ...]) -> float:
 
 
 class Ring(nn.Module):
-    """One shared parameter ring and its fixed generating matrices."""
+    """One shared parameter ring and its fixed generating matrices.
 
-    index: torch.Tensor
-    scale: torch.Tensor
+    The generating matrices are stored as one *signed index* per generated weight: the position
+    of ``w[u_i] * scale_i`` in the ring expanded to one scaled copy per (layer, sign) bucket,
+    ``expanded = bucket_scale[:, None] * w[None, :]``. Generation is then a single gather
+    (no multiply over the M generated weights), and its backward a scatter-add into the small
+    expanded ring followed by a weighted sum of its rows (eq. 2 of the paper). ``scale_i`` is
+    exactly ``+-multiplier``, so the values are bit for bit those of ``w[u] * scale``.
+    """
+
+    signed_index: torch.Tensor
+    bucket_scale: torch.Tensor
 
     def __init__(self, spec: RingSpec, *, init: bool = True) -> None:
         super().__init__()
@@ -121,9 +134,9 @@ class Ring(nn.Module):
             raise RPGConfigError(f"ring '{spec.name}' generates no layer")
         self.spec = spec
         self.weight = nn.Parameter(torch.empty(spec.size))
-        u, scale = build_tables(spec)
-        self.register_buffer("index", u, persistent=False)
-        self.register_buffer("scale", scale, persistent=False)
+        signed_index, bucket_scale = build_tables(spec)
+        self.register_buffer("signed_index", signed_index, persistent=False)
+        self.register_buffer("bucket_scale", bucket_scale, persistent=False)
         self._slices = {s.name: (s.offset, s.numel, s.shape) for s in spec.layers}
         self._position = {s.name: i for i, s in enumerate(spec.layers)}
         self._sizes = [s.numel for s in spec.layers]
@@ -145,26 +158,39 @@ class Ring(nn.Module):
         s = self.spec
         return (
             f"name={s.name!r}, size={s.size}, generated={s.generated}, layers={len(s.layers)}, "
-            f"permute={s.permute}, reflect={s.reflect}, seed={s.seed}"
+            f"permute={s.permute}, reflect={s.reflect}, seed={s.seed}, generator={s.generator}"
         )
+
+    # --- the generating matrices in the paper's terms (computed on demand) ------------------
+    @property
+    def index(self) -> torch.Tensor:
+        """The index array u: ring element of every generated weight (paper eq. 1)."""
+        return torch.remainder(self.signed_index, self.spec.size)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """Per generated weight: its sign flip times its layer's multiplier."""
+        return self.bucket_scale[
+            torch.div(self.signed_index, self.spec.size, rounding_mode="floor")
+        ]
 
     # --- generation -------------------------------------------------------------------------
     def generate(self) -> torch.Tensor:
-        """All weights of this ring, flat, in index-array order: one fused gather."""
-        return self.weight.index_select(0, self.index).mul(self.scale)
+        """All weights of this ring, flat, in index-array order (a copy of the layers')."""
+        return torch.cat([w.reshape(-1) for w in self.generate_layers()])
 
     def generate_layers(self) -> list[torch.Tensor]:
-        """Every layer's weight, in the layers' shapes: one gather, then one split.
+        """Every layer's weight, in the layers' shapes: one gather for all of them.
 
-        ``split`` (not one slice per layer) keeps the backward pass O(M): autograd joins the
-        layers' gradients with a single concatenation instead of a full-size buffer per slice.
+        The backward pass scatter-adds each layer's gradient straight into the expanded ring
+        (no concatenation of the layers' gradients, no multiply over M weights).
         """
-        chunks = self.generate().split(self._sizes)
-        return [c.view(s.shape) for c, s in zip(chunks, self.spec.layers, strict=True)]
+        flat = _Generate.apply(self.weight, self.bucket_scale, self.signed_index, self._sizes)
+        return [c.view(s.shape) for c, s in zip(flat, self.spec.layers, strict=True)]
 
     def _frozen(self) -> list[torch.Tensor]:
         w = self.weight
-        key = (w._version, w.data_ptr(), w.device, w.dtype, self.index.device)
+        key = (w._version, w.data_ptr(), w.device, w.dtype, self.signed_index.device)
         if self._frozen_weights is None or self._frozen_key != key:
             with torch.no_grad():
                 self._frozen_weights = self.generate_layers()
@@ -180,9 +206,9 @@ class Ring(nn.Module):
                 self._fwd_weights = self.generate_layers()
             return self._fwd_weights[self._position[name]]
         offset, numel, shape = self._slices[name]
-        idx = self.index[offset : offset + numel]
-        sc = self.scale[offset : offset + numel]
-        return self.weight.index_select(0, idx).mul(sc).view(shape)
+        idx = self.signed_index[offset : offset + numel]
+        (out,) = _Generate.apply(self.weight, self.bucket_scale, idx, [numel])
+        return out.view(shape)
 
     def materialize(self) -> dict[str, torch.Tensor]:
         """Every layer's generated weight as a detached tensor, by layer name."""
@@ -191,16 +217,56 @@ class Ring(nn.Module):
         return {s.name: w.clone() for s, w in zip(self.spec.layers, layers, strict=True)}
 
 
+class _Generate(torch.autograd.Function):
+    """``expanded[signed_index]`` split into layers, with the ring's gradient of eq. (2)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        weight: torch.Tensor,
+        bucket_scale: torch.Tensor,
+        signed_index: torch.Tensor,
+        sizes: list[int],
+    ) -> tuple[torch.Tensor, ...]:
+        expanded = (bucket_scale[:, None] * weight[None, :]).reshape(-1)
+        flat = expanded.index_select(0, signed_index)
+        ctx.save_for_backward(bucket_scale, signed_index)
+        ctx.sizes = sizes
+        ctx.ring_size = weight.numel()
+        return tuple(flat.split(sizes))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[Any, ...]:
+        bucket_scale, signed_index = ctx.saved_tensors
+        n = ctx.ring_size
+        dtype = next((g.dtype for g in grads if g is not None), bucket_scale.dtype)
+        expanded = torch.zeros(len(bucket_scale) * n, dtype=dtype, device=signed_index.device)
+        offset = 0
+        for g, size in zip(grads, ctx.sizes, strict=True):
+            if g is not None:
+                expanded.index_add_(0, signed_index[offset : offset + size], g.reshape(-1))
+            offset += size
+        grad = (expanded.view(-1, n) * bucket_scale[:, None].to(dtype)).sum(0)
+        return grad, None, None, None
+
+
 def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The index array u and the per-weight scale (sign times layer multiplier) of a ring."""
-    m = spec.generated
+    """The signed index array and the bucket scales of a ring (see :class:`Ring`).
+
+    Bucket ``2 j`` holds layer ``j``'s positive weights (scale ``+multiplier_j``), bucket
+    ``2 j + 1`` its sign-flipped ones; ``signed_index_i = bucket_i * N + u_i``.
+    """
+    m, n = spec.generated, spec.size
     with ThreadPoolExecutor(max_workers=1) as pool:  # numpy releases the GIL: overlap the two
         signs = pool.submit(generator.signs, spec.seed, m, reflect=spec.reflect)
-        u = generator.index_array(spec.seed, spec.size, m, permute=spec.permute)
+        u = generator.index_array(spec.seed, n, m, permute=spec.permute, version=spec.generator)
         b = signs.result()
-    mult = np.repeat(
-        np.asarray(spec.multipliers(), dtype=np.float32),
-        [s.numel for s in spec.layers],
-    )
-    scale = b.astype(np.float32) * mult
-    return torch.from_numpy(u), torch.from_numpy(scale)
+    mult = np.asarray(spec.multipliers(), dtype=np.float32)
+    bucket_scale = np.empty(2 * len(mult), dtype=np.float32)
+    bucket_scale[0::2], bucket_scale[1::2] = mult, -mult
+    dtype = np.int32 if 2 * len(mult) * n < 2**31 else np.int64
+    layer = np.repeat(np.arange(len(mult), dtype=dtype), [s.numel for s in spec.layers])
+    bucket = 2 * layer + (b < 0).astype(dtype)
+    signed = bucket * dtype(n) + u.astype(dtype, copy=False)
+    return torch.from_numpy(signed), torch.from_numpy(bucket_scale)

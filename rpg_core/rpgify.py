@@ -265,6 +265,7 @@ def rpgify(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     linear: bool = False,
+    generator_version: int = generator.GENERATOR_VERSION,
 ) -> nn.Module:
     """Convert ``model`` in place so its layers are generated from shared rings; return it.
 
@@ -281,6 +282,8 @@ def rpgify(
         seed: the model seed; each ring's seed is derived from it and the ring's name.
         include, exclude: glob patterns over module names restricting the converted layers.
         linear: also generate Linear layers (all but the last, the classifier head).
+        generator_version: the index generator (2, the default: keyed bijection; 1: the
+            sort-based one of files written before it, see :mod:`rpg_core.generator`).
     """
     if not isinstance(model, nn.Module):
         raise RPGConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -289,6 +292,7 @@ def rpgify(
             "model is already converted by rpgify; build a fresh model to convert it again"
         )
     seed = generator.check_seed(seed)
+    generator_version = generator.check_version(generator_version)
     layers = select_layers(model, include=include, exclude=exclude, linear=linear)
     if not layers:
         raise RPGConfigError(
@@ -316,6 +320,7 @@ def rpgify(
             permute=bool(permute),
             reflect=bool(reflect),
             layers=tuple(slots),
+            generator=generator_version,
         )
         ring = Ring(spec)
         weight = modules[names[0]]._parameters["weight"]

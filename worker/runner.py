@@ -25,6 +25,7 @@ from api.dispatch import dispatch
 from api.models import Experiment, utcnow
 from api.settings import Settings
 from api.storage import resolve_inside
+from rpg_core.health import flag_codes
 
 from .artifacts import Finished, checkpoint_dir, save_outputs
 from .config import WorkerSettings
@@ -287,6 +288,7 @@ def _result_row(result: Any, finished: Finished, lease: crud.Lease) -> dict[str,
         train_time_s=sum(float(h.get("seconds", 0.0)) for h in result.history),
         similarity=finished.similarity,
         attempt=lease.attempt,
+        flags=flag_codes(result.health),
     )
     out: dict[str, Any] = _finite(data)
     return out

@@ -66,9 +66,17 @@ def _fit(fitter: Any, points: list[PowerLawPoint], targets: list[float]) -> Powe
 
 
 def _series(
-    key: tuple[str, str, str], points: list[PowerLawPoint], fitter: Any, targets: list[float]
+    key: tuple[str, str, str],
+    all_points: list[PowerLawPoint],
+    fitter: Any,
+    targets: list[float],
+    include_flagged: bool = False,
 ) -> PowerLawSeries:
-    out = PowerLawSeries(arch=key[0], scope=key[1], dataset=key[2], points=points, fit=None)
+    points = [p for p in all_points if include_flagged or not p.flags]
+    excluded = [p for p in all_points if p.flags and not include_flagged]
+    out = PowerLawSeries(
+        arch=key[0], scope=key[1], dataset=key[2], points=points, fit=None, excluded=excluded
+    )
     if fitter is None or len({p.params for p in points}) < MIN_POINTS:
         return out
     try:
@@ -93,15 +101,26 @@ def power_law(
         list[Accuracy] | None,
         Query(max_length=16, description="accuracies to predict params for"),
     ] = None,
+    include_flagged: Annotated[
+        bool, Query(description="also fit runs the guard rails flagged (diverged, near chance)")
+    ] = False,
 ) -> PowerLawOut:
     """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law
-    (null with fewer than 3 distinct sizes)."""
+    (null with fewer than 3 distinct sizes). Flagged runs are listed under ``excluded`` and
+    left out of the fit unless ``include_flagged``."""
     f = crud.ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
     groups: dict[tuple[str, str, str], list[PowerLawPoint]] = {}
     for p in crud.power_law_points(session, f, metric):
         groups.setdefault((p.arch, p.scope, p.dataset), []).append(
-            PowerLawPoint(experiment_id=p.experiment_id, params=p.params, accuracy=p.accuracy)
+            PowerLawPoint(
+                experiment_id=p.experiment_id,
+                params=p.params,
+                accuracy=p.accuracy,
+                flags=list(p.flags),
+            )
         )
     fitter = _fitter()
-    series = [_series(k, pts, fitter, target or []) for k, pts in sorted(groups.items())]
+    series = [
+        _series(k, pts, fitter, target or [], include_flagged) for k, pts in sorted(groups.items())
+    ]
     return PowerLawOut(metric=metric, fit_available=fitter is not None, series=series)

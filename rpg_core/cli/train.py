@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
     )
     text = json.dumps(result.as_dict(), indent=2)
+    for flag in result.health:
+        print(f"WARNING {flag['code']}: {flag['message']}", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
         acc = result.final_val_acc

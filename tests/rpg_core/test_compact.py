@@ -465,7 +465,11 @@ BAD: dict[str, tuple[Any, str]] = {
     "newer-version": (_header_case(_edit_meta("format_version", lambda v: "2")), "upgrade"),
     "bad-version": (_header_case(_edit_meta("format_version", lambda v: "1.5")), "format_version"),
     "generator": (
-        _header_case(_edit_json_meta("generator", lambda g: g.update(version=2))),
+        _header_case(_edit_json_meta("generator", lambda g: g.update(version=3))),
+        "generator",
+    ),
+    "generator-id-mismatch": (
+        _header_case(_edit_json_meta("generator", lambda g: g.update(id="splitmix64-sortperm"))),
         "generator",
     ),
     "unknown-arch": (

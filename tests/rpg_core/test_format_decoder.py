@@ -54,14 +54,33 @@ def permutation(seed: int, tag: int, n: int) -> np.ndarray:
     return (np.sort(keys) & U64((1 << b) - 1)).astype(np.int64)
 
 
-def index_array(seed: int, n: int, m: int, permute: bool) -> np.ndarray:
+def bijection_permutation(seed: int, tag: int, n: int) -> np.ndarray:
+    """Generator 2 (FORMAT.md 4.2): keyed bijection of b-bit integers, then cycle walking."""
+    if n <= 1:
+        return np.zeros(n, dtype=np.int64)
+    b = (n - 1).bit_length()
+    mask, shift = U64((1 << b) - 1), U64((b + 1) // 2)
+    k = stream(seed, tag, 8)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        for r in range(4):
+            x = (x * (k[2 * r] | U64(1)) + k[2 * r + 1]) & mask
+            x = x ^ (x >> shift)
+        return x
+
+    x = f(np.arange(n, dtype=U64))
+    while (x >= U64(n)).any():
+        x = np.where(x >= U64(n), f(x), x)
+    return x.astype(np.int64)
+
+
+def index_array(seed: int, n: int, m: int, permute: bool, version: int) -> np.ndarray:
     if not permute:
         return np.arange(m, dtype=np.int64) % n
+    perm = permutation if version == 1 else bijection_permutation
     q, r = divmod(m, n)
-    base = np.concatenate(
-        [np.tile(np.arange(n, dtype=np.int64), q), permutation(seed, SELECT, n)[:r]]
-    )
-    return base[permutation(seed, SHUFFLE, m)]
+    base = np.concatenate([np.tile(np.arange(n, dtype=np.int64), q), perm(seed, SELECT, n)[:r]])
+    return base[perm(seed, SHUFFLE, m)]
 
 
 def signs(seed: int, m: int, reflect: bool) -> np.ndarray:
@@ -103,13 +122,16 @@ def decode(path: Path, ring_seeds: dict[str, int] | None = None) -> dict[str, np
     """Every generated layer's weight, by module name."""
     header, meta, data = read_file(path)
     assert meta["format"] == "rpg-compact" and meta["format_version"] == "1"
-    assert json.loads(meta["generator"]) == {"id": "splitmix64-sortperm", "version": 1}
+    generator = json.loads(meta["generator"])
+    version = generator["version"]
+    ids = {1: "splitmix64-sortperm", 2: "splitmix64-bijection"}
+    assert generator == {"id": ids[version], "version": version}
     out: dict[str, np.ndarray] = {}
     for ring in json.loads(meta["rings"]):
         seed = ring["seed"] if ring_seeds is None else ring_seeds[ring["name"]]
         layers = ring["layers"]
         m = sum(math.prod(s["shape"]) for s in layers)
-        u = index_array(seed, ring["size"], m, ring["permute"])
+        u = index_array(seed, ring["size"], m, ring["permute"], version)
         b = signs(seed, m, ring["reflect"])
         init_std = math.exp(sum(math.prod(s["shape"]) * math.log(s["std"]) for s in layers) / m)
         mult = np.repeat(
@@ -154,6 +176,9 @@ CASES: dict[str, dict[str, Any]] = {
     "stage-rings": {"ring_size": 0.2, "scope": "stage", "seed": 5},
     "no-permute-no-reflect": {"ring_size": 3000, "permute": False, "reflect": False},
     "ring-larger-than-model": {"ring_size": 1.0, "seed": 2**62 + 12345},
+    "generator-1": {"ring_size": 0.05, "seed": 11, "generator": 1},
+    "generator-1-extra-elements": {"ring_size": 3001, "seed": 3, "generator": 1},
+    "generator-2-extra-elements": {"ring_size": 3001, "seed": 3},
 }
 
 
@@ -221,7 +246,37 @@ def test_stored_stds_and_ring_seeds_follow_the_documented_rules(tmp_path: Path) 
 
 
 def test_even_sampling_uses_each_ring_element_q_or_q_plus_1_times() -> None:
-    u = index_array(seed=3, n=1000, m=4321, permute=True)
-    counts = np.bincount(u, minlength=1000)
-    assert set(counts.tolist()) == {4, 5} and counts.sum() == 4321
+    for version in (1, 2):
+        u = index_array(seed=3, n=1000, m=4321, permute=True, version=version)
+        counts = np.bincount(u, minlength=1000)
+        assert set(counts.tolist()) == {4, 5} and counts.sum() == 4321
     assert sorted(permutation(9, SHUFFLE, 777).tolist()) == list(range(777))
+    assert sorted(bijection_permutation(9, SHUFFLE, 777).tolist()) == list(range(777))
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_a_file_written_before_generator_2_loads_bit_for_bit() -> None:
+    """tests/fixtures/generator1-resnet18.rpg was written by rpg_core before generator 2 (commit
+    9c031bc) with its logits on a fixed input; today's rpg_core rebuilds it exactly."""
+    import torch
+
+    from rpg_core.compact import load_compact, read_header
+    from rpg_core.rpgify import rings
+
+    path = FIXTURES / "generator1-resnet18.rpg"
+    assert json.loads(read_file(path)[1]["generator"]) == {
+        "id": "splitmix64-sortperm",
+        "version": 1,
+    }
+    assert read_header(path).generator_version == 1
+    model = load_compact(path)
+    assert {r.spec.generator for r in rings(model).values()} == {1}
+    x = torch.linspace(-1, 1, 2 * 3 * 16 * 16).reshape(2, 3, 16, 16)
+    with torch.no_grad():
+        logits = model(x).numpy()
+    assert np.array_equal(logits, np.load(FIXTURES / "generator1-resnet18.logits.npy"))
+    decoded = decode(path)
+    expected = _expected(model)
+    assert all(np.array_equal(w, expected[n]) for n, w in decoded.items())

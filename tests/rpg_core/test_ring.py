@@ -101,13 +101,13 @@ def test_one_fused_gather_per_forward(monkeypatch: pytest.MonkeyPatch) -> None:
     model = rpgify(TwoConvs(n=4), 30)
     ring = rings(model)["global"]
     calls = []
-    original = Ring.generate
+    original = Ring.generate_layers
 
-    def counting(self: Ring) -> torch.Tensor:
+    def counting(self: Ring) -> list[torch.Tensor]:
         calls.append(1)
         return original(self)
 
-    monkeypatch.setattr(Ring, "generate", counting)
+    monkeypatch.setattr(Ring, "generate_layers", counting)
     model(torch.randn(1, 2, 5, 5)).sum().backward()
     assert len(calls) == 1
     assert ring._fwd_weights is None  # released after the forward pass

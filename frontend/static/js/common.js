@@ -78,6 +78,14 @@ export function fmtDuration(s) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 export function statusBadge(status) { return `<span class="status st-${esc(status)}">${esc(status)}</span>`; }
+// Guard-rail flags of a finished run (rpg_core.health): a warning badge each, message as title.
+const FLAG_TEXT = { "diverged": "diverged: evaluation blew up", "near-chance": "near chance: no better than guessing" };
+export function flagBadges(flags, messages) {
+  return (flags || []).map((f) => {
+    const msg = (messages && messages[f]) || FLAG_TEXT[f] || f;
+    return `<span class="flag fl-${esc(f)}" title="${esc(msg)}" data-flag="${esc(f)}">⚠ ${esc(f)}</span>`;
+  }).join(" ");
+}
 export const ACTIVE = new Set(["queued", "running", "cancelling"]);
 
 // --- live updates: EventSource with the browser's own reconnects

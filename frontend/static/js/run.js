@@ -1,5 +1,5 @@
 // Run page: live progress and curves from the run's event stream, spec, params, similarity.
-import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, ACTIVE, stream,
+import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, flagBadges, ACTIVE, stream,
   throttle, errorText, plot } from "./common.js";
 
 const id = Number($("main").dataset.runId);
@@ -8,12 +8,27 @@ let es = null;
 
 function fact(label, value) { return `<div><dt>${esc(label)}</dt><dd>${value}</dd></div>`; }
 
+function flagMessages(r) {
+  const out = {};
+  for (const f of (r.result && r.result.health) || []) out[f.code] = f.message;
+  return out;
+}
+
+function renderFlags(r) {
+  const box = $("#run-flags");
+  if (!box) return;
+  const health = (r.result && r.result.health) || [];
+  box.hidden = !health.length;
+  box.innerHTML = health.map((f) => `<p>${flagBadges([f.code])} ${esc(f.message)}</p>`).join("") +
+    (health.length ? `<p class="muted">Flagged runs are left out of power-law fits unless “include flagged runs” is ticked.</p>` : "");
+}
+
 function renderHead() {
   $("#run-title").textContent = `#${run.id} ${run.name}`;
   document.title = `#${run.id} ${run.name} · RPG Studio`;
   const dur = run.train_time_s ?? (run.started_at && run.finished_at ? (new Date(run.finished_at) - new Date(run.started_at)) / 1000 : null);
   $("#run-facts").innerHTML = [
-    fact("status", statusBadge(run.status)), fact("arch", esc(run.arch)), fact("scope", esc(run.scope)),
+    fact("status", `${statusBadge(run.status)} ${flagBadges(run.flags, flagMessages(run))}`), fact("arch", esc(run.arch)), fact("scope", esc(run.scope)),
     fact("dataset", esc(run.dataset)), fact("ring size", run.ring_size === null ? "— (plain)" : fmtInt(run.ring_size)),
     fact("backbone params", fmtInt(run.backbone_params)), fact("total params", fmtInt(run.total_params)),
     fact("best val acc", fmtPct(run.best_val_acc, 2)), fact("train acc", fmtPct(run.train_acc, 2)),
@@ -22,6 +37,7 @@ function renderHead() {
     fact("sweep", run.sweep_id ? `<a href="/?sweep=${run.sweep_id}">#${run.sweep_id}</a>` : "—"),
   ].join("");
   renderProgress(run);
+  renderFlags(run);
   const err = $("#run-error");
   err.hidden = !run.error; err.textContent = run.error ? `Error: ${run.error}` : "";
   const dl = $("#run-download");

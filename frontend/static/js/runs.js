@@ -1,5 +1,5 @@
 // Runs page: server-side filtered/sorted/paginated table, live progress, actions, submit forms.
-import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, ACTIVE, stream,
+import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, flagBadges, ACTIVE, stream,
   throttle, errorText, showFieldErrors } from "./common.js";
 
 const body = $("#runs-body");
@@ -41,7 +41,7 @@ function rowHtml(r) {
     <td><input type="checkbox" aria-label="select run ${r.id}" data-select="${r.id}" ${selected.has(r.id) ? "checked" : ""}></td>
     <td class="num">${r.id}</td>
     <td><a href="/runs/${r.id}">${esc(r.name)}</a></td>
-    <td class="c-status">${statusBadge(r.status)}</td>
+    <td class="c-status">${statusBadge(r.status)} ${flagBadges(r.flags)}</td>
     <td class="c-progress">${progressCell(r)}</td>
     <td>${esc(r.arch)}</td><td>${esc(r.scope)}</td>
     <td class="num">${r.ring_size === null ? "—" : fmtInt(r.ring_size)}</td>
