@@ -1,23 +1,33 @@
-"""Benchmark of the ring (issue 2): training-step overhead and weight-generation cost.
+"""Benchmark of the ring: training-step and inference overhead against a plain network.
 
-Rows, side by side in one run:
-1. One training step (forward, backward, SGD step) of a CIFAR-form ResNet18 (width 64, batch 128,
-   32x32): plain, RPG (rpg_core: one fused gather per ring per forward), and the reference code's
-   approach (a separate ``ring[idx_i] * mask_i`` gather per layer every forward, int64 indices).
-   Steps are interleaved (plain, rpg, reference, plain, ...) so machine noise hits all alike.
-2. torchvision resnet18 with a 45K ring: building the tables from seeds, and the forward and
-   backward time of the weight generation alone.
-3. The same on CUDA when a GPU is present.
+Side by side in one run, on one device:
+1. One training step (forward, backward, SGD momentum step) of a CIFAR-form ResNet18 (width 64
+   by default, batch 128, 32x32): plain, RPG (rpg_core: one gather per ring per forward, its
+   backward a scatter-add into the small expanded ring) and the reference code's approach (a
+   separate ``ring[idx_i] * mask_i`` gather per layer every forward, int64 indices).
+2. Inference (eval, no grad) of plain and RPG with the cached generated weights.
+3. torchvision resnet18 with a 45K ring: building the tables from seeds, and the generation's
+   forward and backward alone.
 
-Usage: python benchmarks/bench_ring.py [--steps 3] [--batch 128] [--width 1.0]
+Noise: the variants run interleaved, round after round (plain, rpg, reference, plain, ...), so
+a busy machine slows them alike; each round gives a ratio to the plain step of the same round,
+and the table reports the median ratio with its interquartile range and min-max, beside the
+median times. The load average is printed before and after.
+
+Usage: python benchmarks/bench_ring.py [--steps 15] [--infer-steps 20] [--batch 128]
+       [--width 1.0] [--ring 45000] [--device cpu|cuda] [--amp] [--skip-generation]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torchvision
@@ -54,56 +64,160 @@ def reference_model(ring_size: int, width: float) -> nn.Module:
     ring_mod = Ring(spec)
     ring = nn.Parameter(ring_mod.weight.detach().clone())
     model.register_parameter("ring", ring)
+    index, scale = ring_mod.index, ring_mod.scale
     for (_, conv), slot, c in zip(layers, spec.layers, spec.multipliers(), strict=True):
         sl = slice(slot.offset, slot.offset + slot.numel)
-        mask = torch.sign(ring_mod.scale[sl])
         conv.__class__ = ReferenceConv2d
-        conv.setup(ring, ring_mod.index[sl], mask, c)  # type: ignore[attr-defined]
+        conv.setup(ring, index[sl], torch.sign(scale[sl]), c)  # type: ignore[attr-defined]
     return model
 
 
-def step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str):  # type: ignore[no-untyped-def]
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _autocast(device: str, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if amp and device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step_fn(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, amp: bool
+) -> Callable[[], float]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def step() -> float:
+        _sync(device)
         t0 = time.perf_counter()
-        loss = nn.functional.cross_entropy(model(x), y)
+        with _autocast(device, amp):
+            loss = nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
         return time.perf_counter() - t0
 
     return step
 
 
-def bench_training_step(device: str, steps: int, batch: int, width: float, ring: int) -> None:
-    torch.manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    models = {
+def infer_fn(model: nn.Module, x: torch.Tensor, device: str, amp: bool) -> Callable[[], float]:
+    model.eval()
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad(), _autocast(device, amp):
+            model(x)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    return step
+
+
+def interleaved(fns: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Times of every variant, one call each per round, in the same order every round."""
+    for fn in fns.values():
+        fn()  # warm-up (allocator, kernels, the ring's cache)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(fn())
+    return times
+
+
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+def ratio_rows(times: dict[str, list[float]], base: str = "plain") -> list[dict[str, Any]]:
+    """Per variant: median time and the per-round ratio to ``base`` (median, IQR, min-max)."""
+    rows = []
+    for k, ts in times.items():
+        ratios = [t / b for t, b in zip(ts, times[base], strict=True)]
+        q1, med, q3 = quartiles(ratios)
+        rows.append(
+            {
+                "variant": k,
+                "median_s": statistics.median(ts),
+                "ratio": med,
+                "iqr": (q1, q3),
+                "range": (min(ratios), max(ratios)),
+            }
+        )
+    return rows
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(f"{'variant':<34}{'median s':>10}{'ratio':>8}{'IQR':>16}{'min-max':>16}")
+    for r in rows:
+        iqr = f"{r['iqr'][0]:.3f}-{r['iqr'][1]:.3f}"
+        rng = f"{r['range'][0]:.3f}-{r['range'][1]:.3f}"
+        print(f"{r['variant']:<34}{r['median_s']:>10.4f}{r['ratio']:>8.3f}{iqr:>16}{rng:>16}")
+
+
+@contextlib.contextmanager
+def _channels_last(device: str, model: nn.Module) -> Iterator[nn.Module]:
+    model = model.to(device)
+    if device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    yield model
+
+
+def models(width: float, ring: int, reference: bool) -> dict[str, nn.Module]:
+    out = {
         "plain": create_model({"model": {"arch": "resnet18", "width": width}}),
         "rpg (rpg_core)": create_model(
             {"model": {"arch": "resnet18", "width": width}, "rpg": {"ring_size": ring}}
         ),
-        "reference (gather per layer)": reference_model(ring, width),
     }
-    fns = {k: step_fn(m.to(device).train(), x, y, device) for k, m in models.items()}
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(steps):
-        for k, fn in fns.items():
-            times[k].append(fn())
-    base = statistics.median(times["plain"])
-    print(
-        f"\n[{device}] one training step, CIFAR ResNet18 width {width}, batch {batch}, ring {ring}"
+    if reference:
+        out["reference (gather per layer)"] = reference_model(ring, width)
+    return out
+
+
+def bench_training(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.manual_seed(0)
+    dev = args.device
+    x = torch.randn(args.batch, 3, 32, 32, device=dev)
+    if dev == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch,), device=dev)
+    fns = {}
+    for k, m in models(args.width, args.ring, reference=True).items():
+        with _channels_last(dev, m) as mm:
+            fns[k] = train_step_fn(mm.train(), x, y, dev, args.amp)
+    rows = ratio_rows(interleaved(fns, args.steps))
+    print_rows(
+        f"[{dev}{' bf16' if args.amp else ''}] one training step, CIFAR ResNet18 width "
+        f"{args.width}, batch {args.batch}, ring {args.ring}, {args.steps} rounds",
+        rows,
     )
-    print(f"{'variant':<32}{'median s':>10}{'ratio':>8}")
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{k:<32}{med:>10.4f}{med / base:>8.3f}")
+    return rows
+
+
+def bench_inference(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.manual_seed(0)
+    dev = args.device
+    x = torch.randn(args.batch, 3, 32, 32, device=dev)
+    if dev == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    fns = {}
+    for k, m in models(args.width, args.ring, reference=False).items():
+        with _channels_last(dev, m) as mm:
+            fns[k] = infer_fn(mm, x, dev, args.amp)
+    rows = ratio_rows(interleaved(fns, args.infer_steps))
+    print_rows(
+        f"[{dev}{' bf16' if args.amp else ''}] inference (eval, no grad; RPG uses its cached "
+        f"weights), batch {args.batch}, {args.infer_steps} rounds",
+        rows,
+    )
+    return rows
 
 
 def bench_generation(device: str, reps: int = 20) -> None:
@@ -113,46 +227,51 @@ def bench_generation(device: str, reps: int = 20) -> None:
     build = time.perf_counter() - t0
     ring = rings(model)["global"].to(device)
     fwd, bwd = [], []
-    grad = torch.randn(ring.spec.generated, device=device)
     for _ in range(reps):
+        _sync(device)
         t0 = time.perf_counter()
-        flat = ring.generate()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        layers = ring.generate_layers()
+        _sync(device)
         t1 = time.perf_counter()
-        flat.backward(grad)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        torch.autograd.backward(layers, [torch.ones_like(w) for w in layers])
+        _sync(device)
         fwd.append(t1 - t0)
         bwd.append(time.perf_counter() - t1)
         ring.weight.grad = None
     m = ring.spec.generated
+    table_bytes = ring.signed_index.element_size() * m
     print(f"\n[{device}] torchvision resnet18, 45K ring, {m:,} generated weights")
     print(f"build tables from seeds (rpgify)   {build:.3f} s")
     print(f"generate all weights (forward)     {statistics.median(fwd) * 1e3:.2f} ms")
     print(f"ring gradient, eq. 2 (backward)    {statistics.median(bwd) * 1e3:.2f} ms")
-    print(f"memory of the tables               {m * 8 / 2**20:.1f} MiB (int32 index + f32 scale)")
+    print(f"memory of the tables               {table_bytes / 2**20:.1f} MiB (signed index)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=15, help="training rounds (each: every variant)")
+    p.add_argument("--infer-steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--ring", type=int, default=45_000)
-    args = p.parse_args()
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--skip-generation", action="store_true")
+    args = p.parse_args(argv)
+    load0 = os.getloadavg()
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+        f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
     )
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        if device == "cuda":
-            print(f"GPU: {torch.cuda.get_device_name()}")
-        bench_training_step(
-            device, args.steps if device == "cpu" else 20, args.batch, args.width, args.ring
-        )
-        bench_generation(device)
+    if args.device == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    out = {"training": bench_training(args), "inference": bench_inference(args)}
+    if not args.skip_generation:
+        bench_generation(args.device)
+    load1 = os.getloadavg()
+    print(f"\nload average at the end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    return out
 
 
 if __name__ == "__main__":

@@ -261,6 +261,7 @@ def power_law_figure(
             "table": figures.power_law_table(data),
             "fit_available": data["fit_available"],
             "points": sum(len(s["points"]) for s in data["series"]),
+            "excluded": sum(len(s["excluded"]) for s in data["series"]),
         }
     )
 

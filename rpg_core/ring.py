@@ -116,11 +116,11 @@ class Ring(nn.Module):
     """One shared parameter ring and its fixed generating matrices.
 
     The generating matrices are stored as one *signed index* per generated weight: the position
-    of ``w[u_i] * scale_i`` in the ring expanded to one scaled copy per (layer, sign) bucket,
-    ``expanded = bucket_scale[:, None] * w[None, :]``. Generation is then a single gather
-    (no multiply over the M generated weights), and its backward a scatter-add into the small
-    expanded ring followed by a weighted sum of its rows (eq. 2 of the paper). ``scale_i`` is
-    exactly ``+-multiplier``, so the values are bit for bit those of ``w[u] * scale``.
+    of ``w[u_i] * scale_i`` in its layer's expanded ring ``[c w, -c w]`` (``c`` the layer's
+    multiplier, 2N elements). Generation is a gather per layer from that small table (no
+    multiply over the M generated weights), and its backward a scatter-add into it folded back
+    as ``c (e[:N] - e[N:])`` (eq. 2 of the paper). ``scale_i`` is exactly ``+-c``, so the values
+    are bit for bit those of ``w[u] * scale``.
     """
 
     signed_index: torch.Tensor
@@ -170,9 +170,10 @@ class Ring(nn.Module):
     @property
     def scale(self) -> torch.Tensor:
         """Per generated weight: its sign flip times its layer's multiplier."""
-        return self.bucket_scale[
-            torch.div(self.signed_index, self.spec.size, rounding_mode="floor")
-        ]
+        sizes = torch.tensor(self._sizes, device=self.signed_index.device)
+        layer = torch.repeat_interleave(torch.arange(len(self._sizes), device=sizes.device), sizes)
+        negative = (self.signed_index >= self.spec.size).long()
+        return self.bucket_scale[2 * layer + negative]
 
     # --- generation -------------------------------------------------------------------------
     def generate(self) -> torch.Tensor:
@@ -180,10 +181,10 @@ class Ring(nn.Module):
         return torch.cat([w.reshape(-1) for w in self.generate_layers()])
 
     def generate_layers(self) -> list[torch.Tensor]:
-        """Every layer's weight, in the layers' shapes: one gather for all of them.
+        """Every layer's weight, in the layers' shapes.
 
-        The backward pass scatter-adds each layer's gradient straight into the expanded ring
-        (no concatenation of the layers' gradients, no multiply over M weights).
+        The backward pass scatter-adds each layer's gradient straight into its expanded ring
+        (no concatenation of the layers' gradients, no multiply over the M weights).
         """
         flat = _Generate.apply(self.weight, self.bucket_scale, self.signed_index, self._sizes)
         return [c.view(s.shape) for c, s in zip(flat, self.spec.layers, strict=True)]
@@ -206,8 +207,10 @@ class Ring(nn.Module):
                 self._fwd_weights = self.generate_layers()
             return self._fwd_weights[self._position[name]]
         offset, numel, shape = self._slices[name]
+        position = self._position[name]
         idx = self.signed_index[offset : offset + numel]
-        (out,) = _Generate.apply(self.weight, self.bucket_scale, idx, [numel])
+        scale = self.bucket_scale[2 * position : 2 * position + 2]
+        (out,) = _Generate.apply(self.weight, scale, idx, [numel])
         return out.view(shape)
 
     def materialize(self) -> dict[str, torch.Tensor]:
@@ -218,7 +221,13 @@ class Ring(nn.Module):
 
 
 class _Generate(torch.autograd.Function):
-    """``expanded[signed_index]`` split into layers, with the ring's gradient of eq. (2)."""
+    """Every layer's weights, ``[c_l w, -c_l w][signed_index_l]``, and the ring's gradient of
+    eq. (2): per layer a scatter-add into its 2N-element row of the expanded ring (small enough
+    to stay in the cache), folded back as ``sum_l c_l (e_l[:N] - e_l[N:])``.
+
+    Few, large operations on purpose: on a busy CPU every operation pays a thread-pool
+    synchronisation, so per-layer work is one gather forward and one scatter backward.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -228,34 +237,38 @@ class _Generate(torch.autograd.Function):
         signed_index: torch.Tensor,
         sizes: list[int],
     ) -> tuple[torch.Tensor, ...]:
-        expanded = (bucket_scale[:, None] * weight[None, :]).reshape(-1)
-        flat = expanded.index_select(0, signed_index)
+        n, layers = weight.numel(), len(sizes)
+        expanded = (bucket_scale[:, None] * weight[None, :]).view(layers, 2 * n)
+        outs, offset = [], 0
+        for layer, size in enumerate(sizes):
+            outs.append(expanded[layer].index_select(0, signed_index[offset : offset + size]))
+            offset += size
         ctx.save_for_backward(bucket_scale, signed_index)
-        ctx.sizes = sizes
-        ctx.ring_size = weight.numel()
-        return tuple(flat.split(sizes))
+        ctx.sizes, ctx.ring_size = sizes, n
+        return tuple(outs)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[Any, ...]:
         bucket_scale, signed_index = ctx.saved_tensors
-        n = ctx.ring_size
+        n, sizes = ctx.ring_size, ctx.sizes
         dtype = next((g.dtype for g in grads if g is not None), bucket_scale.dtype)
-        expanded = torch.zeros(len(bucket_scale) * n, dtype=dtype, device=signed_index.device)
+        expanded = torch.zeros(len(sizes), 2 * n, dtype=dtype, device=signed_index.device)
         offset = 0
-        for g, size in zip(grads, ctx.sizes, strict=True):
+        for layer, (g, size) in enumerate(zip(grads, sizes, strict=True)):
             if g is not None:
-                expanded.index_add_(0, signed_index[offset : offset + size], g.reshape(-1))
+                idx = signed_index[offset : offset + size]
+                expanded[layer].index_add_(0, idx, g.reshape(-1))
             offset += size
-        grad = (expanded.view(-1, n) * bucket_scale[:, None].to(dtype)).sum(0)
+        grad = (expanded.view(2 * len(sizes), n) * bucket_scale[:, None].to(dtype)).sum(0)
         return grad, None, None, None
 
 
 def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """The signed index array and the bucket scales of a ring (see :class:`Ring`).
 
-    Bucket ``2 j`` holds layer ``j``'s positive weights (scale ``+multiplier_j``), bucket
-    ``2 j + 1`` its sign-flipped ones; ``signed_index_i = bucket_i * N + u_i``.
+    ``signed_index_i = u_i`` where the sign is +1, ``N + u_i`` where it is -1: a position in
+    the layer's expanded ring ``[c w, -c w]``. ``bucket_scale`` is ``[+c_1, -c_1, +c_2, ...]``.
     """
     m, n = spec.generated, spec.size
     with ThreadPoolExecutor(max_workers=1) as pool:  # numpy releases the GIL: overlap the two
@@ -265,8 +278,7 @@ def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
     mult = np.asarray(spec.multipliers(), dtype=np.float32)
     bucket_scale = np.empty(2 * len(mult), dtype=np.float32)
     bucket_scale[0::2], bucket_scale[1::2] = mult, -mult
-    dtype = np.int32 if 2 * len(mult) * n < 2**31 else np.int64
-    layer = np.repeat(np.arange(len(mult), dtype=dtype), [s.numel for s in spec.layers])
-    bucket = 2 * layer + (b < 0).astype(dtype)
-    signed = bucket * dtype(n) + u.astype(dtype, copy=False)
+    dtype = np.int32 if 2 * n < 2**31 else np.int64
+    signed = u.astype(dtype, copy=False)
+    signed += (b < 0).astype(dtype) * dtype(n)
     return torch.from_numpy(signed), torch.from_numpy(bucket_scale)

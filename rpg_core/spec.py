@@ -201,9 +201,14 @@ class TrainSpec(_Spec):
         epochs = hp["epochs"]
         late = [m for m in self.milestones or [] if m >= epochs]
         if late:
+            fix = (
+                "remove train.milestones (a 1-epoch run has no room for one)"
+                if epochs == 1
+                else f"use milestones below {epochs} or more epochs"
+            )
             raise ValueError(
                 f"milestones {late} are not below epochs ({epochs}): a milestone at or after the "
-                f"last epoch never applies; use milestones < {epochs} or more epochs"
+                f"last epoch never applies; {fix}"
             )
         if hp["warmup_epochs"] >= epochs and hp["warmup_epochs"] > 0:
             raise ValueError(

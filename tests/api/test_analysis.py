@@ -75,3 +75,33 @@ def test_similarity(client: TestClient, auth: dict[str, str], session: Session) 
     run_to_end(session, other, {"similarity": hist})
     r = client.get(f"/api/experiments/{other}/similarity")
     assert r.status_code == 200 and r.json()["similarity"] == hist
+
+
+def test_flagged_runs_are_left_out_of_the_fit_unless_asked(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    good = [_run(client, auth, session, p, a) for p, a in [(1000, 0.5), (4000, 0.7), (16000, 0.8)]]
+    chance = submit(client, auth)
+    run_to_end(
+        session,
+        chance,
+        {"best_val_acc": 0.1, "val_acc": 0.1, "backbone_params": 64000, "flags": "near-chance"},
+    )
+    detail = client.get(f"/api/experiments/{chance}", headers=auth).json()
+    assert detail["flags"] == ["near-chance"]
+    listed = client.get("/api/experiments", headers=auth).json()["items"]
+    assert {e["id"]: e["flags"] for e in listed}[chance] == ["near-chance"]
+    assert {e["id"]: e["flags"] for e in listed}[good[0]] == []
+
+    (series,) = client.get("/api/analysis/power-law").json()["series"]
+    assert [p["experiment_id"] for p in series["points"]] == good
+    assert [(p["experiment_id"], p["flags"]) for p in series["excluded"]] == [
+        (chance, ["near-chance"])
+    ]
+    (both,) = client.get("/api/analysis/power-law", params={"include_flagged": "true"}).json()[
+        "series"
+    ]
+    assert [p["experiment_id"] for p in both["points"]] == [*good, chance]
+    assert both["excluded"] == []
+    if HAVE_FIT:  # the chance-level point drags the law: the fits differ
+        assert both["fit"]["b"] != pytest.approx(series["fit"]["b"], rel=1e-3)

@@ -410,3 +410,38 @@ def test_sweeps_page_progress_and_ablation_bars(page: Any, live: LiveServer) -> 
 def test_unknown_run_shows_not_found(page: Any, live: LiveServer) -> None:
     page.goto(f"{live.url}/runs/999999")
     page.wait_for_selector("#run-state.error:has-text('does not exist')")
+
+
+def test_flagged_run_has_a_badge_and_stays_out_of_the_fit(page: Any, live: LiveServer) -> None:
+    """Runs the guard rails flagged: a badge in the runs table and on the run's page, a hollow
+    marker outside the fit on the power-law page, back in the fit when asked. (Last in the
+    module: it adds a run the earlier tests do not count.)"""
+    message = "validation accuracy 10.0% is at chance (10.0% for the most frequent class)"
+    with live.session() as s:
+        exp_id = crud.create_experiment(s, spec("chance-run", ring=16000))
+        s.commit()
+        _finish(s, exp_id, 0.1, 16000, flags="near-chance",
+                health=[{"code": "near-chance", "message": message}])  # fmt: skip
+    page.goto(live.url + "/")
+    page.wait_for_selector("#runs-body[data-loaded='1']")
+    badge = page.locator(f"tr[data-id='{exp_id}'] .c-status .flag")
+    assert badge.inner_text().strip() == "⚠ near-chance"
+    others = page.locator(f"tr[data-id='{live.extra['plain']}'] .c-status .flag")
+    assert others.count() == 0
+    page.goto(f"{live.url}/runs/{exp_id}")
+    page.wait_for_selector("#run-flags:not([hidden])")
+    assert message in page.inner_text("#run-flags")
+    assert page.locator("#run-facts .flag").count() == 1
+    screenshot(page, "run-flagged")
+    page.goto(live.url + "/power-law?target=0.9")
+    page.wait_for_selector("#pl-graph[data-ready='1']")
+    excluded = [t for t in _graph_data(page, "#pl-graph") if t["meta"]["role"] == "excluded"]
+    assert len(excluded) == 1 and excluded[0]["customdata"] == [exp_id]
+    assert "1 flagged run" in page.inner_text("#pl-state")
+    page.check("input[name=include_flagged]")
+    page.click("#pl-controls button[type=submit]")
+    page.wait_for_function(
+        "() => !document.querySelector('#pl-graph').data.some(t => (t.meta || {}).role === 'excluded')"
+    )
+    assert "include_flagged=true" in page.url
+    assert page.console.errors == []

@@ -44,7 +44,9 @@ async function load() {
     graph.hidden = true; renderTable([], null);
     return;
   }
-  state.textContent = `${out.points} runs.` + (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
+  state.textContent = `${out.points} runs.` +
+    (out.excluded ? ` ${out.excluded} flagged run${out.excluded === 1 ? "" : "s"} (diverged or near chance) left out of the fits: hollow grey markers.` : "") +
+    (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
   await plot(graph, out.figure);
   graph.dataset.ready = "1";
   renderTable(out.table, q.has("target") ? Number(q.get("target")) : null);
@@ -60,6 +62,7 @@ async function load() {
 const params = new URLSearchParams(location.search);
 for (const el of form.elements) {
   if (!el.name || !params.has(el.name)) continue;
+  if (el.type === "checkbox") { el.checked = params.get(el.name) === "true"; continue; }
   el.value = el.name === "target" ? String(100 * Number(params.get("target"))) : params.get(el.name);
 }
 form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
