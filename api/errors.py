@@ -38,7 +38,7 @@ def _merged(errors: Sequence[Any]) -> list[dict[str, str]]:
     by_field: dict[str, list[str]] = {}
     for e in errors:
         messages = by_field.setdefault(_field_of(e.get("loc", ())), [])
-        msg = str(e.get("msg", "invalid"))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if msg not in messages:
             messages.append(msg)
     return [{"field": f, "message": " or ".join(m)} for f, m in by_field.items()]

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from . import errors
 from .db import make_engine, make_sessionmaker
 from .middleware import BodyLimitMiddleware, PrometheusMiddleware
+from .ratelimit import RateLimit
 from .routes import analysis, events, experiments, files, health, metrics, sweeps
 from .settings import Settings, get_settings
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.experiments_gauge = Gauge(
         "rpg_experiments", "experiments by status", ["status"], registry=registry
     )
+    app.state.parse_spec_limiter = RateLimit(settings.parse_spec_rate, settings.parse_spec_burst)
     errors.install(app)
     app.include_router(_api_router())
     app.include_router(health.router)

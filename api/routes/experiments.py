@@ -14,9 +14,10 @@ from ..deps import ExperimentId, ListQueryDep, ReadAuth, SessionDep, SettingsDep
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
 from ..storage import remove_files
 from ..validation import check_limits
+from ..yaml_body import YamlBodyRoute, yaml_request_body
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/experiments", tags=["experiments"])
+router = APIRouter(prefix="/experiments", tags=["experiments"], route_class=YamlBodyRoute)
 
 SPEC_EXAMPLES: dict[str, Any] = {
     "rpg": {
@@ -41,7 +42,9 @@ def _not_found(experiment_id: int) -> HTTPException:
     return HTTPException(404, detail=f"experiment {experiment_id} not found")
 
 
-@router.post("", status_code=201, response_model=Created)
+@router.post(
+    "", status_code=201, openapi_extra=yaml_request_body("ExperimentSpec"), response_model=Created
+)
 def submit(
     spec: Annotated[ExperimentSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     session: SessionDep,
