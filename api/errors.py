@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 
 from .crud import ConflictError, CursorError
+
+log = logging.getLogger(__name__)
 
 # pydantic names the member of a union that failed (rpg.ring_size.constrained-int): not a field
 _UNION_TAG = re.compile(
@@ -57,7 +61,21 @@ async def _cursor_handler(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [{"field": "cursor", "message": str(exc)}]}, status_code=422)
 
 
+async def _unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """No database connection in time (pool exhausted) or the database is down: a 503 the
+    client can retry, never a 500."""
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    retry = str(request.app.state.settings.retry_after_s)
+    return JSONResponse(
+        {"detail": "the database is busy or unreachable; retry later"},
+        status_code=503,
+        headers={"Retry-After": retry},
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(sa_exc.TimeoutError, _unavailable_handler)
+    app.add_exception_handler(sa_exc.OperationalError, _unavailable_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ConflictError, _conflict_handler)
     app.add_exception_handler(CursorError, _cursor_handler)

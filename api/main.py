@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from . import errors
 from .db import make_engine, make_sessionmaker
-from .middleware import BodyLimitMiddleware, PrometheusMiddleware
+from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PrometheusMiddleware
 from .ratelimit import RateLimit
 from .routes import analysis, events, experiments, files, health, metrics, sweeps
 from .settings import Settings, get_settings
@@ -48,7 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="RPG Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.database_url)
+    app.state.engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size // 2,
+        pool_timeout=settings.db_pool_timeout_s,
+    )
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     registry = CollectorRegistry()
     app.state.registry = registry
@@ -72,6 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(
+        AdmissionMiddleware,
+        limit=settings.max_concurrent_requests,
+        max_queued=settings.max_queued_requests,
+        timeout_s=settings.queue_timeout_s,
+        retry_after_s=settings.retry_after_s,
+        exempt_paths=("/healthz", "/metrics"),
+        exempt_suffixes=("/events",),  # SSE streams poll with their own short sessions
+        exempt_prefixes=("/static/", "/assets/"),
+    )
     app.add_middleware(PrometheusMiddleware, registry=registry)
     from frontend import mount
 

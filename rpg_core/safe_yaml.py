@@ -69,7 +69,7 @@ class _Loader(yaml.SafeLoader):
                 "a spec is a few levels deep"
             )
         try:
-            return super().compose_node(parent, index)  # type: ignore[misc]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
