@@ -73,7 +73,37 @@ async def _unavailable_handler(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+def _documented_methods(app: Any, path: str) -> set[str]:
+    """Methods the OpenAPI document lists for ``path`` (templates matched segment by segment)."""
+    parts = path.rstrip("/").split("/")
+    out: set[str] = set()
+    for template, ops in app.openapi().get("paths", {}).items():
+        tparts = template.split("/")
+        if len(tparts) == len(parts) and all(
+            t == p or (t.startswith("{") and t.endswith("}") and p)
+            for t, p in zip(tparts, parts, strict=True)
+        ):
+            out |= {m.upper() for m in ops}
+    return out
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 whose Allow lists every method of the path (Starlette names one route's only)."""
+    allowed = _documented_methods(request.app, request.url.path)
+    if not allowed:
+        headers = getattr(exc, "headers", None) or {}
+        allowed = {m.strip() for m in headers.get("Allow", "").split(",") if m.strip()}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return JSONResponse(
+        {"detail": "Method Not Allowed"},
+        status_code=405,
+        headers={"Allow": ", ".join(sorted(allowed))},
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(sa_exc.TimeoutError, _unavailable_handler)
     app.add_exception_handler(sa_exc.OperationalError, _unavailable_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry, Gauge
 
-from . import errors
+from . import errors, openapi
 from .db import make_engine, make_sessionmaker
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PrometheusMiddleware
 from .ratelimit import RateLimit
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.parse_spec_limiter = RateLimit(settings.parse_spec_rate, settings.parse_spec_burst)
     errors.install(app)
+    openapi.install(app, settings)
     app.include_router(_api_router())
     app.include_router(health.router)
     app.add_middleware(

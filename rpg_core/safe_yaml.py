@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 from yaml.events import AliasEvent
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from .exceptions import RPGConfigError
 
@@ -72,6 +72,15 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Keys are strings, as in JSON: a plain scalar key is its text (``1:``, ``1e3:``,
+        ``true:`` give "1", "1e3", "true"); a list or mapping as a key is refused."""
+        self.flatten_mapping(node)
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode):
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
 
 
 # floats per YAML 1.2 (replace the YAML 1.1 resolver of the same tag)

@@ -32,7 +32,7 @@ HOSTILE = {
     "python tag": b"a: !!python/object/apply:os.system ['true']\n",
     "binary tag": b"a: !!binary /w==\n",
     "NaN": b"a: .nan\n",
-    "non-string key": b"1: x\n",
+    "complex key": b"? [1]\n: x\n",
 }
 
 
