@@ -3,28 +3,32 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 
 def redact(message: str, **roots: Path | str | None) -> str:
-    """``message`` with each root folder (absolute and as configured) shown as ``<name>``:
+    """``message`` with each root folder (its absolute and resolved forms) shown as ``<name>``:
     ``redact(msg, data_root=...)`` writes ``<data root>`` for the server's data folder."""
-    pairs: list[tuple[str, str]] = []
+    labels: dict[str, str] = {}
     for name, root in roots.items():
-        if root is None or str(root) in ("", "."):
+        if root is None or str(root) == "":
             continue
-        label = f"<{name.replace('_', ' ')}>"
         p = Path(root)
-        candidates = {str(p), str(p.absolute())}
+        forms = {str(p.absolute())}
         try:
-            candidates.add(str(p.resolve()))
+            forms.add(str(p.resolve()))
         except OSError:
             pass
-        pairs += [(c, label) for c in candidates if c not in ("", ".", "/")]
-    for text, label in sorted(pairs, key=lambda t: -len(t[0])):
-        message = message.replace(text, label)
-    return message
+        for form in forms:
+            if form not in ("", "/"):
+                labels.setdefault(form, f"<{name.replace('_', ' ')}>")
+    if not labels:
+        return message
+    # one pass, longest first: a label is never rewritten by a shorter folder name
+    pattern = re.compile("|".join(re.escape(f) for f in sorted(labels, key=len, reverse=True)))
+    return pattern.sub(lambda m: labels[m.group(0)], message)
 
 
 def redact_values(value: Any, old: str, new: str) -> Any:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from api.main import create_app
 from api.settings import Settings
 
-from .conftest import submit
+from .conftest import run_to_end, submit
 from .test_files import _tiny_rpg
 
 
@@ -64,3 +65,13 @@ def test_inspect_names_the_upload_not_the_temp_file(
         r = client.post("/api/models/inspect", content=broken, headers=headers)
         assert r.status_code == 422
         _no_temp_path(r.text)
+
+
+def test_experiment_errors_do_not_show_the_servers_folders(
+    client: TestClient, auth: dict[str, str], session: Session, settings: Settings
+) -> None:
+    exp_id = submit(client, auth)
+    root = Path(settings.data_root).resolve()
+    run_to_end(session, exp_id, fail=f"RPGDataError: {root}/pets must hold train/ and val/")
+    error = client.get(f"/api/experiments/{exp_id}").json()["error"]
+    assert error == "RPGDataError: <data root>/pets must hold train/ and val/"
