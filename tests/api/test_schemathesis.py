@@ -43,7 +43,9 @@ def test_schemathesis_finds_no_failure(tmp_path: Path) -> None:
                "--exclude-checks", "positive_data_acceptance",
                "-n", EXAMPLES, "--generation-deterministic", "--max-time", str(MAX_TIME_S),
                "--request-timeout", "30", "--no-color"]  # fmt: skip
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_TIME_S + 120)
+        run = subprocess.run(  # cwd: schemathesis writes its cache there, not in the clone
+            cmd, capture_output=True, text=True, timeout=MAX_TIME_S + 120, cwd=tmp_path
+        )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-6000:]
     assert "Stateful" in out
