@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -527,7 +527,11 @@ def is_cancel_requested(session: Session, experiment_id: int) -> bool:
 def report_progress(
     session: Session, experiment_id: int, token: int, progress: float, epoch: int | None = None
 ) -> bool:
-    values: dict[str, Any] = {"progress": min(max(float(progress), 0.0), 1.0)}
+    new = min(max(float(progress), 0.0), 1.0)
+    # never backwards: a resumed attempt restarts at its last checkpoint's epoch boundary
+    values: dict[str, Any] = {
+        "progress": case((Experiment.progress > new, Experiment.progress), else_=new)
+    }
     if epoch is not None:
         values["epoch"] = epoch
     return _fenced_update(session, experiment_id, token, **values)
@@ -617,8 +621,13 @@ def finish_experiment(
     return True
 
 
-def fail_experiment(session: Session, experiment_id: int, token: int, error: str) -> bool:
+def fail_experiment(
+    session: Session, experiment_id: int, token: int, error: str, attempts: int | None = None
+) -> bool:
+    """Fenced: the run ends failed with ``error``; ``attempts`` corrects the count (a claim that
+    only records giving up is not an attempt)."""
     now = utcnow()
+    extra: dict[str, Any] = {} if attempts is None else {"attempts": attempts}
     return _fenced_update(
         session,
         experiment_id,
@@ -627,6 +636,7 @@ def fail_experiment(session: Session, experiment_id: int, token: int, error: str
         error=error[:10_000],
         finished_at=now,
         lease_expires_at=None,
+        **extra,
     )
 
 

@@ -22,6 +22,9 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite connections get WAL mode, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
+        if ":memory:" in url or url.rstrip("/") == "sqlite:":
+            for key in ("pool_size", "max_overflow", "pool_timeout"):
+                kwargs.pop(key, None)  # a single-connection pool takes none of these
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from . import crud
@@ -57,8 +59,23 @@ WriteAuth = Annotated[str, Depends(require_token)]
 ReadAuth = Annotated[str | None, Depends(allow_read)]
 
 MAX_ID = 2**31 - 1
-ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="experiment id", examples=[42])]
-SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id", examples=[3])]
+_DIGITS = re.compile(r"0|[1-9][0-9]{0,9}", re.ASCII)
+
+
+def _strict_int(value: Any) -> Any:
+    """Path and query integers: plain ASCII digits ("1.0", "01", "1\n", "+1", "١" are refused)."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError(
+            "must be a whole number in plain digits (no sign, leading zero or decimal point)"
+        )
+    return value
+
+
+StrictDigits = BeforeValidator(_strict_int)
+ExperimentId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="experiment id", examples=[42]), StrictDigits
+]
+SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id", examples=[3]), StrictDigits]
 
 
 # --- the experiment listing's query (the API's list and the dashboard's runs table) ---------
@@ -83,10 +100,10 @@ def list_query(
     arch: Label | None = None,
     dataset: Label | None = None,
     scope: Label | None = None,
-    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
     tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
     sort: Sort = "-id",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=200), StrictDigits] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ListQuery:
     f = crud.ListFilter(

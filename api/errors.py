@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 
 from .crud import ConflictError, CursorError
+
+log = logging.getLogger(__name__)
 
 # pydantic names the member of a union that failed (rpg.ring_size.constrained-int): not a field
 _UNION_TAG = re.compile(
@@ -38,7 +42,7 @@ def _merged(errors: Sequence[Any]) -> list[dict[str, str]]:
     by_field: dict[str, list[str]] = {}
     for e in errors:
         messages = by_field.setdefault(_field_of(e.get("loc", ())), [])
-        msg = str(e.get("msg", "invalid"))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if msg not in messages:
             messages.append(msg)
     return [{"field": f, "message": " or ".join(m)} for f, m in by_field.items()]
@@ -57,7 +61,51 @@ async def _cursor_handler(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [{"field": "cursor", "message": str(exc)}]}, status_code=422)
 
 
+async def _unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """No database connection in time (pool exhausted) or the database is down: a 503 the
+    client can retry, never a 500."""
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    retry = str(request.app.state.settings.retry_after_s)
+    return JSONResponse(
+        {"detail": "the database is busy or unreachable; retry later"},
+        status_code=503,
+        headers={"Retry-After": retry},
+    )
+
+
+def _documented_methods(app: Any, path: str) -> set[str]:
+    """Methods the OpenAPI document lists for ``path`` (templates matched segment by segment)."""
+    parts = path.rstrip("/").split("/")
+    out: set[str] = set()
+    for template, ops in app.openapi().get("paths", {}).items():
+        tparts = template.split("/")
+        if len(tparts) == len(parts) and all(
+            t == p or (t.startswith("{") and t.endswith("}") and p)
+            for t, p in zip(tparts, parts, strict=True)
+        ):
+            out |= {m.upper() for m in ops}
+    return out
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 whose Allow lists every method of the path (Starlette names one route's only)."""
+    allowed = _documented_methods(request.app, request.url.path)
+    if not allowed:
+        headers = getattr(exc, "headers", None) or {}
+        allowed = {m.strip() for m in headers.get("Allow", "").split(",") if m.strip()}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return JSONResponse(
+        {"detail": "Method Not Allowed"},
+        status_code=405,
+        headers={"Allow": ", ".join(sorted(allowed))},
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(405, _method_not_allowed)
+    app.add_exception_handler(sa_exc.TimeoutError, _unavailable_handler)
+    app.add_exception_handler(sa_exc.OperationalError, _unavailable_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ConflictError, _conflict_handler)
     app.add_exception_handler(CursorError, _cursor_handler)

@@ -10,9 +10,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry, Gauge
 
-from . import errors
+from . import errors, openapi
 from .db import make_engine, make_sessionmaker
-from .middleware import BodyLimitMiddleware, PrometheusMiddleware
+from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PrometheusMiddleware
+from .ratelimit import RateLimit
 from .routes import analysis, events, experiments, files, health, metrics, sweeps
 from .settings import Settings, get_settings
 
@@ -47,14 +48,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="RPG Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.database_url)
+    app.state.engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size // 2,
+        pool_timeout=settings.db_pool_timeout_s,
+    )
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     registry = CollectorRegistry()
     app.state.registry = registry
     app.state.experiments_gauge = Gauge(
         "rpg_experiments", "experiments by status", ["status"], registry=registry
     )
+    app.state.parse_spec_limiter = RateLimit(settings.parse_spec_rate, settings.parse_spec_burst)
     errors.install(app)
+    openapi.install(app, settings)
     app.include_router(_api_router())
     app.include_router(health.router)
     app.add_middleware(
@@ -70,6 +78,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(
+        AdmissionMiddleware,
+        limit=settings.max_concurrent_requests,
+        max_queued=settings.max_queued_requests,
+        timeout_s=settings.queue_timeout_s,
+        retry_after_s=settings.retry_after_s,
+        exempt_paths=("/healthz", "/metrics"),
+        exempt_suffixes=("/events",),  # SSE streams poll with their own short sessions
+        exempt_prefixes=("/static/", "/assets/"),
+    )
     app.add_middleware(PrometheusMiddleware, registry=registry)
     from frontend import mount
 

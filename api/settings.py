@@ -56,6 +56,37 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         default=60.0, gt=0, description="worker lease length (heartbeat renews it)"
     )
+    # --- hardening (issue 16): overload, the YAML helper, submission checks
+    max_concurrent_requests: int = Field(
+        default=16, ge=1, le=1000, description="requests handled at once per API process"
+    )
+    max_queued_requests: int = Field(
+        default=256, ge=0, description="requests waiting for a slot; more get 503 at once"
+    )
+    queue_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest wait for a slot before a 503 + Retry-After"
+    )
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After of a 503 (overload)")
+    db_pool_size: int = Field(
+        default=20, ge=1, description="database connections per API process (>= concurrency)"
+    )
+    db_pool_timeout_s: float = Field(
+        default=5.0, gt=0, description="longest wait for a database connection (then 503)"
+    )
+    parse_spec_max_bytes: int = Field(
+        default=64 * 1024, ge=1, description="POST /ui/api/parse-spec body limit"
+    )
+    parse_spec_rate: float = Field(
+        default=5.0, gt=0, description="POST /ui/api/parse-spec: requests/s per client"
+    )
+    parse_spec_burst: int = Field(default=20, ge=1)
+    check_data_on_submit: bool = Field(
+        default=True,
+        description="refuse specs whose data is missing under data_root (the API must see it)",
+    )
+    max_job_memory_bytes: int = Field(
+        default=8 * 1024**3, ge=1, description="estimated dataset memory a job may need"
+    )
 
     @field_validator("broker_url", mode="before")
     @classmethod

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException
 
-from rpg_core.spec import ExperimentSpec, resolve_train
+from rpg_core.spec import DataSpec, ExperimentSpec, resolve_train
 
 from .settings import Settings
 
@@ -72,7 +73,140 @@ def limit_errors(
                 "message": f"at most {settings.max_batch_size} on this server",
             }
         )
-    return errors
+    return errors + feasibility_errors(spec, settings, prefix)
+
+
+# --- specs that can only fail: checked at submission ---------------------------------------
+# in-memory datasets: (classes, channels, default image size, train images, val images)
+FIXED_DATA = {
+    "digits": (10, 1, 32, 1437, 360),
+    "fashion-mnist": (10, 1, 32, 60_000, 10_000),
+    "cifar10": (10, 3, 32, 50_000, 10_000),
+    "cifar100": (100, 3, 32, 50_000, 10_000),
+}
+DATA_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_FOLDER_HELP = "<data root>/{name}/train/<class>/*.png|jpg and val/<class>/..."
+
+
+def data_memory_bytes(data: DataSpec) -> int | None:
+    """Estimated peak memory of loading ``data`` (None: read lazily from files, not estimated).
+
+    The loaders keep every image as uint8 and make float copies of the largest split (resizing,
+    normalisation statistics; synthetic data draws three float tensors): about 1 + 12 bytes per
+    pixel value of the largest split.
+    """
+    if data.dataset == "synthetic":
+        channels, size = 3, data.image_size or 32
+        n_train, n_val, floats = data.num_train or 1000, data.num_val or 200, 12
+    elif data.dataset in FIXED_DATA:
+        _, channels, default_size, n_train, n_val = FIXED_DATA[data.dataset]
+        size, floats = data.image_size or default_size, 8
+    else:
+        return None
+    pixels = channels * size * size
+    return (n_train + n_val) * pixels + max(n_train, n_val) * pixels * floats
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def _has_dir(root: Path, *parts: str) -> bool:
+    """``root/parts`` is a folder inside ``root`` (no symlink out of it)."""
+    try:
+        base = root.resolve()
+        target = base.joinpath(*parts).resolve()
+    except OSError:
+        return False
+    return target.is_relative_to(base) and target.is_dir()
+
+
+def _image_folder_classes(root: Path, name: str) -> int | None:
+    """Class folders of ``imagefolder:name`` (None: the train/ and val/ folders are missing)."""
+    if not (_has_dir(root, name, "train") and _has_dir(root, name, "val")):
+        return None
+    try:
+        return sum(1 for p in (root.resolve() / name / "train").iterdir() if p.is_dir())
+    except OSError:
+        return None
+
+
+def _data_errors(spec: ExperimentSpec, settings: Settings) -> list[tuple[str, str]]:
+    """(field, message) for data that is missing under the data root (names, never paths)."""
+    data, root = spec.data, Path(settings.data_root)
+    name = data.dataset
+    if name.startswith("imagefolder:"):
+        folder = name.split(":", 1)[1]
+        classes = _image_folder_classes(root, folder)
+        if classes is None:
+            return [
+                (
+                    "data.dataset",
+                    f"{name}: no such dataset on this server; it needs "
+                    + IMAGE_FOLDER_HELP.format(name=folder),
+                )
+            ]
+        if classes < 2:
+            return [("data.dataset", f"{name}: train/ needs at least two class folders")]
+    elif name in DATA_FOLDERS and not _has_dir(root, DATA_FOLDERS[name]):
+        return [
+            (
+                "data.dataset",
+                f"{name} is not installed on this server (<data root>/{DATA_FOLDERS[name]}/)",
+            )
+        ]
+    elif name == "fashion-mnist" and not any(
+        (d / f).is_file()
+        for d in (root / "fashion-mnist", SYSTEM_FASHION)
+        for f in ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")
+    ):
+        return [("data.dataset", "fashion-mnist is not installed on this server")]
+    source = spec.prune.source if spec.prune is not None else None
+    if isinstance(source, str) and not (root / "models" / source).is_file():
+        return [("prune.source", f"no model file {source!r} under <data root>/models/")]
+    return []
+
+
+def _dataset_classes(spec: ExperimentSpec, settings: Settings) -> int | None:
+    data = spec.data
+    if data.dataset == "synthetic":
+        return data.num_classes or 10
+    if data.dataset in FIXED_DATA:
+        return FIXED_DATA[data.dataset][0]
+    if data.dataset.startswith("imagefolder:") and settings.check_data_on_submit:
+        return _image_folder_classes(Path(settings.data_root), data.dataset.split(":", 1)[1])
+    return None
+
+
+def feasibility_errors(
+    spec: ExperimentSpec, settings: Settings, prefix: str = ""
+) -> list[dict[str, str]]:
+    """What makes ``spec`` fail whatever the worker does, as {"field", "message"}."""
+    found: list[tuple[str, str]] = []
+    if settings.check_data_on_submit:
+        found += _data_errors(spec, settings)
+    classes = _dataset_classes(spec, settings)
+    wanted = spec.model.num_classes
+    if spec.prune is None and wanted is not None and classes is not None and wanted < classes:
+        found.append(
+            (
+                "model.num_classes",
+                f"{spec.data.dataset} has {classes} classes; model.num_classes must be at "
+                f"least {classes} (or left out to take the dataset's)",
+            )
+        )
+    need = data_memory_bytes(spec.data)
+    if need is not None and need > settings.max_job_memory_bytes:
+        found.append(
+            (
+                "data",
+                f"loading this data needs about {_gib(need)} of memory; this server allows "
+                f"{_gib(settings.max_job_memory_bytes)}: lower data.image_size, num_train, "
+                "num_val or use train_subset/val_subset",
+            )
+        )
+    return [{"field": f"{prefix}{f}", "message": m} for f, m in found]
 
 
 def check_limits(spec: ExperimentSpec, settings: Settings) -> None:

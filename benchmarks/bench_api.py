@@ -1,10 +1,13 @@
-"""REST API latency: POST /api/experiments, the list endpoint and the power-law endpoint.
+"""REST API latency and overload: POST /api/experiments, the list and the power-law endpoints.
 
 Seeds a fresh database with 10,000 experiments (1,000 of them succeeded with results), starts
-uvicorn in a subprocess on 127.0.0.1 and drives it with 50 concurrent httpx async clients.
-Runs the same load on PostgreSQL and on SQLite side by side (ratios), bounded in count and time.
+uvicorn in a subprocess on 127.0.0.1 and drives it with httpx async clients: each phase at 1
+and at 50 concurrent clients (``--repeats`` times; the median and the spread are printed), then
+the overload phase: 100 concurrent clients submitting, counting every status (a 5xx other than
+503 + Retry-After is a failure) and checking that every 201 is listed afterwards. The machine's
+load average is printed before and after. Runs on PostgreSQL and on SQLite, bounded in time.
 
-    python benchmarks/bench_api.py [--requests 400] [--backends postgresql,sqlite]
+    python benchmarks/bench_api.py [--requests 300] [--repeats 3] [--backends postgresql,sqlite]
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 N_EXPERIMENTS = 10_000
 N_RESULTS = 1_000
 CONCURRENCY = 50
+OVERLOAD_CLIENTS = 100
+PHASE_FILTER = ""
 PHASE_TIME_LIMIT_S = 25.0
 SPEC = {
     "name": "bench",
@@ -177,8 +182,12 @@ async def load(
     make: Callable[[int], tuple[str, str, Any]],
     expect: int,
     concurrency: int,
+    statuses: dict[int, int] | None = None,
+    created: list[int] | None = None,
 ) -> list[float]:
-    """``n`` requests from ``concurrency`` clients; returns each latency (s)."""
+    """``n`` requests from ``concurrency`` clients; returns each latency (s). With ``statuses``
+    every status is counted instead of an unexpected one raising; ``created`` gets the 201s' ids.
+    """
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(n))
@@ -200,8 +209,14 @@ async def load(
                     errors.append(f"{type(err).__name__}")
                     continue
                 latencies.append(time.perf_counter() - t)
-                if r.status_code != expect:
+                if statuses is not None:
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code == 503 and "retry-after" not in r.headers:
+                        statuses[-503] = statuses.get(-503, 0) + 1  # a 503 without Retry-After
+                elif r.status_code != expect:
                     raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:200]}")
+                if created is not None and r.status_code == 201:
+                    created.append(int(r.json()["id"]))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     if errors:
@@ -214,7 +229,51 @@ def _stats(lat: list[float], wall: float) -> dict[str, float]:
     return {"n": len(lat), "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "rps": len(lat) / wall}
 
 
-def bench_backend(url: str, n: int) -> dict[str, dict[str, float]]:
+def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Median of each figure over the repeats, and the p50/p99 spread (min-max)."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["p50_min"] = min(r["p50_ms"] for r in runs)
+    out["p50_max"] = max(r["p50_ms"] for r in runs)
+    out["p99_min"] = min(r["p99_ms"] for r in runs)
+    out["p99_max"] = max(r["p99_ms"] for r in runs)
+    return out
+
+
+def listed_ids(base: str, token: str) -> set[int]:
+    seen: set[int] = set()
+    cursor: str | None = None
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as c:
+        while True:
+            params: dict[str, Any] = {"limit": 200}
+            if cursor:
+                params["cursor"] = cursor
+            page = c.get("/api/experiments", params=params, timeout=60).json()
+            seen |= {item["id"] for item in page["items"]}
+            cursor = page["next_cursor"]
+            if not cursor:
+                return seen
+
+
+def overload(base: str, token: str, n: int) -> dict[str, float]:
+    """``n`` submissions from OVERLOAD_CLIENTS clients: statuses, latency, all 201s listed."""
+    statuses: dict[int, int] = {}
+    created: list[int] = []
+    t = time.perf_counter()
+    make = lambda i: ("POST", "/api/experiments", {**SPEC, "name": f"over-{i}"})  # noqa: E731
+    lat = asyncio.run(load(base, token, n, make, 201, OVERLOAD_CLIENTS, statuses, created))
+    s = _stats(lat, time.perf_counter() - t)
+    missing = set(created) - listed_ids(base, token)
+    bad = sum(v for k, v in statuses.items() if k >= 500 and k != 503) + statuses.get(-503, 0)
+    print(
+        f"  POST /api/experiments c={OVERLOAD_CLIENTS:<3} (overload)"
+        f"{'':>17} n={s['n']:>4}  p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  "
+        f"{s['rps']:6.1f} req/s  statuses {dict(sorted(statuses.items()))}  "
+        f"5xx (not 503+Retry-After): {bad}  201s not listed: {len(missing)}"
+    )
+    return {**s, "bad_5xx": bad, "n_503": statuses.get(503, 0), "unlisted": len(missing)}
+
+
+def bench_backend(url: str, n: int, repeats: int) -> dict[str, dict[str, float]]:
     t = time.perf_counter()
     token = seed(url)
     print(f"  seeded {N_EXPERIMENTS} experiments in {time.perf_counter() - t:.1f} s")
@@ -244,41 +303,63 @@ def bench_backend(url: str, n: int) -> dict[str, dict[str, float]]:
             max(10, n // 10),
         ),
     }
+    phases = {k: v for k, v in phases.items() if PHASE_FILTER in k}
     out = {}
     with tempfile.TemporaryDirectory() as artifacts, server(url, artifacts) as base:
         for name, (make, expect, count) in phases.items():
+            asyncio.run(load(base, token, 10, make, expect, 1))  # warm-up (imports, pools)
             for conc in (1, CONCURRENCY):
-                n_req = count if conc > 1 else max(10, count // 8)
-                t = time.perf_counter()
-                lat = asyncio.run(load(base, token, n_req, make, expect, conc))
+                n_req = count if conc > 1 else max(100, count // 3)  # p99 needs 100 samples
+                runs = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    lat = asyncio.run(load(base, token, n_req, make, expect, conc))
+                    runs.append(_stats(lat, time.perf_counter() - t))
                 key = f"{name} c={conc}"
-                out[key] = s = _stats(lat, time.perf_counter() - t)
+                out[key] = s = _summary(runs)
                 print(
-                    f"  {key:<50} n={s['n']:>4}  p50 {s['p50_ms']:7.1f} ms  "
-                    f"p99 {s['p99_ms']:7.1f} ms  {s['rps']:6.1f} req/s"
+                    f"  {key:<50} n={int(s['n']):>4}  p50 {s['p50_ms']:7.1f} ms "
+                    f"({s['p50_min']:.1f}-{s['p50_max']:.1f})  p99 {s['p99_ms']:7.1f} ms "
+                    f"({s['p99_min']:.1f}-{s['p99_max']:.1f})  {s['rps']:6.1f} req/s"
                 )
+        out["overload"] = overload(base, token, max(3 * OVERLOAD_CLIENTS, n))
     return out
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=300, help="requests per phase")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each phase (median, spread)")
     ap.add_argument("--backends", default="postgresql,sqlite")
+    ap.add_argument("--phases", default="", help="only phases whose name contains this")
     args = ap.parse_args()
     print(
-        f"RPG Studio API benchmark: {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"{CONCURRENCY} concurrent clients, uvicorn 1 process"
+        f"RPG Studio API benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: {platform.platform()}, "
+        f"{os.cpu_count()} CPUs, uvicorn 1 process; load average (1/5/15 min) {_load()}\n"
+        f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}"
     )
+    global PHASE_FILTER
+    PHASE_FILTER = args.phases
     results = {}
     for backend in args.backends.split(","):
         print(f"{backend}:")
         with postgres_db() if backend == "postgresql" else sqlite_db() as url:
-            results[backend] = bench_backend(url, args.requests)
+            results[backend] = bench_backend(url, args.requests, args.repeats)
+    print(f"load average at the end: {_load()}")
     if {"postgresql", "sqlite"} <= set(results):
         print("p50 ratio sqlite / postgresql:")
         for name in results["postgresql"]:
             r = results["sqlite"][name]["p50_ms"] / results["postgresql"][name]["p50_ms"]
             print(f"  {name:<50} {r:5.2f}x")
+    failed = [
+        b for b, r in results.items() if r["overload"]["bad_5xx"] or r["overload"]["unlisted"]
+    ]
+    if failed:
+        sys.exit(f"overload: 5xx or unlisted 201s on {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import plotly
-import yaml
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import Field
@@ -347,18 +346,22 @@ def ablation_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> 
 
 
 @router.post("/ui/api/parse-spec")
-async def parse_spec_text(request: Request) -> Any:
-    """JSON or YAML text -> JSON (safe_load); the page then posts it to the API, which
-    validates it. 422 naming the field ``spec`` when the text does not parse."""
-    raw = (await request.body()).decode("utf-8", errors="replace")
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise HTTPException(
-            422, detail=[{"field": "spec", "message": f"not valid JSON or YAML{where}"}]
-        ) from None
+async def parse_spec_text(request: Request, settings: SettingsDep, _auth: ReadAuth) -> Any:
+    """JSON or YAML text -> JSON (rpg_core.safe_yaml: no aliases, bounded size and depth); the
+    page then posts it to the API, which validates it. 422 naming the field ``spec`` when the
+    text does not parse; 413 over ``parse_spec_max_bytes``; 429 over the per-client rate."""
+    from api.yaml_body import parse_yaml_body
+
+    limiter = getattr(request.app.state, "parse_spec_limiter", None)
+    if limiter is not None:
+        limiter.check(request.client.host if request.client else "?")
+    limit = settings.parse_spec_max_bytes
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise HTTPException(413, detail=f"spec text larger than {limit} bytes")
+    data = parse_yaml_body(bytes(raw), limit, field="spec")
     if not isinstance(data, dict):
         raise HTTPException(
             422, detail=[{"field": "spec", "message": "the spec must be a mapping of sections"}]

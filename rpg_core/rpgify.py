@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 RINGS_ATTR = "rpg_rings"
 GENERATED_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_RING_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_RING_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # always fullmatch
 
 RingSize = int | float | Mapping[str, int | float]
 Scope = str | Mapping[str, str]
@@ -164,7 +164,7 @@ def _group(layers: list[tuple[str, nn.Module]], scope: Scope) -> dict[str, list[
 
 
 def _check_ring_name(name: str) -> str:
-    if not isinstance(name, str) or not _RING_NAME.match(name):
+    if not isinstance(name, str) or not _RING_NAME.fullmatch(name):
         raise RPGConfigError(f"scope: ring name {name!r} must be 1-64 letters, digits, '_' or '-'")
     return name
 

@@ -20,7 +20,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .analysis.pruning import PruneSpec
 from .exceptions import RPGConfigError
@@ -30,9 +40,11 @@ MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_RING_SIZE = 2**31 - 1
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+# \Z, not $: "digits\n" must not match (``$`` also matches before a final newline)
 DATASET_RE = re.compile(
-    r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|imagefolder:[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})$"
+    r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|imagefolder:[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})\Z"
 )
+RING_NAME_RE = r"^[A-Za-z0-9_\-]{1,64}$"  # pydantic's patterns: $ is the end of the text
 
 
 class _Spec(BaseModel):
@@ -46,11 +58,13 @@ class ModelSpec(_Spec):
     variant: Literal["cifar", "imagenet"] = Field(
         "cifar", description="cifar: 3x3 stem, no maxpool; imagenet: 7x7 stem and maxpool"
     )
-    width: float = Field(1.0, gt=0, le=16, description="channel width multiplier (1.0 = paper)")
-    num_classes: int | None = Field(
+    width: StrictFloat = Field(
+        1.0, gt=0, le=16, description="channel width multiplier (1.0 = paper)"
+    )
+    num_classes: StrictInt | None = Field(
         None, ge=1, le=100_000, description="classifier outputs; default: the dataset's"
     )
-    in_channels: int | None = Field(
+    in_channels: StrictInt | None = Field(
         None, ge=1, le=64, description="input channels; default: the dataset's"
     )
 
@@ -72,15 +86,17 @@ class RPGSpec(_Spec):
         description="ring elements (int > 0), or a fraction in (0, 1] of the generated weights",
         examples=[45000, 0.05],
     )
-    scope: Literal["global", "stage"] | dict[str, str] = Field(
-        "global", description="global ring, one ring per stage, or {layer pattern: ring name}"
+    scope: Literal["global", "stage"] | dict[str, Annotated[str, Field(pattern=RING_NAME_RE)]] = (
+        Field(
+            "global", description="global ring, one ring per stage, or {layer pattern: ring name}"
+        )
     )
-    permute: bool = Field(True, description="random permutation in R_i (paper Fig. 5)")
-    reflect: bool = Field(True, description="random sign reflection in R_i (paper Fig. 5)")
-    seed: int = Field(0, ge=0, lt=2**63, description="seed of the generating matrices")
+    permute: StrictBool = Field(True, description="random permutation in R_i (paper Fig. 5)")
+    reflect: StrictBool = Field(True, description="random sign reflection in R_i (paper Fig. 5)")
+    seed: StrictInt = Field(0, ge=0, lt=2**63, description="seed of the generating matrices")
     include: list[str] | None = Field(None, description="layer-name patterns to generate")
     exclude: list[str] | None = Field(None, description="layer-name patterns to keep ordinary")
-    linear: bool = Field(False, description="also generate Linear layers except the head")
+    linear: StrictBool = Field(False, description="also generate Linear layers except the head")
     generator: Literal[1, 2] = Field(
         2,
         description="index generator: 2, keyed bijection (fast); 1, the sort-based generator "
@@ -114,22 +130,26 @@ class DataSpec(_Spec):
         "digits",
         description="digits | fashion-mnist | synthetic | cifar10 | cifar100 | imagefolder:<name>",
     )
-    train_subset: int | None = Field(None, ge=1, description="use this many training images")
-    val_subset: int | None = Field(None, ge=1, description="use this many validation images")
-    image_size: int | None = Field(
+    train_subset: StrictInt | None = Field(None, ge=1, description="use this many training images")
+    val_subset: StrictInt | None = Field(None, ge=1, description="use this many validation images")
+    image_size: StrictInt | None = Field(
         None, ge=8, le=1024, description="resize to this (default per dataset)"
     )
-    augment: bool = Field(True, description="the paper's augmentation (crop+flip)")
-    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
+    augment: StrictBool = Field(True, description="the paper's augmentation (crop+flip)")
+    num_workers: StrictInt = Field(0, ge=0, le=64, description="DataLoader worker processes")
     # synthetic only
-    num_classes: int | None = Field(None, ge=2, le=10_000, description="synthetic: class count")
-    num_train: int | None = Field(None, ge=1, le=1_000_000, description="synthetic: train images")
-    num_val: int | None = Field(None, ge=1, le=1_000_000, description="synthetic: val images")
+    num_classes: StrictInt | None = Field(
+        None, ge=2, le=10_000, description="synthetic: class count"
+    )
+    num_train: StrictInt | None = Field(
+        None, ge=1, le=1_000_000, description="synthetic: train images"
+    )
+    num_val: StrictInt | None = Field(None, ge=1, le=1_000_000, description="synthetic: val images")
 
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        if not DATASET_RE.match(v):
+        if not DATASET_RE.fullmatch(v):
             raise ValueError(
                 f"unknown dataset {v!r}; use digits, fashion-mnist, synthetic, cifar10, "
                 f"cifar100 or imagefolder:<name> (a folder name under the data root, no path)"
@@ -150,8 +170,8 @@ class TrainSpec(_Spec):
         "(the default); paper-cifar / paper-imagenet: the paper's step schedules, for full-length "
         "runs (cifar and imagenet are their old names)",
     )
-    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="default: recipe's")
-    batch_size: int | None = Field(
+    epochs: StrictInt | None = Field(None, ge=1, le=MAX_EPOCHS, description="default: recipe's")
+    batch_size: StrictInt | None = Field(
         None, ge=1, le=MAX_BATCH_SIZE, description="default: the recipe's (short: by data size)"
     )
     optimizer: Literal["sgd", "adamw"] | None = Field(
@@ -159,26 +179,28 @@ class TrainSpec(_Spec):
         description="sgd: SGD with momentum (the paper's); adamw: AdamW (momentum is its beta1). "
         "Default: the recipe's; choosing one without lr takes that optimizer's default lr",
     )
-    lr: float | None = Field(None, gt=0, le=100, description="peak learning rate")
-    momentum: float | None = Field(None, ge=0, lt=1)
-    weight_decay: float | None = Field(None, ge=0, le=1)
+    lr: StrictFloat | None = Field(None, gt=0, le=100, description="peak learning rate")
+    momentum: StrictFloat | None = Field(None, ge=0, lt=1)
+    weight_decay: StrictFloat | None = Field(None, ge=0, le=1)
     schedule: Schedule | None = Field(
         None,
         description="cosine: linear warm-up then cosine to 0, per step; onecycle: cosine warm-up "
         "from lr/25 then cosine to 0; step: x gamma at each milestone epoch (the paper's); "
         "constant: warm-up then flat. Default: the recipe's (step when milestones are given)",
     )
-    warmup_epochs: float | None = Field(
+    warmup_epochs: StrictFloat | None = Field(
         None, ge=0, le=MAX_EPOCHS, description="epochs of linear warm-up (fractions allowed)"
     )
-    milestones: list[int] | None = Field(
+    milestones: list[StrictInt] | None = Field(
         None, description="schedule step: epochs after which lr *= gamma"
     )
-    gamma: float | None = Field(None, gt=0, le=1, description="schedule step: the lr factor")
-    seed: int = Field(0, ge=0, lt=2**31, description="seed of init, shuffling, augmentation")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    deterministic: bool = Field(True, description="deterministic algorithms (CPU: bit-exact)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    gamma: StrictFloat | None = Field(None, gt=0, le=1, description="schedule step: the lr factor")
+    seed: StrictInt = Field(0, ge=0, lt=2**31, description="seed of init, shuffling, augmentation")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,3})?)$")
+    deterministic: StrictBool = Field(True, description="deterministic algorithms (CPU: bit-exact)")
+    label_smoothing: StrictFloat = Field(
+        0.0, ge=0, lt=1, description="cross-entropy label smoothing"
+    )
     precise_bn: Literal["auto", "on", "off"] = Field(
         "auto",
         description="recompute batchnorm statistics on training batches before each evaluation; "
@@ -372,16 +394,18 @@ def parse_spec(data: dict[str, Any] | ExperimentSpec) -> ExperimentSpec:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read a spec from a YAML or JSON file."""
-    import yaml
+    from .safe_yaml import RPGYAMLError, loads
 
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise RPGConfigError(f"cannot read spec file {str(p)!r}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise RPGConfigError(f"spec file {str(p)!r} is not UTF-8 text") from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        data = json.loads(text) if p.suffix == ".json" else loads(text)
+    except (json.JSONDecodeError, RecursionError, RPGYAMLError) as err:
         raise RPGConfigError(f"spec file {str(p)!r} is not valid YAML/JSON: {err}") from None
     return parse_spec(data)
 

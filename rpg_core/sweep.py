@@ -118,14 +118,16 @@ def expand(sweep: dict[str, Any] | SweepSpec) -> list[ExperimentSpec]:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read a sweep file (YAML or JSON)."""
-    import yaml
+    from .safe_yaml import RPGYAMLError, loads
 
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if p.suffix == ".json" else loads(text)
     except OSError as err:
         raise RPGConfigError(f"cannot read sweep file {str(p)!r}: {err.strerror}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
+    except UnicodeDecodeError:
+        raise RPGConfigError(f"sweep file {str(p)!r} is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError, RPGYAMLError) as err:
         raise RPGConfigError(f"sweep file {str(p)!r} is not valid YAML/JSON: {err}") from None
     return parse_sweep(data)

@@ -75,3 +75,56 @@ def held_experiments(settings: Settings) -> set[int] | None:
         log.warning("cannot list the %s queue: %s", queue, err)
         return None
     return {i for i in map(experiment_of, raw) if i is not None}
+
+
+UNACKED_KEY = "unacked"  # kombu's Redis transport: delivery tag -> [message, exchange, queue]
+UNACKED_INDEX_KEY = "unacked_index"
+
+
+def unacked_experiments(settings: Settings) -> dict[bytes, int]:
+    """Redis only: the messages of the dispatch queue taken by a worker and not acknowledged
+    yet, as {delivery tag: experiment id} ({} for other brokers or when Redis cannot be read)."""
+    url, queue = settings.broker_url, settings.dispatch_queue
+    if not url or not url.startswith(("redis://", "rediss://")):
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    out: dict[bytes, int] = {}
+    try:
+        entries: dict[bytes, bytes] = client.hgetall(UNACKED_KEY)  # type: ignore[assignment]
+    except Exception as err:  # noqa: BLE001 - a later pass tries again
+        log.warning("cannot read the unacked messages: %s", err)
+        return {}
+    finally:
+        client.close()
+    for tag, value in entries.items():
+        try:
+            message, _exchange, routing_key = json.loads(value)
+        except (ValueError, TypeError):
+            continue
+        if routing_key != queue:
+            continue
+        exp_id = experiment_of(json.dumps(message))
+        if exp_id is not None:
+            out[tag] = exp_id
+    return out
+
+
+def drop_unacked(settings: Settings, tags: list[bytes]) -> int:
+    """Forget unacknowledged messages whose job the database already settled (finished, or
+    its worker died and the reconciler sent it again): without this Redis keeps them until the
+    visibility timeout (days) and then delivers a stale copy."""
+    if not tags or not settings.broker_url:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        with client.pipeline() as pipe:
+            pipe.hdel(UNACKED_KEY, *tags)
+            pipe.zrem(UNACKED_INDEX_KEY, *tags)
+            removed, _ = pipe.execute()
+        return int(removed)
+    finally:
+        client.close()

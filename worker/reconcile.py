@@ -21,10 +21,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from api.dispatch import dispatch
-from api.models import Experiment, utcnow
+from api.models import FINISHED, Experiment, utcnow
 from api.settings import Settings
 
-from .broker import held_experiments
+from .broker import drop_unacked, held_experiments, unacked_experiments
 from .config import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,29 @@ log = logging.getLogger(__name__)
 class Report:
     redispatched: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
+    unacked_dropped: int = 0
+
+
+def _drop_settled_unacked(settings: Settings, session: Session, now: datetime) -> int:
+    """Unacked broker messages of jobs that finished or whose worker died (lease expired)."""
+    unacked = unacked_experiments(settings)
+    if not unacked:
+        return 0
+    rows = session.execute(
+        select(Experiment.id, Experiment.status, Experiment.lease_expires_at).where(
+            Experiment.id.in_(set(unacked.values()))
+        )
+    ).all()
+    session.rollback()
+    settled = {
+        r.id
+        for r in rows
+        if r.status in FINISHED
+        or (r.status != "queued" and r.lease_expires_at is not None and r.lease_expires_at < now)
+    }
+    settled |= set(unacked.values()) - {r.id for r in rows}  # deleted experiments
+    tags = [tag for tag, exp_id in unacked.items() if exp_id in settled]
+    return drop_unacked(settings, tags)
 
 
 def _stale_queued(session: Session, before: datetime) -> list[int]:
@@ -85,9 +108,12 @@ def reconcile(settings: Settings, wcfg: WorkerSettings, session: Session) -> Rep
     candidates = _stale_queued(session, before) + _dead_running(session, now, before)
     session.rollback()
     if not candidates or not settings.broker_url:
+        if settings.broker_url:
+            report.unacked_dropped = _drop_settled_unacked(settings, session, now)
         return report
     held = held_experiments(settings) or set()
     todo = [i for i in candidates if i not in held]
+    report.unacked_dropped = _drop_settled_unacked(settings, session, now)
     sent = dispatch(settings, todo)
     if sent:
         session.execute(

@@ -30,6 +30,7 @@ from rpg_core.health import flag_codes
 from .artifacts import Finished, checkpoint_dir, save_outputs
 from .config import WorkerSettings
 from .control import JobControl, Reporter
+from .errors import is_permanent, redact
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def run_experiment(
                 experiment_id,
                 lease.token,
                 f"gave up after {wcfg.max_attempts} attempts; the last one failed: {reason}",
+                attempts=wcfg.max_attempts,  # this claim only records giving up
             )
             return "failed"
         return _run_leased(settings, wcfg, sessions, session, lease)
@@ -221,17 +223,22 @@ def _on_error(
     err: Exception,
     cancelled: bool,
 ) -> str:
-    """Record a job's error: cancel it, fail it (config error or last attempt) or queue it again."""
-    from rpg_core.exceptions import RPGConfigError
-
+    """Record a job's error: cancel it, fail it (an error no retry can fix, or the last
+    attempt) or queue it again (a transient error)."""
     exp_id, token = lease.experiment_id, lease.token
-    message = f"{type(err).__name__}: {err}"
+    message = redact(
+        f"{type(err).__name__}: {err}",
+        data_root=settings.data_root,
+        artifact_dir=settings.artifact_dir,
+    )
     if cancelled or crud.is_cancel_requested(session, exp_id):
         session.rollback()
         return "cancelled" if crud.mark_cancelled(session, exp_id, token) else "lost"
     session.rollback()
-    if isinstance(err, RPGConfigError) or lease.attempt >= wcfg.max_attempts:
-        detail = f"{message} (attempt {lease.attempt} of {wcfg.max_attempts})"
+    permanent = is_permanent(err)
+    if permanent or lease.attempt >= wcfg.max_attempts:
+        why = "; not retried: the same error would happen again" if permanent else ""
+        detail = f"{message} (attempt {lease.attempt} of {wcfg.max_attempts}{why})"
         return "failed" if crud.fail_experiment(session, exp_id, token, detail) else "lost"
     if not requeue(session, exp_id, token, message):
         return "lost"

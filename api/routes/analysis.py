@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from .. import crud
-from ..deps import ReadAuth, SessionDep
+from ..deps import MAX_ID, ReadAuth, SessionDep, StrictDigits
 from ..schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
 from ..validation import TAG_QUERY_PATTERN
 
@@ -91,7 +91,7 @@ def _series(
 def power_law(
     session: SessionDep,
     _auth: ReadAuth,
-    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
     arch: Label | None = None,
     dataset: Label | None = None,
     scope: Label | None = None,

@@ -11,12 +11,14 @@ from rpg_core.spec import ExperimentSpec
 
 from .. import crud, dispatch
 from ..deps import ExperimentId, ListQueryDep, ReadAuth, SessionDep, SettingsDep, WriteAuth
+from ..redact import redact
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
 from ..storage import remove_files
 from ..validation import check_limits
+from ..yaml_body import YamlBodyRoute, yaml_request_body
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/experiments", tags=["experiments"])
+router = APIRouter(prefix="/experiments", tags=["experiments"], route_class=YamlBodyRoute)
 
 SPEC_EXAMPLES: dict[str, Any] = {
     "rpg": {
@@ -41,7 +43,9 @@ def _not_found(experiment_id: int) -> HTTPException:
     return HTTPException(404, detail=f"experiment {experiment_id} not found")
 
 
-@router.post("", status_code=201, response_model=Created)
+@router.post(
+    "", status_code=201, openapi_extra=yaml_request_body("ExperimentSpec"), response_model=Created
+)
 def submit(
     spec: Annotated[ExperimentSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     session: SessionDep,
@@ -71,12 +75,18 @@ def list_experiments(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> E
 
 
 @router.get("/{experiment_id}", response_model=ExperimentDetail)
-def show(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> ExperimentDetail:
+def show(
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, _auth: ReadAuth
+) -> ExperimentDetail:
     """Spec, status, progress, timings, attempts, worker, error and result."""
     exp = crud.get_experiment(session, experiment_id)
     if exp is None:
         raise _not_found(experiment_id)
     out = ExperimentDetail.model_validate(exp)
+    if out.error:  # rows an older worker wrote may name the server's folders
+        out.error = redact(
+            out.error, data_root=settings.data_root, artifact_dir=settings.artifact_dir
+        )
     out.result = crud.get_result(session, experiment_id)
     out.has_model = crud.get_file(session, experiment_id, "model") is not None
     return out

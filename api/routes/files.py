@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, Response
 from .. import crud
 from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..middleware import BodyTooLarge
+from ..redact import redact_values
 from ..storage import resolve_inside
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ async def _spool(request: Request, limit: int, directory: str | None) -> str:
     return name
 
 
+UPLOAD_NAME = "upload.rpg"  # how answers name the uploaded file (never the server's temp path)
+
+
 def _inspect(path: str) -> dict[str, Any]:
     try:
         from rpg_core.compact import inspect_compact
@@ -77,9 +81,11 @@ def _inspect(path: str) -> dict[str, Any]:
     from rpg_core.exceptions import RPGError
 
     try:
-        return dict(inspect_compact(path))
+        out: dict[str, Any] = redact_values(dict(inspect_compact(path)), path, UPLOAD_NAME)
+        return out
     except RPGError as err:
-        raise HTTPException(422, detail=f"not a valid .rpg file: {err}") from None
+        message = redact_values(str(err), path, UPLOAD_NAME)
+        raise HTTPException(422, detail=f"not a valid .rpg file: {message}") from None
     except Exception as err:  # noqa: BLE001 - untrusted bytes: any parse failure is a 4xx
         log.warning("inspect_compact failed on an upload: %r", err)
         raise HTTPException(422, detail="not a valid .rpg file") from None

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from .. import crud
-from ..deps import SessionDep, SettingsDep
+from ..deps import ReadAuth, SessionDep, SettingsDep
 from ..schemas import HealthOut
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,14 @@ def healthz(session: SessionDep, settings: SettingsDep) -> Any:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response)
-def metrics(request: Request, session: SessionDep) -> Response:
-    """Prometheus text: request counts/latencies and experiments by status."""
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+def metrics(request: Request, session: SessionDep, _auth: ReadAuth) -> Response:
+    """Prometheus text: request counts/latencies and experiments by status. Needs a token
+    (``authorization`` in the scrape config) when public reads are off."""
     gauge = request.app.state.experiments_gauge
     try:
         counts = crud.count_by_status(session)

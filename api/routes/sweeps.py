@@ -10,12 +10,13 @@ from rpg_core.exceptions import RPGConfigError
 from rpg_core.sweep import SweepSpec, expand
 
 from .. import crud, dispatch
-from ..deps import ReadAuth, SessionDep, SettingsDep, SweepId, WriteAuth
+from ..deps import MAX_ID, ReadAuth, SessionDep, SettingsDep, StrictDigits, SweepId, WriteAuth
 from ..errors import field_error
 from ..schemas import SweepCreated, SweepOut, SweepPage
 from ..validation import limit_errors
+from ..yaml_body import YamlBodyRoute, yaml_request_body
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=YamlBodyRoute)
 
 SWEEP_EXAMPLES: dict[str, Any] = {
     "fig4": {
@@ -36,7 +37,9 @@ SWEEP_EXAMPLES: dict[str, Any] = {
 }
 
 
-@router.post("", status_code=201, response_model=SweepCreated)
+@router.post(
+    "", status_code=201, openapi_extra=yaml_request_body("SweepSpec"), response_model=SweepCreated
+)
 def submit_sweep(
     sweep: Annotated[SweepSpec, Body(openapi_examples=SWEEP_EXAMPLES)],
     session: SessionDep,
@@ -75,8 +78,10 @@ def submit_sweep(
 def list_sweeps(
     session: SessionDep,
     _auth: ReadAuth,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="next_cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=200), StrictDigits] = 50,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="next_cursor"), StrictDigits
+    ] = None,
 ) -> SweepPage:
     """Sweeps, newest first, with their experiments' counts by status."""
     rows = crud.list_sweeps(session, limit=limit + 1, before_id=cursor)

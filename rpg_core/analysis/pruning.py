@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 from torch import nn
 
 from ..exceptions import RPGConfigError
@@ -31,7 +31,7 @@ from ..rpgify import materialize, rings
 log = logging.getLogger(__name__)
 
 MAX_FRACTION = 0.95
-_RPG_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,250}\.rpg$")
+_RPG_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,250}\.rpg")  # always fullmatch
 
 
 class PruneSpec(BaseModel):
@@ -42,10 +42,10 @@ class PruneSpec(BaseModel):
     source: int | str = Field(
         ..., description="the experiment id to prune, or a .rpg file name (no path)"
     )
-    fraction: float = Field(
+    fraction: StrictFloat = Field(
         0.3, gt=0, le=MAX_FRACTION, description="share of backbone parameters to remove"
     )
-    finetune_epochs: int = Field(0, ge=0, le=10_000, description="fine-tuning epochs after")
+    finetune_epochs: StrictInt = Field(0, ge=0, le=10_000, description="fine-tuning epochs after")
 
     @field_validator("source", mode="before")
     @classmethod
@@ -57,7 +57,7 @@ class PruneSpec(BaseModel):
                 raise ValueError(f"source: experiment ids start at 1, got {v}")
             return v
         if isinstance(v, str):
-            if not _RPG_FILE.match(v):
+            if not _RPG_FILE.fullmatch(v):
                 raise ValueError(
                     f"source {v!r} must be an experiment id or a bare file name ending in .rpg "
                     "(letters, digits, '_', '-', '.'; no directories)"

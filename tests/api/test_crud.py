@@ -103,3 +103,25 @@ def test_reconciler_helpers(client: TestClient, auth: dict[str, str], session: S
     crud.mark_dispatched(session, [queued])
     session.commit()
     assert crud.redispatch_candidates(session, stale_s=60) == [running]
+
+
+def test_progress_never_goes_backwards_on_resume(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    """A resumed attempt restarts at its checkpoint's epoch boundary (0.543 -> 0.5 before)."""
+    exp_id = submit(client, auth)
+    first = crud.claim_experiment(session, exp_id, "w1", lease_s=60)
+    assert first is not None
+    assert crud.report_progress(session, exp_id, first.token, 0.543, epoch=1)
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == exp_id)
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+    second = crud.claim_experiment(session, exp_id, "w2")
+    assert second is not None
+    assert crud.report_progress(session, exp_id, second.token, 0.507, epoch=1)
+    assert client.get(f"/api/experiments/{exp_id}").json()["progress"] == 0.543
+    assert crud.report_progress(session, exp_id, second.token, 0.75, epoch=2)
+    assert client.get(f"/api/experiments/{exp_id}").json()["progress"] == 0.75

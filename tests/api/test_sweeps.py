@@ -104,9 +104,19 @@ def test_paper_templates_submit_as_they_are(settings: Settings, token: str) -> N
         broker_url=None,
         auto_migrate=False,
         artifact_dir=settings.artifact_dir,
+        check_data_on_submit=False,  # CIFAR/ImageNet are not installed here (checked below)
     )
     with TestClient(create_app(defaults)) as c:
         for path in PAPER:
             sweep = load_sweep(path).model_dump(mode="json")
             r = c.post("/api/sweeps", json=sweep, headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 201, (path.name, r.text[:500])
+    missing = defaults.model_copy(
+        update={"check_data_on_submit": True, "data_root": settings.artifact_dir / "no-data"}
+    )
+    with TestClient(create_app(missing)) as c:
+        paper = Path(__file__).resolve().parents[2] / "experiments" / "paper"
+        sweep = load_sweep(paper / "fig4_table3.yaml").model_dump(mode="json")
+        r = c.post("/api/sweeps", json=sweep, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 422  # CIFAR-100 is not under this data root: refused up front
+        assert {e["field"].split(".", 1)[1] for e in r.json()["detail"]} == {"data.dataset"}

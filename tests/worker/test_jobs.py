@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import redis
 from sqlalchemy import func, select, update
 
 from api import crud
+from api.dispatch import dispatch
 from api.models import Experiment, MetricPoint
 from rpg_core.compact import load_compact
 from rpg_core.params import count_params
@@ -111,6 +113,35 @@ def test_a_job_whose_worker_died_three_times_ends_failed_with_the_reason(
     exp = st.wait_status(exp_id, "failed", "succeeded", timeout=30)  # the reconciler sends it
     assert exp.status == "failed"
     assert "gave up after 3 attempts" in (exp.error or "") and "gone:1" in (exp.error or "")
+    assert exp.attempts == 3  # the claim that only records giving up is not a 4th attempt
+
+
+def _queue_directly(st: Stack, spec: dict[str, Any]) -> int:
+    """A spec stored without the API's submission checks (as an older server stored it)."""
+    with st.session() as s:
+        exp_id = crud.create_experiment(s, spec)
+        s.commit()
+    assert dispatch(st.settings, [exp_id]) == [exp_id]
+    return exp_id
+
+
+def test_an_error_no_retry_can_fix_fails_at_once(shared_stack: Stack) -> None:
+    st = shared_stack
+    spec = tiny_spec("two-classes", epochs=1)
+    spec["model"]["num_classes"] = 2  # the data has 4: the loss raises IndexError every time
+    exp = st.wait_status(_queue_directly(st, spec), "failed", "succeeded", timeout=60)
+    assert exp.status == "failed" and exp.attempts == 1
+    assert "IndexError" in (exp.error or "") and "not retried" in (exp.error or "")
+
+
+def test_a_missing_dataset_fails_at_once_without_the_servers_path(shared_stack: Stack) -> None:
+    st = shared_stack
+    spec = {**tiny_spec("missing-data", epochs=1), "data": {"dataset": "imagefolder:missing"}}
+    exp = st.wait_status(_queue_directly(st, spec), "failed", "succeeded", timeout=60)
+    assert exp.status == "failed" and exp.attempts == 1, exp.error
+    error = exp.error or ""
+    assert "RPGDataError" in error and "<data root>" in error
+    assert str(Path(st.settings.data_root).resolve()) not in error
 
 
 def test_a_queued_job_lost_by_the_broker_is_dispatched_again(stack: Stack) -> None:
