@@ -415,7 +415,7 @@ def load_image_folder(spec: DataSpec, root: Path) -> Datasets:
         image_size=size,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        augment="imagenet" if spec.augment else "none",
+        augment="imagenet" if spec.augment is not False else "none",
         classes=tuple(classes),
     )
 
@@ -436,7 +436,7 @@ def _in_memory(
         image_size=train.x.shape[-1],
         mean=mean,
         std=std,
-        augment=style if spec.augment else "none",
+        augment=style if spec.augment is not False else "none",
     )
 
 

@@ -36,7 +36,14 @@ from .models import create_model
 from .params import count_macs, count_params
 from .precise_bn import recompute_batchnorm
 from .schedules import make_scheduler
-from .spec import PRECISE_BN_STEPS, ExperimentSpec, auto_batch_size, parse_spec, resolve_train
+from .spec import (
+    PRECISE_BN_STEPS,
+    ExperimentSpec,
+    auto_batch_size,
+    parse_spec,
+    resolve_augment,
+    resolve_train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +351,9 @@ def _build(
 ) -> _Run:
     hp = resolve_train(spec.train)
     device = pick_device(spec.train.device)
-    data = load_datasets(spec.data, data_root=data_root)
+    data_spec = spec.data.model_copy(update={"augment": resolve_augment(spec)})
+    data = load_datasets(data_spec, data_root=data_root)
+    hp["augment"] = data_spec.augment
     if hp["batch_size"] is None:
         hp["batch_size"] = auto_batch_size(len(data.train))
     torch.manual_seed(spec.train.seed)

@@ -222,11 +222,14 @@ class Ring(nn.Module):
 
 class _Generate(torch.autograd.Function):
     """Every layer's weights, ``[c_l w, -c_l w][signed_index_l]``, and the ring's gradient of
-    eq. (2): per layer a scatter-add into its 2N-element row of the expanded ring (small enough
-    to stay in the cache), folded back as ``sum_l c_l (e_l[:N] - e_l[N:])``.
+    eq. (2): each layer's gradient scatter-added (times ``c_l``) into one 2N-element buffer ``e``
+    (small enough to stay in the cache for the rings people train), then ``e[:N] - e[N:]``.
 
-    Few, large operations on purpose: on a busy CPU every operation pays a thread-pool
-    synchronisation, so per-layer work is one gather forward and one scatter backward.
+    Forward, whichever is cheaper: a gather per layer from its scaled table ``[c_l w, -c_l w]``
+    (2N multiplies per layer: small rings), or one gather from ``[w, -w]`` and a multiply of each
+    layer by ``c_l`` (M multiplies: rings as large as the network). Both give ``w[u] * scale``
+    bit for bit. Few, large operations on purpose: on a busy CPU every operation pays a
+    thread-pool synchronisation.
     """
 
     @staticmethod
@@ -237,31 +240,36 @@ class _Generate(torch.autograd.Function):
         signed_index: torch.Tensor,
         sizes: list[int],
     ) -> tuple[torch.Tensor, ...]:
-        n, layers = weight.numel(), len(sizes)
-        expanded = (bucket_scale[:, None] * weight[None, :]).view(layers, 2 * n)
-        outs, offset = [], 0
-        for layer, size in enumerate(sizes):
-            outs.append(expanded[layer].index_select(0, signed_index[offset : offset + size]))
-            offset += size
-        ctx.save_for_backward(bucket_scale, signed_index)
-        ctx.sizes, ctx.ring_size = sizes, n
+        n = weight.numel()
+        scales = bucket_scale[0::2].tolist()
+        outs: list[torch.Tensor] = []
+        offset = 0
+        if 2 * n * len(sizes) <= len(signed_index):
+            for c, size in zip(scales, sizes, strict=True):
+                table = torch.cat([weight * c, weight * -c])
+                outs.append(table.index_select(0, signed_index[offset : offset + size]))
+                offset += size
+        else:
+            flat = torch.cat([weight, -weight]).index_select(0, signed_index)
+            for c, chunk in zip(scales, flat.split(sizes), strict=True):
+                outs.append(chunk.mul_(c))
+        ctx.save_for_backward(signed_index)
+        ctx.sizes, ctx.scales, ctx.ring_size = sizes, scales, n
         return tuple(outs)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[Any, ...]:
-        bucket_scale, signed_index = ctx.saved_tensors
-        n, sizes = ctx.ring_size, ctx.sizes
-        dtype = next((g.dtype for g in grads if g is not None), bucket_scale.dtype)
-        expanded = torch.zeros(len(sizes), 2 * n, dtype=dtype, device=signed_index.device)
+        (signed_index,) = ctx.saved_tensors
+        n = ctx.ring_size
+        dtype = next((g.dtype for g in grads if g is not None), torch.float32)
+        e = torch.zeros(2 * n, dtype=dtype, device=signed_index.device)
         offset = 0
-        for layer, (g, size) in enumerate(zip(grads, sizes, strict=True)):
+        for g, c, size in zip(grads, ctx.scales, ctx.sizes, strict=True):
             if g is not None:
-                idx = signed_index[offset : offset + size]
-                expanded[layer].index_add_(0, idx, g.reshape(-1))
+                e.index_add_(0, signed_index[offset : offset + size], g.reshape(-1), alpha=c)
             offset += size
-        grad = (expanded.view(2 * len(sizes), n) * bucket_scale[:, None].to(dtype)).sum(0)
-        return grad, None, None, None
+        return e[:n] - e[n:], None, None, None
 
 
 def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
