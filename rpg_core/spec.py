@@ -81,7 +81,11 @@ class RPGSpec(_Spec):
     seed: int = Field(0, ge=0, lt=2**63, description="seed of the generating matrices")
     include: list[str] | None = Field(None, description="layer-name patterns to generate")
     exclude: list[str] | None = Field(None, description="layer-name patterns to keep ordinary")
-    linear: bool = Field(False, description="also generate Linear layers except the head")
+    linear: bool = Field(
+        False,
+        description="also generate Linear layers except the classifier head (a ResNet has none: "
+        "to generate its head, add include: ['layer*', 'fc'])",
+    )
 
     @field_validator("ring_size", mode="before")
     @classmethod
