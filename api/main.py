@@ -44,7 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine.dispose()
 
     app = FastAPI(
-        title="RPG Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="RPG Studio API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served by .docs from the installed package (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
@@ -55,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "rpg_experiments", "experiments by status", ["status"], registry=registry
     )
     errors.install(app)
+    from .docs import mount_docs
+
+    mount_docs(app)
     app.include_router(_api_router())
     app.include_router(health.router)
     app.add_middleware(
