@@ -55,7 +55,9 @@ def register(sub: Any) -> None:
 
 
 def _log_setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -232,6 +232,7 @@ def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any) -> N
     from api.client import Client
 
     with Client(url, token) as client:
+        _say_resumed(client)
         created = client.submit_sweep(demo_sweep(args.epochs, tiny=args.tiny))
         ids = [int(i) for i in created["experiment_ids"]]
         print(
@@ -243,6 +244,22 @@ def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any) -> N
             return
         rows = _wait_done(client, ids, server)
     _print_fit(url, rows)
+
+
+def _say_resumed(client: Any) -> None:
+    """Runs left training by a previous stop are resumed by rpg serve: say so."""
+    queued = client.experiments(status="queued", limit=200)["items"]
+    resumed = [
+        e["id"]
+        for e in queued
+        if "service stopped" in (client.experiment(e["id"]).get("error") or "")
+    ]
+    if resumed:
+        print(
+            f"resuming experiments {resumed} from their checkpoints (they were training when "
+            "the service last stopped)",
+            flush=True,
+        )
 
 
 def _wait_done(client: Any, ids: list[int], server: Any) -> list[dict[str, Any]]:
