@@ -450,7 +450,7 @@ def read_header(path: str | os.PathLike[str]) -> CompactHeader:
 
 
 def _check_inference(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The optional ``inference`` metadata (files of rpg-studio < 0.2 have none)."""
+    """The optional ``inference`` metadata (older files have none)."""
     if "inference" not in meta:
         return None
     from .predict import check_inference

@@ -4,7 +4,8 @@ A ``.rpg`` file written by this version carries what inference needs (``inferenc
 docs/FORMAT.md): the input size and channels, the normalisation the model was trained with,
 the class names where the dataset has them, and how a smaller image was fitted (padded, as
 Fashion-MNIST's 28x28 images are to 32x32, or resized). :func:`inference_info` builds it from a
-dataset; the service's worker stores it in every model it saves.
+dataset; the service's worker stores it in every model it saves. Files written before have none:
+they load as before, and ``predict`` asks for ``inference=``.
 """
 
 from __future__ import annotations
@@ -222,10 +223,10 @@ def _model_and_info(
     if info is None:
         raise RPGConfigError(
             f"{where} has no inference metadata (input size, normalisation): a file written "
-            "before rpg-studio 0.2, or a model not loaded from a file. Pass inference={'image_size':"
-            " ..., 'in_channels': ..., 'mean': [...], 'std': [...]} (rpg_core.inference_info("
-            "spec) computes it from the training data), or save the model again with "
-            "save_compact(model, path, inference=...)"
+            "before .rpg files stored it, or a model not loaded from a file. Pass "
+            "inference={'image_size': ..., 'in_channels': ..., 'mean': [...], 'std': [...]} "
+            "(rpg_core.inference_info(spec) computes it from the training data), or save the "
+            "model again with save_compact(model, path, inference=...)"
         )
     return model, check_inference(info)
 

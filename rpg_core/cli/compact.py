@@ -80,6 +80,20 @@ def _print_report(info: dict[str, Any]) -> None:
         f"vs reference code's checkpoint + index .npy + masks .npy ({_human(ref['total'])}): "
         f"{info['ratio_vs_reference']:.1f}x smaller"
     )
+    inf = info.get("inference")
+    if inf:
+        names = inf["classes"]
+        _say(
+            f"inference: {inf['image_size']}x{inf['image_size']}, {inf['in_channels']} channel(s), "
+            f"mean {inf['mean']}, std {inf['std']}, "
+            + (
+                f"{len(names)} classes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+                if names
+                else "unnamed classes"
+            )
+        )
+    else:
+        _say("inference: none stored (rpg predict needs it; see docs/FORMAT.md)")
     if "built" in info:
         _say("rebuilt: " + ", ".join(f"{k} {v:,}" for k, v in info["built"].items()))
 
