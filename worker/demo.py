@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 start_new_session=True,
                 stdout=server_log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         print(f"starting rpg serve on {url} (pid {server.pid})", flush=True)
         _wait_up(url, server, log_path, args.start_timeout)
@@ -221,10 +221,14 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Stop) as why:
         print(f"\nstopping ({why or 'Ctrl-C'})", flush=True)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        # a second Ctrl-C or kill while stopping must not leave the server behind
+        for sig in (*previous, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         if server is not None:
             _stop_server(server)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return 0
 
 
