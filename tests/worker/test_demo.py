@@ -235,3 +235,20 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
         serve = _rpg(["serve", "--port", str(port)], _env(), tmp_path, check=False)
         assert serve.returncode == 2
         assert f"port {port} on 127.0.0.1 is already in use" in serve.stderr
+
+
+def test_make_demo_takes_the_port(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.executable).parent.parent
+    out = subprocess.run(
+        ["make", "-n", "demo", "PORT=8123", f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "-m worker.demo --port 8123" in out.stdout

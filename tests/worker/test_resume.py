@@ -116,7 +116,9 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
         assert time.monotonic() - started < 45
         # ... from its checkpoint (not from epoch 0), and visibly
         assert exp["epoch"] >= stopped_at
-        assert "resuming 1 run(s) that were training when the service stopped" in log.read_text()
+        text = log.read_text()
+        assert "resuming 1 run(s) that were training when the service stopped" in text
+        assert f"database sqlite:///{home.resolve() / 'rpg-studio.db'}" in text  # said at start
         assert "resumed from its checkpoint" in (exp.get("error") or "")
         cancel = httpx.post(
             f"{srv.url}/api/experiments/{exp_id}/cancel",
