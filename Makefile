@@ -1,5 +1,5 @@
 # RPG Studio: two commands do all the set-up on a fresh machine.
-#   make demo   sets up, then runs the main job on embedded defaults
+#   make demo   sets up, then runs the main job on embedded defaults (PORT=8000, home .rpg-studio)
 #   make test   sets up, then runs ruff, mypy and the test suite
 # VENV can live outside the clone (CI keeps one across runs): make test VENV=/path/to/venv
 
@@ -9,6 +9,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.rpg-studio-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+PORT ?= 8000
 
 .PHONY: setup test lint typecheck pytest demo bench clean system-deps
 
@@ -47,8 +48,9 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# the demo's server port: make demo PORT=8010 when 8000 is taken
 demo: setup
-	$(PY) -m worker.demo
+	$(PY) -m worker.demo --port $(PORT)
 
 bench: setup
 	$(PY) benchmarks/bench_ring.py

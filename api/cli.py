@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any) -> None:
     def remote(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--url", help="API URL (default: $RPG_API_URL or http://127.0.0.1:8000)")
+        p.add_argument(
+            "--url",
+            help="API URL (default: $RPG_API_URL, else the server `rpg serve` recorded in "
+            "$RPG_HOME/server.json, else http://127.0.0.1:8000)",
+        )
         p.add_argument("--token", help="API token (default: $RPG_API_TOKEN)")
 
     p = sub.add_parser("submit", help="queue an experiment spec (YAML/JSON) on the API server")
@@ -45,7 +51,10 @@ def register(sub: Any) -> None:
     remote(p)
     p.set_defaults(func=run_download)
 
-    p = sub.add_parser("token", help="manage API tokens (in the database of RPG_DATABASE_URL)")
+    p = sub.add_parser(
+        "token",
+        help="manage API tokens (in the database of $RPG_HOME, or of RPG_DATABASE_URL)",
+    )
     tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     c = tsub.add_parser("create", help="create a token and print it (shown once)")
     c.add_argument("name", help="a label for the token, e.g. the user or machine")
@@ -58,9 +67,16 @@ def register(sub: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from .client import Client
+    from .client import Client, server_url
 
-    return Client(args.url, args.token)
+    url, source = server_url(args.url)
+    token = args.token or os.environ.get("RPG_API_TOKEN")
+    print(
+        f"rpg {args.command}: server {url} ({source}); "
+        + ("token from " + ("--token" if args.token else "RPG_API_TOKEN") if token else "no token"),
+        file=sys.stderr,
+    )
+    return Client(url, token)
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -121,9 +137,10 @@ def run_token_create(args: argparse.Namespace) -> int:
     from .crud import ConflictError, create_token
     from .db import make_engine, make_sessionmaker
     from .migrate import upgrade
-    from .settings import get_settings
+    from .settings import ensure_sqlite_dir, get_settings, safe_url
 
     settings = get_settings()
+    ensure_sqlite_dir(settings.database_url)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
@@ -136,6 +153,12 @@ def run_token_create(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(token)
+    print(
+        f"rpg token: created {args.name!r} in {safe_url(settings.database_url)} "
+        f"(RPG_HOME={settings.home.resolve()}); pass it as `export RPG_API_TOKEN=<token>` or the header "
+        "`Authorization: Bearer <token>`",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,27 @@ import httpx
 from rpg_core.exceptions import RPGError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SERVER_FILE = "server.json"  # written by `rpg serve` into its home folder
+
+
+def server_url(url: str | None = None) -> tuple[str, str]:
+    """The API URL to use and where it came from: ``url``, ``$RPG_API_URL``, the ``server.json``
+    that ``rpg serve`` writes into the home folder (``$RPG_HOME``), or the default."""
+    if url:
+        return url, "--url"
+    env = os.environ.get("RPG_API_URL", "").strip()
+    if env:
+        return env, "RPG_API_URL"
+    from .settings import home_dir
+
+    info = home_dir() / SERVER_FILE
+    try:
+        found = json.loads(info.read_text(encoding="utf-8")).get("url")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if isinstance(found, str) and found.startswith(("http://", "https://")):
+        return found, str(info)
+    return DEFAULT_URL, "default; set RPG_API_URL"
 
 
 class APIError(RPGError):
@@ -33,7 +55,7 @@ def _format_detail(detail: Any) -> str:
 
 
 class Client:
-    """``Client(url, token)``; defaults from RPG_API_URL and RPG_API_TOKEN."""
+    """``Client(url, token)``; defaults: :func:`server_url` and ``$RPG_API_TOKEN``."""
 
     def __init__(
         self,
@@ -42,7 +64,7 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        url = url or os.environ.get("RPG_API_URL") or DEFAULT_URL
+        url = server_url(url)[0]
         token = token or os.environ.get("RPG_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
@@ -106,7 +128,11 @@ class Client:
             with self._http.stream("GET", path) as r:
                 if r.status_code >= 400:
                     r.read()
-                    raise APIError(r.status_code, r.json().get("detail", r.text))
+                    try:
+                        detail = r.json().get("detail", r.text)
+                    except ValueError:
+                        detail = r.text
+                    raise APIError(r.status_code, detail)
                 expected = r.headers.get("x-checksum-sha256")
                 with tmp.open("wb") as fh:
                     for chunk in r.iter_bytes():

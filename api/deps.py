@@ -34,6 +34,13 @@ SessionDep = Annotated[Session, Depends(get_session)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+HOW_TO_TOKEN = (
+    "Create one where the server runs, with its RPG_HOME (or RPG_DATABASE_URL): "
+    "`rpg token create NAME`; then `export RPG_API_TOKEN=<token>` for the rpg commands, "
+    "or send the header `Authorization: Bearer <token>`"
+)
+
+
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -41,10 +48,13 @@ def _unauthorized(message: str) -> HTTPException:
 def require_token(session: SessionDep, creds: Credentials) -> str:
     """Every write: a valid ``Authorization: Bearer <token>``. Returns the token's name."""
     if creds is None or not creds.credentials:
-        raise _unauthorized("this request needs an API token (Authorization: Bearer <token>)")
+        raise _unauthorized(f"this request needs an API token. {HOW_TO_TOKEN}")
     row = crud.check_token(session, creds.credentials)
     if row is None:
-        raise _unauthorized("invalid API token")
+        raise _unauthorized(
+            "invalid API token: this server's database does not know it (a token belongs to the "
+            f"database it was created in). {HOW_TO_TOKEN}"
+        )
     return row.name
 
 

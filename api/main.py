@@ -45,7 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine.dispose()
 
     app = FastAPI(
-        title="RPG Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="RPG Studio API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served by .docs from the installed package (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(
@@ -63,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.parse_spec_limiter = RateLimit(settings.parse_spec_rate, settings.parse_spec_burst)
     errors.install(app)
     openapi.install(app, settings)
+    from .docs import mount_docs
+
+    mount_docs(app)
     app.include_router(_api_router())
     app.include_router(health.router)
     app.add_middleware(

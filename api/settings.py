@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_HOME = ".rpg-studio"  # RPG_HOME: the embedded mode's folder, relative to the cwd
+
+
+def home_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The one home of the embedded mode: ``$RPG_HOME``, else ``./.rpg-studio``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("RPG_HOME", "").strip() or DEFAULT_HOME)
 
 
 class Settings(BaseSettings):
@@ -15,9 +25,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RPG_", extra="ignore")
 
+    home: Path = Field(
+        default=Path(DEFAULT_HOME),
+        description="the embedded mode's one folder: database, artifacts, broker, server URL "
+        "(rpg serve, rpg token, rpg submit and make demo all use it)",
+    )
     database_url: str = Field(
-        default="sqlite:///./rpg-studio.db",
-        description="sqlite:///PATH (embedded) or postgresql+psycopg://USER@HOST/DB",
+        default="",
+        description="sqlite:///PATH (embedded) or postgresql+psycopg://USER@HOST/DB; "
+        "default: sqlite:///<home>/rpg-studio.db",
     )
     broker_url: str | None = Field(
         default="redis://127.0.0.1:6379/0",
@@ -25,7 +41,7 @@ class Settings(BaseSettings):
     )
     dispatch_queue: str = Field(default="rpg", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     artifact_dir: Path = Field(
-        default=Path("./artifacts"), description="where .rpg files are stored"
+        default=Path(""), description="where .rpg files are stored; default: <home>/artifacts"
     )
     data_root: Path = Field(
         default=Path("./data"), description="datasets named imagefolder:<name> live here"
@@ -88,6 +104,15 @@ class Settings(BaseSettings):
         default=8 * 1024**3, ge=1, description="estimated dataset memory a job may need"
     )
 
+    @model_validator(mode="after")
+    def _home_defaults(self) -> Settings:
+        # Unset, the database and the artifacts live in the one home folder (RPG_HOME).
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'rpg-studio.db'}"
+        if self.artifact_dir == Path(""):
+            self.artifact_dir = self.home / "artifacts"
+        return self
+
     @field_validator("broker_url", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
@@ -105,3 +130,23 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def ensure_sqlite_dir(database_url: str) -> None:
+    """SQLite creates its file, not the folder: make the folder of a ``sqlite:///PATH`` URL."""
+    prefix = "sqlite:///"
+    if database_url.startswith(prefix) and ":memory:" not in database_url:
+        Path(database_url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def safe_url(database_url: str) -> str:
+    """The database URL without its password (a SQLite path made absolute), for messages."""
+    prefix = "sqlite:///"
+    if database_url.startswith(prefix) and ":memory:" not in database_url:
+        return prefix + str(Path(database_url[len(prefix) :]).resolve())
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a message helper never fails
+        return database_url.split("@")[-1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,16 @@ def colour(i: int) -> str:
     return OKABE_ITO[i % len(OKABE_ITO)]
 
 
+def slot(key: str) -> int:
+    """A stable palette slot for a series key: a series keeps its colour and marker when
+    other series are added or removed (a hash, not its position)."""
+    return zlib.crc32(key.encode()) % len(OKABE_ITO)
+
+
+def series_key(series: Mapping[str, Any]) -> str:
+    return f"{series['arch']} · {series['scope']} · {series['dataset']}"
+
+
 def to_dict(fig: go.Figure) -> dict[str, Any]:
     """The figure as plain JSON types (numpy arrays become lists), with our axis style."""
     fig.update_xaxes(**AXIS)
@@ -72,7 +83,7 @@ def _fmt_params(n: float) -> str:
 
 def fit_label(series: Mapping[str, Any]) -> str:
     """The legend text of a series: its key and, when fitted, b with its CI and R^2."""
-    key = f"{series['arch']} · {series['scope']} · {series['dataset']}"
+    key = series_key(series)
     fit = series.get("fit")
     if series["scope"] == PLAIN_SCOPE:
         return f"{key} (plain baseline)"
@@ -80,7 +91,7 @@ def fit_label(series: Mapping[str, Any]) -> str:
         return f"{key} (no fit: {series.get('fit_error') or 'fewer than 3 sizes'})"
     ci = fit.get("b_ci")
     ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and len(ci) == 2 else ""
-    return f"{key}: b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
+    return f"{key}: error = {fit['a']:.3g}·P^−b, b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
 
 
 def _fit_curve(fit: Mapping[str, Any], params: Sequence[float], error: bool) -> tuple[list, list]:
@@ -95,6 +106,7 @@ def _fit_curve(fit: Mapping[str, Any], params: Sequence[float], error: bool) -> 
 def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> go.Scatter:
     pts = series["points"]
     plain = series["scope"] == PLAIN_SCOPE
+    c = slot(series_key(series))
     ys = [1.0 - p["accuracy"] if error else p["accuracy"] for p in pts]
     return go.Scatter(
         x=[p["params"] for p in pts],
@@ -104,8 +116,8 @@ def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> g
         legendgroup=f"s{i}",
         customdata=[p["experiment_id"] for p in pts],
         marker={
-            "color": colour(i),
-            "symbol": "star" if plain else SYMBOLS[i % len(SYMBOLS)],
+            "color": colour(c),
+            "symbol": "star" if plain else SYMBOLS[c % len(SYMBOLS)],
             "size": 16 if plain else 9,
             **({"line": {"width": 1, "color": "#000000"}} if plain else {}),
         },
@@ -145,7 +157,7 @@ def _fit_trace(series: Mapping[str, Any], i: int, error: bool) -> go.Scatter:
         name="fit",
         legendgroup=f"s{i}",
         showlegend=False,
-        line={"color": colour(i), "width": 2, "dash": "dash"},
+        line={"color": colour(slot(series_key(series))), "width": 2, "dash": "dash"},
         hoverinfo="skip",
         meta={"role": "fit", "series": i},
     )
@@ -176,21 +188,46 @@ def power_law_figure(data: Mapping[str, Any], error: bool = False) -> dict[str, 
     return to_dict(fig)
 
 
+OUT_OF_REACH = 100.0  # a prediction this many times beyond the largest run is not one
+
+
+def params_needed(v: float | None, params: Sequence[float]) -> str | None:
+    """The params a fit predicts for a target, saying when (and how far) it extrapolates."""
+    if v is None:
+        return None
+    if not params:
+        return _fmt_params(v)
+    lo, hi = min(params), max(params)
+    if v > hi:
+        factor = v / hi
+        if factor > OUT_OF_REACH:
+            return (
+                f"out of reach of this fit: it would need {_fmt_params(v)}, "
+                f"{factor:,.0f}× the largest run ({_fmt_params(hi)})"
+            )
+        return f"{_fmt_params(v)} (extrapolated: {factor:.1f}× the largest run)"
+    if v < lo:
+        return f"{_fmt_params(v)} (below the smallest run, {_fmt_params(lo)}: extrapolated)"
+    return _fmt_params(v)
+
+
 def power_law_table(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per series: the fit's numbers and the params predicted for each target."""
+    """One row per series: the fit's numbers (a and b of error = a·P^−b, its CI, R²) and the
+    params predicted for each target, marked when the fit extrapolates beyond its runs."""
     rows = []
     for s in data.get("series", []):
         fit = s.get("fit") or {}
+        sizes = [float(p["params"]) for p in s["points"]]
         rows.append(
             {
-                "series": f"{s['arch']} · {s['scope']} · {s['dataset']}",
+                "series": series_key(s),
                 "points": len(s["points"]),
+                "a": fit.get("a"),
                 "b": fit.get("b"),
                 "b_ci": fit.get("b_ci"),
                 "r2": fit.get("r2"),
                 "params_for": {
-                    k: (None if v is None else _fmt_params(v))
-                    for k, v in (fit.get("params_for") or {}).items()
+                    k: params_needed(v, sizes) for k, v in (fit.get("params_for") or {}).items()
                 },
                 "plain": s["scope"] == PLAIN_SCOPE,
                 "fit_error": s.get("fit_error"),
@@ -209,11 +246,21 @@ class Curve:
     values: list[float]
 
 
+CURVE_SLOTS = {"train_loss": 0, "val_loss": 1, "train_acc": 0, "val_acc": 1, "val_top5": 2}
+
+
+def curve_slot(name: str) -> int:
+    """A fixed colour and marker per metric name (adding a metric changes no other colour)."""
+    return CURVE_SLOTS.get(name, slot(name))
+
+
 def training_curves_figure(curves: Sequence[Curve]) -> dict[str, Any]:
-    """Loss (left) and accuracy (right) per epoch; train solid, val dashed."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    for i, c in enumerate(sorted(curves, key=lambda c: c.name)):
+    """Loss (left, log scale: one diverged epoch does not flatten the rest) and accuracy
+    (right) per epoch; train solid, val dashed. The page's heading is its title."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (log scale)", "accuracy"))
+    for c in sorted(curves, key=lambda c: c.name):
         col = 1 if "loss" in c.name else 2
+        i = curve_slot(c.name)
         fig.add_trace(
             go.Scatter(
                 x=c.epochs,
@@ -226,7 +273,10 @@ def training_curves_figure(curves: Sequence[Curve]) -> dict[str, Any]:
             row=1,
             col=col,
         )
-    fig.update_layout(**LAYOUT, title="Training curves")
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 32}})
+    losses = [v for c in curves if "loss" in c.name for v in c.values]
+    if losses and all(v > 0 for v in losses):
+        fig.update_yaxes(type="log", row=1, col=1)
     epochs = max((len(c.epochs) for c in curves), default=1)
     fig.update_xaxes(title="epoch", dtick=max(1, math.ceil(epochs / 10)))
     return to_dict(fig)

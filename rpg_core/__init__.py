@@ -10,7 +10,7 @@ import logging
 
 from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
 from .data import Datasets, load_datasets
-from .engine import Callback, TrainResult, train
+from .engine import Callback, TrainResult, load_trained_model, train
 from .exceptions import (
     RPGConfigError,
     RPGDataError,
@@ -21,6 +21,7 @@ from .exceptions import (
 )
 from .models import create_model, list_models, register_model
 from .params import ParamCount, count_params
+from .predict import Prediction, inference_info, predict
 from .ring import LayerSlot, Ring, RingSpec
 from .rpgify import is_generated, materialize, rings, rpgify, select_layers
 from .spec import ExperimentSpec, load_spec, parse_spec
@@ -35,6 +36,7 @@ __all__ = [
     "ExperimentSpec",
     "LayerSlot",
     "ParamCount",
+    "Prediction",
     "RPGConfigError",
     "RPGDataError",
     "RPGError",
@@ -48,14 +50,17 @@ __all__ = [
     "count_params",
     "create_model",
     "export_plain",
+    "inference_info",
     "inspect_compact",
     "is_generated",
     "list_models",
     "load_compact",
     "load_datasets",
     "load_spec",
+    "load_trained_model",
     "materialize",
     "parse_spec",
+    "predict",
     "read_header",
     "register_model",
     "rings",

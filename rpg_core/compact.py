@@ -34,6 +34,7 @@ from torch import nn
 
 from . import generator
 from .exceptions import RPGConfigError, RPGError, RPGFormatError, RPGKeyError
+from .predict import INFERENCE_ATTR
 from .ring import Ring, RingSpec
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class CompactHeader:
     key_check: str | None = None
     ring_keys: dict[str, str] = field(default_factory=dict)  # ring name -> tensor name
     generator_version: int = 1  # the generator that rebuilds the index arrays
+    inference: dict[str, Any] | None = None  # optional: what prediction needs (FORMAT.md)
 
     @property
     def data_start(self) -> int:
@@ -448,7 +450,21 @@ def read_header(path: str | os.PathLike[str]) -> CompactHeader:
         sha256=digest, keyed=keyed, key_salt=salt, key_check=check,
         ring_keys=_ring_tensor_names(p, tensors, rings, ring_dtype),
         generator_version=generator_version,
+        inference=_check_inference(p, meta),
     )  # fmt: skip
+
+
+def _check_inference(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The optional ``inference`` metadata (older files have none)."""
+    if "inference" not in meta:
+        return None
+    from .predict import check_inference
+
+    raw = _loads(_metadata_str(path, meta, "inference"), "metadata 'inference'", path)
+    try:
+        return check_inference(raw)
+    except RPGConfigError as err:
+        raise _fail(path, f"metadata: {err}") from None
 
 
 # --- checking the file against the architecture, on the meta device --------------------------
@@ -470,6 +486,12 @@ def _build_plain_meta(h: CompactHeader) -> nn.Module:
     arch = model_spec.get("arch")
     from .models import list_models
 
+    if isinstance(arch, str) and arch.startswith(TORCHVISION_PREFIX):
+        try:
+            with torch.device("meta"):
+                return torchvision_model(model_spec)
+        except RPGConfigError as err:
+            raise _fail(h.path, f"metadata: the model spec is invalid: {err}") from None
     if arch not in list_models():
         raise _fail(h.path, f"unknown model arch {str(arch)[:40]!r}: written by {h.writer}, "
                             f"this rpg-studio knows {', '.join(list_models())}; "
@@ -750,24 +772,29 @@ def save_compact(
     *,
     ring_dtype: str = "float32",
     keyed: bool = False,
+    inference: dict[str, Any] | None = None,
 ) -> str | None:
     """Write ``model`` as a compact ``.rpg`` file; return the key of a keyed file, else None.
 
     Args:
-        model: a model built by :func:`rpg_core.models.create_model` (plain or RPG).
+        model: a model built by :func:`rpg_core.models.create_model` (plain or RPG), or a
+            torchvision classification model converted with :func:`rpg_core.rpgify` (rebuilt
+            by its builder's name).
         path: where to write (replaced atomically).
         ring_dtype: ``float32`` (exact), ``float16``, ``bfloat16`` or ``int8`` (symmetric
             per-ring quantisation, one byte per ring element plus one stored scale).
         keyed: leave the seeds out of the file and return them as a key string; the file then
             loads only with that key (see docs/FORMAT.md for what this does and does not protect).
+        inference: what prediction needs (input size and channels, normalisation, class names;
+            :func:`rpg_core.inference_info` builds it); default: the model's own, when it was
+            loaded from a file that has it.
     """
     from .models import model_spec_of
+    from .predict import check_inference
 
-    spec = model_spec_of(model)
-    if spec is None:
-        raise RPGConfigError("save_compact: the model was not built by rpg_core.create_model "
-                             "(it has no rpg_spec); build it with create_model(spec) and load "
-                             "its state_dict into it")  # fmt: skip
+    spec = model_spec_of(model) or torchvision_spec(model)
+    info = inference if inference is not None else model.__dict__.get(INFERENCE_ATTR)
+    info = check_inference(info) if info is not None else None
     if ring_dtype not in RING_DTYPES:
         raise RPGConfigError(f"ring_dtype must be one of {sorted(RING_DTYPES)}, got {ring_dtype!r}")
     ring_mods = {m.spec.name: m for m in model.modules() if isinstance(m, Ring)}
@@ -787,6 +814,8 @@ def save_compact(
             f"one file holds one generator: rebuild the rings with one generator_version"
         )
     meta = _metadata(spec, ring_specs, ring_dtype, scales, digest.hexdigest(), versions.pop())
+    if info is not None:
+        meta["inference"] = json.dumps(info, separators=(",", ":"))
     key = _make_keyed(spec, ring_specs, meta) if keyed else None
     _write_atomic(Path(path), _header_bytes(entries, meta), chunks)
     log.info("saved %s (%s rings, %d tensors)", path, ring_dtype, len(entries))
@@ -815,6 +844,108 @@ def _make_keyed(
     return key
 
 
+# --- torchvision models, rebuilt by name ----------------------------------------------------
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def _classification_builders() -> list[str]:
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def torchvision_model(model_spec: dict[str, Any]) -> nn.Module:
+    """The plain torchvision classification model ``{"arch": "torchvision:NAME", "num_classes":
+    N}`` names (random weights; built on the current default device)."""
+    import torchvision
+
+    if set(model_spec) - {"arch", "num_classes"}:
+        raise RPGConfigError(
+            f"a torchvision model spec holds arch and num_classes only, got {sorted(model_spec)}"
+        )
+    name = str(model_spec["arch"])[len(TORCHVISION_PREFIX) :]
+    n = model_spec.get("num_classes")
+    if name not in _classification_builders():
+        raise RPGConfigError(f"unknown torchvision classification model {name[:60]!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100_000:
+        raise RPGConfigError(f"num_classes must be an int in 1..100000, got {n!r}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. googlenet's init-weights notice
+        return torchvision.models.get_model(name, weights=None, num_classes=n)
+
+
+def build_torchvision(spec: dict[str, Any]) -> nn.Module:
+    """A torchvision model converted with rpgify as the spec's ``rpg`` says (rings seeded)."""
+    from .models import _materialize_ordinary
+    from .rpgify import rpgify
+
+    with torch.device("meta"):
+        model = torchvision_model(spec["model"])
+    if spec["rpg"] is not None:
+        kwargs = dict(spec["rpg"])
+        kwargs["generator_version"] = kwargs.pop("generator", 1)  # absent: before generator 2
+        rpgify(model, **kwargs)
+    _materialize_ordinary(model)
+    model.rpg_spec = json.loads(json.dumps(spec))
+    return model
+
+
+def _plain_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of the plain network a converted model came from."""
+    from .rpgify import RINGS_ATTR
+
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if f"{RINGS_ATTR}." not in k}
+    for ring in (m for m in model.modules() if isinstance(m, Ring)):
+        for slot in ring.spec.layers:
+            shapes[f"{slot.name}.weight"] = tuple(slot.shape)
+    return shapes
+
+
+def torchvision_spec(model: nn.Module) -> dict[str, Any]:
+    """``{"model": {"arch": "torchvision:NAME", "num_classes": N}, "rpg": ...}`` for a
+    torchvision classification model (converted with rpgify or plain), found by rebuilding the
+    candidate builders on the meta device and comparing every shape. Raises RPGConfigError
+    saying what to do for any other model."""
+    what = type(model).__name__
+    rpg_kwargs = model.__dict__.get("rpg_rpgify")
+    module = getattr(type(model), "_rpg_base_class", type(model)).__module__
+    candidates: list[str] = []
+    if module.startswith("torchvision.models"):
+        import torchvision
+
+        builder = torchvision.models.get_model_builder
+        candidates = [n for n in _classification_builders() if builder(n).__module__ == module]
+    if not candidates or (rpg_kwargs is None and any(isinstance(m, Ring) for m in model.modules())):
+        raise RPGConfigError(
+            f"save_compact: cannot rebuild a {what} by name. A .rpg file rebuilds its "
+            "architecture: build the model with rpg_core.create_model(spec) (registered "
+            "architectures: `rpg models`; add yours with rpg_core.register_model), or convert a "
+            "torchvision classification model with rpg_core.rpgify. To keep this one, save "
+            "rpg_core.materialize(model).state_dict() with safetensors (never torch.save)"
+        )
+    target = _plain_shapes(model)
+    heads = {m.out_features for m in model.modules() if isinstance(m, nn.Linear)} | {
+        m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)
+    }
+    for name in candidates:
+        for n in sorted(heads):
+            spec = {"arch": f"{TORCHVISION_PREFIX}{name}", "num_classes": n}
+            try:
+                with torch.device("meta"):
+                    plain = torchvision_model(spec)
+            except Exception:  # noqa: BLE001, S112 - a builder that rejects n is not the one
+                continue
+            if {k: tuple(v.shape) for k, v in plain.state_dict().items()} == target:
+                return {"model": spec, "rpg": json.loads(json.dumps(rpg_kwargs))}
+    raise RPGConfigError(
+        f"save_compact: this {what} matches none of torchvision's {', '.join(candidates)} "
+        "(a modified architecture cannot be rebuilt by name); register it with "
+        "rpg_core.register_model and build it with rpg_core.create_model"
+    )
+
+
 # --- load --------------------------------------------------------------------------------------
 @contextmanager
 def _as_format_error(h: CompactHeader) -> Iterator[None]:
@@ -834,7 +965,10 @@ def _build(h: CompactHeader, seed: int | None, ring_seeds: dict[str, int]) -> nn
         spec["rpg"]["seed"] = seed
         spec["rpg"]["generator"] = h.generator_version  # the file's, whatever its spec says
     with _as_format_error(h):
-        model = create_model(spec)
+        if str(spec["model"].get("arch", "")).startswith(TORCHVISION_PREFIX):
+            model = build_torchvision(spec)
+        else:
+            model = create_model(spec)
     built = {m.spec.name: m.spec for m in model.modules() if isinstance(m, Ring)}
     if set(built) != {r["name"] for r in h.rings}:
         raise _fail(h.path, f"the stored spec builds the rings {sorted(built)}, the file holds "
@@ -878,6 +1012,8 @@ def load_compact(
             model.load_state_dict(state, strict=True)
     except RuntimeError as err:  # every name, shape and dtype was checked; this is a last guard
         raise _fail(h.path, f"the tensors do not fit the model: {str(err)[:500]}") from None
+    if h.inference is not None:
+        model.__dict__[INFERENCE_ATTR] = dict(h.inference)
     return model.to(map_location).eval()
 
 
@@ -949,7 +1085,8 @@ def inspect_compact(
         "path": str(h.path), "format": FORMAT_NAME, "format_version": h.version,
         "writer": h.writer, "spec": h.spec, "keyed": h.keyed, "ring_dtype": h.ring_dtype,
         "rings": rings, "generated": sum(p.generated.values()),
-        "plain_parameters": p.parameters, "checksum": "ok", **_sizes(h, p),
+        "plain_parameters": p.parameters, "checksum": "ok", "inference": h.inference,
+        **_sizes(h, p),
     }  # fmt: skip
     if build:
         from .params import count_params
@@ -962,7 +1099,9 @@ def inspect_compact(
 # --- export ------------------------------------------------------------------------------------
 def _example_input(h: CompactHeader, input_size: int | None) -> torch.Tensor:
     model = h.spec["model"]
-    size = input_size or (224 if model.get("variant") == "imagenet" else 32)
+    large = model.get("variant") == "imagenet" or str(model.get("arch")).startswith("torchvision:")
+    stored = h.inference["image_size"] if h.inference else None
+    size = input_size or stored or (224 if large else 32)
     if not 8 <= size <= 4096:
         raise RPGConfigError(f"input_size must be in [8, 4096], got {size}")
     return torch.zeros(1, int(model.get("in_channels") or 3), size, size)

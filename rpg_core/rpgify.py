@@ -281,9 +281,15 @@ def rpgify(
         permute, reflect: the paper's permutation and sign reflection (Fig. 5 ablation).
         seed: the model seed; each ring's seed is derived from it and the ring's name.
         include, exclude: glob patterns over module names restricting the converted layers.
-        linear: also generate Linear layers (all but the last, the classifier head).
+        linear: also generate Linear layers: all but the last one, the classifier head, which
+            stays ordinary as the stem does. A model whose only Linear is its head (a ResNet)
+            gets an error saying so; to generate the head too, name it in ``include``
+            (``include=["layer*", "fc"], linear=True``).
         generator_version: the index generator (2, the default: keyed bijection; 1: the
             sort-based one of files written before it, see :mod:`rpg_core.generator`).
+
+    The arguments are recorded on the model (``model.rpg_rpgify``): ``save_compact`` rebuilds a
+    converted torchvision model from them and its builder's name.
     """
     if not isinstance(model, nn.Module):
         raise RPGConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -293,7 +299,18 @@ def rpgify(
         )
     seed = generator.check_seed(seed)
     generator_version = generator.check_version(generator_version)
+    include = None if include is None else _as_list(include)
+    exclude = None if exclude is None else _as_list(exclude)
     layers = select_layers(model, include=include, exclude=exclude, linear=linear)
+    if linear and include is None and not any(isinstance(m, nn.Linear) for _, m in layers):
+        heads = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise RPGConfigError(
+            "linear: this model has no Linear layer to generate besides its classifier head "
+            f"{heads[-1]!r}, which stays ordinary (as the stem does); to generate the head too, "
+            f"name it: include=['layer*', {heads[-1]!r}] (spec: rpg.include), or drop linear"
+            if heads
+            else "linear: this model has no Linear layer; drop linear"
+        )
     if not layers:
         raise RPGConfigError(
             "model has nothing to generate: no Conv layer besides the stem "
@@ -331,6 +348,17 @@ def rpgify(
         for n in names:
             _convert_layer(modules[n], n, ring)
     _host(model, modules[layers[0][0]]).add_module(RINGS_ATTR, bank)
+    model.__dict__["rpg_rpgify"] = {
+        "ring_size": dict(ring_size) if isinstance(ring_size, Mapping) else ring_size,
+        "scope": dict(scope) if isinstance(scope, Mapping) else scope,
+        "permute": bool(permute),
+        "reflect": bool(reflect),
+        "seed": seed,
+        "include": include,
+        "exclude": exclude,
+        "linear": bool(linear),
+        "generator": generator_version,
+    }
     ring_list = list(bank.values())
     model.register_forward_pre_hook(_ForwardScope(ring_list, entering=True))  # type: ignore[arg-type]
     model.register_forward_hook(_ForwardScope(ring_list, entering=False), always_call=True)  # type: ignore[arg-type]
@@ -342,12 +370,17 @@ def rpgify(
     return model
 
 
+def _as_list(patterns: Iterable[str] | str) -> list[str]:
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
 def materialize(model: nn.Module) -> nn.Module:
     """A plain copy of a converted model: every generated weight becomes an ordinary Parameter.
 
     The copy has no rings and no hooks of rpgify, and works with TorchScript and ONNX export.
     """
     plain = copy.deepcopy(model)
+    plain.__dict__.pop("rpg_rpgify", None)
     for module in list(plain.modules()):
         if RINGS_ATTR in module._modules:
             del module._modules[RINGS_ATTR]

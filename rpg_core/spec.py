@@ -15,10 +15,11 @@ Example (YAML)::
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -96,7 +97,11 @@ class RPGSpec(_Spec):
     seed: StrictInt = Field(0, ge=0, lt=2**63, description="seed of the generating matrices")
     include: list[str] | None = Field(None, description="layer-name patterns to generate")
     exclude: list[str] | None = Field(None, description="layer-name patterns to keep ordinary")
-    linear: StrictBool = Field(False, description="also generate Linear layers except the head")
+    linear: StrictBool = Field(
+        False,
+        description="also generate Linear layers except the classifier head (a ResNet has none: "
+        "to generate its head, add include: ['layer*', 'fc'])",
+    )
     generator: Literal[1, 2] = Field(
         2,
         description="index generator: 2, keyed bijection (fast); 1, the sort-based generator "
@@ -388,12 +393,49 @@ class ExperimentSpec(_Spec):
         return self
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """One line per problem: ``field.path: message``."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _valid_fields(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model at ``loc[:-1]`` under ``root`` (empty if unknown)."""
+    cls = root
+    for part in loc[:-1]:
+        field = cls.model_fields.get(part) if cls is not None and isinstance(part, str) else None
+        cls = _model_in(field.annotation) if field is not None else None
+    return list(cls.model_fields) if cls is not None else []
+
+
+def _root_model(title: str) -> type[BaseModel] | None:
+    if title == "SweepSpec":
+        from .sweep import SweepSpec
+
+        return SweepSpec
+    found = globals().get(title)
+    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``field.path: message``; a misspelled field gets the closest name."""
     lines = []
+    root = model or _root_model(err.title)
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden" and e["loc"]:
+            valid = _valid_fields(root, tuple(e["loc"]))
+            close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+            if valid:
+                msg += f" (valid fields: {', '.join(valid)})"
+        lines.append(f"{loc}: {msg}")
     return "; ".join(lines)
 
 

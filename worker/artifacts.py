@@ -65,6 +65,7 @@ def save_outputs(
     from rpg_core.compact import save_compact
     from rpg_core.data import load_datasets
     from rpg_core.models import model_spec_of
+    from rpg_core.predict import inference_info
     from rpg_core.spec import parse_spec
 
     model.eval()
@@ -74,6 +75,6 @@ def save_outputs(
         rel = crud.artifact_relpath(experiment_id, "model")
         path = Path(artifact_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_compact(model, path)
+        save_compact(model, path, inference=inference_info(data))  # what predict needs
         files.append(crud.file_record(Path(artifact_dir), rel, kind="model"))
     return Finished(files=files, similarity=similarity_of(model, data, images))

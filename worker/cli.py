@@ -33,9 +33,12 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
+        "--home",
         "--workdir",
-        default=".rpg-studio",
-        help="embedded mode: folder of the database, broker and artifacts (default .rpg-studio)",
+        dest="workdir",
+        default=None,
+        help="embedded mode: the home folder of the database, broker and artifacts "
+        "(default: $RPG_HOME, else .rpg-studio)",
     )
     p.add_argument("--gpus", default=None, help="the local worker's GPUs (as for rpg worker)")
     p.add_argument(
@@ -52,7 +55,9 @@ def register(sub: Any) -> None:
 
 
 def _log_setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -108,7 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
     cfg = ServeConfig(
         host=args.host,
         port=args.port,
-        workdir=Path(args.workdir),
+        workdir=Path(args.workdir) if args.workdir else None,
         worker=args.worker,
         gpus=args.gpus,
     )

@@ -1,6 +1,8 @@
 # ruff: noqa: T201
-"""The one-command demo (``python -m worker.demo``): embedded ``rpg serve``, a small sweep on
-Fashion-MNIST (digits where it is missing), the power-law fit, then serving until Ctrl-C.
+"""The one-command demo (``make demo``, ``python -m worker.demo``): embedded ``rpg serve`` in the
+one home folder (``$RPG_HOME``, default ``.rpg-studio``), a small sweep on Fashion-MNIST (digits
+where it is missing) submitted through the typed client, the power-law fit, then serving until
+Ctrl-C, SIGTERM or SIGHUP, which stop the server and its worker (the whole process group).
 
 Plain ResNet18 baselines and RPG at several ring sizes, CIFAR-form ResNet18 at width 1/4 on
 3,000 training images at 14x14, 3 epochs each: a few minutes on 2 CPU cores.
@@ -9,22 +11,37 @@ Plain ResNet18 baselines and RPG at several ring sizes, CIFAR-form ResNet18 at w
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 RING_SIZES = (2_000, 8_000, 30_000)
+TINY_RING_SIZES = (500, 1_000, 2_000)
 WIDTHS = (0.25, 0.0625)  # the RPG width, and a plain net of about the largest ring's size
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+DEFAULT_PORT = 8000
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def _dataset() -> dict[str, Any]:
+class Stop(Exception):
+    """SIGTERM or SIGHUP reached the demo: shut everything down."""
+
+
+def _dataset(tiny: bool) -> dict[str, Any]:
+    if tiny:  # for tests: 8x8 synthetic images, well under a second per epoch
+        return {
+            "dataset": "synthetic",
+            "image_size": 8,
+            "num_train": 128,
+            "num_val": 32,
+            "num_classes": 4,
+        }
     if (
         FASHION.is_dir()
         or (Path(os.environ.get("RPG_DATA_ROOT", "data")) / "fashion-mnist").is_dir()
@@ -38,125 +55,231 @@ def _dataset() -> dict[str, Any]:
     return {"dataset": "digits", "image_size": 16}
 
 
-def sweep_specs(epochs: int) -> list[dict[str, Any]]:
-    data = _dataset()
-    train = {"epochs": epochs, "batch_size": 128, "lr": 0.05, "milestones": [epochs - 1]}
-    out = [
-        {
-            "name": f"plain-w{w}",
-            "model": {"arch": "resnet18", "width": w},
-            "data": data,
+def demo_sweep(epochs: int, *, tiny: bool = False) -> dict[str, Any]:
+    """The demo's sweep: RPG at each ring size (the grid) and the plain baselines (extra)."""
+    train: dict[str, Any] = {"epochs": epochs, "batch_size": 128, "lr": 0.05}
+    # the learning rate drops once, for the last epoch (a 1-epoch run keeps it)
+    train["milestones"] = [epochs - 1] if epochs > 1 else []
+    widths = (0.125, 0.125) if tiny else WIDTHS
+    return {
+        "name": "demo",
+        "base": {
+            "model": {"arch": "resnet18", "width": widths[0]},
+            "rpg": {"ring_size": RING_SIZES[0]},
+            "data": _dataset(tiny),
             "train": train,
-            "tags": ["demo", "plain"],
-        }
-        for w in WIDTHS
-    ]
-    out += [
-        {
-            "name": f"rpg-{r}",
-            "model": {"arch": "resnet18", "width": WIDTHS[0]},
-            "rpg": {"ring_size": r},
-            "data": data,
-            "train": train,
-            "tags": ["demo", "rpg"],
-        }
-        for r in RING_SIZES
-    ]
-    return out
+            "tags": ["rpg"],
+        },
+        "grid": {"rpg.ring_size": list(TINY_RING_SIZES if tiny else RING_SIZES)},
+        "extra": [
+            {"name": f"plain-w{w}", "model": {"width": w}, "rpg": None, "tags": ["plain"]}
+            for w in dict.fromkeys(widths)
+        ],
+        "tags": ["demo"],
+    }
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def sweep_specs(epochs: int, *, tiny: bool = False) -> list[dict[str, Any]]:
+    """The demo's experiments, validated (as the server will expand them)."""
+    from rpg_core.sweep import expand
+
+    return [s.model_dump(mode="json") for s in expand(demo_sweep(epochs, tiny=tiny))]
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something listens on (or holds) ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def port_taken_message(port: int) -> str:
+    return (
+        f"port {port} on 127.0.0.1 is already in use (another `make demo` or `rpg serve` still "
+        f"running?); stop it, or pick another port: make demo PORT={port + 10} "
+        f"(python -m worker.demo --port {port + 10})"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when the demo dies, even by SIGKILL (no orphan server)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"rpg serve exited with {proc.returncode}")
+            raise SystemExit(f"rpg serve exited with {proc.returncode}; see its log: {log_path}")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"the API at {url} did not come up in {timeout:.0f} s")
+    raise SystemExit(f"the API at {url} did not come up in {timeout:.0f} s; see {log_path}")
 
 
 def _token(env: dict[str, str]) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "rpg_core.cli", "token", "create", f"demo-{os.getpid()}"],
+        [sys.executable, "-m", "rpg_core.cli", "token", "create", f"demo-{int(time.time())}"],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"rpg token create failed: {out.stderr.strip()}")
     return out.stdout.strip().splitlines()[-1]
 
 
-def run(args: argparse.Namespace) -> int:
-    workdir = Path(args.workdir).resolve()
-    url = f"http://127.0.0.1:{args.port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RPG_BROKER")}
-    env.setdefault("RPG_DATABASE_URL", f"sqlite:///{workdir / 'rpg-studio.db'}")
-    env.setdefault("RPG_ARTIFACT_DIR", str(workdir / "artifacts"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "serve.log"
-    print(f"starting rpg serve (API, worker, embedded broker); its log: {log_path}", flush=True)
-    server_log = log_path.open("ab")
-    server = subprocess.Popen(
+def exports(home: Path, url: str, token: str) -> str:
+    """The lines a user pastes into another shell to drive this server with ``rpg``."""
+    return "\n".join(
         [
-            sys.executable,
-            "-m",
-            "rpg_core.cli",
-            "serve",
-            "--port",
-            str(args.port),
-            "--workdir",
-            str(workdir),
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
+            f"export RPG_HOME={home}",
+            f"export RPG_API_URL={url}",
+            f"export RPG_API_TOKEN={token}",
+        ]
     )
+
+
+def _stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (API, reconciler, worker), then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # the server is gone; anything left in its group (a stuck worker) goes too
+        time.sleep(0.2)
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
+def run(args: argparse.Namespace) -> int:
+    from api.settings import home_dir
+
+    home = Path(args.home or home_dir()).resolve()
+    url = f"http://127.0.0.1:{args.port}"
+    if port_taken("127.0.0.1", args.port):
+        print(f"make demo: error: {port_taken_message(args.port)}", file=sys.stderr, flush=True)
+        return 2
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPG_BROKER")}
+    env["RPG_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "serve.log"
+    database = env.get("RPG_DATABASE_URL") or f"sqlite:///{home / 'rpg-studio.db'}"
+    print(f"home: {home}  (database {database}; server log {log_path})", flush=True)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    server: subprocess.Popen[bytes] | None = None
     try:
-        _wait_up(url, server)
-        auth = {"Authorization": f"Bearer {_token(env)}"}
-        ids = [_submit(url, auth, spec) for spec in sweep_specs(args.epochs)]
-        print(f"dashboard: {url}/   ({len(ids)} experiments queued)", flush=True)
-        _wait_done(url, auth, ids, server)
-        _print_fit(url, auth, ids)
+        with log_path.open("ab") as server_log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "rpg_core.cli", "serve", "--port", str(args.port)],
+                env=env,
+                start_new_session=True,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        print(f"starting rpg serve on {url} (pid {server.pid})", flush=True)
+        _wait_up(url, server, log_path, args.start_timeout)
+        token = _token(env)
+        print(
+            "\nserving. To drive it from another shell (rpg submit, rpg status, rpg download):\n\n"
+            + exports(home, url, token)
+            + "\n",
+            flush=True,
+        )
+        _run_sweep(url, token, args, server)
         if not args.exit_when_done:
-            print("serving until Ctrl-C", flush=True)
+            print("serving until Ctrl-C (or kill)", flush=True)
             server.wait()
-    except KeyboardInterrupt:
-        pass
+            print(f"rpg serve stopped (exit {server.returncode}); see {log_path}", flush=True)
+    except (KeyboardInterrupt, Stop) as why:
+        print(f"\nstopping ({why or 'Ctrl-C'})", flush=True)
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        # a second Ctrl-C or kill while stopping must not leave the server behind
+        for sig in (*previous, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        if server is not None:
+            _stop_server(server)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return 0
 
 
-def _submit(url: str, auth: dict[str, str], spec: dict[str, Any]) -> int:
-    r = httpx.post(f"{url}/api/experiments", json=spec, headers=auth, timeout=30)
-    r.raise_for_status()
-    return int(r.json()["id"])
+def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any) -> None:
+    from api.client import Client
+
+    with Client(url, token) as client:
+        _say_resumed(client)
+        created = client.submit_sweep(demo_sweep(args.epochs, tiny=args.tiny))
+        ids = [int(i) for i in created["experiment_ids"]]
+        print(
+            f"sweep {created['id']} ({len(ids)} experiments) queued: see {url}/sweeps"
+            f"\ndashboard: {url}/",
+            flush=True,
+        )
+        if args.no_wait:
+            return
+        rows = _wait_done(client, ids, server)
+    _print_fit(url, rows)
 
 
-def _wait_done(url: str, auth: dict[str, str], ids: list[int], server: Any) -> None:
-    pending = set(ids)
+def _say_resumed(client: Any) -> None:
+    """Runs left training by a previous stop are resumed by rpg serve: say so."""
+    queued = client.experiments(status="queued", limit=200)["items"]
+    resumed = [
+        e["id"]
+        for e in queued
+        if "service stopped" in (client.experiment(e["id"]).get("error") or "")
+    ]
+    if resumed:
+        print(
+            f"resuming experiments {resumed} from their checkpoints (they were training when "
+            "the service last stopped)",
+            flush=True,
+        )
+
+
+def _wait_done(client: Any, ids: list[int], server: Any) -> list[dict[str, Any]]:
+    pending, rows = set(ids), {}
     last_note = time.monotonic()
     while pending:
         if server.poll() is not None:
-            raise SystemExit("rpg serve stopped before the sweep finished")
+            raise SystemExit("rpg serve stopped before the sweep finished; see its log")
         for i in sorted(pending):
-            exp = httpx.get(f"{url}/api/experiments/{i}", headers=auth, timeout=30).json()
-            if exp["status"] in ("succeeded", "failed", "cancelled"):
+            exp = client.experiment(i)
+            if exp["status"] in TERMINAL:
                 pending.discard(i)
+                rows[i] = exp
                 acc = exp.get("best_val_acc")
                 print(
-                    f"  {exp['name']:<14} {exp['status']:<9} best val acc "
+                    f"  {exp['name']:<22} {exp['status']:<9} best val acc "
                     f"{'-' if acc is None else f'{acc:.3f}'}   backbone params "
                     f"{exp.get('backbone_params') or '-'}",
                     flush=True,
@@ -169,24 +292,24 @@ def _wait_done(url: str, auth: dict[str, str], ids: list[int], server: Any) -> N
                     flush=True,
                 )
         time.sleep(1.0)
+    return [rows[i] for i in ids]
 
 
-def _print_fit(url: str, auth: dict[str, str], ids: list[int]) -> None:
+def _print_fit(url: str, rows: list[dict[str, Any]]) -> None:
     from rpg_core.analysis import fit_power_law
 
-    rows = [httpx.get(f"{url}/api/experiments/{i}", headers=auth, timeout=30).json() for i in ids]
     pts = [
         (r["backbone_params"], r["best_val_acc"])
         for r in rows
         if r["status"] == "succeeded" and "rpg" in (r.get("tags") or [])
     ]
     if len(pts) < 3:
-        print("power-law fit: fewer than 3 finished RPG runs")
+        print("power-law fit: fewer than 3 finished RPG runs", flush=True)
         return
     fit = fit_power_law([p for p, _ in pts], [a for _, a in pts])
     ci = f" (95% CI {fit.b_ci[0]:.3f}-{fit.b_ci[1]:.3f})" if fit.b_ci else ""
     print(
-        f"power law over {len(pts)} RPG runs: error = {fit.a:.3g} * P^-{fit.b:.3f}{ci}, "
+        f"power law over {len(pts)} RPG runs: error = {fit.a:.3g} * P^({-fit.b:.3f}){ci}, "
         f"R^2 {fit.r2:.3f}; see {url}/power-law",
         flush=True,
     )
@@ -194,11 +317,24 @@ def _print_fit(url: str, auth: dict[str, str], ids: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worker.demo", description=__doc__)
-    p.add_argument("--workdir", default=".rpg-studio-demo")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--home", help="the home folder (default: $RPG_HOME, else .rpg-studio in this folder)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="the server's port (default 8000; make demo PORT=8010)",
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--exit-when-done", action="store_true", help="stop after the sweep (CI)")
-    return run(p.parse_args(argv))
+    p.add_argument("--no-wait", action="store_true", help="submit the sweep, do not wait for it")
+    p.add_argument("--tiny", action="store_true", help="tiny synthetic sweep (tests)")
+    p.add_argument("--start-timeout", type=float, default=120.0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    return run(args)
 
 
 if __name__ == "__main__":

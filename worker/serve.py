@@ -1,9 +1,14 @@
 """``rpg serve``: the API, a reconciler and (embedded mode) one worker, on this machine.
 
-Embedded mode (no ``RPG_BROKER_URL`` in the environment): the broker is kombu's filesystem
-transport in ``WORKDIR/broker`` (no server to install or run), the database SQLite in
-``WORKDIR/rpg-studio.db`` and the artifacts in ``WORKDIR/artifacts``; one CPU/GPU worker process is
+Embedded mode (no ``RPG_BROKER_URL`` in the environment): everything lives in the one home folder
+(``$RPG_HOME``, default ``.rpg-studio``; the one ``make demo``, ``rpg token`` and ``rpg submit``
+use): the broker is kombu's filesystem transport in ``HOME/broker`` (no server to install or run),
+the database SQLite in ``HOME/rpg-studio.db``, the artifacts in ``HOME/artifacts`` and the server's
+URL in ``HOME/server.json`` (where the ``rpg`` client finds it); one CPU/GPU worker process is
 started next to the API. The task code is the same Celery code as in production.
+
+It refuses to start when its port is taken, stops on SIGINT, SIGTERM or SIGHUP (its worker too),
+and on start resumes the runs that were training when it last stopped (from their checkpoints).
 
 Production mode (``RPG_BROKER_URL`` and ``RPG_DATABASE_URL`` set): the API and the reconciler
 against them; workers run elsewhere (``rpg worker``), unless ``--worker`` asks for a local one.
@@ -11,9 +16,11 @@ against them; workers run elsewhere (``rpg worker``), unless ``--worker`` asks f
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,7 +37,7 @@ log = logging.getLogger(__name__)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    workdir: Path = Path(".rpg-studio")
+    workdir: Path | None = None  # None: $RPG_HOME, else .rpg-studio
     worker: bool | None = None  # None: in embedded mode only
     gpus: str | None = None
 
@@ -39,6 +46,7 @@ def embedded_env(environ: Mapping[str, str], workdir: Path) -> dict[str, str]:
     """The environment of embedded mode: unset RPG_* service variables get local defaults."""
     env = dict(environ)
     root = workdir.resolve()
+    env["RPG_HOME"] = str(root)
     env["RPG_BROKER_URL"] = f"{FILESYSTEM_SCHEME}{root / 'broker'}"
     env.setdefault("RPG_DATABASE_URL", f"sqlite:///{root / 'rpg-studio.db'}")
     env.setdefault("RPG_ARTIFACT_DIR", str(root / "artifacts"))
@@ -65,24 +73,37 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
 
 
 def serve(cfg: ServeConfig) -> int:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT, SIGTERM or SIGHUP."""
     import uvicorn
 
     from api.main import create_app
     from api.migrate import upgrade
-    from api.settings import Settings
+    from api.settings import Settings, ensure_sqlite_dir, home_dir, safe_url
 
     from .config import WorkerSettings
     from .process import Supervisor, detect_gpus, parse_gpus
     from .reconcile import ReconcilerThread
 
+    check_port(cfg.host, cfg.port)
     embedded = is_embedded(os.environ)
-    env = embedded_env(os.environ, cfg.workdir) if embedded else dict(os.environ)
-    if embedded:
-        cfg.workdir.mkdir(parents=True, exist_ok=True)
+    home = (cfg.workdir or home_dir()).resolve()
+    env = embedded_env(os.environ, home) if embedded else dict(os.environ)
     with _environment(env):
         settings, wcfg = Settings(), WorkerSettings()
+    home.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_dir(settings.database_url)
     upgrade(settings.database_url)
+    url = f"http://{cfg.host}:{cfg.port}"
+    log.info(
+        "home %s; database %s; artifacts %s", home, safe_url(settings.database_url),
+        settings.artifact_dir,
+    )  # fmt: skip
+    resumed = resume_interrupted(settings)
+    if resumed:
+        log.info(
+            "resuming %d run(s) that were training when the service stopped: experiments %s "
+            "(each from its last checkpoint)", len(resumed), resumed,
+        )  # fmt: skip
     reconciler = ReconcilerThread(settings, wcfg)
     reconciler.start()
     supervisor = None
@@ -95,31 +116,157 @@ def serve(cfg: ServeConfig) -> int:
         supervisor.env = env
         supervisor.start_all()
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
-    log.info("serving on http://%s:%d/ (%s mode)", cfg.host, cfg.port, _mode(embedded))
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=cfg.host, port=cfg.port, log_level="warning")
     )
-    install_term_handler()
+    previous = install_term_handler(server)
+    info = home / SERVER_FILE
+    write_server_file(info, url)
+    log.info("serving on %s/ (%s mode)", url, _mode(embedded))
+    failed = False
     try:
         server.run()
+        failed = not server.started
+        if failed:
+            log.error("the API could not start on %s (is the port taken?)", url)
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
         stop[0] = True
         reconciler.stop()
         if supervisor is not None:
+            leftovers = [
+                c for s in supervisor.slots if s.process for c in descendants(s.process.pid)
+            ]
             supervisor.stop_all(timeout_s=10)
-    return 0
+            kill_all(leftovers)  # a Celery pool child left by a killed worker
+        _remove_server_file(info, url)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopped")
+    return 1 if failed else 0
+
+
+SERVER_FILE = "server.json"
+
+
+def write_server_file(path: Path, url: str) -> None:
+    """Record where the server listens, so ``rpg`` commands using this home find it."""
+    path.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
+
+
+def _remove_server_file(path: Path, url: str) -> None:
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse to start, before anything else, when ``host:port`` is taken."""
+    from rpg_core.exceptions import RPGConfigError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            raise RPGConfigError(
+                f"port {port} on {host} is already in use ({err.strerror}): another rpg serve or "
+                f"make demo still running? Stop it, or pick another port: rpg serve --port "
+                f"{port + 10} (make demo PORT={port + 10})"
+            ) from None
+
+
+def resume_interrupted(settings: Any) -> list[int]:
+    """Requeue the runs left ``running`` by workers of this machine that are gone (the service
+    stopped, or was killed, while they trained); the next worker resumes each from its last
+    checkpoint. Returns their ids."""
+    from sqlalchemy import select, update
+
+    from api.dispatch import dispatch
+    from api.models import Experiment, utcnow
+
+    from .runner import _is_dead_local as is_dead_local
+    from .runner import sessions_for
+
+    sessions = sessions_for(settings.database_url)
+    with sessions() as session:
+        rows = session.execute(
+            select(Experiment.id, Experiment.lease_owner).where(Experiment.status == "running")
+        ).all()
+        ids = [i for i, owner in rows if is_dead_local(owner)]
+        if not ids:
+            return []
+        session.execute(
+            update(Experiment)
+            .where(Experiment.id.in_(ids), Experiment.status == "running")
+            .values(
+                status="queued",
+                lease_owner=None,
+                lease_expires_at=None,
+                dispatched_at=None,
+                error="the service stopped while it was training; resumed from its checkpoint",
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        sent = dispatch(settings, ids) if settings.broker_url else []
+        if sent:
+            session.execute(
+                update(Experiment)
+                .where(Experiment.id.in_(sent))
+                .values(dispatched_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+    return ids
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _mode(embedded: bool) -> str:
     return "embedded: filesystem broker, SQLite" if embedded else "production"
 
 
-def install_term_handler() -> Any:
-    """SIGTERM behaves like Ctrl-C (uvicorn and the supervisor shut down cleanly)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def install_term_handler(server: Any = None) -> dict[int, Any]:
+    """SIGTERM and SIGHUP behave like Ctrl-C: uvicorn and the supervisor shut down cleanly.
+
+    With a uvicorn ``server``, the signal asks it to exit (then the caller's cleanup runs);
+    without one it raises KeyboardInterrupt. Returns the previous handlers."""
 
     def handler(_sig: int, _frame: Any) -> None:
+        if server is not None and server.started and not server.should_exit:
+            server.should_exit = True
+            return
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}

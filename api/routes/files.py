@@ -37,6 +37,15 @@ def download_model(
     record = crud.get_file(session, experiment_id, "model")
     path = resolve_inside(settings.artifact_dir, record.path) if record else None
     if record is None or path is None or not path.is_file():
+        exp = crud.get_experiment(session, experiment_id)
+        if exp is None:
+            raise HTTPException(404, detail=f"experiment {experiment_id} not found")
+        if exp.status != "succeeded":
+            raise HTTPException(
+                404,
+                detail=f"experiment {experiment_id} has no model yet: it is {exp.status}, and a "
+                "model is stored when its run succeeds",
+            )
         raise HTTPException(404, detail=f"experiment {experiment_id} has no stored model")
     etag = f'"{record.sha256}"'
     headers = {"ETag": etag, "X-Checksum-SHA256": record.sha256, "Cache-Control": "no-cache"}

@@ -1,4 +1,5 @@
-"""``rpg inspect`` and ``rpg export``: look into a compact ``.rpg`` file, or export a plain model."""
+"""``rpg inspect``, ``rpg export`` and ``rpg predict``: look into a compact ``.rpg`` file, export a
+plain model, or classify images with it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ def register(sub: Any) -> None:
     )
     e.set_defaults(func=run_export)
 
+    r = sub.add_parser(
+        "predict", help="classify images (PNG/JPEG) with a .rpg model: top-k classes"
+    )
+    r.add_argument("file", help="the .rpg file (with its inference metadata)")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    r.add_argument("-k", "--top-k", type=int, default=3, help="classes to show (default 3)")
+    r.add_argument("--key", help="the key of a keyed file")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r.set_defaults(func=run_predict)
+
 
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -69,6 +80,20 @@ def _print_report(info: dict[str, Any]) -> None:
         f"vs reference code's checkpoint + index .npy + masks .npy ({_human(ref['total'])}): "
         f"{info['ratio_vs_reference']:.1f}x smaller"
     )
+    inf = info.get("inference")
+    if inf:
+        names = inf["classes"]
+        _say(
+            f"inference: {inf['image_size']}x{inf['image_size']}, {inf['in_channels']} channel(s), "
+            f"mean {inf['mean']}, std {inf['std']}, "
+            + (
+                f"{len(names)} classes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+                if names
+                else "unnamed classes"
+            )
+        )
+    else:
+        _say("inference: none stored (rpg predict needs it; see docs/FORMAT.md)")
     if "built" in info:
         _say("rebuilt: " + ", ".join(f"{k} {v:,}" for k, v in info["built"].items()))
 
@@ -92,4 +117,22 @@ def run_export(args: argparse.Namespace) -> int:
         raise RPGConfigError("-o/--output: the output would overwrite the input file")
     written = export_plain(args.file, out, to=args.to, key=args.key, input_size=args.input_size)
     _say(f"wrote {written}")
+    return 0
+
+
+def _label(label: int, name: str | None) -> str:
+    return name if name is not None else f"class {label}"
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..predict import predict
+
+    results = predict(args.file, args.images, top_k=args.top_k, key=args.key)
+    if args.json:
+        rows = [{"image": i, **r.as_dict()} for i, r in zip(args.images, results, strict=True)]
+        _say(json.dumps(rows, indent=2))
+        return 0
+    for image, r in zip(args.images, results, strict=True):
+        top = ", ".join(f"{_label(i, n)} {100 * p:.1f}%" for i, n, p in r.top)
+        _say(f"{image}: {top}")
     return 0

@@ -21,6 +21,7 @@ from api.client import APIError, Client
 from api.main import create_app
 from api.settings import Settings, get_settings
 from rpg_core.cli import build_parser
+from rpg_core.cli import main as rpg_main
 
 from .conftest import SPEC, run_to_end
 
@@ -122,3 +123,26 @@ def test_client_errors_name_the_problem(server: str, token: str) -> None:
         c.submit(bad)
     with Client("http://127.0.0.1:1", token) as c, pytest.raises(APIError, match="cannot reach"):
         c.experiment(1)
+
+
+def test_401_says_how_to_get_and_pass_a_token(server: str) -> None:
+    for token in (None, "rpg_wrong"):
+        with Client(server, token) as c, pytest.raises(APIError) as err:
+            c.submit(SPEC)
+        assert err.value.status_code == 401
+        text = str(err.value)
+        assert "rpg token create NAME" in text and "RPG_API_TOKEN" in text
+        assert "Authorization: Bearer <token>" in text
+
+
+def test_download_of_a_missing_experiment_says_it_does_not_exist(
+    server: str, token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert rpg_main(["download", "99999", "-o", str(tmp_path / "x.rpg"), "--url", server]) == 2
+    err = capsys.readouterr().err
+    assert "experiment 99999 not found" in err and "no stored model" not in err
+    assert not (tmp_path / "x.rpg").exists() and not (tmp_path / "x.rpg.part").exists()
+    with Client(server, token) as c:
+        exp_id = c.submit(SPEC)["id"]
+    assert rpg_main(["download", str(exp_id), "-o", str(tmp_path / "x.rpg"), "--url", server]) == 2
+    assert "has no model yet: it is queued" in capsys.readouterr().err

@@ -60,7 +60,8 @@ def test_power_law_figure_on_the_error_axis() -> None:
 
 def test_power_law_table_formats_params_for_targets() -> None:
     rows = figures.power_law_table(DATA)
-    assert rows[0]["params_for"] == {"0.9": "6.56k"}
+    assert rows[0]["params_for"] == {"0.9": "6.56k (extrapolated: 1.6× the largest run)"}
+    assert rows[0]["a"] == 0.9
     assert rows[1]["plain"] and rows[2]["b"] is None
 
 
@@ -94,3 +95,53 @@ def test_ablation_bars_group_by_permute_and_reflect() -> None:
     assert [b.label for b in bars] == ["permutation + reflection", "neither"]
     assert bars[0].mean == pytest.approx(0.7) and bars[0].n == 2 and bars[0].std > 0
     assert ablation_bars(rows[1:3]) == []  # one setting only: not an ablation
+
+
+def _colours(fig: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {
+        t["name"].split(":")[0].split(" (")[0]: (t["marker"]["color"], t["marker"]["symbol"])
+        for t in _traces(fig, "points")
+    }
+
+
+def test_a_series_keeps_its_colour_when_another_is_added() -> None:
+    before = _colours(figures.power_law_figure(DATA))
+    more = {**DATA, "series": [_series("resnet10", "stage", [500, 900], None), *DATA["series"]]}
+    after = _colours(figures.power_law_figure(more))
+    assert all(after[k] == v for k, v in before.items())
+    curves = [figures.Curve("train_loss", [1], [1.0]), figures.Curve("val_loss", [1], [1.2])]
+    colour_of = {
+        t["name"]: t["line"]["color"] for t in figures.training_curves_figure(curves)["data"]
+    }
+    curves.append(figures.Curve("val_top5", [1], [0.9]))
+    again = {t["name"]: t["line"]["color"] for t in figures.training_curves_figure(curves)["data"]}
+    assert all(again[k] == v for k, v in colour_of.items())
+
+
+def test_the_fitted_constant_a_is_shown() -> None:
+    name = _traces(figures.power_law_figure(DATA), "points")[0]["name"]
+    assert "error = 0.9·P^−b, b=0.250" in name
+    assert figures.power_law_table(DATA)[0]["a"] == 0.9
+
+
+def test_params_for_a_target_say_how_far_they_extrapolate() -> None:
+    sizes = [1000.0, 4000.0]
+    assert figures.params_needed(2000, sizes) == "2k"
+    assert figures.params_needed(12_000, sizes) == "12k (extrapolated: 3.0× the largest run)"
+    far = figures.params_needed(297e9, sizes)
+    assert far is not None and far.startswith("out of reach of this fit: it would need 297G")
+    assert "74,250,000× the largest run (4k)" in far
+    assert figures.params_needed(500, sizes) == "500 (below the smallest run, 1k: extrapolated)"
+    assert figures.params_needed(None, sizes) is None
+
+
+def test_loss_curves_are_on_a_log_axis_and_the_figure_has_no_second_title() -> None:
+    curves = [
+        figures.Curve("train_loss", [1, 2, 3], [1158.0, 2.0, 0.5]),
+        figures.Curve("val_loss", [1, 2, 3], [8.0, 1.0, 0.6]),
+        figures.Curve("val_acc", [1, 2, 3], [0.2, 0.5, 0.7]),
+    ]
+    fig = figures.training_curves_figure(curves)
+    assert fig["layout"]["yaxis"]["type"] == "log"  # the loss subplot
+    assert fig["layout"]["yaxis2"].get("type") != "log"
+    assert "title" not in fig["layout"] or "Training curves" not in str(fig["layout"]["title"])

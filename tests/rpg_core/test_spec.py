@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,29 @@ def test_sweep_errors() -> None:
         expand({"base": {"rpg": {"ring_size": 5}}, "grid": {"rpg.ring_size": [-1]}})
     with pytest.raises(RPGConfigError, match="grid.rpg.seed: give at least one value"):
         expand({"grid": {"rpg.seed": []}})
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "suggestion"),
+    [
+        ({"train": {"epoch": 3}}, "train.epoch", "epochs"),
+        ({"rpg": {"ring_size": 10, "ring_sise": 3}}, "rpg.ring_sise", "ring_size"),
+        ({"modle": {"arch": "resnet18"}}, "modle", "model"),
+        ({"data": {"datset": "digits"}}, "data.datset", "dataset"),
+    ],
+)
+def test_a_misspelled_field_suggests_the_closest_name(
+    spec: dict[str, Any], field: str, suggestion: str
+) -> None:
+    with pytest.raises(RPGConfigError) as err:
+        parse_spec(spec)
+    assert f"{field}: Extra inputs are not permitted; did you mean {suggestion!r}?" in str(
+        err.value
+    )
+
+
+def test_a_misspelled_sweep_field_suggests_the_closest_name() -> None:
+    from rpg_core.sweep import parse_sweep
+
+    with pytest.raises(RPGConfigError, match="did you mean 'grid'"):
+        parse_sweep({"grdi": {"rpg.ring_size": [1]}})

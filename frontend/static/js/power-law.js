@@ -23,9 +23,10 @@ function renderTable(rows, target) {
     const ci = r.b_ci && r.b_ci.length === 2 ? `[${r.b_ci[0].toFixed(3)}, ${r.b_ci[1].toFixed(3)}]` : "—";
     const need = r.plain ? "baseline" : (r.params_for[key] ?? (r.b === null ? (r.fit_error ? "no fit" : "needs 3 sizes") : "unreachable"));
     return `<tr><td>${esc(r.series)}</td><td class="num">${r.points}</td>
+      <td class="num">${r.a === null || r.a === undefined ? "—" : r.a.toPrecision(3)}</td>
       <td class="num">${r.b === null ? "—" : r.b.toFixed(3)}</td><td>${ci}</td>
       <td class="num">${r.r2 === null ? "—" : r.r2.toFixed(3)}</td><td class="num">${esc(need)}</td></tr>`;
-  }).join("") : `<tr><td colspan="6" class="state">No finished runs.</td></tr>`;
+  }).join("") : `<tr><td colspan="7" class="state">No finished runs.</td></tr>`;
 }
 
 async function load() {

@@ -6,6 +6,10 @@ const id = Number($("main").dataset.runId);
 let run = null;
 let es = null;
 
+const NEGATIVE_GAP = "negative: validation accuracy above training accuracy. Training accuracy is "
+  + "averaged over the epoch on augmented images while the weights still change; validation is "
+  + "measured on clean images after it, so a small model that does not overfit can score higher there.";
+
 function fact(label, value) { return `<div><dt>${esc(label)}</dt><dd>${value}</dd></div>`; }
 
 function flagMessages(r) {
@@ -26,14 +30,16 @@ function renderFlags(r) {
 function renderHead() {
   $("#run-title").textContent = `#${run.id} ${run.name}`;
   document.title = `#${run.id} ${run.name} · RPG Studio`;
-  const dur = run.train_time_s ?? (run.started_at && run.finished_at ? (new Date(run.finished_at) - new Date(run.started_at)) / 1000 : null);
+  // the runs list's duration: wall time from start to end (or to now); training: the epochs only
+  const dur = run.started_at ? ((run.finished_at ? new Date(run.finished_at) : new Date()) - new Date(run.started_at)) / 1000 : run.train_time_s;
+  const gap = run.train_acc !== null && run.best_val_acc !== null ? run.train_acc - run.best_val_acc : null;
   $("#run-facts").innerHTML = [
     fact("status", `${statusBadge(run.status)} ${flagBadges(run.flags, flagMessages(run))}`), fact("arch", esc(run.arch)), fact("scope", esc(run.scope)),
     fact("dataset", esc(run.dataset)), fact("ring size", run.ring_size === null ? "— (plain)" : fmtInt(run.ring_size)),
     fact("backbone params", fmtInt(run.backbone_params)), fact("total params", fmtInt(run.total_params)),
     fact("best val acc", fmtPct(run.best_val_acc, 2)), fact("train acc", fmtPct(run.train_acc, 2)),
-    fact("train−val gap", run.train_acc !== null && run.best_val_acc !== null ? fmtPct(run.train_acc - run.best_val_acc, 2) : "—"),
-    fact("duration", fmtDuration(dur)), fact("worker", esc(run.worker || "—")), fact("attempts", String(run.attempts)),
+    fact("train−val gap", gap === null ? "—" : fmtPct(gap, 2) + (gap < 0 ? ` <span class="muted gap-note">${esc(NEGATIVE_GAP)}</span>` : "")),
+    fact("duration", fmtDuration(dur) + (run.train_time_s ? ` <span class="muted">(training ${fmtDuration(run.train_time_s)})</span>` : "")), fact("worker", esc(run.worker || "—")), fact("attempts", String(run.attempts)),
     fact("sweep", run.sweep_id ? `<a href="/?sweep=${run.sweep_id}">#${run.sweep_id}</a>` : "—"),
   ].join("");
   renderProgress(run);
@@ -90,7 +96,8 @@ async function loadParams() {
       partRow("total learned", p.total)].join("");
     $("#params-table").hidden = false;
     const w = Math.max(info.file_bytes / info.full_bytes, 0.002) * 100;
-    $("#size-bars").innerHTML = `<div>.rpg file: <strong>${fmtInt(info.file_bytes)}B</strong> (${info.ratio.toFixed(1)}× smaller)</div>
+    const ratio = p.ring ? `${info.ratio.toFixed(1)}× smaller` : "a plain network: the file holds every weight, as a state dict does";
+    $("#size-bars").innerHTML = `<div>.rpg file: <strong>${fmtInt(info.file_bytes)}B</strong> (${ratio})</div>
       <div class="bar" style="width:${w}%"></div>
       <div>full float32 state dict: <strong>${fmtInt(info.full_bytes)}B</strong></div><div class="bar full" style="width:100%"></div>`;
     $("#size-bars").hidden = false;

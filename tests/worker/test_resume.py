@@ -1,0 +1,129 @@
+"""A run that was training when ``rpg serve`` stopped resumes, from its checkpoint, as soon as
+the service starts again (real processes: the server, its worker, SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .conftest import tiny_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Serve:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rpg_core.cli", "serve", "--port", str(port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and self.proc.poll() is None, log.read_text()
+            time.sleep(0.3)
+
+    def experiment(self, exp_id: int) -> dict[str, Any]:
+        out: dict[str, Any] = httpx.get(f"{self.url}/api/experiments/{exp_id}").json()
+        return out
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _wait(what: str, check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPG_")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", RPG_HOME=str(home), RPG_LEASE_S="60")
+    port, log = _free_port(), tmp_path / "serve.log"
+    srv = Serve(env, port, log)
+    try:
+        token = subprocess.run(
+            [sys.executable, "-m", "rpg_core.cli", "token", "create", "t"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        r = httpx.post(
+            f"{srv.url}/api/experiments",
+            json=tiny_spec("long", epochs=200),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        exp_id = r.json()["id"]
+        _wait("epoch 2", lambda: (srv.experiment(exp_id).get("epoch") or 0) >= 2, 120)
+        srv.stop()
+        with sqlite3.connect(home / "rpg-studio.db") as db:
+            status, stopped_at = db.execute(
+                "SELECT status, epoch FROM experiments WHERE id = ?", (exp_id,)
+            ).fetchone()
+        assert status == "running"  # what the service left behind
+        started = time.monotonic()
+        srv = Serve(env, port, log)
+        # resumed at once (well before the 60 s lease of the dead worker expires) ...
+        exp = _wait(
+            "the resumed run",
+            lambda: (
+                (e := srv.experiment(exp_id))["status"] == "running"
+                and (e.get("epoch") or 0) > stopped_at
+                and e
+            ),
+            45,
+        )
+        assert time.monotonic() - started < 45
+        # ... from its checkpoint (not from epoch 0), and visibly
+        assert exp["epoch"] >= stopped_at
+        text = log.read_text()
+        assert "resuming 1 run(s) that were training when the service stopped" in text
+        assert f"database sqlite:///{home.resolve() / 'rpg-studio.db'}" in text  # said at start
+        assert "resumed from its checkpoint" in (exp.get("error") or "")
+        cancel = httpx.post(
+            f"{srv.url}/api/experiments/{exp_id}/cancel",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert cancel.status_code == 200
+    finally:
+        srv.stop()
