@@ -23,8 +23,12 @@ from rpg_core import train
 
 CASES: dict[str, dict[str, Any]] = {
     "digits-w0.25-2k": {"model": {"width": 0.25}, "rpg": {"ring_size": 2000}},
+    "digits-w0.25-8k": {"model": {"width": 0.25}, "rpg": {"ring_size": 8000}},
+    "digits-w0.25-32k": {"model": {"width": 0.25}, "rpg": {"ring_size": 32000}},
     "digits-w0.25-plain": {"model": {"width": 0.25}},
+    "digits-w0.5-2k": {"model": {"width": 0.5}, "rpg": {"ring_size": 2000}},
     "digits-w0.5-8k": {"model": {"width": 0.5}, "rpg": {"ring_size": 8000}},
+    "digits-w0.5-plain": {"model": {"width": 0.5}},
     "digits-w1-2k": {"model": {"width": 1.0}, "rpg": {"ring_size": 2000}},
     "digits-w1-32k": {"model": {"width": 1.0}, "rpg": {"ring_size": 32000}},
     "digits-w1-plain": {"model": {"width": 1.0}},
@@ -42,6 +46,7 @@ CASES: dict[str, dict[str, Any]] = {
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},  # the spec's defaults: what a user gets
     "paper": {"recipe": "paper-cifar"},  # the paper's step schedule, scaled to the run
+    "before": {"recipe": "paper-cifar", "precise_bn": "off", "augment": True},  # old defaults
     "cos-lr0.1": {"lr": 0.1},
     "cos-lr0.02": {"lr": 0.02},
     "cos-bs32": {"batch_size": 32},
@@ -49,6 +54,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "onecycle": {"schedule": "onecycle"},
     "onecycle-lr0.1": {"schedule": "onecycle", "lr": 0.1},
     "no-precise-bn": {"precise_bn": "off"},
+    "augment": {"augment": True},
     "ls0.1": {"label_smoothing": 0.1},
 }
 QUICK = ["digits-w0.25-2k", "digits-w0.25-plain", "fashion10k-w0.25-16k"]
@@ -63,6 +69,8 @@ def spec_for(case: str, recipe: str, epochs: int, seed: int) -> dict[str, Any]:
         "data": data,
         "train": {"epochs": epochs, "seed": seed, **RECIPES[recipe]},
     }
+    if "augment" in spec["train"]:  # a data field, kept with its recipe for the table
+        spec["data"] = {**data, "augment": spec["train"].pop("augment")}
     if "rpg" in base:
         spec["rpg"] = base["rpg"]
     return spec

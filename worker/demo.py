@@ -57,9 +57,7 @@ def _dataset(tiny: bool) -> dict[str, Any]:
 
 def demo_sweep(epochs: int, *, tiny: bool = False) -> dict[str, Any]:
     """The demo's sweep: RPG at each ring size (the grid) and the plain baselines (extra)."""
-    train: dict[str, Any] = {"epochs": epochs, "batch_size": 128, "lr": 0.05}
-    # the learning rate drops once, for the last epoch (a 1-epoch run keeps it)
-    train["milestones"] = [epochs - 1] if epochs > 1 else []
+    train: dict[str, Any] = {"epochs": epochs}  # everything else: the default (short) recipe
     widths = (0.125, 0.125) if tiny else WIDTHS
     return {
         "name": "demo",

@@ -27,8 +27,8 @@ DEMO_SPEC: dict[str, Any] = {
     "name": "demo-digits-r18-rpg",
     "model": {"arch": "resnet18", "variant": "cifar", "width": 0.25},
     "rpg": {"ring_size": 0.05, "scope": "global", "permute": True, "reflect": True, "seed": 0},
-    "data": {"dataset": "digits", "image_size": 16, "augment": False},
-    "train": {"recipe": "cifar", "epochs": 4, "batch_size": 64, "lr": 0.05, "milestones": [3]},
+    "data": {"dataset": "digits", "image_size": 16},
+    "train": {"epochs": 4},  # the default (short) recipe
 }
 
 
