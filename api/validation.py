@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from rpg_core.spec import DataSpec, ExperimentSpec, resolve_train
+from rpg_core.spec import AUTO_BATCH_RANGE, DataSpec, ExperimentSpec, resolve_train
 
 from .settings import Settings
 
@@ -66,7 +66,8 @@ def limit_errors(
                 "message": f"at most {settings.max_epochs} on this server",
             }
         )
-    if train["batch_size"] > settings.max_batch_size:
+    # the short recipe's batch size (None) is chosen by data size, at most AUTO_BATCH_RANGE's top
+    if (train["batch_size"] or AUTO_BATCH_RANGE[1]) > settings.max_batch_size:
         errors.append(
             {
                 "field": f"{prefix}train.batch_size",

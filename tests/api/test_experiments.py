@@ -187,3 +187,22 @@ def test_delete_only_finished_and_removes_files(
     assert not path.exists()
     assert client.get(f"/api/experiments/{exp_id}").status_code == 404
     assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("train", "says"),
+    [
+        ({"epochs": 1, "milestones": [1]}, "milestones"),
+        ({"epochs": 2, "warmup_epochs": 5.0}, "warmup_epochs"),
+        ({"schedule": "cosine", "milestones": [2], "epochs": 4}, "schedule step"),
+    ],
+)
+def test_impossible_schedule_is_a_422_naming_train(
+    client: TestClient, auth: dict[str, str], session: Session, train: dict[str, Any], says: str
+) -> None:
+    before = _count(session)
+    r = client.post("/api/experiments", json={**SPEC, "train": train}, headers=auth)
+    assert r.status_code == 422, r.text
+    (detail,) = r.json()["detail"]
+    assert detail["field"] == "train" and says in detail["message"]
+    assert _count(session) == before

@@ -128,3 +128,55 @@ def test_a_misspelled_sweep_field_suggests_the_closest_name() -> None:
 
     with pytest.raises(RPGConfigError, match="did you mean 'grid'"):
         parse_sweep({"grdi": {"rpg.ring_size": [1]}})
+
+
+def test_the_default_recipe_is_short_and_the_papers_keep_their_names() -> None:
+    hp = resolve_train(parse_spec({"train": {"epochs": 3}}).train)
+    assert hp["schedule"] == "cosine" and hp["milestones"] == [] and hp["lr"] == 0.1
+    assert hp["batch_size"] is None  # chosen from the data size by the engine
+    assert hp["warmup_epochs"] == pytest.approx(0.3)  # the recipe's, under a tenth of 3 epochs
+    assert resolve_train(parse_spec({"train": {"epochs": 2}}).train)["warmup_epochs"] == 0.2
+    paper = resolve_train(parse_spec({"train": {"recipe": "paper-cifar"}}).train)
+    assert paper["schedule"] == "step" and paper["milestones"] == [60, 120, 160]
+    assert RECIPES["cifar"] is RECIPES["paper-cifar"]  # the old name still reads
+    # milestones alone mean the step schedule
+    own = resolve_train(parse_spec({"train": {"epochs": 6, "milestones": [4]}}).train)
+    assert own["schedule"] == "step" and own["milestones"] == [4]
+    adamw = resolve_train(parse_spec({"train": {"optimizer": "adamw"}}).train)
+    assert adamw["lr"] == 2e-3 and adamw["weight_decay"] == 0.05
+
+
+def test_auto_batch_size_gives_short_runs_enough_steps() -> None:
+    from rpg_core.spec import auto_batch_size
+
+    assert auto_batch_size(1437) == 32  # digits: 44 steps an epoch, the most it can have
+    assert auto_batch_size(10_000) == 64  # 156 steps
+    assert auto_batch_size(60_000) == 128
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"epochs": 1, "milestones": [1]}, "1-epoch run has no room"),
+        ({"epochs": 5, "milestones": [2, 5]}, r"milestones \[5\] are not below epochs \(5\)"),
+        ({"epochs": 3, "warmup_epochs": 3.0}, r"warmup_epochs \(3.0\) must be below epochs"),
+        ({"schedule": "cosine", "milestones": [3]}, "milestones apply to schedule step only"),
+        ({"schedule": "linear"}, "train.schedule"),
+        ({"precise_bn": "sometimes"}, "train.precise_bn"),
+    ],
+)
+def test_impossible_short_run_specs_are_refused_naming_the_field(
+    train: dict, message: str
+) -> None:
+    with pytest.raises(RPGConfigError, match=message) as err:
+        parse_spec({"train": train})
+    assert "train" in str(err.value)
+
+
+def test_augmentation_is_off_for_short_runs_unless_asked() -> None:
+    from rpg_core.spec import resolve_augment
+
+    assert resolve_augment(parse_spec({"train": {"epochs": 3}})) is False
+    assert resolve_augment(parse_spec({"train": {"epochs": 30}})) is True
+    assert resolve_augment(parse_spec({"train": {"epochs": 3}, "data": {"augment": True}}))
+    assert resolve_augment(parse_spec({"train": {"recipe": "paper-cifar"}})) is True
