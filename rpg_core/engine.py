@@ -329,41 +329,33 @@ def _pruned_source(
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
 
 
-RING_LR_USES = 256  # ring_lr_scale auto: rings used more often than this get a smaller lr
+RING_LR_USES = 256  # lr_by_ring_uses: rings used more often than this lower the lr
 
 
-def param_groups(model: nn.Module, hp: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ordinary parameters at ``lr``; each ring at ``lr * ring_lr_scale``.
+def ring_lr_factor(model: nn.Module) -> float:
+    """``min(1, sqrt(RING_LR_USES / uses))`` for the model's most-used ring (1: no ring).
 
-    ``auto``: ``min(1, sqrt(RING_LR_USES / (M / N)))``. A ring element used ``M / N`` times gets
-    a gradient about as large as one generated weight's, while the ring's norm is
-    ``sqrt(N / M)`` of the generated weights', so behind batchnorm its relative step is
-    ``sqrt(M / N)`` times a plain layer's: rings used more than ``RING_LR_USES`` times are
-    slowed to that. Measured on digits, 3 epochs, width 0.5, 2K ring (1,400 uses): lr 0.1 on the
-    ring 80%, 0.05 92% (docs/BENCHMARKS.md)."""
+    A ring element used ``uses = M / N`` times gets a gradient about as large as one generated
+    weight's while the ring's norm is ``sqrt(N / M)`` of the generated weights', so behind
+    batchnorm its relative step is ``sqrt(uses)`` times a plain layer's. Measured on digits,
+    3 epochs, width 0.5, 2K ring (1,400 uses): lr 0.1 gives 80%, 0.043 92%; lowering the rings'
+    lr alone (0.043 on the ring, 0.1 elsewhere) gave 70% (docs/BENCHMARKS.md).
+    """
     from .ring import Ring
 
-    scale = hp.get("ring_lr_scale", 1.0)
-    ring_params = {}
-    for ring in (m for m in model.modules() if isinstance(m, Ring)):
-        uses = ring.spec.generated / ring.spec.size
-        factor = min(1.0, math.sqrt(RING_LR_USES / uses)) if scale == "auto" else float(scale)
-        ring_params[id(ring.weight)] = (ring.weight, factor)
-    others = [p for p in model.parameters() if id(p) not in ring_params]
-    groups = [{"params": others, "lr": hp["lr"]}]
-    groups += [{"params": [p], "lr": hp["lr"] * f} for p, f in ring_params.values()]
-    return [g for g in groups if g["params"]]
+    uses = [m.spec.generated / m.spec.size for m in model.modules() if isinstance(m, Ring)]
+    return min(1.0, math.sqrt(RING_LR_USES / max(uses))) if uses else 1.0
 
 
 def make_optimizer(model: nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's) or AdamW, from resolved hyper-parameters."""
-    groups = param_groups(model, hp)
+    params = model.parameters()
     if hp["optimizer"] == "adamw":
         return torch.optim.AdamW(
-            groups, lr=hp["lr"], betas=(hp["momentum"], 0.999), weight_decay=hp["weight_decay"]
+            params, lr=hp["lr"], betas=(hp["momentum"], 0.999), weight_decay=hp["weight_decay"]
         )
     return torch.optim.SGD(
-        groups, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
+        params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
     )
 
 
@@ -389,6 +381,9 @@ def _build(
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
+    if hp["lr_by_ring_uses"] and spec.train.lr is None:
+        hp["lr_factor"] = ring_lr_factor(model)
+        hp["lr"] = hp["lr"] * hp["lr_factor"]
     optimizer = make_optimizer(model, hp)
     kw: dict[str, Any] = {"seed": spec.train.seed, "device": device}
     workers = spec.data.num_workers

@@ -211,11 +211,11 @@ class TrainSpec(_Spec):
     seed: StrictInt = Field(0, ge=0, lt=2**31, description="seed of init, shuffling, augmentation")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,3})?)$")
     deterministic: StrictBool = Field(True, description="deterministic algorithms (CPU: bit-exact)")
-    ring_lr_scale: StrictFloat | Literal["auto"] | None = Field(
+    lr_by_ring_uses: StrictBool | None = Field(
         None,
-        description="the rings' lr as a multiple of lr; auto: smaller for rings whose elements "
-        "are used more than 256 times each (their relative steps grow as the root of the uses). "
-        "Default: the recipe's (short: auto; the paper's: 1)",
+        description="when lr is not given, multiply the recipe's lr by min(1, sqrt(256 / uses)) "
+        "for the most-used ring (uses = generated weights / ring elements): a ring's relative "
+        "steps grow as the root of its uses. Default: the recipe's (short: true; paper: false)",
     )
     label_smoothing: StrictFloat = Field(
         0.0, ge=0, lt=1, description="cross-entropy label smoothing"
@@ -274,7 +274,7 @@ _PAPER_CIFAR: dict[str, Any] = {
     "warmup_epochs": 0.0,
     "milestones": [60, 120, 160],
     "gamma": 0.1,
-    "ring_lr_scale": 1.0,
+    "lr_by_ring_uses": False,
 }
 _PAPER_IMAGENET: dict[str, Any] = {
     # the paper, ImageNet: batch 256, wd 3e-5, lr 0.3, x0.1 every 75 epochs
@@ -288,7 +288,7 @@ _PAPER_IMAGENET: dict[str, Any] = {
     "warmup_epochs": 0.0,
     "milestones": [75, 150, 225],
     "gamma": 0.1,
-    "ring_lr_scale": 1.0,
+    "lr_by_ring_uses": False,
 }
 RECIPES: dict[str, dict[str, Any]] = {
     # Short runs (the default): SGD with a per-step schedule, measured on digits and
@@ -305,7 +305,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "warmup_epochs": 0.3,
         "milestones": [],
         "gamma": 0.1,
-        "ring_lr_scale": 1.0,
+        "lr_by_ring_uses": True,
     },
     "paper-cifar": _PAPER_CIFAR,
     "paper-imagenet": _PAPER_IMAGENET,

@@ -165,9 +165,7 @@ def test_auto_batch_size_gives_short_runs_enough_steps() -> None:
         ({"precise_bn": "sometimes"}, "train.precise_bn"),
     ],
 )
-def test_impossible_short_run_specs_are_refused_naming_the_field(
-    train: dict, message: str
-) -> None:
+def test_impossible_short_run_specs_are_refused_naming_the_field(train: dict, message: str) -> None:
     with pytest.raises(RPGConfigError, match=message) as err:
         parse_spec({"train": train})
     assert "train" in str(err.value)

@@ -17,6 +17,7 @@ from rpg_core import RPGConfigError, RPGTrainingError
 from rpg_core.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from rpg_core.engine import Callback, count_flops, load_trained_model, train
 from rpg_core.models import create_model
+from rpg_core.rpgify import rings
 
 
 @pytest.fixture(autouse=True)
@@ -247,3 +248,31 @@ def test_interrupted_mid_epoch_then_resumed_is_bit_identical(tmp_path: Path, how
     a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "part")
     assert a is not None and b is not None
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+
+
+def test_short_recipe_lowers_the_lr_of_heavily_reused_rings() -> None:
+    """lr_by_ring_uses: the recipe's lr times min(1, sqrt(256 / uses)) of the most-used ring;
+    an explicit lr, a plain network and the paper's recipes keep theirs."""
+    from rpg_core.engine import RING_LR_USES, ring_lr_factor
+
+    heavy = create_model({"model": {"arch": "resnet18", "width": 0.125}, "rpg": {"ring_size": 100}})
+    uses = sum(r.spec.generated for r in rings(heavy).values()) / 100
+    assert ring_lr_factor(heavy) == pytest.approx(math.sqrt(RING_LR_USES / uses))
+    light = create_model({"model": {"arch": "resnet18", "width": 0.125}, "rpg": {"ring_size": 1.0}})
+    assert ring_lr_factor(light) == 1.0
+    assert ring_lr_factor(create_model({"model": {"arch": "resnet18", "width": 0.125}})) == 1.0
+
+    data = {
+        "dataset": "synthetic",
+        "num_classes": 4,
+        "num_train": 32,
+        "num_val": 8,
+        "image_size": 8,
+    }
+    base = {"model": {"arch": "resnet18", "width": 0.125}, "rpg": {"ring_size": 100}, "data": data}
+    short = train({**base, "train": {"epochs": 1}}, step_interval_s=1e9).hyperparameters
+    assert short["lr"] == pytest.approx(0.1 * ring_lr_factor(heavy))
+    own = train({**base, "train": {"epochs": 1, "lr": 0.1}}, step_interval_s=1e9).hyperparameters
+    assert own["lr"] == 0.1
+    paper = {"epochs": 1, "recipe": "paper-cifar"}
+    assert train({**base, "train": paper}, step_interval_s=1e9).hyperparameters["lr"] == 0.1
