@@ -180,10 +180,10 @@ def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.
     keys = _round_keys(seed, tag, dtype)
     out = np.empty(count, dtype=np.int64)
     limit = dtype(n)
-    base = np.arange(_CHUNK, dtype=dtype)
+    base: np.ndarray = np.arange(_CHUNK, dtype=dtype)
     for start in range(0, count, _CHUNK):
         k = min(_CHUNK, count - start)
-        x = _bijection(base[:k] + dtype(start), keys, b)
+        x = _bijection(base[:k] + start, keys, b)
         out_of_range = np.flatnonzero(x >= limit)
         while len(out_of_range):  # cycle walking: a bijection's cycle returns below n
             y = _bijection(x[out_of_range], keys, b)
@@ -221,7 +221,7 @@ def index_array(
 
 def _mod(x: np.ndarray, n: int, dtype: type) -> np.ndarray:
     """``x % n`` as ``dtype``, in cache-sized blocks."""
-    out = np.empty(len(x), dtype=dtype)
+    out: np.ndarray = np.empty(len(x), dtype=dtype)
     for start in range(0, len(x), _CHUNK):
         out[start : start + _CHUNK] = x[start : start + _CHUNK] % n
     return out

@@ -233,7 +233,7 @@ class _Generate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         weight: torch.Tensor,
         bucket_scale: torch.Tensor,
@@ -287,6 +287,6 @@ def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
     bucket_scale = np.empty(2 * len(mult), dtype=np.float32)
     bucket_scale[0::2], bucket_scale[1::2] = mult, -mult
     dtype = np.int32 if 2 * n < 2**31 else np.int64
-    signed = u.astype(dtype, copy=False)
-    signed += (b < 0).astype(dtype) * dtype(n)
+    signed: np.ndarray = u.astype(dtype, copy=False)
+    signed += np.where(b < 0, n, 0).astype(dtype)
     return torch.from_numpy(signed), torch.from_numpy(bucket_scale)
