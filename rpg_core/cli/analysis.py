@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ def register(sub: Any) -> None:
     f.add_argument("results", nargs="+", help="result JSON files (with backbone_params, accuracy)")
     f.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the CI of b")
     f.add_argument("--json", action="store_true", help="print JSON")
+    f.add_argument(
+        "--include-flagged",
+        action="store_true",
+        help="also fit runs the guard rails flagged (diverged, near chance)",
+    )
     f.set_defaults(func=run_fit)
 
 
@@ -71,12 +77,22 @@ def _group_key(run: dict[str, Any]) -> str | None:
     return f"{model.get('arch')}-{model.get('variant')}-w{model.get('width')}"
 
 
-def fit_groups(runs: list[dict[str, Any]], bootstrap: int = 1000) -> dict[str, Any]:
-    """A power-law fit per architecture over the RPG runs that have an accuracy."""
+def flags_of(run: dict[str, Any]) -> list[str]:
+    """The guard-rail flags of a run written by ``rpg sweep`` (rpg_core.health)."""
+    return [str(f.get("code")) for f in (run.get("result") or {}).get("health") or []]
+
+
+def fit_groups(
+    runs: list[dict[str, Any]], bootstrap: int = 1000, include_flagged: bool = False
+) -> dict[str, Any]:
+    """A power-law fit per architecture over the RPG runs that have an accuracy (runs the guard
+    rails flagged are left out unless ``include_flagged``)."""
     from ..analysis.power_law import fit_power_law
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
+        if flags_of(r) and not include_flagged:
+            continue
         key = _group_key(r)
         if key is not None and r.get("accuracy") is not None:
             groups.setdefault(key, []).append(r)
@@ -127,6 +143,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         try:
             run["result"] = _train_one(spec, out, args.data_root)
             run["accuracy"] = accuracy_of(run["result"])
+            for flag in run["result"].get("health") or []:
+                print(f"  WARNING {flag['code']}: {flag['message']}", flush=True)
         except RPGError as err:
             failed += 1
             run["error"] = str(err)
@@ -136,9 +154,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     summary = {
         "sweep": sweep.name,
         "runs": [
-            {k: r.get(k) for k in ("name", "backbone_params", "accuracy", "error")} for r in runs
-        ],
-        "power_law": fit_groups(runs),
+            {
+                **{k: r.get(k) for k in ("name", "backbone_params", "accuracy", "error")},
+                "flags": flags_of(r),
+            }
+            for r in runs
+        ],  # fmt: skip
+        "power_law": fit_groups(runs),  # flagged runs left out
     }
     _write_json(out / "summary.json", summary)
     print(f"wrote {len(runs)} results and summary.json to {out} ({failed} failed)")
@@ -166,6 +188,14 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..analysis.power_law import fit_power_law
 
     runs = [_read_result(p) for p in args.results]
+    flagged = [r for r in runs if flags_of(r)]
+    if flagged and not args.include_flagged:
+        names = ", ".join(str(r.get("name")) for r in flagged)
+        print(
+            f"left out {len(flagged)} flagged run(s) ({names}); --include-flagged fits them",
+            file=sys.stderr,
+        )
+        runs = [r for r in runs if not flags_of(r)]
     points = [r for r in runs if r.get("accuracy") is not None]
     fit = fit_power_law(
         [r["backbone_params"] for r in points],

@@ -173,3 +173,23 @@ def test_digits_ring_size_sweep_accuracy_rises(tmp_path: Path) -> None:
     (fit,) = summary["power_law"].values()
     assert fit["b"] > 0
     assert fit["b"] == pytest.approx(fit_power_law([50, 1000, 20000], accuracy, bootstrap=0).b)
+
+
+def test_rpg_fit_leaves_flagged_runs_out_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(name: str, params: int, acc: float, flags: list[str]) -> Path:
+        health = [{"code": c, "message": f"{c} here"} for c in flags]
+        path = tmp_path / f"{name}.json"
+        row = {"name": name, "backbone_params": params, "accuracy": acc}
+        path.write_text(json.dumps({**row, "result": {"health": health}}))
+        return path
+
+    files = [run(f"r{p}", p, 1 - 0.9 * p**-0.3, []) for p in (1000, 4000, 16000)]
+    files.append(run("chance", 64000, 0.1, ["near-chance"]))
+    assert main(["fit", *map(str, files), "--json", "--bootstrap", "0"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["n"] == 3 and json.loads(out.out)["b"] == pytest.approx(0.3)
+    assert "left out 1 flagged run(s) (chance)" in out.err
+    assert main(["fit", *map(str, files), "--json", "--bootstrap", "0", "--include-flagged"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 4
