@@ -328,7 +328,7 @@ def _pruned_source(
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
 
 
-RING_LR_USES = 256  # lr_by_ring_uses: rings used more often than this lower the lr
+RING_LR_USES = 512  # lr_by_ring_uses: rings used more often than this lower the lr
 
 
 def ring_lr_factor(model: nn.Module) -> float:
@@ -337,8 +337,8 @@ def ring_lr_factor(model: nn.Module) -> float:
     A ring element used ``uses = M / N`` times gets a gradient about as large as one generated
     weight's while the ring's norm is ``sqrt(N / M)`` of the generated weights', so behind
     batchnorm its relative step is ``sqrt(uses)`` times a plain layer's. Measured on digits,
-    3 epochs, width 0.5, 2K ring (1,400 uses): lr 0.1 gives 80%, 0.043 92%; lowering the rings'
-    lr alone (0.043 on the ring, 0.1 elsewhere) gave 70% (docs/BENCHMARKS.md).
+    3 epochs, 2K ring: width 0.5 (1,400 uses) lr 0.1 gives 80%, 0.06 93%; width 1 (5,600 uses)
+    lr 0.021 88%, 0.03 91%; lowering the ring's lr alone gave 70% (docs/BENCHMARKS.md).
     """
     from .ring import Ring
 

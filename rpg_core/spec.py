@@ -213,7 +213,7 @@ class TrainSpec(_Spec):
     deterministic: StrictBool = Field(True, description="deterministic algorithms (CPU: bit-exact)")
     lr_by_ring_uses: StrictBool | None = Field(
         None,
-        description="when lr is not given, multiply the recipe's lr by min(1, sqrt(256 / uses)) "
+        description="when lr is not given, multiply the recipe's lr by min(1, sqrt(512 / uses)) "
         "for the most-used ring (uses = generated weights / ring elements): a ring's relative "
         "steps grow as the root of its uses. Default: the recipe's (short: true; paper: false)",
     )
