@@ -164,12 +164,20 @@ def restore_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-) -> None:
-    """Load the model, optimizer, scheduler and RNG states of ``ckpt`` in place."""
+) -> bool:
+    """Load the model, optimizer, scheduler and RNG states of ``ckpt`` in place.
+
+    Returns False when the scheduler's state was not loaded: a checkpoint written before the
+    per-step schedules holds an epoch-based ``MultiStepLR``, which the caller fast-forwards.
+    """
     model.load_state_dict(ckpt.prefixed("model/"), strict=True)
     optimizer.load_state_dict(_optimizer_state(ckpt))
-    scheduler.load_state_dict(_scheduler_state(ckpt.meta["scheduler"]))
+    state = _scheduler_state(ckpt.meta["scheduler"])
+    restored = "lr_lambdas" in state or not hasattr(scheduler, "lr_lambdas")
+    if restored:
+        scheduler.load_state_dict(state)
     torch.set_rng_state(ckpt.tensors["rng/torch_cpu"])
     cuda = ckpt.prefixed("rng/cuda/")
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([cuda[str(i)] for i in range(len(cuda))])
+    return restored

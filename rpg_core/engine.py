@@ -450,7 +450,13 @@ def _resume(run: _Run, checkpoint_dir: Path) -> None:
             f"the checkpoint in {checkpoint_dir} was written for a different spec; "
             f"use another checkpoint directory or resume=False"
         )
-    restore_checkpoint(ckpt, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
+    if not restore_checkpoint(
+        ckpt, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler
+    ):  # an epoch-based scheduler of an older rpg_core: continue the per-step one from here
+        run.scheduler.last_epoch = ckpt.epoch * len(run.train_loader)
+        for group, lr in zip(run.optimizer.param_groups, run.scheduler.get_lr(), strict=True):
+            group["lr"] = lr
+        log.info("%s: epoch-based scheduler state converted to per-step", run.spec.name)
     run.history = list(ckpt.meta.get("history", []))
     run.start_epoch = ckpt.epoch
     log.info("resumed %s from %s at epoch %d", run.spec.name, checkpoint_dir, ckpt.epoch)

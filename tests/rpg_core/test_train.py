@@ -276,3 +276,33 @@ def test_short_recipe_lowers_the_lr_of_heavily_reused_rings() -> None:
     assert own["lr"] == 0.1
     paper = {"epochs": 1, "recipe": "paper-cifar"}
     assert train({**base, "train": paper}, step_interval_s=1e9).hyperparameters["lr"] == 0.1
+
+
+def test_a_checkpoint_with_an_epoch_based_scheduler_resumes(tmp_path: Path) -> None:
+    """Checkpoints written before the per-step schedules hold a MultiStepLR; resuming one
+    continues the paper's step schedule at the right step instead of failing."""
+    from rpg_core.checkpoint import save_checkpoint
+
+    spec = tiny_spec(epochs=3, recipe="paper-cifar", milestones=[2])
+    full = train(spec, checkpoint_dir=tmp_path / "full")
+
+    class StopAfterFirstEpoch(Callback):
+        def should_stop(self) -> bool:
+            return bool(getattr(self, "done", False))
+
+        def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+            self.done = True
+
+    train(spec, checkpoint_dir=tmp_path / "x", callbacks=[StopAfterFirstEpoch()])
+    ckpt = load_checkpoint(tmp_path / "x")
+    assert ckpt is not None and ckpt.epoch == 1
+    # rewrite it as the old engine did after epoch 1: an epoch-based MultiStepLR
+    model = load_trained_model(tmp_path / "x")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    old = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2], gamma=0.1)
+    old.step()
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("scheduler", "optimizer")}
+    save_checkpoint(tmp_path / "old", model=model, optimizer=opt, scheduler=old, epoch=1, meta=meta)
+    resumed = train(spec, checkpoint_dir=tmp_path / "old")
+    assert resumed.epochs_run == 3
+    assert [h["lr"] for h in resumed.history] == pytest.approx([h["lr"] for h in full.history])
