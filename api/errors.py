@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
+from rpg_core.spec import spec_field_hint
+
 from .crud import ConflictError, CursorError
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ def _merged(errors: Sequence[Any]) -> list[dict[str, str]]:
     for e in errors:
         messages = by_field.setdefault(_field_of(e.get("loc", ())), [])
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if e.get("type") == "extra_forbidden":  # a misspelled spec field: name the closest
+            loc = tuple(e.get("loc", ()))
+            if loc and loc[0] == "body":
+                msg += spec_field_hint(loc[1:])
         if msg not in messages:
             messages.append(msg)
     return [{"field": f, "message": " or ".join(m)} for f, m in by_field.items()]

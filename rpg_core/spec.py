@@ -431,6 +431,23 @@ def _root_model(title: str) -> type[BaseModel] | None:
     return found if isinstance(found, type) and issubclass(found, BaseModel) else None
 
 
+def field_hint(loc: tuple[Any, ...], root: type[BaseModel] | None) -> str:
+    """For an unknown field at ``loc``: ``; did you mean 'x'? (valid fields: ...)``, or ''."""
+    valid = _valid_fields(root, loc)
+    if not valid or not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (valid fields: {', '.join(valid)})"
+
+
+def spec_field_hint(loc: tuple[Any, ...]) -> str:
+    """:func:`field_hint` against an experiment spec, else a sweep spec (the API's bodies)."""
+    from .sweep import SweepSpec
+
+    return field_hint(loc, ExperimentSpec) or field_hint(loc, SweepSpec)
+
+
 def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line per problem: ``field.path: message``; a misspelled field gets the closest name."""
     lines = []
@@ -439,12 +456,7 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] | None 
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden" and e["loc"]:
-            valid = _valid_fields(root, tuple(e["loc"]))
-            close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1, cutoff=0.6)
-            if close:
-                msg += f"; did you mean {close[0]!r}?"
-            if valid:
-                msg += f" (valid fields: {', '.join(valid)})"
+            msg += field_hint(tuple(e["loc"]), root)
         lines.append(f"{loc}: {msg}")
     return "; ".join(lines)
 

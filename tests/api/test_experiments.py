@@ -206,3 +206,18 @@ def test_impossible_schedule_is_a_422_naming_train(
     (detail,) = r.json()["detail"]
     assert detail["field"] == "train" and says in detail["message"]
     assert _count(session) == before
+
+
+def test_a_misspelled_field_gets_the_closest_name(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    body = {**SPEC, "train": {"epoch": 3}}
+    r = client.post("/api/experiments", json=body, headers=auth)
+    assert r.status_code == 422, r.text
+    (detail,) = [d for d in r.json()["detail"] if d["field"] == "train.epoch"]
+    assert "did you mean 'epochs'?" in detail["message"]
+    assert "valid fields:" in detail["message"] and "warmup_epochs" in detail["message"]
+    sweep = {"name": "s", "base": {**SPEC, "modle": {}}, "grid": {}}
+    r = client.post("/api/sweeps", json=sweep, headers=auth)
+    assert r.status_code == 422, r.text
+    assert any("did you mean 'model'?" in d["message"] for d in r.json()["detail"]), r.text
