@@ -117,9 +117,16 @@ def serve(cfg: ServeConfig) -> int:
         supervisor.start_all()
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=cfg.host, port=cfg.port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings),
+            host=cfg.host,
+            port=cfg.port,
+            log_level="warning",
+            # under overload, open connections must not hold a stop: drain for at most this
+            timeout_graceful_shutdown=SHUTDOWN_DRAIN_S,
+        )
     )
-    previous = install_term_handler(server)
+    previous = install_term_handler(server, stop)
     info = home / SERVER_FILE
     write_server_file(info, url)
     log.info("serving on %s/ (%s mode)", url, _mode(embedded))
@@ -255,15 +262,20 @@ def _mode(embedded: bool) -> str:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+SHUTDOWN_DRAIN_S = 10  # seconds a stopping server waits for the requests in flight
 
 
-def install_term_handler(server: Any = None) -> dict[int, Any]:
+def install_term_handler(server: Any = None, stop: list[bool] | None = None) -> dict[int, Any]:
     """SIGTERM and SIGHUP behave like Ctrl-C: uvicorn and the supervisor shut down cleanly.
 
     With a uvicorn ``server``, the signal asks it to exit (then the caller's cleanup runs);
-    without one it raises KeyboardInterrupt. Returns the previous handlers."""
+    without one it raises KeyboardInterrupt. ``stop[0]`` becomes True at once, so a supervisor
+    watching it restarts no worker while the server drains its requests. Returns the previous
+    handlers."""
 
     def handler(_sig: int, _frame: Any) -> None:
+        if stop is not None:
+            stop[0] = True
         if server is not None and server.started and not server.should_exit:
             server.should_exit = True
             return
