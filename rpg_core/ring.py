@@ -140,6 +140,8 @@ class Ring(nn.Module):
         self._slices = {s.name: (s.offset, s.numel, s.shape) for s in spec.layers}
         self._position = {s.name: i for i, s in enumerate(spec.layers)}
         self._sizes = [s.numel for s in spec.layers]
+        # the layers' multipliers c as Python floats (float32 values): no device sync per forward
+        self._scales = [float(c) for c in bucket_scale[0::2].tolist()]
         self._in_forward = False  # set by the hooks rpgify puts on the converted root module
         self._fwd_weights: list[torch.Tensor] | None = None  # per layer, during one root forward
         self._frozen_weights: list[torch.Tensor] | None = None  # per layer, the no-grad cache
@@ -186,7 +188,7 @@ class Ring(nn.Module):
         The backward pass scatter-adds each layer's gradient straight into its expanded ring
         (no concatenation of the layers' gradients, no multiply over the M weights).
         """
-        flat = _Generate.apply(self.weight, self.bucket_scale, self.signed_index, self._sizes)
+        flat = _Generate.apply(self.weight, self._scales, self.signed_index, self._sizes)
         return [c.view(s.shape) for c, s in zip(flat, self.spec.layers, strict=True)]
 
     def _frozen(self) -> list[torch.Tensor]:
@@ -209,8 +211,7 @@ class Ring(nn.Module):
         offset, numel, shape = self._slices[name]
         position = self._position[name]
         idx = self.signed_index[offset : offset + numel]
-        scale = self.bucket_scale[2 * position : 2 * position + 2]
-        (out,) = _Generate.apply(self.weight, scale, idx, [numel])
+        (out,) = _Generate.apply(self.weight, [self._scales[position]], idx, [numel])
         return out.view(shape)
 
     def materialize(self) -> dict[str, torch.Tensor]:
@@ -236,12 +237,11 @@ class _Generate(torch.autograd.Function):
     def forward(
         ctx: Any,
         weight: torch.Tensor,
-        bucket_scale: torch.Tensor,
+        scales: list[float],
         signed_index: torch.Tensor,
         sizes: list[int],
     ) -> tuple[torch.Tensor, ...]:
         n = weight.numel()
-        scales = bucket_scale[0::2].tolist()
         outs: list[torch.Tensor] = []
         offset = 0
         if 2 * n * len(sizes) <= len(signed_index):
