@@ -170,8 +170,8 @@ def test_two_workers_run_two_jobs_at_once(stack: Stack) -> None:
     assert ea.worker != eb.worker
     for exp_id in (a, b):
         st.client.post(f"/api/experiments/{exp_id}/cancel", headers=st.auth)
-    for exp_id in (a, b):
-        assert st.wait_status(exp_id, "cancelled", timeout=10).status == "cancelled"
+    for exp_id in (a, b):  # (cancel latency: test_cancel_a_running_job_within_5_seconds)
+        assert st.wait_status(exp_id, "cancelled", timeout=30).status == "cancelled"
 
 
 def no_duplicate_metrics(st: Stack, exp_id: int) -> int:
