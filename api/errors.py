@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
-from rpg_core.spec import spec_field_hint
+from rpg_core.spec import ExperimentSpec, field_hint
+from rpg_core.sweep import SweepSpec
 
 from .crud import ConflictError, CursorError
 
@@ -47,8 +48,8 @@ def _merged(errors: Sequence[Any]) -> list[dict[str, str]]:
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if e.get("type") == "extra_forbidden":  # a misspelled spec field: name the closest
             loc = tuple(e.get("loc", ()))
-            if loc and loc[0] == "body":
-                msg += spec_field_hint(loc[1:])
+            if loc and loc[0] == "body":  # an experiment's or a sweep's body
+                msg += field_hint(loc[1:], ExperimentSpec) or field_hint(loc[1:], SweepSpec)
         if msg not in messages:
             messages.append(msg)
     return [{"field": f, "message": " or ".join(m)} for f, m in by_field.items()]

@@ -125,7 +125,25 @@ def load_rows(tmp: Path, repeats: int = 3) -> list[list[str]]:
          f"{med(cpu):.2f} s"],
         [f"reference: np.load of index + masks only ({generated:,} weights, from page cache)",
          f"{med(npy):.2f} s"],
+        *_generator_rows(ring.spec.seed, ring.spec.size, generated, repeats),
     ]  # fmt: skip
+
+
+def _generator_rows(seed: int, n: int, m: int, repeats: int) -> list[list[str]]:
+    """The index array alone, generator 1 (sort) against 2 (bijection), alternating."""
+    from rpg_core import generator
+
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for version in (1, 2):
+            c0 = time.process_time()
+            generator.index_array(seed, n, m, version=version)
+            cpu[version].append(time.process_time() - c0)
+    med = statistics.median
+    return [
+        [f"index array, generator 1 (sort of {m:,} keys), CPU time", f"{med(cpu[1]):.2f} s"],
+        ["index array, generator 2 (keyed bijection), CPU time", f"{med(cpu[2]):.2f} s"],
+    ]
 
 
 # --- accuracy of reduced-precision rings on digits ---------------------------------------------

@@ -26,7 +26,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -161,12 +161,18 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
         print(f"{r['variant']:<34}{r['median_s']:>10.4f}{r['ratio']:>8.3f}{iqr:>16}{rng:>16}")
 
 
-@contextlib.contextmanager
-def _channels_last(device: str, model: nn.Module) -> Iterator[nn.Module]:
+def _on_device(device: str, model: nn.Module) -> nn.Module:
     model = model.to(device)
-    if device == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    yield model
+    return model.to(memory_format=torch.channels_last) if device == "cuda" else model
+
+
+def _batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded CIFAR-shaped batch on the device (channels_last on CUDA) and its labels."""
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, 32, 32, device=args.device)
+    if args.device == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randint(0, 10, (args.batch,), device=args.device)
 
 
 def models(width: float, ring: int, reference: bool) -> dict[str, nn.Module]:
@@ -182,16 +188,12 @@ def models(width: float, ring: int, reference: bool) -> dict[str, nn.Module]:
 
 
 def bench_training(args: argparse.Namespace) -> list[dict[str, Any]]:
-    torch.manual_seed(0)
     dev = args.device
-    x = torch.randn(args.batch, 3, 32, 32, device=dev)
-    if dev == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (args.batch,), device=dev)
-    fns = {}
-    for k, m in models(args.width, args.ring, reference=True).items():
-        with _channels_last(dev, m) as mm:
-            fns[k] = train_step_fn(mm.train(), x, y, dev, args.amp)
+    x, y = _batch(args)
+    fns = {
+        k: train_step_fn(_on_device(dev, m).train(), x, y, dev, args.amp)
+        for k, m in models(args.width, args.ring, reference=True).items()
+    }
     rows = ratio_rows(interleaved(fns, args.steps))
     print_rows(
         f"[{dev}{' bf16' if args.amp else ''}] one training step, CIFAR ResNet18 width "
@@ -202,15 +204,12 @@ def bench_training(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def bench_inference(args: argparse.Namespace) -> list[dict[str, Any]]:
-    torch.manual_seed(0)
     dev = args.device
-    x = torch.randn(args.batch, 3, 32, 32, device=dev)
-    if dev == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    fns = {}
-    for k, m in models(args.width, args.ring, reference=False).items():
-        with _channels_last(dev, m) as mm:
-            fns[k] = infer_fn(mm, x, dev, args.amp)
+    x, _ = _batch(args)
+    fns = {
+        k: infer_fn(_on_device(dev, m), x, dev, args.amp)
+        for k, m in models(args.width, args.ring, reference=False).items()
+    }
     rows = ratio_rows(interleaved(fns, args.infer_steps))
     print_rows(
         f"[{dev}{' bf16' if args.amp else ''}] inference (eval, no grad; RPG uses its cached "
@@ -220,31 +219,55 @@ def bench_inference(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def generate_before(ring: Ring) -> Callable[[Ring], list[torch.Tensor]]:
+    """The generation before the signed index, with its tables (index and scale, built once):
+    one gather + multiply over all M weights, split into layers (its backward: concatenation,
+    multiply, scatter-add)."""
+    index, scale = ring.index, ring.scale
+
+    def generate(r: Ring) -> list[torch.Tensor]:
+        flat = r.weight.index_select(0, index).mul(scale)
+        return [c.view(s.shape) for c, s in zip(flat.split(r._sizes), r.spec.layers, strict=True)]
+
+    return generate
+
+
+def _time_generation(
+    ring: Ring, fn: Callable[[Ring], list[torch.Tensor]], device: str
+) -> tuple[float, float]:
+    _sync(device)
+    t0 = time.perf_counter()
+    layers = fn(ring)
+    _sync(device)
+    t1 = time.perf_counter()
+    torch.autograd.backward(layers, [torch.ones_like(w) for w in layers])
+    _sync(device)
+    ring.weight.grad = None
+    return t1 - t0, time.perf_counter() - t1
+
+
 def bench_generation(device: str, reps: int = 20) -> None:
+    """The generation alone, now and before, interleaved (same ring, same values)."""
     model = torchvision.models.resnet18()
     t0 = time.perf_counter()
     rpgify(model, 45_000)
     build = time.perf_counter() - t0
     ring = rings(model)["global"].to(device)
-    fwd, bwd = [], []
+    variants = {"now": Ring.generate_layers, "before": generate_before(ring)}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        layers = ring.generate_layers()
-        _sync(device)
-        t1 = time.perf_counter()
-        torch.autograd.backward(layers, [torch.ones_like(w) for w in layers])
-        _sync(device)
-        fwd.append(t1 - t0)
-        bwd.append(time.perf_counter() - t1)
-        ring.weight.grad = None
+        for k, fn in variants.items():
+            times[k].append(_time_generation(ring, fn, device))
     m = ring.spec.generated
     table_bytes = ring.signed_index.element_size() * m
     print(f"\n[{device}] torchvision resnet18, 45K ring, {m:,} generated weights")
     print(f"build tables from seeds (rpgify)   {build:.3f} s")
-    print(f"generate all weights (forward)     {statistics.median(fwd) * 1e3:.2f} ms")
-    print(f"ring gradient, eq. 2 (backward)    {statistics.median(bwd) * 1e3:.2f} ms")
-    print(f"memory of the tables               {table_bytes / 2**20:.1f} MiB (signed index)")
+    for k, ts in times.items():
+        fwd = statistics.median(t for t, _ in ts) * 1e3
+        bwd = statistics.median(t for _, t in ts) * 1e3
+        print(f"generation {k:<7} forward {fwd:8.2f} ms   backward (eq. 2) {bwd:8.2f} ms")
+    print(f"memory of the tables               {table_bytes / 2**20:.1f} MiB (signed index; "
+          f"before: {m * 8 / 2**20:.1f} MiB of int32 index + float32 scale)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:

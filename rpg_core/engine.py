@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
 from .exceptions import RPGConfigError, RPGTrainingError
 from .health import check_run
@@ -277,13 +277,13 @@ def wants_precise_bn(run: _Run, steps_done: int) -> bool:
     return mode == "on" or (mode == "auto" and steps_done < PRECISE_BN_STEPS)
 
 
+PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1e6 + e would
+
+
 def precise_bn(run: _Run, epoch: int) -> None:
     """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
     batches = (run.prepare(x) for x, _ in run.train_loader.epoch(PRECISE_BN_EPOCH + epoch))
     recompute_batchnorm(run.model, batches, autocast=run.autocast)
-
-
-PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1e6 + e would
 
 
 def evaluate(run: _Run) -> dict[str, float]:
@@ -420,14 +420,9 @@ def _same_spec(saved: Any, spec: ExperimentSpec) -> bool:
         return False
 
 
-def _for_checkpoint(
-    spec: ExperimentSpec, checkpoint_dir: Path | None, resume: bool
-) -> ExperimentSpec:
+def _for_checkpoint(spec: ExperimentSpec, ckpt: Checkpoint | None) -> ExperimentSpec:
     """``spec``, with the generator of the checkpoint it resumes when that predates generator 2."""
-    if checkpoint_dir is None or not resume or spec.rpg is None:
-        return spec
-    ckpt = load_checkpoint(checkpoint_dir)
-    if ckpt is None:
+    if ckpt is None or spec.rpg is None:
         return spec
     try:
         saved = saved_spec(ckpt.meta.get("spec"))
@@ -441,10 +436,7 @@ def _for_checkpoint(
     return spec.model_copy(update={"rpg": saved.rpg})
 
 
-def _resume(run: _Run, checkpoint_dir: Path) -> None:
-    ckpt = load_checkpoint(checkpoint_dir)
-    if ckpt is None:
-        return
+def _resume(run: _Run, ckpt: Checkpoint, checkpoint_dir: Path) -> None:
     if not _same_spec(ckpt.meta.get("spec"), run.spec):
         raise RPGConfigError(
             f"the checkpoint in {checkpoint_dir} was written for a different spec; "
@@ -589,14 +581,15 @@ def train(
     spec = parse_spec(spec)
     cbs = list(callbacks or [])
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    spec = _for_checkpoint(spec, ckpt_dir, resume)
+    ckpt = load_checkpoint(ckpt_dir) if ckpt_dir is not None and resume else None
+    spec = _for_checkpoint(spec, ckpt)
     device = pick_device(spec.train.device)
     with _deterministic(spec.train.deterministic, device):
         run = _build(spec, data_root, cbs, step_interval_s, source_model)
         d = run.data
         flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))
-        if ckpt_dir is not None and resume:
-            _resume(run, ckpt_dir)
+        if ckpt is not None and ckpt_dir is not None:
+            _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)
     result = _result(run, status, ckpt_dir, flops)
     _notify(cbs, "on_train_end", result, run.model)

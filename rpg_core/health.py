@@ -81,9 +81,8 @@ def check_run(
     return flags
 
 
-def flag_codes(flags: list[dict[str, Any]] | list[HealthFlag] | None) -> str | None:
+def flag_codes(flags: list[dict[str, Any]] | None) -> str | None:
     """The flags' codes joined by commas (what the database stores), None when there are none."""
     if not flags:
         return None
-    codes = [f.code if isinstance(f, HealthFlag) else str(f["code"]) for f in flags]
-    return ",".join(sorted(set(codes)))
+    return ",".join(sorted({str(f["code"]) for f in flags}))

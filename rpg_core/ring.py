@@ -1,12 +1,12 @@
 """The ring W (paper eq. 1): one shared Parameter from which many layers' weights are generated.
 
-A :class:`Ring` owns the parameter ``weight`` (N elements), the index array ``u`` and the
-per-weight ``scale`` (sign flip times the layer's initialisation multiplier), both rebuilt from
-seeds and never saved. All the kernels of a ring are produced by one fused gather,
-``ring[u] * scale``, whose backward pass is the scatter-add of eq. (2).
+A :class:`Ring` owns the parameter ``weight`` (N elements) and its generating matrices: the index
+array ``u`` and the per-weight ``scale`` (sign flip times the layer's initialisation multiplier),
+stored together as one signed index, rebuilt from seeds and never saved. The kernels are gathers
+from small scaled tables (see :class:`Ring`); their backward pass is the scatter-add of eq. (2).
 
-Caching: inside a forward pass of the converted root module the gather runs once and every layer
-takes its slice. Under ``torch.no_grad()`` (or when the ring does not require grad) the generated
+Caching: inside a forward pass of the converted root module the generation runs once and every
+layer takes its own. Under ``torch.no_grad()`` (or when the ring does not require grad) the generated
 weights are kept until the ring's values change, so inference costs what the plain network costs.
 """
 
@@ -178,10 +178,6 @@ class Ring(nn.Module):
         return self.bucket_scale[2 * layer + negative]
 
     # --- generation -------------------------------------------------------------------------
-    def generate(self) -> torch.Tensor:
-        """All weights of this ring, flat, in index-array order (a copy of the layers')."""
-        return torch.cat([w.reshape(-1) for w in self.generate_layers()])
-
     def generate_layers(self) -> list[torch.Tensor]:
         """Every layer's weight, in the layers' shapes.
 

@@ -423,10 +423,6 @@ def _valid_fields(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[st
 
 
 def _root_model(title: str) -> type[BaseModel] | None:
-    if title == "SweepSpec":
-        from .sweep import SweepSpec
-
-        return SweepSpec
     found = globals().get(title)
     return found if isinstance(found, type) and issubclass(found, BaseModel) else None
 
@@ -439,13 +435,6 @@ def field_hint(loc: tuple[Any, ...], root: type[BaseModel] | None) -> str:
     close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"{hint} (valid fields: {', '.join(valid)})"
-
-
-def spec_field_hint(loc: tuple[Any, ...]) -> str:
-    """:func:`field_hint` against an experiment spec, else a sweep spec (the API's bodies)."""
-    from .sweep import SweepSpec
-
-    return field_hint(loc, ExperimentSpec) or field_hint(loc, SweepSpec)
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:

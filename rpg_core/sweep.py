@@ -77,7 +77,7 @@ def parse_sweep(data: dict[str, Any] | SweepSpec) -> SweepSpec:
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:
-        raise RPGConfigError(f"invalid sweep: {format_validation_error(err)}") from None
+        raise RPGConfigError(f"invalid sweep: {format_validation_error(err, SweepSpec)}") from None
 
 
 def expand(sweep: dict[str, Any] | SweepSpec) -> list[ExperimentSpec]:

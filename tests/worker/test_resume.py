@@ -4,8 +4,6 @@ the service starts again (real processes: the server, its worker, SIGTERM)."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,51 +13,9 @@ from typing import Any
 
 import httpx
 
-from .conftest import tiny_spec
+from .conftest import Serve, free_port, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serve:
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rpg_core.cli", "serve", "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and self.proc.poll() is None, log.read_text()
-            time.sleep(0.3)
-
-    def experiment(self, exp_id: int) -> dict[str, Any]:
-        out: dict[str, Any] = httpx.get(f"{self.url}/api/experiments/{exp_id}").json()
-        return out
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        finally:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _wait(what: str, check: Any, timeout: float) -> Any:
@@ -78,7 +34,7 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPG_")}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", RPG_HOME=str(home), RPG_LEASE_S="60")
-    port, log = _free_port(), tmp_path / "serve.log"
+    port, log = free_port(), tmp_path / "serve.log"
     srv = Serve(env, port, log)
     try:
         token = subprocess.run(

@@ -14,14 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import tiny_spec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from .conftest import Serve, free_port, tiny_spec
 
 
 def _group_alive(pgid: int) -> bool:
@@ -33,29 +26,14 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_sigterm_under_load_stops_fast_and_restarts_no_worker(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPG_")}
     env.update(OMP_NUM_THREADS="1", RPG_HOME=str(tmp_path / "home"))
-    log = (tmp_path / "serve.log").open("w")
-    srv = subprocess.Popen(
-        [sys.executable, "-m", "rpg_core.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "serve.log"
+    serve = Serve(env, port, log_path)
+    srv, url = serve.proc, serve.url
     stop_flood = threading.Event()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and srv.poll() is None, "rpg serve did not start"
-            time.sleep(0.5)
         token = subprocess.run(
             [sys.executable, "-m", "rpg_core.cli", "token", "create", "flood"],
             env=env, capture_output=True, text=True, check=True,
@@ -96,7 +74,6 @@ def test_sigterm_under_load_stops_fast_and_restarts_no_worker(tmp_path: Path) ->
         if srv.poll() is None:
             os.killpg(srv.pid, signal.SIGKILL)
             srv.wait()
-        log.close()
-    text = (tmp_path / "serve.log").read_text()
+    text = log_path.read_text()
     after = text.split("stopping", 1)[-1] if "stopping" in text else text
     assert "restarting" not in after, text[-3000:]
