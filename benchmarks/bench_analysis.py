@@ -98,8 +98,9 @@ def main() -> None:
     largest = max(r[0] for r in rpg)
     _, job = run_prune(
         models[largest],
-        PruneSpec(source=1, fraction=0.3, finetune_epochs=1),
+        PruneSpec(source=1, fraction=0.3),
         train_loader=Epochs(xt, yt),
+        finetune_epochs=1,
         val_loader=val,
         input_size=(1, 16, 16),
     )

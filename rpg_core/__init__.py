@@ -2,29 +2,75 @@
 
 Every generated kernel is K_i = R_i . W, a seeded permutation and sign flip of one shared ring W.
 This package imports only torch, torchvision, numpy and small libraries: never the service stack.
+The names below are imported on first use (PEP 562), so ``import rpg_core.spec`` (the API's
+need) loads no torch; ``from rpg_core import train`` loads the engine.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
-from .data import Datasets, load_datasets
-from .engine import Callback, TrainResult, load_trained_model, train
-from .exceptions import (
-    RPGConfigError,
-    RPGDataError,
-    RPGError,
-    RPGFormatError,
-    RPGKeyError,
-    RPGTrainingError,
-)
-from .models import create_model, list_models, register_model
-from .params import ParamCount, count_params
-from .predict import Prediction, inference_info, predict
-from .ring import LayerSlot, Ring, RingSpec
-from .rpgify import is_generated, materialize, rings, rpgify, select_layers
-from .spec import ExperimentSpec, load_spec, parse_spec
+if TYPE_CHECKING:
+    from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
+    from .data import Datasets, load_datasets
+    from .engine import Callback, TrainResult, load_trained_model, train
+    from .exceptions import (
+        RPGConfigError,
+        RPGDataError,
+        RPGError,
+        RPGFormatError,
+        RPGKeyError,
+        RPGTrainingError,
+    )
+    from .models import create_model, list_models, register_model
+    from .params import ParamCount, count_params
+    from .predict import Prediction, inference_info, predict
+    from .ring import LayerSlot, Ring, RingSpec
+    from .rpgify import is_generated, materialize, rings, rpgify, select_layers
+    from .spec import ExperimentSpec, load_spec, parse_spec
+
+_LAZY: dict[str, str] = {  # public name -> the submodule that defines it
+    "Callback": "engine",
+    "Datasets": "data",
+    "ExperimentSpec": "spec",
+    "LayerSlot": "ring",
+    "ParamCount": "params",
+    "Prediction": "predict",
+    "RPGConfigError": "exceptions",
+    "RPGDataError": "exceptions",
+    "RPGError": "exceptions",
+    "RPGFormatError": "exceptions",
+    "RPGKeyError": "exceptions",
+    "RPGTrainingError": "exceptions",
+    "Ring": "ring",
+    "RingSpec": "ring",
+    "TrainResult": "engine",
+    "count_params": "params",
+    "create_model": "models",
+    "export_plain": "compact",
+    "inference_info": "predict",
+    "inspect_compact": "compact",
+    "is_generated": "rpgify",
+    "list_models": "models",
+    "load_compact": "compact",
+    "load_datasets": "data",
+    "load_spec": "spec",
+    "load_trained_model": "engine",
+    "materialize": "rpgify",
+    "parse_spec": "spec",
+    "predict": "predict",
+    "read_header": "compact",
+    "register_model": "models",
+    "rings": "rpgify",
+    "rpgify": "rpgify",
+    "save_compact": "compact",
+    "select_layers": "rpgify",
+    "train": "engine",
+}
 
 __version__ = "0.1.0"
 
@@ -69,3 +115,32 @@ __all__ = [
     "select_layers",
     "train",
 ]
+
+
+# Two public functions share their submodule's name (``rpg_core.predict``, ``rpg_core.rpgify``):
+# importing the submodule must not replace the function on the package (the import system sets
+# the submodule as an attribute of its parent), as the eager imports of old never let it.
+_SHADOWED = {"predict", "rpgify"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the function of that name is resolved (lazily) by __getattr__ below
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,133 +1,39 @@
-"""The model zoo: architectures registered by name and built from a spec (timm style).
+"""The model zoo: architectures registered by name and built from a spec (timm's ``_factory``).
 
 ``create_model(spec)`` builds the plain network the spec's ``model`` names and, when the spec has
-an ``rpg`` section, converts it with :func:`rpg_core.rpgify`.
+an ``rpg`` section, converts it with :func:`rpg_core.rpgify`. The names live in the torch-free
+:mod:`rpg_core._registry` (re-exported here); torch is imported when a model is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
+from ._registry import BUILTIN_MODELS, ModelFn, list_models, model_builder, register_model
 from .exceptions import RPGConfigError
-from .ring import Ring
-from .rpgify import is_generated, rpgify
+from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
 
-ModelFn = Callable[..., nn.Module]
-_REGISTRY: dict[str, ModelFn] = {}
+if TYPE_CHECKING:
+    from torch import nn
 
-
-def register_model(name: str) -> Callable[[ModelFn], ModelFn]:
-    """Decorator: register a builder ``fn(*, variant, width, num_classes, in_channels)``."""
-
-    def wrap(fn: ModelFn) -> ModelFn:
-        if name in _REGISTRY:
-            raise RPGConfigError(f"model {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
-
-
-def list_models() -> list[str]:
-    """The registered architecture names, sorted."""
-    return sorted(_REGISTRY)
-
-
-# --- ResNet (torchvision's layout and parameter names; CIFAR or ImageNet stem; any width) ------
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class ResNet(nn.Module):
-    """ResNet with BasicBlocks. ``variant='imagenet'``: 7x7/2 stem + maxpool (torchvision's
-    layout and parameter count at width 1); ``'cifar'``: 3x3/1 stem, no maxpool."""
-
-    def __init__(
-        self,
-        layers: list[int],
-        *,
-        variant: str = "cifar",
-        width: float = 1.0,
-        num_classes: int = 10,
-        in_channels: int = 3,
-    ) -> None:
-        super().__init__()
-        widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
-        if variant == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
-            self.maxpool: nn.Module = nn.MaxPool2d(3, 2, 1)
-        elif variant == "cifar":
-            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            raise RPGConfigError(f"model.variant must be 'cifar' or 'imagenet', got {variant!r}")
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        inplanes = widths[0]
-        stages = []
-        for i, (w, n) in enumerate(zip(widths, layers, strict=True)):
-            blocks = []
-            for j in range(n):
-                blocks.append(BasicBlock(inplanes, w, stride=2 if (i > 0 and j == 0) else 1))
-                inplanes = w
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(inplanes, num_classes)
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        """Kaiming-normal (fan_out) ordinary convs, unit batchnorms (generated convs: skipped)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not is_generated(m):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.avgpool(self.features(x)).flatten(1))
-
-
-@register_model("resnet18")
-def resnet18(**kwargs: Any) -> nn.Module:
-    return ResNet([2, 2, 2, 2], **kwargs)
-
-
-@register_model("resnet34")
-def resnet34(**kwargs: Any) -> nn.Module:
-    return ResNet([3, 4, 6, 3], **kwargs)
+__all__ = [
+    "BUILTIN_MODELS",
+    "ModelFn",
+    "create_model",
+    "list_models",
+    "model_builder",
+    "model_spec_of",
+    "register_model",
+]
 
 
 def _materialize_ordinary(model: nn.Module) -> None:
     """Give the meta tensors left after rpgify real (CPU) storage and initialise them."""
+    import torch
+    from torch import nn
+
+    from .ring import Ring
+
     for module in model.modules():
         if isinstance(module, Ring):
             continue
@@ -166,8 +72,6 @@ def create_model(
     ``num_classes``/``in_channels`` fill what the spec leaves unset (the dataset's values);
     defaults 10 and 3.
     """
-    from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
-
     rpg: RPGSpec | None = None
     if isinstance(spec, dict):
         spec = parse_spec(spec)
@@ -179,10 +83,7 @@ def create_model(
         raise RPGConfigError(
             f"create_model needs an ExperimentSpec, a ModelSpec or a dict, got {type(spec).__name__}"
         )
-    if model_spec.arch not in _REGISTRY:
-        raise RPGConfigError(
-            f"model.arch: unknown {model_spec.arch!r}; registered: {', '.join(list_models())}"
-        )
+    build = model_builder(model_spec.arch)
     model_spec = model_spec.model_copy(
         update={
             "num_classes": model_spec.num_classes or num_classes or 10,
@@ -196,12 +97,16 @@ def create_model(
         "in_channels": model_spec.in_channels,
     }
     if rpg is None:
-        model = _REGISTRY[model_spec.arch](**kwargs)
+        model = build(**kwargs)
     else:
+        import torch
+
+        from .rpgify import rpgify
+
         # Build on the meta device: the full-size kernels that rpgify replaces are never
         # allocated or initialised (a quarter of a second for a ResNet18 on a CPU).
         with torch.device("meta"):
-            model = _REGISTRY[model_spec.arch](**kwargs)
+            model = build(**kwargs)
         rpgify(model, **rpg.rpgify_kwargs())
         _materialize_ordinary(model)
     # The complete spec that rebuilds this architecture (saved into every file we write).
@@ -210,3 +115,12 @@ def create_model(
         "rpg": rpg.model_dump() if rpg is not None else None,
     }
     return model
+
+
+def __getattr__(name: str) -> Any:
+    # The ResNet classes moved to rpg_core.resnet; old imports keep working.
+    if name in ("ResNet", "BasicBlock", "resnet18", "resnet34"):
+        from . import resnet
+
+        return getattr(resnet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from .analysis.pruning import PruneSpec
+from ._registry import list_models
 from .exceptions import RPGConfigError
 
 # Limits that keep a spec sane; the service may lower them through its settings.
@@ -46,6 +46,8 @@ DATASET_RE = re.compile(
     r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|imagefolder:[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})\Z"
 )
 RING_NAME_RE = r"^[A-Za-z0-9_\-]{1,64}$"  # pydantic's patterns: $ is the end of the text
+MAX_PRUNE_FRACTION = 0.95
+_RPG_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,250}\.rpg")  # always fullmatch
 
 
 class _Spec(BaseModel):
@@ -72,8 +74,6 @@ class ModelSpec(_Spec):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str) -> str:
-        from .models import list_models
-
         if v not in list_models():
             raise ValueError(f"unknown arch {v!r}; registered: {', '.join(list_models())}")
         return v
@@ -371,6 +371,46 @@ def resolve_train(train: TrainSpec) -> dict[str, Any]:
     return out
 
 
+class PruneSpec(_Spec):
+    """A pruning job (paper App. A): which trained run to prune and by how much; the pruned
+    network is then fine-tuned for ``train.epochs`` with the train recipe."""
+
+    source: int | str = Field(
+        ..., description="the experiment id to prune, or a .rpg file name (no path)"
+    )
+    fraction: StrictFloat = Field(
+        0.3, gt=0, le=MAX_PRUNE_FRACTION, description="share of backbone parameters to remove"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "finetune_epochs" in data:
+            raise ValueError(
+                "prune.finetune_epochs was removed: a pruning job fine-tunes for train.epochs "
+                "with the train recipe; delete prune.finetune_epochs and set train.epochs"
+            )
+        return data
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("source must be an experiment id (int >= 1) or a .rpg file name")
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"source: experiment ids start at 1, got {v}")
+            return v
+        if isinstance(v, str):
+            if not _RPG_FILE.fullmatch(v):
+                raise ValueError(
+                    f"source {v!r} must be an experiment id or a bare file name ending in .rpg "
+                    "(letters, digits, '_', '-', '.'; no directories)"
+                )
+            return v
+        raise ValueError(f"source must be an int or a str, got {type(v).__name__}")
+
+
 class ExperimentSpec(_Spec):
     """One experiment: a model, its RPG, its data and its training."""
 
@@ -395,11 +435,6 @@ class ExperimentSpec(_Spec):
             return self
         if self.rpg is not None:
             raise ValueError("prune: a pruning job takes its model from prune.source; omit rpg")
-        if self.prune.finetune_epochs:
-            raise ValueError(
-                "prune.finetune_epochs: fine-tuning epochs of a pruning job are train.epochs; "
-                "leave prune.finetune_epochs at 0"
-            )
         return self
 
 

@@ -7,7 +7,8 @@ additions stay valid. Every block loses the same share of its ``conv1`` filters 
 filters, at least one kept), chosen so that the backbone (conv weights except the stem) shrinks by
 the asked fraction, to within one filter per block.
 
-A pruning job is an experiment like any other: :class:`PruneSpec` names the run it prunes.
+A pruning job is an experiment like any other: :class:`rpg_core.spec.PruneSpec` names the run
+it prunes, and the engine fine-tunes the pruned network for ``train.epochs``.
 """
 
 from __future__ import annotations
@@ -15,55 +16,22 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 from torch import nn
 
 from ..exceptions import RPGConfigError
 from ..params import count_macs, count_params
 from ..rpgify import materialize, rings
+from ..spec import MAX_PRUNE_FRACTION, PruneSpec
 
 log = logging.getLogger(__name__)
 
-MAX_FRACTION = 0.95
-_RPG_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,250}\.rpg")  # always fullmatch
-
-
-class PruneSpec(BaseModel):
-    """A pruning job: which trained run to prune, by how much, and how long to fine-tune."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: int | str = Field(
-        ..., description="the experiment id to prune, or a .rpg file name (no path)"
-    )
-    fraction: StrictFloat = Field(
-        0.3, gt=0, le=MAX_FRACTION, description="share of backbone parameters to remove"
-    )
-    finetune_epochs: StrictInt = Field(0, ge=0, le=10_000, description="fine-tuning epochs after")
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _source(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("source must be an experiment id (int >= 1) or a .rpg file name")
-        if isinstance(v, int):
-            if v < 1:
-                raise ValueError(f"source: experiment ids start at 1, got {v}")
-            return v
-        if isinstance(v, str):
-            if not _RPG_FILE.fullmatch(v):
-                raise ValueError(
-                    f"source {v!r} must be an experiment id or a bare file name ending in .rpg "
-                    "(letters, digits, '_', '-', '.'; no directories)"
-                )
-            return v
-        raise ValueError(f"source must be an int or a str, got {type(v).__name__}")
+MAX_FRACTION = MAX_PRUNE_FRACTION
+__all__ = ["MAX_FRACTION", "PruneSpec"]  # re-exported: PruneSpec is a spec section
 
 
 @dataclass(frozen=True)
@@ -403,14 +371,18 @@ def run_prune(
     val_loader: Batches | None = None,
     input_size: tuple[int, int, int] | None = None,
     lr: float = 0.01,
+    finetune_epochs: int = 0,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """A pruning job: prune ``model`` as ``spec`` says, fine-tune, and measure.
+    """Prune ``model`` as ``spec`` says, fine-tune for ``finetune_epochs``, and measure.
+
+    (The service's pruning jobs run through :func:`rpg_core.engine.train`, which fine-tunes for
+    ``train.epochs``; this is the library-level helper.)
 
     Returns the pruned network and a JSON-ready dict: the report plus ``accuracy_before``,
     ``accuracy_pruned`` (before fine-tuning) and ``accuracy_after`` when ``val_loader`` is given,
     and ``finetune_losses``. ``spec.source`` is resolved by the caller (it loads ``model``).
     """
-    if spec.finetune_epochs and train_loader is None:
+    if finetune_epochs and train_loader is None:
         raise RPGConfigError("finetune_epochs > 0 needs a train_loader")
     out: dict[str, Any] = {"spec": spec.model_dump()}
     if val_loader is not None:
@@ -420,7 +392,7 @@ def run_prune(
     if val_loader is not None:
         out["accuracy_pruned"] = evaluate(result.model, val_loader)
     losses = (
-        finetune(result.model, train_loader, epochs=spec.finetune_epochs, lr=lr)
+        finetune(result.model, train_loader, epochs=finetune_epochs, lr=lr)
         if train_loader is not None
         else []
     )

@@ -124,9 +124,14 @@ def test_pruned_rpg_keeps_its_accuracy_after_finetuning() -> None:
     with one_thread():
         model = small_resnet(0.5)
         finetune(model, Epochs(xt, yt), epochs=2, lr=0.05)
-        spec = PruneSpec(source=1, fraction=0.3, finetune_epochs=1)
+        spec = PruneSpec(source=1, fraction=0.3)
         pruned, job = run_prune(
-            model, spec, train_loader=Epochs(xt, yt), val_loader=val, input_size=(1, 16, 16)
+            model,
+            spec,
+            train_loader=Epochs(xt, yt),
+            val_loader=val,
+            input_size=(1, 16, 16),
+            finetune_epochs=1,
         )
     assert job["accuracy_before"] > 0.8, job
     assert job["accuracy_after"] >= job["accuracy_before"] - 0.05, job
@@ -138,7 +143,7 @@ def test_pruned_rpg_keeps_its_accuracy_after_finetuning() -> None:
 
 def test_prune_spec() -> None:
     assert PruneSpec(source=3).fraction == 0.3
-    spec = PruneSpec(source="r18-rpg.rpg", fraction=0.5, finetune_epochs=2)
+    spec = PruneSpec(source="r18-rpg.rpg", fraction=0.5)
     assert spec.source == "r18-rpg.rpg"
     with pytest.raises(ValidationError):
         spec.fraction = 0.1  # type: ignore[misc]  # frozen
