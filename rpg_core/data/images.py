@@ -1,0 +1,120 @@
+"""Image sets held in memory or read from files, and :class:`Datasets`, the pair of them with
+what a model needs to know (classes, channels, size, normalisation, augmentation style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..exceptions import RPGDataError
+from ..spec import DataSpec
+
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+SPLIT_SEED = 0  # the fixed seed of train/val splits and subsets (independent of train.seed)
+MAX_SYNTHETIC_BYTES = 2 * 1024**3
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+AugmentKind = Literal["cifar", "crop", "imagenet", "none"]  # crop: cifar without the flip
+
+
+class TensorImages(Dataset[tuple[torch.Tensor, int]]):
+    """Images in memory: ``x`` uint8 [N, C, H, W] and ``y`` int64 [N]."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if x.dtype != torch.uint8 or x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+            raise RPGDataError("internal: TensorImages needs uint8 [N,C,H,W] and labels [N]")
+        self.x, self.y = x, y.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], int(self.y[i])
+
+    def subset(self, n: int | None, seed: int = SPLIT_SEED) -> TensorImages:
+        if n is None or n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        idx = idx.sort().values
+        return TensorImages(self.x[idx], self.y[idx])
+
+
+class FolderImages(Dataset[tuple[torch.Tensor, int]]):
+    """Image files decoded on demand: shorter side resized to ``size``, centre-cropped square."""
+
+    def __init__(self, files: list[Path], labels: list[int], size: int) -> None:
+        self.files, self.labels, self.size = files, labels, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        try:
+            with Image.open(self.files[i]) as raw:
+                rgb = raw.convert("RGB")
+            w, h = rgb.size
+            scale = self.size / min(w, h)
+            nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+            rgb = rgb.resize((nw, nh), Image.Resampling.BILINEAR)
+            left, top = (nw - self.size) // 2, (nh - self.size) // 2
+            rgb = rgb.crop((left, top, left + self.size, top + self.size))
+            arr = np.asarray(rgb, dtype=np.uint8).copy()
+        except OSError as err:
+            raise RPGDataError(f"cannot read image {self.files[i]}: {err}") from None
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.labels[i]
+
+    def subset(self, n: int | None, seed: int = SPLIT_SEED) -> FolderImages:
+        if n is None or n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        keep = sorted(idx.tolist())
+        return FolderImages(
+            [self.files[i] for i in keep], [self.labels[i] for i in keep], self.size
+        )
+
+
+ImageSet = TensorImages | FolderImages
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """A dataset's train and val images and what a model needs to know about them."""
+
+    name: str
+    train: ImageSet
+    val: ImageSet
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: AugmentKind  # the augmentation style of the training set ("none": off)
+    classes: tuple[str, ...] = ()
+
+
+def _in_memory(
+    name: str, train: TensorImages, val: TensorImages, k: int, spec: DataSpec, style: AugmentKind
+) -> Datasets:
+    xf = train.x.float().div_(255.0)
+    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
+    return Datasets(
+        name=name,
+        train=train,
+        val=val,
+        num_classes=k,
+        in_channels=train.x.shape[1],
+        image_size=train.x.shape[-1],
+        mean=mean,
+        std=std,
+        augment=style if spec.augment is not False else "none",
+    )

@@ -1,0 +1,132 @@
+"""The entry points: :func:`load_datasets` (a data spec to its train and val sets) and
+:class:`BatchLoader` (seeded, resumable batches, augmented and normalised)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..exceptions import RPGConfigError
+from ..spec import DATASET_RE, DataSpec
+from .images import Datasets, ImageSet, TensorImages
+from .paths import default_data_root
+from .readers import load_cifar, load_digits_data, load_fashion, load_image_folder, load_synthetic
+from .transforms import center_crop, crop_flip, epoch_generator, resized_crop_flip
+
+log = logging.getLogger(__name__)
+
+
+def load_datasets(
+    spec: DataSpec | dict[str, Any], *, data_root: str | Path | None = None, download: bool = False
+) -> Datasets:
+    """The train and val images a data spec names. ``download``: fetch CIFAR when missing."""
+    if isinstance(spec, dict):
+        try:
+            spec = DataSpec.model_validate(spec)
+        except ValueError as err:
+            raise RPGConfigError(f"invalid data spec: {err}") from None
+    if not DATASET_RE.match(spec.dataset):
+        raise RPGConfigError(f"data.dataset: unknown dataset {spec.dataset!r}")
+    root = Path(data_root) if data_root is not None else default_data_root()
+    log.info("loading dataset %s (data root %s)", spec.dataset, root)
+    if spec.dataset == "digits":
+        return load_digits_data(spec)
+    if spec.dataset == "synthetic":
+        return load_synthetic(spec)
+    if spec.dataset == "fashion-mnist":
+        return load_fashion(spec, root)
+    if spec.dataset in ("cifar10", "cifar100"):
+        return load_cifar(spec, root, download=download)
+    return load_image_folder(spec, root)
+
+
+class BatchLoader:
+    """Seeded batches of normalised float images: ``for x, y in loader.epoch(e)``.
+
+    In-memory sets are indexed directly (and live on the device); image folders go through a
+    ``DataLoader`` with ``num_workers`` (and ``pin_memory`` on CUDA). Shuffling and
+    augmentation come from :func:`epoch_generator`, so worker count never changes a batch.
+    """
+
+    def __init__(
+        self,
+        data: Datasets,
+        split: Literal["train", "val"],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        num_workers: int = 0,
+    ) -> None:
+        self.data, self.split, self.batch_size, self.seed = data, split, batch_size, seed
+        self.device = torch.device(device)
+        self.num_workers = num_workers
+        self.images: ImageSet = data.train if split == "train" else data.val
+        self.train = split == "train"
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(data.mean, device=self.device).view(shape)
+        self.std = torch.tensor(data.std, device=self.device).view(shape)
+        self._mem: tuple[torch.Tensor, torch.Tensor] | None = None
+        if isinstance(self.images, TensorImages):
+            self._mem = (self.images.x.to(self.device), self.images.y.to(self.device))
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.images)
+
+    def _order(self, gen: torch.Generator) -> list[torch.Tensor]:
+        n = self.num_samples
+        order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
+        chunks = list(order.split(self.batch_size))
+        if self.train and len(chunks) > 1 and len(chunks[-1]) < 2:
+            chunks.pop()  # a batch of one breaks BatchNorm
+        return chunks
+
+    def __len__(self) -> int:
+        n, b = self.num_samples, self.batch_size
+        batches = -(-n // b)
+        if self.train and batches > 1 and n % b == 1:
+            batches -= 1  # _order drops a last batch of one
+        return batches
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = epoch_generator(self.seed, epoch)
+        chunks = self._order(gen)
+        for x, y in self._raw_batches(chunks):
+            yield self._transform(x, gen), y
+
+    def _raw_batches(
+        self, chunks: list[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._mem is not None:
+            xs, ys = self._mem
+            for idx in chunks:
+                i = idx.to(self.device)
+                yield xs[i], ys[i]
+            return
+        loader = DataLoader(
+            self.images,
+            batch_sampler=[c.tolist() for c in chunks],
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y in loader:
+            yield (
+                x.to(self.device, non_blocking=True),
+                y.to(self.device, non_blocking=True),
+            )
+
+    def _transform(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        size = self.data.image_size
+        style = self.data.augment if self.train else "none"
+        if style in ("cifar", "crop"):
+            x = crop_flip(x, gen, pad=max(1, round(size / 8)), flip=style == "cifar")
+        elif style == "imagenet":
+            x = resized_crop_flip(x, gen, size)
+        xf = center_crop(x, size).float()
+        return ((xf / 255.0) - self.mean) / self.std
