@@ -1,0 +1,179 @@
+"""The import structure of rpg_core: what the API needs loads no torch, and no import circles."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "rpg_core"
+
+# What the API process imports from rpg_core (and the torch-free layers under the file format).
+TORCH_FREE = [
+    "rpg_core",
+    "rpg_core.spec",
+    "rpg_core.sweep",
+    "rpg_core.safe_yaml",
+    "rpg_core.exceptions",
+    "rpg_core.health",
+    "rpg_core.models",
+    "rpg_core.inference",
+    "rpg_core.analysis",
+    "rpg_core.analysis.power_law",
+    "rpg_core.fileformat.container",
+    "rpg_core.fileformat.header",
+]
+
+
+def _loads_torch(statement: str) -> bool:
+    code = f"import sys\n{statement}\nprint('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_module_imports_without_torch(module: str) -> None:
+    assert not _loads_torch(f"import {module}")
+
+
+def test_the_spec_checks_model_names_without_torch() -> None:
+    statement = (
+        "from rpg_core.spec import parse_spec\n"
+        "from rpg_core.models import list_models\n"
+        "assert {'resnet18', 'resnet34'} <= set(list_models())\n"
+        "parse_spec({'model': {'arch': 'resnet34'}, 'prune': None})"
+    )
+    assert not _loads_torch(statement)
+
+
+def test_the_engine_does_load_torch() -> None:
+    # the check above can fail: importing what builds a network does load torch
+    assert _loads_torch("from rpg_core import train")
+
+
+def test_lazy_package_exports_what_it_lists() -> None:
+    import rpg_core
+    import rpg_core.predict  # noqa: F401 - the submodule must not shadow the function
+    import rpg_core.rpgify  # noqa: F401
+
+    assert callable(rpg_core.predict) and rpg_core.predict.__name__ == "predict"
+    assert callable(rpg_core.rpgify) and rpg_core.rpgify.__name__ == "rpgify"
+    for name in rpg_core.__all__:
+        assert getattr(rpg_core, name) is not None, name
+    assert set(rpg_core.__all__) <= set(dir(rpg_core))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = rpg_core.no_such_name  # type: ignore[attr-defined]
+
+
+# --- no import circles --------------------------------------------------------------------------
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.Module, *, in_functions: bool) -> list[ast.Import | ast.ImportFrom]:
+    """The imports of a module, never those under ``if TYPE_CHECKING``; with ``in_functions``
+    also those inside functions (run later, but still a dependency)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        elif isinstance(node, ast.If) and _is_type_checking(node):
+            todo.extend(node.orelse)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            if in_functions:
+                todo.extend(ast.iter_child_nodes(node))
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _targets(
+    module: str, is_package: bool, node: ast.Import | ast.ImportFrom, modules: set[str]
+) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names} & modules
+    base = module if is_package else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        base = base.rpartition(".")[0]
+    if node.level == 0:
+        base = node.module or ""
+    elif node.module:
+        base = f"{base}.{node.module}"
+    # ``from pkg import sub`` depends on the submodule; ``from mod import name`` on the module
+    subs = {f"{base}.{alias.name}" for alias in node.names} & modules
+    named = len(subs) < len(node.names)
+    return subs | ({base} & modules if named else set())
+
+
+def import_graph(*, in_functions: bool) -> dict[str, set[str]]:
+    files = {p: _module_name(p) for p in PACKAGE.rglob("*.py")}
+    modules = set(files.values())
+    graph: dict[str, set[str]] = {}
+    for path, module in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        edges: set[str] = set()
+        for node in _imports(tree, in_functions=in_functions):
+            edges |= _targets(module, path.name == "__init__.py", node, modules)
+        edges.discard(module)
+        graph[module] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_graph_sees_the_imports() -> None:
+    graph = import_graph(in_functions=True)
+    assert {"rpg_core._registry", "rpg_core.exceptions"} <= graph["rpg_core.spec"]
+    assert "rpg_core.compact" in graph["rpg_core.predict"]  # inside predict()
+    assert "rpg_core.compact" not in import_graph(in_functions=False)["rpg_core.predict"]
+    assert "rpg_core.generator" in graph["rpg_core.fileformat.header"]  # from .. import generator
+
+
+@pytest.mark.parametrize("in_functions", [False, True], ids=["module-level", "all"])
+def test_rpg_core_has_no_import_cycles(in_functions: bool) -> None:
+    cycle = find_cycle(import_graph(in_functions=in_functions))
+    assert cycle is None, " -> ".join(cycle or [])
