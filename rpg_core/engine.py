@@ -15,29 +15,38 @@ rails' flags (:mod:`rpg_core.health`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
-from .exceptions import RPGConfigError, RPGTrainingError
+from .epoch import (
+    PRECISE_BN_EPOCH,
+    _notify,
+    _Run,
+    _Stop,
+    _stop_requested,
+    evaluate,
+    precise_bn,
+    train_epoch,
+    wants_precise_bn,
+)
+from .exceptions import RPGConfigError
 from .health import check_run
+from .loop import deterministic, pick_device
 from .models import create_model
+from .optim import RING_LR_USES, make_optimizer, ring_lr_factor
 from .params import count_macs, count_params
-from .precise_bn import recompute_batchnorm
+from .resume import _for_checkpoint, _same_spec, load_trained_model, saved_spec
 from .schedules import make_scheduler
 from .spec import (
-    PRECISE_BN_STEPS,
     ExperimentSpec,
     auto_batch_size,
     parse_spec,
@@ -46,6 +55,25 @@ from .spec import (
 )
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "PRECISE_BN_EPOCH",
+    "RING_LR_USES",
+    "Callback",
+    "Status",
+    "TrainResult",
+    "count_flops",
+    "evaluate",
+    "load_trained_model",
+    "make_optimizer",
+    "pick_device",
+    "precise_bn",
+    "ring_lr_factor",
+    "saved_spec",
+    "train",
+    "train_epoch",
+    "wants_precise_bn",
+]
 
 Status = Literal["completed", "stopped"]
 
@@ -125,187 +153,6 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     return count_macs(model, (c, h, w))
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RPGConfigError(f"train.device is {name!r} but CUDA is not available; use cpu or auto")
-    return torch.device(name)
-
-
-@contextlib.contextmanager
-def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic mode for the run's duration (restored afterwards).
-
-    CPU: ``torch.use_deterministic_algorithms`` (warn-only where an op has no deterministic
-    kernel). CUDA: deterministic cuDNN without autotuning, but the fast (atomic) scatter-add in
-    the ring's backward: bit-exactness there would cost more than it is worth.
-    """
-    prev = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_bench = torch.backends.cudnn.benchmark
-    prev_cudnn = torch.backends.cudnn.deterministic
-    try:
-        if device.type == "cuda":
-            torch.backends.cudnn.deterministic = enabled
-            torch.backends.cudnn.benchmark = not enabled
-        elif enabled:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark = prev_bench
-        torch.backends.cudnn.deterministic = prev_cudnn
-
-
-def _notify(callbacks: Sequence[Any], method: str, *args: Any) -> None:
-    for cb in callbacks:
-        fn = getattr(cb, method, None)
-        if fn is not None:
-            fn(*args)
-
-
-def _stop_requested(callbacks: Sequence[Any]) -> bool:
-    return any(bool(getattr(cb, "should_stop", lambda: False)()) for cb in callbacks)
-
-
-class _Stop(Exception):
-    """Raised inside an epoch when a callback asked to stop."""
-
-
-@dataclass
-class _Run:
-    """The mutable state of one run."""
-
-    spec: ExperimentSpec
-    hp: dict[str, Any]
-    data: Datasets
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    train_loader: BatchLoader
-    val_loader: BatchLoader
-    device: torch.device
-    callbacks: Sequence[Any]
-    step_interval_s: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    images: int = 0
-    train_seconds: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
-    last_notify: float = -math.inf
-    start_epoch: int = 0
-    prune: dict[str, Any] | None = None  # a pruning job's report
-    last_lr: float = 0.0  # the learning rate of the last step taken
-
-    @property
-    def total_steps(self) -> int:
-        return len(self.train_loader) * self.hp["epochs"]
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
-
-
-# --- one epoch ----------------------------------------------------------------------------------
-def _check_finite(loss: float, epoch: int, step: int) -> None:
-    if not math.isfinite(loss):
-        what = "NaN" if math.isnan(loss) else "inf"
-        raise RPGTrainingError(
-            f"loss became {what} at epoch {epoch}, step {step}; lower train.lr or check the data"
-        )
-
-
-def _step_metrics(run: _Run, epoch: int, step: int, sums: list[float], t0: float) -> dict[str, Any]:
-    n_steps = len(run.train_loader)
-    done = epoch * n_steps + step
-    elapsed = time.perf_counter() - t0
-    rate = step / elapsed if elapsed > 0 else 0.0
-    remaining = run.total_steps - done
-    return {
-        "epoch": epoch + 1,
-        "epochs": run.hp["epochs"],
-        "step_in_epoch": step,
-        "steps_per_epoch": n_steps,
-        "loss": sums[0] / max(sums[2], 1),
-        "acc": sums[1] / max(sums[2], 1),
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "eta_s": remaining / rate if rate > 0 else float("nan"),
-    }
-
-
-def train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
-    """One pass over the training set; (mean loss, accuracy). ``epoch`` is 0-based."""
-    run.model.train()
-    sums = [0.0, 0.0, 0]  # loss * n, correct, n
-    t0 = time.perf_counter()
-    n_steps = len(run.train_loader)
-    for step, (x, y) in enumerate(run.train_loader.epoch(epoch), start=1):
-        if _stop_requested(run.callbacks):
-            raise _Stop
-        with run.autocast():
-            logits = run.model(run.prepare(x))
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=run.hp["label_smoothing"])
-        value = float(loss.item())
-        _check_finite(value, epoch + 1, step)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.last_lr = run.optimizer.param_groups[0]["lr"]
-        run.optimizer.step()
-        run.scheduler.step()
-        sums[0] += value * len(y)
-        sums[1] += float((logits.argmax(1) == y).sum().item())
-        sums[2] += len(y)
-        now = time.perf_counter()
-        if now - run.last_notify >= run.step_interval_s or step == n_steps:
-            run.last_notify = now
-            metrics = _step_metrics(run, epoch, step, sums, t0)
-            _notify(run.callbacks, "on_step", epoch * n_steps + step, run.total_steps, metrics)
-    run.images += int(sums[2])
-    run.train_seconds += time.perf_counter() - t0
-    return sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1)
-
-
-def wants_precise_bn(run: _Run, steps_done: int) -> bool:
-    """Whether to recompute batchnorm statistics before evaluating after ``steps_done`` steps."""
-    mode = run.hp["precise_bn"]
-    return mode == "on" or (mode == "auto" and steps_done < PRECISE_BN_STEPS)
-
-
-PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1e6 + e would
-
-
-def precise_bn(run: _Run, epoch: int) -> None:
-    """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
-    batches = (run.prepare(x) for x, _ in run.train_loader.epoch(PRECISE_BN_EPOCH + epoch))
-    recompute_batchnorm(run.model, batches, autocast=run.autocast)
-
-
-def evaluate(run: _Run) -> dict[str, float]:
-    """Validation loss, top-1 and (100+ classes) top-5 accuracy."""
-    run.model.eval()
-    loss_sum, top1, top5, n = 0.0, 0.0, 0.0, 0
-    with torch.no_grad():
-        for x, y in run.val_loader.epoch(0):
-            with run.autocast():
-                logits = run.model(run.prepare(x)).float()
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
-            top1 += float((logits.argmax(1) == y).sum().item())
-            if run.data.num_classes >= 100:
-                top = logits.topk(5, dim=1).indices
-                top5 += float((top == y[:, None]).any(1).sum().item())
-            n += len(y)
-    out = {"val_loss": loss_sum / max(n, 1), "val_acc": top1 / max(n, 1)}
-    if run.data.num_classes >= 100:
-        out["val_top5"] = top5 / max(n, 1)
-    return out
-
-
 # --- set-up -------------------------------------------------------------------------------------
 def _pruned_source(
     spec: ExperimentSpec, source: nn.Module | None, data: Datasets, data_root: str | Path | None
@@ -326,36 +173,6 @@ def _pruned_source(
     size = (data.in_channels, data.image_size, data.image_size)
     pruned = prune_model(source, spec.prune.fraction, input_size=size)
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
-
-
-RING_LR_USES = 512  # lr_by_ring_uses: rings used more often than this lower the lr
-
-
-def ring_lr_factor(model: nn.Module) -> float:
-    """``min(1, sqrt(RING_LR_USES / uses))`` for the model's most-used ring (1: no ring).
-
-    A ring element used ``uses = M / N`` times gets a gradient about as large as one generated
-    weight's while the ring's norm is ``sqrt(N / M)`` of the generated weights', so behind
-    batchnorm its relative step is ``sqrt(uses)`` times a plain layer's. Measured on digits,
-    3 epochs, 2K ring: width 0.5 (1,400 uses) lr 0.1 gives 80%, 0.06 93%; width 1 (5,600 uses)
-    lr 0.021 88%, 0.03 91%; lowering the ring's lr alone gave 70% (docs/BENCHMARKS.md).
-    """
-    from .ring import Ring
-
-    uses = [m.spec.generated / m.spec.size for m in model.modules() if isinstance(m, Ring)]
-    return min(1.0, math.sqrt(RING_LR_USES / max(uses))) if uses else 1.0
-
-
-def make_optimizer(model: nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's) or AdamW, from resolved hyper-parameters."""
-    params = model.parameters()
-    if hp["optimizer"] == "adamw":
-        return torch.optim.AdamW(
-            params, lr=hp["lr"], betas=(hp["momentum"], 0.999), weight_decay=hp["weight_decay"]
-        )
-    return torch.optim.SGD(
-        params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
-    )
 
 
 def _build(
@@ -401,39 +218,6 @@ def _build(
         callbacks=callbacks,
         step_interval_s=step_interval_s,
     )
-
-
-def saved_spec(saved: Any) -> ExperimentSpec:
-    """A checkpoint's spec, parsed again (newer fields take their defaults), except that rings
-    saved before ``rpg.generator`` existed were made by generator 1 and are rebuilt with it."""
-    if isinstance(saved, dict) and isinstance(saved.get("rpg"), dict):
-        if "generator" not in saved["rpg"]:
-            saved = {**saved, "rpg": {**saved["rpg"], "generator": 1}}
-    return parse_spec(saved)
-
-
-def _same_spec(saved: Any, spec: ExperimentSpec) -> bool:
-    """Whether a checkpoint's saved spec is ``spec``."""
-    try:
-        return saved_spec(saved) == spec
-    except RPGConfigError:
-        return False
-
-
-def _for_checkpoint(spec: ExperimentSpec, ckpt: Checkpoint | None) -> ExperimentSpec:
-    """``spec``, with the generator of the checkpoint it resumes when that predates generator 2."""
-    if ckpt is None or spec.rpg is None:
-        return spec
-    try:
-        saved = saved_spec(ckpt.meta.get("spec"))
-    except RPGConfigError:
-        return spec  # _resume names the mismatch
-    if saved.rpg is None or saved.rpg.generator == spec.rpg.generator:
-        return spec
-    if saved.model_copy(update={"rpg": spec.rpg}) != spec:
-        return spec
-    log.info("resuming rings made by generator %d", saved.rpg.generator)
-    return spec.model_copy(update={"rpg": saved.rpg})
 
 
 def _resume(run: _Run, ckpt: Checkpoint, checkpoint_dir: Path) -> None:
@@ -517,19 +301,6 @@ def _health(run: _Run) -> list[Any]:
     return flags
 
 
-def load_trained_model(checkpoint_dir: str | Path) -> nn.Module:
-    """The model of the checkpoint in ``checkpoint_dir``, rebuilt from its spec (CPU, eval)."""
-    ckpt = load_checkpoint(checkpoint_dir)
-    if ckpt is None:
-        raise RPGConfigError(f"no checkpoint in {checkpoint_dir}")
-    spec = saved_spec(ckpt.meta["spec"])
-    model = create_model(
-        spec, num_classes=ckpt.meta["num_classes"], in_channels=ckpt.meta["in_channels"]
-    )
-    model.load_state_dict(ckpt.prefixed("model/"), strict=True)
-    return model.eval()
-
-
 # --- the engine ---------------------------------------------------------------------------------
 def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
     for epoch in range(run.start_epoch, run.hp["epochs"]):
@@ -584,7 +355,7 @@ def train(
     ckpt = load_checkpoint(ckpt_dir) if ckpt_dir is not None and resume else None
     spec = _for_checkpoint(spec, ckpt)
     device = pick_device(spec.train.device)
-    with _deterministic(spec.train.deterministic, device):
+    with deterministic(spec.train.deterministic, device):
         run = _build(spec, data_root, cbs, step_interval_s, source_model)
         d = run.data
         flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))

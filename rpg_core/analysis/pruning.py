@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from ..exceptions import RPGConfigError
+from ..loop import Batches, evaluate_batches, train_steps
 from ..params import count_macs, count_params
 from ..rpgify import materialize, rings
 from ..spec import MAX_PRUNE_FRACTION, PruneSpec
@@ -308,25 +308,16 @@ def rebuild_pruned(model: nn.Module, kept: dict[str, int]) -> nn.Module:
     return plain
 
 
-# --- fine-tuning (a plain loop; the engine's train() builds its own models from specs) -----------
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-
-
+# --- fine-tuning (the engine's loop: rpg_core.loop) ------------------------------------------------
 def evaluate(model: nn.Module, loader: Batches) -> float:
-    """Top-1 accuracy of ``model`` over ``loader``'s (images, labels) batches."""
+    """Top-1 accuracy of ``model`` over ``loader``'s (images, labels) batches (its mode kept)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
-    model.eval()
-    correct = seen = 0
-    with torch.no_grad():
-        for x, y in loader:
-            pred = model(x.to(device)).argmax(1)
-            correct += int((pred == y.to(device)).sum())
-            seen += len(y)
-    model.train(was_training)
-    if seen == 0:
-        raise RPGConfigError("loader: no images to evaluate")
-    return correct / seen
+    try:
+        metrics = evaluate_batches(model, loader, prepare=lambda x: x.to(device), allow_empty=False)
+    finally:
+        model.train(was_training)
+    return metrics["val_acc"]
 
 
 def finetune(
@@ -338,7 +329,8 @@ def finetune(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
 ) -> list[float]:
-    """SGD with cosine decay over ``epochs`` passes of ``loader``; returns the mean loss per epoch."""
+    """SGD with cosine decay over ``epochs`` passes of ``loader`` (the engine's training steps);
+    returns the mean loss per epoch. Raises RPGTrainingError when the loss becomes NaN or inf."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise RPGConfigError(f"epochs must be an int >= 0, got {epochs!r}")
     if epochs == 0:
@@ -347,18 +339,10 @@ def finetune(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     losses = []
-    model.train()
-    for _ in range(epochs):
-        total = count = 0.0
-        for x, y in loader:
-            loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
-        sched.step()
-        losses.append(total / max(count, 1))
+    for epoch in range(1, epochs + 1):
+        sums = train_steps(model, loader, opt, epoch=epoch, prepare=lambda x: x.to(device))
+        sched.step()  # per epoch
+        losses.append(sums.mean_loss)
     model.eval()
     return losses
 

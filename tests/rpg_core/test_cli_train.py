@@ -70,11 +70,3 @@ def test_cli_train_bad_spec_is_a_clear_error(
     assert "train.epochs" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read spec file" in capsys.readouterr().err
-
-
-def test_library_demo_trains_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
-    from rpg_core.cli import demo
-
-    assert demo.main(["--epochs", "1", "--threads", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "validation accuracy:" in out and "fewer)" in out

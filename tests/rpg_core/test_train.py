@@ -140,9 +140,9 @@ def test_checkpoint_is_safetensors_written_atomically(tmp_path: Path) -> None:
 
 
 def test_nan_loss_stops_with_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rpg_core.engine as engine
+    import rpg_core.loop as loop  # the training loop engine.train runs
 
-    real = engine.F.cross_entropy
+    real = loop.F.cross_entropy
     calls = {"n": 0}
 
     def poisoned(*args: Any, **kwargs: Any) -> torch.Tensor:
@@ -150,7 +150,7 @@ def test_nan_loss_stops_with_its_position(monkeypatch: pytest.MonkeyPatch) -> No
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(engine.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(loop.F, "cross_entropy", poisoned)
     with pytest.raises(RPGTrainingError, match=r"loss became NaN at epoch 2, step 1"):
         # calls: epoch 1 = 3 train steps + 1 val batch, so call 5 is epoch 2's first step
         train(tiny_spec(epochs=2))
