@@ -11,6 +11,10 @@ every step: a stopped run keeps its last checkpoint and its result says ``stoppe
 Before an evaluation early in a run the batchnorm statistics are recomputed on training batches
 (``train.precise_bn``, :mod:`rpg_core.precise_bn`); a finished run's result carries the guard
 rails' flags (:mod:`rpg_core.health`).
+
+The steps and the evaluation pass are :mod:`rpg_core.loop`'s (the one training loop, which the
+fine-tuning of a pruned network shares); :mod:`rpg_core.epoch` holds a run's state and one
+epoch, :mod:`rpg_core.optim` the optimizer, :mod:`rpg_core.resume` the checkpoint's spec.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from .container import (
 )
 from .container import fail as _fail
 from .container import is_int as _is_int
-from .container import loads as _container_loads
+from .container import loads as _loads
 from .container import read_data as _container_data
 
 FORMAT_NAME = "rpg-compact"
@@ -34,7 +34,6 @@ RING_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "
 RING_SUFFIX = "rpg_rings."
 _RING_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_RING_SUFFIX = RING_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,8 @@ class CompactHeader:
 
     @property
     def container(self) -> Container:
+        """The container under this header (its data section; metadata already parsed)."""
         return Container(self.path, self.file_size, self.header_len, {}, self.tensors)
-
-
-def _loads(text: str | bytes, what: str, path: Path) -> Any:
-    return _container_loads(text, what, path)
 
 
 def _metadata_str(path: Path, meta: dict[str, Any], key: str) -> str:
@@ -230,7 +226,7 @@ def _ring_tensor_names(path: Path, tensors: dict[str, TensorEntry], rings: list[
                        ring_dtype: str) -> dict[str, str]:  # fmt: skip
     out: dict[str, str] = {}
     for r in rings:
-        suffix = f"{_RING_SUFFIX}{r['name']}.weight"
+        suffix = f"{RING_SUFFIX}{r['name']}.weight"
         hits = [n for n in tensors if n == suffix or n.endswith("." + suffix)]
         if len(hits) != 1:
             raise _fail(path, f"missing tensor {suffix!r} for ring {r['name']!r}")

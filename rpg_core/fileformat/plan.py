@@ -15,7 +15,6 @@ from .container import fail as _fail
 from .header import RING_DTYPES, RING_SUFFIX, CompactHeader
 from .torchvision_models import TORCHVISION_PREFIX, torchvision_model
 
-_RING_SUFFIX = RING_SUFFIX
 DEFAULT_MAX_PARAMS = 500_000_000  # parameters of the plain architecture a file may ask us to build
 TORCH_TO_CODE = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -94,7 +93,7 @@ def _expected_tensors(h: CompactHeader, plain: nn.Module) -> dict[str, tuple[tup
     if h.rings:
         prefix = _ring_host_prefix(plain, h.rings[0]["layers"][0]["name"])
         for r in h.rings:
-            expected[f"{prefix}{_RING_SUFFIX}{r['name']}.weight"] = (
+            expected[f"{prefix}{RING_SUFFIX}{r['name']}.weight"] = (
                 (r["size"],),
                 RING_DTYPES[h.ring_dtype],
             )
