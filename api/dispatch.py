@@ -75,9 +75,16 @@ def sender(broker_url: str, queue: str) -> Celery:
     return app
 
 
-def _broker_errors(app: Celery) -> tuple[type[BaseException], ...]:
-    with app.connection_for_write() as conn:
-        return (OperationalError, OSError, TimeoutError, *conn.connection_errors)
+def _is_broker_down(app: Celery, err: Exception) -> bool:
+    """Whether ``err`` says the broker cannot be reached (the transport's connection errors),
+    rather than a bug or a misconfiguration."""
+    if isinstance(err, OperationalError | OSError | TimeoutError):
+        return True
+    try:
+        with app.connection_for_write() as conn:
+            return isinstance(err, tuple(conn.connection_errors))
+    except Exception:  # noqa: BLE001 - the transport itself is broken: not a broker outage
+        return False
 
 
 def dispatch(settings: Settings, experiment_ids: Sequence[int]) -> list[int]:
@@ -105,7 +112,7 @@ def dispatch(settings: Settings, experiment_ids: Sequence[int]) -> list[int]:
                 sent.append(exp_id)
     except Exception as err:  # noqa: BLE001 - a failed send must not lose the job (it stays queued)
         left = len(experiment_ids) - len(sent)
-        if isinstance(err, _broker_errors(app)):
+        if _is_broker_down(app, err):
             log.warning(
                 "dispatch: the broker is unreachable (%s); %d experiment(s) stay queued for the "
                 "reconciler", err, left,

@@ -9,11 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import crud
-from api.main import create_app
 from api.migrate import upgrade
 from api.settings import Settings
-from frontend import mount
 from frontend.routes import PLOTLY_URL
+from studio.app import create_app
 
 from .conftest import spec
 
@@ -25,7 +24,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     upgrade(url)
     app = create_app(Settings(database_url=url, broker_url=None, artifact_dir=tmp / "a",
                               auto_migrate=False))  # fmt: skip
-    mount(app)  # idempotent: create_app mounts it already
     with app.state.sessionmaker() as s:
         crud.create_experiment(s, spec("queued-one"))
         s.commit()
