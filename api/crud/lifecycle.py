@@ -45,8 +45,6 @@ from ..settings import Settings
 from .errors import ConflictError
 from .files import FileRecord
 
-__all__ = ["ACTIVE", "FINISHED", "TRANSITIONS"]  # and the functions below
-
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled"}),
     "running": frozenset({"running", "succeeded", "failed", "queued", "cancelling"}),
