@@ -83,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
             register = ep.load()
         except ModuleNotFoundError as err:
             # Only a missing service stack hides these commands; a bug in them still raises.
-            if err.name is None or err.name.split(".")[0] not in SERVICE_PACKAGES:
+            missing = (err.name or "").split(".")[0]
+            if missing not in SERVICE_PACKAGES:
                 raise
-            log.debug("rpg %s commands unavailable: %s", ep.name, err)
+            if missing == ep.value.split(".")[0]:  # its own package: an install that predates it
+                log.warning(
+                    "rpg %s commands unavailable (%s): reinstall, pip install -e .", ep.name, err
+                )
+            else:
+                log.debug("rpg %s commands unavailable: %s", ep.name, err)
             continue
         register(sub)
     return parser
