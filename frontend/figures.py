@@ -166,20 +166,22 @@ def _fit_trace(series: Mapping[str, Any], i: int, error: bool, law: Any) -> go.S
 
 
 def power_law_figure(
-    data: Mapping[str, Any], error: bool = False, laws: Mapping[str, Any] | None = None
+    data: Mapping[str, Any],
+    error: bool = False,
+    laws: Mapping[tuple[str, str, str], Any] | None = None,
 ) -> dict[str, Any]:
     """Accuracy (or error) against backbone parameters on a log x axis, one series per
     (arch, scope, dataset) with its fitted power law; plain networks as star markers.
 
     ``data`` is the analysis response (``api.analysis``); ``laws`` its fitted laws by
-    ``series_key``, whose ``predict`` draws each fit's curve."""
+    (arch, scope, dataset), whose own ``predict`` draws each fit's curve."""
     fig = go.Figure()
     laws = laws or {}
     for i, series in enumerate(data.get("series", [])):
         if not series["points"]:
             continue
         fig.add_trace(_point_trace(series, i, error, fit_label(series)))
-        law = laws.get(series_key(series))
+        law = laws.get((series["arch"], series["scope"], series["dataset"]))
         if series.get("fit") and law is not None and series["scope"] != PLAIN_SCOPE:
             fig.add_trace(_fit_trace(series, i, error, law))
     excluded = [p for s in data.get("series", []) for p in s.get("excluded") or []]

@@ -241,11 +241,9 @@ def power_law_figure(
     a table of fits."""
     result = analysis.power_law(session, q)
     data = result.out.model_dump()
-    laws = {figures.series_key({"arch": a, "scope": s, "dataset": d}): law
-            for (a, s, d), law in result.laws.items()}  # fmt: skip
     return JSONResponse(
         {
-            "figure": figures.power_law_figure(data, error=y == "error", laws=laws),
+            "figure": figures.power_law_figure(data, error=y == "error", laws=result.laws),
             "table": figures.power_law_table(data),
             "fit_available": data["fit_available"],
             "points": sum(len(s["points"]) for s in data["series"]),

@@ -2,8 +2,9 @@
 
 The job runs under a lease (fencing token) taken with ``lifecycle.claim_experiment``; every write
 is fenced by it, so two workers never both write one experiment. Every status change goes through
-``api.crud.lifecycle``; this module reads and writes no table itself. Attempts are counted by the claim:
-a job that raised (or whose worker died) ``max_attempts`` times ends ``failed`` with the reason.
+``api.crud.lifecycle``: this module builds no SQL and imports no table. Attempts are counted by
+the claim: a job that raised (or whose worker died) ``max_attempts`` times ends ``failed`` with
+the reason.
 """
 
 from __future__ import annotations

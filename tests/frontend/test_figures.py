@@ -35,7 +35,7 @@ DATA = {
 # predict draws the fit line
 FITTED = DATA["series"][0]
 LAWS = {
-    figures.series_key(FITTED): fit_power_law(
+    (FITTED["arch"], FITTED["scope"], FITTED["dataset"]): fit_power_law(
         [p["params"] for p in FITTED["points"]],
         [p["accuracy"] for p in FITTED["points"]],
         bootstrap=0,
