@@ -1,4 +1,5 @@
-"""``rpg serve``: the API, a reconciler and (embedded mode) one worker, on this machine.
+"""``rpg serve`` (its command is ``studio.cli``'s, which passes the composed app): the app, a
+reconciler and (embedded mode) one worker, on this machine.
 
 Embedded mode (no ``RPG_BROKER_URL`` in the environment): everything lives in the one home folder
 (``$RPG_HOME``, default ``.rpg-studio``; the one ``make demo``, ``rpg token`` and ``rpg submit``
