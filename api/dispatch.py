@@ -19,12 +19,12 @@ import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from celery import Celery
-from kombu.exceptions import OperationalError
+from typing import TYPE_CHECKING, Any
 
 from .settings import Settings
+
+if TYPE_CHECKING:  # Celery is imported on the first send, not with the API
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 TRAIN_TASK = "rpg.train_experiment"
@@ -64,6 +64,8 @@ def transport_options(broker_url: str | None) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def sender(broker_url: str, queue: str) -> Celery:
     """A Celery app that only sends (no task is registered in it), one per (broker, queue)."""
+    from celery import Celery
+
     app = Celery("rpg-dispatch", broker=broker_url)
     app.conf.update(
         task_default_queue=queue,
@@ -75,11 +77,15 @@ def sender(broker_url: str, queue: str) -> Celery:
     return app
 
 
-def _is_broker_down(app: Celery, err: Exception) -> bool:
+def _is_broker_down(app: Celery | None, err: Exception) -> bool:
     """Whether ``err`` says the broker cannot be reached (the transport's connection errors),
     rather than a bug or a misconfiguration."""
+    from kombu.exceptions import OperationalError
+
     if isinstance(err, OperationalError | OSError | TimeoutError):
         return True
+    if app is None:
+        return False
     try:
         with app.connection_for_write() as conn:
             return isinstance(err, tuple(conn.connection_errors))
@@ -98,8 +104,9 @@ def dispatch(settings: Settings, experiment_ids: Sequence[int]) -> list[int]:
     if not settings.broker_url or not experiment_ids:
         return []
     sent: list[int] = []
-    app = sender(settings.broker_url, settings.dispatch_queue)
+    app = None
     try:
+        app = sender(settings.broker_url, settings.dispatch_queue)
         with app.producer_or_acquire() as producer:
             for exp_id in experiment_ids:
                 app.send_task(

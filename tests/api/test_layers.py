@@ -5,6 +5,8 @@ above all. Lazy imports inside functions and ``importlib.import_module("...")`` 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -129,3 +131,17 @@ def test_the_rpg_commands_are_the_entry_points_of_pyproject(tmp_path: Path) -> N
     )
     cli_source = (ROOT / "rpg_core" / "cli" / "__init__.py").read_text()
     assert "api.cli" not in cli_source and "worker.cli" not in cli_source
+
+
+def test_importing_the_api_loads_no_worker_dashboard_or_celery() -> None:
+    """At run time too: ``import api.main`` (what an API process loads) pulls in none of the
+    layers above it, and Celery only on the first dispatch."""
+    code = (
+        "import sys, api.main\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'worker', 'frontend', 'studio', 'celery', 'kombu'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
