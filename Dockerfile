@@ -11,6 +11,8 @@ COPY pyproject.toml README.md ./
 COPY rpg_core ./rpg_core
 COPY api ./api
 COPY worker ./worker
+COPY frontend ./frontend
+COPY studio ./studio
 RUN pip install ".[service]" flower
 RUN useradd --create-home rpg && mkdir -p /data/artifacts && chown -R rpg /data
 USER rpg

@@ -37,8 +37,8 @@ system-deps:
 	elif [ -n "$$missing" ]; then echo "note: missing$$missing (install them with apt as root)"; fi
 
 lint: setup
-	$(VENV)/bin/ruff check rpg_core api worker frontend tests benchmarks
-	$(VENV)/bin/ruff format --check rpg_core api worker frontend tests benchmarks
+	$(VENV)/bin/ruff check rpg_core api worker frontend studio tests benchmarks
+	$(VENV)/bin/ruff format --check rpg_core api worker frontend studio tests benchmarks
 
 typecheck: setup
 	$(VENV)/bin/mypy

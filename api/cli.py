@@ -1,4 +1,5 @@
-"""Service commands of ``rpg``: submit, submit-sweep, status, download, token create, api."""
+"""Service commands of ``rpg``: submit, submit-sweep, status, download, token create. (``rpg api``,
+which serves the composed app, is ``studio.cli``'s.)"""
 
 from __future__ import annotations
 
@@ -59,11 +60,6 @@ def register(sub: Any) -> None:
     c = tsub.add_parser("create", help="create a token and print it (shown once)")
     c.add_argument("name", help="a label for the token, e.g. the user or machine")
     c.set_defaults(func=run_token_create)
-
-    p = sub.add_parser("api", help="run the REST API (uvicorn) on the configured database")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.set_defaults(func=run_api)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -134,7 +130,8 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_token_create(args: argparse.Namespace) -> int:
-    from .crud import ConflictError, create_token
+    from .crud.errors import ConflictError
+    from .crud.tokens import create_token
     from .db import make_engine, make_sessionmaker
     from .migrate import upgrade
     from .settings import ensure_sqlite_dir, get_settings, safe_url
@@ -159,13 +156,4 @@ def run_token_create(args: argparse.Namespace) -> int:
         "`Authorization: Bearer <token>`",
         file=sys.stderr,
     )
-    return 0
-
-
-def run_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .main import create_app
-
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0

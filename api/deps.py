@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 from sqlalchemy.orm import Session
 
-from . import crud
+from .crud.listing import ListFilter
+from .crud.tokens import check_token
 from .settings import Settings
 from .validation import TAG_QUERY_PATTERN
 
@@ -49,7 +50,7 @@ def require_token(session: SessionDep, creds: Credentials) -> str:
     """Every write: a valid ``Authorization: Bearer <token>``. Returns the token's name."""
     if creds is None or not creds.credentials:
         raise _unauthorized(f"this request needs an API token. {HOW_TO_TOKEN}")
-    row = crud.check_token(session, creds.credentials)
+    row = check_token(session, creds.credentials)
     if row is None:
         raise _unauthorized(
             "invalid API token: this server's database does not know it (a token belongs to the "
@@ -99,7 +100,7 @@ Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 @dataclass(frozen=True)
 class ListQuery:
-    filter: crud.ListFilter
+    filter: ListFilter
     sort: str
     limit: int
     cursor: str | None
@@ -116,10 +117,43 @@ def list_query(
     limit: Annotated[int, Query(ge=1, le=200), StrictDigits] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ListQuery:
-    f = crud.ListFilter(
-        status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope
-    )
+    f = ListFilter(status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
     return ListQuery(filter=f, sort=sort, limit=limit, cursor=cursor)
 
 
 ListQueryDep = Annotated[ListQuery, Depends(list_query)]
+
+
+# --- the power-law analysis's query (the API's analysis and the dashboard's figure) ---------
+Accuracy = Annotated[float, Field(gt=0, lt=1)]
+Metric = Literal["best_val_acc", "val_acc"]
+
+
+@dataclass(frozen=True)
+class PowerLawQuery:
+    filter: ListFilter
+    metric: Metric = "best_val_acc"
+    targets: tuple[float, ...] = ()
+    include_flagged: bool = False
+
+
+def power_law_query(
+    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
+    metric: Metric = "best_val_acc",
+    target: Annotated[
+        list[Accuracy] | None,
+        Query(max_length=16, description="accuracies to predict params for"),
+    ] = None,
+    include_flagged: Annotated[
+        bool, Query(description="also fit runs the guard rails flagged (diverged, near chance)")
+    ] = False,
+) -> PowerLawQuery:
+    f = ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
+    return PowerLawQuery(f, metric, tuple(target or ()), include_flagged)
+
+
+PowerLawQueryDep = Annotated[PowerLawQuery, Depends(power_law_query)]

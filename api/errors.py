@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from rpg_core.spec import ExperimentSpec, field_hint
 from rpg_core.sweep import SweepSpec
 
-from .crud import ConflictError, CursorError
+from .crud.errors import ConflictError, CursorError
 
 log = logging.getLogger(__name__)
 

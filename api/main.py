@@ -1,4 +1,5 @@
-"""The application factory: ``create_app(settings)``; ``app`` is the instance uvicorn serves."""
+"""The REST API's application factory: ``create_app(settings)`` (routers, middleware, error
+handlers). The served app, with the dashboard, is composed in ``studio.app``."""
 
 from __future__ import annotations
 
@@ -97,19 +98,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exempt_prefixes=("/static/", "/assets/"),
     )
     app.add_middleware(PrometheusMiddleware, registry=registry)
-    from frontend import mount
-
-    mount(app)  # the dashboard at /
     return app
-
-
-app: FastAPI  # built on first access (below), so importing this module has no side effects
-
-
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn api.main:app` builds the app on first access, from the environment's settings.
-    if name == "app":
-        global app
-        app = create_app()
-        return app
-    raise AttributeError(name)

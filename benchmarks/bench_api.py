@@ -143,7 +143,7 @@ def server(url: str, artifacts: str) -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "api.main:app",
+            "studio.app:app",
             "--host",
             "127.0.0.1",
             "--port",

@@ -94,13 +94,15 @@ def fit_label(series: Mapping[str, Any]) -> str:
     return f"{key}: error = {fit['a']:.3g}·P^−b, b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
 
 
-def _fit_curve(fit: Mapping[str, Any], params: Sequence[float], error: bool) -> tuple[list, list]:
+def _fit_curve(law: Any, params: Sequence[float], error: bool) -> tuple[list, list]:
+    """The law's own prediction (``law.predict``: accuracy at a parameter count) over the
+    range of the runs, on a log grid."""
     lo, hi = math.log10(min(params)), math.log10(max(params))
     if hi - lo < 1e-9:
         lo, hi = lo - 0.1, hi + 0.1
     xs = [10 ** (lo + (hi - lo) * i / (FIT_SAMPLES - 1)) for i in range(FIT_SAMPLES)]
-    errs = [fit["a"] * x ** (-fit["b"]) for x in xs]
-    return xs, errs if error else [1.0 - e for e in errs]
+    accuracy = [float(v) for v in law.predict(xs)]
+    return xs, [1.0 - v for v in accuracy] if error else accuracy
 
 
 def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> go.Scatter:
@@ -148,8 +150,8 @@ def _excluded_trace(points: Sequence[Mapping[str, Any]], error: bool) -> go.Scat
     )
 
 
-def _fit_trace(series: Mapping[str, Any], i: int, error: bool) -> go.Scatter:
-    xs, ys = _fit_curve(series["fit"], [p["params"] for p in series["points"]], error)
+def _fit_trace(series: Mapping[str, Any], i: int, error: bool, law: Any) -> go.Scatter:
+    xs, ys = _fit_curve(law, [p["params"] for p in series["points"]], error)
     return go.Scatter(
         x=xs,
         y=ys,
@@ -163,16 +165,25 @@ def _fit_trace(series: Mapping[str, Any], i: int, error: bool) -> go.Scatter:
     )
 
 
-def power_law_figure(data: Mapping[str, Any], error: bool = False) -> dict[str, Any]:
+def power_law_figure(
+    data: Mapping[str, Any],
+    error: bool = False,
+    laws: Mapping[tuple[str, str, str], Any] | None = None,
+) -> dict[str, Any]:
     """Accuracy (or error) against backbone parameters on a log x axis, one series per
-    (arch, scope, dataset) with its fitted power law; plain networks as star markers."""
+    (arch, scope, dataset) with its fitted power law; plain networks as star markers.
+
+    ``data`` is the analysis response (``api.analysis``); ``laws`` its fitted laws by
+    (arch, scope, dataset), whose own ``predict`` draws each fit's curve."""
     fig = go.Figure()
+    laws = laws or {}
     for i, series in enumerate(data.get("series", [])):
         if not series["points"]:
             continue
         fig.add_trace(_point_trace(series, i, error, fit_label(series)))
-        if series.get("fit") and series["scope"] != PLAIN_SCOPE:
-            fig.add_trace(_fit_trace(series, i, error))
+        law = laws.get((series["arch"], series["scope"], series["dataset"]))
+        if series.get("fit") and law is not None and series["scope"] != PLAIN_SCOPE:
+            fig.add_trace(_fit_trace(series, i, error, law))
     excluded = [p for s in data.get("series", []) for p in s.get("excluded") or []]
     if excluded:
         fig.add_trace(_excluded_trace(excluded, error))

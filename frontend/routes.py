@@ -14,13 +14,18 @@ from typing import Annotated, Any, Literal
 import plotly
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import Field
-from sqlalchemy import select
 
-from api import crud
-from api.deps import ExperimentId, Label, ListQueryDep, ReadAuth, SessionDep, SettingsDep, SweepId
-from api.models import Experiment, StoredFile
-from api.routes import analysis
+from api import analysis, crud
+from api.deps import (
+    ExperimentId,
+    ListQueryDep,
+    PowerLawQueryDep,
+    ReadAuth,
+    SessionDep,
+    SettingsDep,
+    SweepId,
+)
+from api.models import Experiment
 from api.storage import resolve_inside
 
 from . import figures
@@ -33,7 +38,6 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 PLOTLY_URL = f"/assets/plotly-{plotly.__version__}.min.js"
-Accuracy = Annotated[float, Field(gt=0, lt=1)]
 MAX_COMPARE = 12
 ERROR_PREVIEW = 2000
 PAGES = {
@@ -149,15 +153,6 @@ def _row(exp: Experiment, has_model: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _with_model(session: SessionDep, ids: list[int]) -> set[int]:
-    if not ids:
-        return set()
-    q = select(StoredFile.experiment_id).where(
-        StoredFile.experiment_id.in_(ids), StoredFile.kind == "model"
-    )
-    return set(session.scalars(q))
-
-
 @router.get("/ui/api/runs")
 def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str, Any]:
     """The API's listing (same filters, sort and cursor) with the table's extra columns:
@@ -165,7 +160,7 @@ def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str
     rows, next_cursor = crud.list_experiments(
         session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor
     )
-    models = _with_model(session, [r.id for r in rows])
+    models = crud.ids_with_file(session, [r.id for r in rows], "model")
     out: dict[str, Any] = {
         "items": [_row(r, r.id in models) for r in rows],
         "next_cursor": next_cursor,
@@ -238,25 +233,17 @@ def curves_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadA
 @router.get("/ui/figures/power-law")
 def power_law_figure(
     session: SessionDep,
-    auth: ReadAuth,
-    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    arch: Label | None = None,
-    dataset: Label | None = None,
-    scope: Label | None = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
-    metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
+    _auth: ReadAuth,
+    q: PowerLawQueryDep,
     y: Literal["accuracy", "error"] = "accuracy",
-    target: Annotated[list[Accuracy] | None, Query(max_length=16)] = None,
-    include_flagged: bool = False,
 ) -> Any:
-    """The API's power-law analysis (same fits) as a plotly figure and a table of fits."""
-    data = analysis.power_law(
-        session=session, _auth=auth, sweep=sweep, arch=arch, dataset=dataset,
-        scope=scope, tag=tag, metric=metric, target=target, include_flagged=include_flagged,
-    ).model_dump()  # fmt: skip
+    """The API's power-law analysis (the same service, query and fits) as a plotly figure and
+    a table of fits."""
+    result = analysis.power_law(session, q)
+    data = result.out.model_dump()
     return JSONResponse(
         {
-            "figure": figures.power_law_figure(data, error=y == "error"),
+            "figure": figures.power_law_figure(data, error=y == "error", laws=result.laws),
             "table": figures.power_law_table(data),
             "fit_available": data["fit_available"],
             "points": sum(len(s["points"]) for s in data["series"]),

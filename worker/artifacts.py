@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api import crud
+from api.crud import files as stored
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def checkpoint_dir(artifact_dir: Path, experiment_id: int) -> Path:
 class Finished:
     """What the end of a successful run adds to its result and file list."""
 
-    files: list[crud.FileRecord]
+    files: list[stored.FileRecord]
     similarity: dict[str, Any] | None
 
 
@@ -70,11 +70,11 @@ def save_outputs(
 
     model.eval()
     data = load_datasets(parse_spec(spec).data, data_root=data_root)
-    files: list[crud.FileRecord] = []
+    files: list[stored.FileRecord] = []
     if model_spec_of(model) is not None:
-        rel = crud.artifact_relpath(experiment_id, "model")
+        rel = stored.artifact_relpath(experiment_id, "model")
         path = Path(artifact_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         save_compact(model, path, inference=inference_info(data))  # what predict needs
-        files.append(crud.file_record(Path(artifact_dir), rel, kind="model"))
+        files.append(stored.file_record(Path(artifact_dir), rel, kind="model"))
     return Finished(files=files, similarity=similarity_of(model, data, images))

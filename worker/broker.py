@@ -13,9 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from api.dispatch import FILESYSTEM_SCHEME, TRAIN_TASK, transport_options
 from api.settings import Settings
-
-from .app import FILESYSTEM_SCHEME, TRAIN_TASK, transport_options
 
 log = logging.getLogger(__name__)
 MAX_SCAN = 100_000

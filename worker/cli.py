@@ -1,12 +1,11 @@
-"""Worker commands of ``rpg``: ``worker`` (GPU/CPU workers), ``serve`` (API + worker on this
-machine; embedded mode without a broker server) and ``reconcile``."""
+"""Worker commands of ``rpg``: ``worker`` (GPU/CPU workers) and ``reconcile``. (``rpg serve``, the
+API with a worker on this machine, is ``studio.cli``'s: it composes the app.)"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 
@@ -27,34 +26,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-reconcile", action="store_true", help="do not run the reconciler here")
     p.set_defaults(func=run_worker)
 
-    p = sub.add_parser(
-        "serve", help="run the API and a worker here (embedded without RPG_BROKER_URL)"
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--home",
-        "--workdir",
-        dest="workdir",
-        default=None,
-        help="embedded mode: the home folder of the database, broker and artifacts "
-        "(default: $RPG_HOME, else .rpg-studio)",
-    )
-    p.add_argument("--gpus", default=None, help="the local worker's GPUs (as for rpg worker)")
-    p.add_argument(
-        "--worker",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="start a local worker (default: in embedded mode only)",
-    )
-    p.set_defaults(func=run_serve)
-
     p = sub.add_parser("reconcile", help="re-dispatch lost queued jobs and jobs of dead workers")
     p.add_argument("--loop", action="store_true", help="repeat every RPG_RECONCILE_S seconds")
     p.set_defaults(func=run_reconcile)
 
 
-def _log_setup() -> None:
+def log_setup() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
     )
@@ -67,7 +44,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from .process import Supervisor, detect_gpus, parse_gpus
     from .reconcile import ReconcilerThread
 
-    _log_setup()
+    log_setup()
     if args.concurrency < 1:
         from rpg_core.exceptions import RPGConfigError
 
@@ -104,20 +81,6 @@ def run_worker(args: argparse.Namespace) -> int:
             reconciler.stop()
         supervisor.stop_all()
     return 0
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    from .serve import ServeConfig, serve
-
-    _log_setup()
-    cfg = ServeConfig(
-        host=args.host,
-        port=args.port,
-        workdir=Path(args.workdir) if args.workdir else None,
-        worker=args.worker,
-        gpus=args.gpus,
-    )
-    return serve(cfg)
 
 
 def run_reconcile(args: argparse.Namespace) -> int:

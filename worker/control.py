@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import crud
+from api.crud import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ class JobControl:
         with self.sessions() as session:
             while not self._stop.wait(self.heartbeat_s):
                 try:
-                    state = crud.heartbeat(session, self.experiment_id, self.token, self.lease_s)
+                    state = lifecycle.heartbeat(
+                        session, self.experiment_id, self.token, self.lease_s
+                    )
                 except Exception as err:  # noqa: BLE001 - a DB hiccup must not kill the job
                     log.warning("heartbeat of experiment %d failed: %s", self.experiment_id, err)
                     session.rollback()
@@ -88,7 +90,7 @@ class JobControl:
         if now - self._last_cancel_check >= self.cancel_poll_s:
             self._last_cancel_check = now
             try:
-                self.cancelled = crud.is_cancel_requested(self._session, self.experiment_id)
+                self.cancelled = lifecycle.is_cancel_requested(self._session, self.experiment_id)
             except Exception as err:  # noqa: BLE001 - check again at the next step
                 log.warning("cancel check of experiment %d failed: %s", self.experiment_id, err)
                 self._session.rollback()
@@ -101,13 +103,17 @@ class JobControl:
         if self.lost or (not force and now - self._last_progress < self.progress_s):
             return
         self._last_progress = now
-        if not crud.report_progress(self._session, self.experiment_id, self.token, fraction, epoch):
+        if not lifecycle.report_progress(
+            self._session, self.experiment_id, self.token, fraction, epoch
+        ):
             self.lost = True
 
     def metrics(self, epoch: int, values: dict[str, float]) -> None:
         if self.lost:
             return
-        if not crud.record_metrics(self._session, self.experiment_id, self.token, epoch, values):
+        if not lifecycle.record_metrics(
+            self._session, self.experiment_id, self.token, epoch, values
+        ):
             self.lost = True
 
 

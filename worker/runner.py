@@ -1,8 +1,10 @@
 """One training job from claim to result: the body of the ``rpg.train_experiment`` task.
 
-The job runs under a lease (fencing token) taken with ``crud.claim_experiment``; every write is
-fenced by it, so two workers never both write one experiment. Attempts are counted by the claim:
-a job that raised (or whose worker died) ``max_attempts`` times ends ``failed`` with the reason.
+The job runs under a lease (fencing token) taken with ``lifecycle.claim_experiment``; every write
+is fenced by it, so two workers never both write one experiment. Every status change goes through
+``api.crud.lifecycle``: this module builds no SQL and imports no table. Attempts are counted by
+the claim: a job that raised (or whose worker died) ``max_attempts`` times ends ``failed`` with
+the reason.
 """
 
 from __future__ import annotations
@@ -12,17 +14,16 @@ import math
 import os
 import socket
 import time
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import crud
+from api.crud import files as stored
+from api.crud import lifecycle
 from api.db import make_engine, make_sessionmaker
-from api.dispatch import dispatch
-from api.models import Experiment, utcnow
 from api.settings import Settings
 from api.storage import resolve_inside
 from rpg_core.health import flag_codes
@@ -53,7 +54,7 @@ def run_experiment(
     sessions = sessions_for(settings.database_url)
     worker = worker or worker_name()
     with sessions() as session:
-        previous = crud.get_experiment(session, experiment_id)
+        previous = lifecycle.job_state(session, experiment_id)
         prior_error = previous.error if previous is not None else None
         prior_worker = previous.worker if previous is not None else None
         session.rollback()
@@ -65,7 +66,7 @@ def run_experiment(
             return "skipped"
         if lease.attempt > wcfg.max_attempts:
             reason = prior_error or f"its worker ({prior_worker}) died while running it"
-            crud.fail_experiment(
+            lifecycle.fail_experiment(
                 session,
                 experiment_id,
                 lease.token,
@@ -76,26 +77,29 @@ def run_experiment(
         return _run_leased(settings, wcfg, sessions, session, lease)
 
 
-def _claim(session: Session, experiment_id: int, worker: str, lease_s: float) -> crud.Lease | None:
+def _claim(
+    session: Session, experiment_id: int, worker: str, lease_s: float
+) -> lifecycle.Lease | None:
     """Claim; if a dead process on this host still holds the lease, wait for it to expire."""
-    lease = crud.claim_experiment(session, experiment_id, worker, lease_s)
+    lease = lifecycle.claim_experiment(session, experiment_id, worker, lease_s)
     if lease is not None:
         return lease
-    exp = crud.get_experiment(session, experiment_id)
-    expires = exp.lease_expires_at if exp is not None else None
-    owner_dead = exp is not None and _is_dead_local(exp.lease_owner)
+    job = lifecycle.job_state(session, experiment_id)
+    expires = job.lease_expires_at if job is not None else None
+    owner_dead = job is not None and is_dead_local(job.lease_owner)
     session.rollback()
     if not owner_dead or expires is None:
         return None
-    wait = (expires - utcnow()).total_seconds() + 0.2
+    wait = (expires - datetime.now(UTC)).total_seconds() + 0.2
     log.info(
         "experiment %d: its previous worker died here; resuming in %.1f s", experiment_id, wait
     )
     time.sleep(min(max(wait, 0.0), lease_s + 1))
-    return crud.claim_experiment(session, experiment_id, worker, lease_s)
+    return lifecycle.claim_experiment(session, experiment_id, worker, lease_s)
 
 
-def _is_dead_local(owner: str | None) -> bool:
+def is_dead_local(owner: str | None) -> bool:
+    """Whether ``owner`` (a lease owner, ``host:pid``) is a process of this host that is gone."""
     host, _, pid = (owner or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
@@ -119,7 +123,7 @@ def _run_leased(
     wcfg: WorkerSettings,
     sessions: sessionmaker[Session],
     session: Session,
-    lease: crud.Lease,
+    lease: lifecycle.Lease,
 ) -> str:
     exp_id = lease.experiment_id
     control = JobControl(
@@ -142,9 +146,9 @@ def _run_leased(
     if control.lost:
         return "lost"
     if finished is None:
-        ok = crud.mark_cancelled(session, exp_id, lease.token)
+        ok = lifecycle.mark_cancelled(session, exp_id, lease.token)
         return "cancelled" if ok else "lost"
-    ok = crud.finish_experiment(
+    ok = lifecycle.finish_experiment(
         session,
         exp_id,
         lease.token,
@@ -171,8 +175,8 @@ def _prune_source(settings: Settings, session: Session, spec: dict[str, Any]) ->
     source = (spec.get("prune") or {}).get("source")
     if not isinstance(source, int):
         return None  # no pruning job, or a .rpg file name the engine reads from the data root
-    stored = crud.get_file(session, source, "model")
-    path = resolve_inside(Path(settings.artifact_dir), stored.path) if stored else None
+    record = stored.get_file(session, source, "model")
+    path = resolve_inside(Path(settings.artifact_dir), record.path) if record else None
     session.rollback()
     if path is None or not path.is_file():
         raise RPGConfigError(
@@ -185,7 +189,7 @@ def _train(
     settings: Settings,
     wcfg: WorkerSettings,
     session: Session,
-    lease: crud.Lease,
+    lease: lifecycle.Lease,
     control: JobControl,
 ) -> tuple[Any, Finished | None]:
     """Run (or resume) the training; None for ``Finished`` when it was stopped."""
@@ -219,7 +223,7 @@ def _on_error(
     settings: Settings,
     wcfg: WorkerSettings,
     session: Session,
-    lease: crud.Lease,
+    lease: lifecycle.Lease,
     err: Exception,
     cancelled: bool,
 ) -> str:
@@ -231,45 +235,20 @@ def _on_error(
         data_root=settings.data_root,
         artifact_dir=settings.artifact_dir,
     )
-    if cancelled or crud.is_cancel_requested(session, exp_id):
+    if cancelled or lifecycle.is_cancel_requested(session, exp_id):
         session.rollback()
-        return "cancelled" if crud.mark_cancelled(session, exp_id, token) else "lost"
+        return "cancelled" if lifecycle.mark_cancelled(session, exp_id, token) else "lost"
     session.rollback()
     permanent = is_permanent(err)
     if permanent or lease.attempt >= wcfg.max_attempts:
         why = "; not retried: the same error would happen again" if permanent else ""
         detail = f"{message} (attempt {lease.attempt} of {wcfg.max_attempts}{why})"
-        return "failed" if crud.fail_experiment(session, exp_id, token, detail) else "lost"
-    if not requeue(session, exp_id, token, message):
-        return "lost"
-    sent = dispatch(settings, [exp_id])
-    if sent:
-        crud.mark_dispatched(session, sent)
-        session.commit()
+        return "failed" if lifecycle.fail_experiment(session, exp_id, token, detail) else "lost"
+    if not lifecycle.requeue(session, exp_id, token, message):
+        # a cancel came in since the check above (or the lease is gone): never back in the queue
+        return "cancelled" if lifecycle.mark_cancelled(session, exp_id, token) else "lost"
+    lifecycle.dispatch_jobs(session, settings, [exp_id])
     return "requeued"
-
-
-def requeue(session: Session, experiment_id: int, token: int, error: str) -> bool:
-    """Give the lease back and put the job in the queue again (fenced; keeps its checkpoint)."""
-    res = session.execute(
-        update(Experiment)
-        .where(
-            Experiment.id == experiment_id,
-            Experiment.lease_token == token,
-            Experiment.status == "running",
-        )
-        .values(
-            status="queued",
-            error=error[:10_000],
-            lease_owner=None,
-            lease_expires_at=None,
-            dispatched_at=None,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 def _finite(value: Any) -> Any:
@@ -283,7 +262,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _result_row(result: Any, finished: Finished, lease: crud.Lease) -> dict[str, Any]:
+def _result_row(result: Any, finished: Finished, lease: lifecycle.Lease) -> dict[str, Any]:
     """The Result JSON: the engine's TrainResult plus the columns the API lists and sorts by."""
     data = result.as_dict()
     data.pop("checkpoint", None)  # a path on the worker's machine

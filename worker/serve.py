@@ -1,4 +1,5 @@
-"""``rpg serve``: the API, a reconciler and (embedded mode) one worker, on this machine.
+"""``rpg serve`` (its command is ``studio.cli``'s, which passes the composed app): the app, a
+reconciler and (embedded mode) one worker, on this machine.
 
 Embedded mode (no ``RPG_BROKER_URL`` in the environment): everything lives in the one home folder
 (``$RPG_HOME``, default ``.rpg-studio``; the one ``make demo``, ``rpg token`` and ``rpg submit``
@@ -22,13 +23,13 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .app import FILESYSTEM_SCHEME
+from api.dispatch import FILESYSTEM_SCHEME
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def serve(cfg: ServeConfig) -> int:
-    """Run until SIGINT, SIGTERM or SIGHUP."""
+def serve(cfg: ServeConfig, build_app: Callable[[Any], Any]) -> int:
+    """Run ``build_app(settings)`` (the composed web app, ``studio.app.create_app``) with a
+    reconciler and, in embedded mode, a worker, until SIGINT, SIGTERM or SIGHUP."""
     import uvicorn
 
-    from api.main import create_app
     from api.migrate import upgrade
     from api.settings import Settings, ensure_sqlite_dir, home_dir, safe_url
 
@@ -118,7 +119,7 @@ def serve(cfg: ServeConfig) -> int:
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            build_app(settings),
             host=cfg.host,
             port=cfg.port,
             log_level="warning",
@@ -190,45 +191,18 @@ def resume_interrupted(settings: Any) -> list[int]:
     """Requeue the runs left ``running`` by workers of this machine that are gone (the service
     stopped, or was killed, while they trained); the next worker resumes each from its last
     checkpoint. Returns their ids."""
-    from sqlalchemy import select, update
+    from api.crud import lifecycle
 
-    from api.dispatch import dispatch
-    from api.models import Experiment, utcnow
+    from .runner import is_dead_local, sessions_for
 
-    from .runner import _is_dead_local as is_dead_local
-    from .runner import sessions_for
-
-    sessions = sessions_for(settings.database_url)
-    with sessions() as session:
-        rows = session.execute(
-            select(Experiment.id, Experiment.lease_owner).where(Experiment.status == "running")
-        ).all()
-        ids = [i for i, owner in rows if is_dead_local(owner)]
-        if not ids:
-            return []
-        session.execute(
-            update(Experiment)
-            .where(Experiment.id.in_(ids), Experiment.status == "running")
-            .values(
-                status="queued",
-                lease_owner=None,
-                lease_expires_at=None,
-                dispatched_at=None,
-                error="the service stopped while it was training; resumed from its checkpoint",
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
+    with sessions_for(settings.database_url)() as session:
+        ids = lifecycle.requeue_interrupted(
+            session,
+            is_dead_local,
+            error="the service stopped while it was training; resumed from its checkpoint",
         )
-        session.commit()
-        sent = dispatch(settings, ids) if settings.broker_url else []
-        if sent:
-            session.execute(
-                update(Experiment)
-                .where(Experiment.id.in_(sent))
-                .values(dispatched_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
+        if ids:
+            lifecycle.dispatch_jobs(session, settings, ids)
     return ids
 
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, HTTPException, Response
 
 from rpg_core.spec import ExperimentSpec
 
-from .. import crud, dispatch
+from .. import crud
+from ..crud import lifecycle
 from ..deps import ExperimentId, ListQueryDep, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..redact import redact
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
@@ -56,10 +57,7 @@ def submit(
     check_limits(spec, settings)
     exp_id = crud.create_experiment(session, spec.model_dump(mode="json"))
     session.commit()
-    sent = dispatch.dispatch(settings, [exp_id])
-    if sent:
-        crud.mark_dispatched(session, sent)
-        session.commit()
+    sent = lifecycle.dispatch_jobs(session, settings, [exp_id])
     return Created(id=exp_id, status="queued", dispatched=bool(sent))
 
 
@@ -96,7 +94,7 @@ def show(
 def cancel(experiment_id: ExperimentId, session: SessionDep, _auth: WriteAuth) -> StatusOut:
     """Queued: cancelled now. Running: "cancelling" until the worker stops. Finished: 409."""
     try:
-        status = crud.request_cancel(session, experiment_id)
+        status = lifecycle.request_cancel(session, experiment_id)
     except KeyError:
         raise _not_found(experiment_id) from None
     session.commit()
@@ -109,14 +107,11 @@ def retry(
 ) -> StatusOut:
     """A failed or cancelled run goes back in the queue (409 otherwise)."""
     try:
-        crud.retry_experiment(session, experiment_id)
+        lifecycle.retry_experiment(session, experiment_id)
     except KeyError:
         raise _not_found(experiment_id) from None
     session.commit()
-    sent = dispatch.dispatch(settings, [experiment_id])
-    if sent:
-        crud.mark_dispatched(session, sent)
-        session.commit()
+    lifecycle.dispatch_jobs(session, settings, [experiment_id])
     return StatusOut(id=experiment_id, status="queued")
 
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, HTTPException, Query
 from rpg_core.exceptions import RPGConfigError
 from rpg_core.sweep import SweepSpec, expand
 
-from .. import crud, dispatch
+from .. import crud
+from ..crud import lifecycle
 from ..deps import MAX_ID, ReadAuth, SessionDep, SettingsDep, StrictDigits, SweepId, WriteAuth
 from ..errors import field_error
 from ..schemas import SweepCreated, SweepOut, SweepPage
@@ -67,10 +68,7 @@ def submit_sweep(
         [s.model_dump(mode="json") for s in specs],
     )
     session.commit()
-    sent = dispatch.dispatch(settings, ids)
-    if sent:
-        crud.mark_dispatched(session, sent)
-        session.commit()
+    sent = lifecycle.dispatch_jobs(session, settings, ids)
     return SweepCreated(id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=len(sent))
 
 

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.db import make_engine, make_sessionmaker
-from api.main import create_app
 from api.migrate import upgrade
 from api.models import Base
 from api.settings import Settings
+from studio.app import create_app
 
 from ..pg import throwaway_database
 

@@ -96,7 +96,7 @@ def test_reconciler_helpers(client: TestClient, auth: dict[str, str], session: S
     )
     session.commit()
     assert crud.redispatch_candidates(session) == [queued, running]
-    assert crud.finalize_abandoned_cancels(session) == 1
+    assert crud.finalize_abandoned_cancels(session) == [cancelling]
     session.expire_all()
     exp = crud.get_experiment(session, cancelling)
     assert exp is not None and exp.status == "cancelled"

@@ -36,7 +36,7 @@ TEST_LIMIT_S = 90.0
 
 @contextmanager
 def api_server(database_url: str, tmp: Path, **env: str) -> Iterator[str]:
-    """``uvicorn api.main:app`` in a subprocess (one process, as deployed); yields its URL."""
+    """``uvicorn studio.app:app`` in a subprocess (one process, as deployed); yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -49,7 +49,7 @@ def api_server(database_url: str, tmp: Path, **env: str) -> Iterator[str]:
         "PYTHONPATH": str(ROOT),
         **env,
     }
-    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "uvicorn", "studio.app:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     log = (tmp / "uvicorn.log").open("wb")
     proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

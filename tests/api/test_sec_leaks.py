@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from api.main import create_app
 from api.settings import Settings
+from studio.app import create_app
 
 from .conftest import run_to_end, submit
 from .test_files import _tiny_rpg

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from api.settings import Settings
+from studio.app import create_app
 
 
 def laughs(levels: int, width: int = 9) -> bytes:

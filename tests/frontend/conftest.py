@@ -17,11 +17,10 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
-from api.main import create_app
 from api.migrate import upgrade
 from api.settings import Settings
-from frontend import mount
 from rpg_core.spec import parse_spec
+from studio.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -71,7 +70,7 @@ def _free_port() -> int:
 
 
 def start_server(tmp: Path, seed: Callable[[LiveServer], None]) -> LiveServer:
-    """Migrate a fresh SQLite DB, build create_app() + mount(), seed it, serve it."""
+    """Migrate a fresh SQLite DB, build the composed app (studio.app), seed it, serve it."""
     url = f"sqlite:///{tmp / 'rpg.db'}"
     upgrade(url)
     settings = Settings(
@@ -83,7 +82,6 @@ def start_server(tmp: Path, seed: Callable[[LiveServer], None]) -> LiveServer:
         sse_max_s=120,
     )
     app = create_app(settings)
-    mount(app)  # idempotent: create_app mounts it already
     port = _free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1

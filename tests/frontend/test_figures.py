@@ -9,6 +9,7 @@ import pytest
 
 from frontend import figures
 from frontend.routes import ablation_bars
+from rpg_core.analysis.power_law import fit_power_law
 
 
 def _series(arch: str, scope: str, sizes: list[int], fit: dict[str, Any] | None) -> dict[str, Any]:
@@ -30,12 +31,24 @@ DATA = {
 }
 
 
+# the fitted law of the first series (its points lie on error = 0.9 * P^-0.25): its own
+# predict draws the fit line
+FITTED = DATA["series"][0]
+LAWS = {
+    (FITTED["arch"], FITTED["scope"], FITTED["dataset"]): fit_power_law(
+        [p["params"] for p in FITTED["points"]],
+        [p["accuracy"] for p in FITTED["points"]],
+        bootstrap=0,
+    )
+}
+
+
 def _traces(fig: dict[str, Any], role: str) -> list[dict[str, Any]]:
     return [t for t in fig["data"] if t["meta"]["role"] == role]
 
 
 def test_power_law_figure_has_points_per_series_and_one_fit_line() -> None:
-    fig = figures.power_law_figure(DATA)
+    fig = figures.power_law_figure(DATA, laws=LAWS)
     points = _traces(fig, "points")
     assert [len(t["x"]) for t in points] == [3, 1, 2]
     assert [t["customdata"] for t in points][0] == [1, 2, 3]
@@ -51,7 +64,7 @@ def test_power_law_figure_has_points_per_series_and_one_fit_line() -> None:
 
 
 def test_power_law_figure_on_the_error_axis() -> None:
-    fig = figures.power_law_figure(DATA, error=True)
+    fig = figures.power_law_figure(DATA, error=True, laws=LAWS)
     first = _traces(fig, "points")[0]
     assert first["y"][0] == pytest.approx(0.9 * 1000**-0.25)
     assert fig["layout"]["yaxis"]["type"] == "log"

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from api import crud
+from api.models import StoredFile
 from rpg_core.compact import load_compact, save_compact
 from rpg_core.models import create_model, model_spec_of
 
@@ -89,8 +90,8 @@ def _seed_model(live: LiveServer, s: Session) -> None:
     record = crud.file_record(live.settings.artifact_dir, rel)
     lease = crud.claim_experiment(s, exp_id, worker="w")  # not claimable: already finished
     assert lease is None
-    s.add(crud.StoredFile(experiment_id=exp_id, kind="model", path=rel, sha256=record.sha256,
-                          size=record.size))  # fmt: skip
+    s.add(StoredFile(experiment_id=exp_id, kind="model", path=rel, sha256=record.sha256,
+                     size=record.size))  # fmt: skip
     s.commit()
     live.extra["model_run"] = exp_id
 

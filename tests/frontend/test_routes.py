@@ -9,11 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import crud
-from api.main import create_app
 from api.migrate import upgrade
 from api.settings import Settings
-from frontend import mount
 from frontend.routes import PLOTLY_URL
+from studio.app import create_app
 
 from .conftest import spec
 
@@ -25,7 +24,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     upgrade(url)
     app = create_app(Settings(database_url=url, broker_url=None, artifact_dir=tmp / "a",
                               auto_migrate=False))  # fmt: skip
-    mount(app)  # idempotent: create_app mounts it already
     with app.state.sessionmaker() as s:
         crud.create_experiment(s, spec("queued-one"))
         s.commit()
@@ -70,3 +68,14 @@ def test_run_json_without_model_or_metrics(client: TestClient) -> None:
     assert [r["name"] for r in page["items"]] == ["queued-one"] and page["counts"] == {"queued": 1}
     assert page["items"][0]["has_model"] is False
     assert client.get("/ui/figures/sweeps/1/ablation").status_code == 404
+
+
+def test_the_figure_takes_the_api_analysis_query(client: TestClient) -> None:
+    """One query type for both: the checks the dashboard's copy once lost hold here too."""
+    for query in ("tag=a%0Ab", "sweep=01", "target=1.5", "metric=train_acc"):
+        api = client.get(f"/api/analysis/power-law?{query}")
+        ui = client.get(f"/ui/figures/power-law?{query}")
+        assert api.status_code == ui.status_code == 422, query
+        assert api.json()["detail"][0]["field"] == ui.json()["detail"][0]["field"], query
+    ok = client.get("/ui/figures/power-law?tag=demo&y=error")
+    assert ok.status_code == 200 and ok.json()["points"] == 0

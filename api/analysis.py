@@ -1,0 +1,114 @@
+"""The analysis service: power laws of accuracy against backbone parameters, for the REST API
+(``GET /api/analysis/power-law``) and the dashboard's figure alike.
+
+``power_law(session, query)`` groups the succeeded runs by (arch, scope, dataset), fits each
+group with ``rpg_core.analysis.fit_power_law`` and returns the response model together with the
+fitted laws themselves (the dashboard draws a law's curve with its own ``predict``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from .crud.metrics import power_law_points
+from .deps import PowerLawQuery
+from .schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
+
+log = logging.getLogger(__name__)
+MIN_POINTS = 3
+BOOTSTRAP = 200  # resampling rounds for the interval of b
+
+SeriesKey = tuple[str, str, str]  # (arch, scope, dataset)
+
+
+@dataclass(frozen=True)
+class PowerLawAnalysis:
+    out: PowerLawOut
+    laws: dict[SeriesKey, Any] = field(
+        default_factory=dict
+    )  # the rpg_core fit of each fitted series
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+@lru_cache(maxsize=128)
+def _law(params: tuple[int, ...], accuracy: tuple[float, ...]) -> Any:
+    """The fit of these exact points (cached: dashboards poll the same finished results)."""
+    from rpg_core.analysis.power_law import fit_power_law
+
+    return fit_power_law(list(params), list(accuracy), bootstrap=BOOTSTRAP)
+
+
+def _fit(law: Any, targets: tuple[float, ...]) -> PowerLawFit:
+    ci = law.b_ci
+    b_ci = [v for v in (_finite(c) for c in ci) if v is not None] if ci is not None else None
+    params_for = {}
+    for t in targets:
+        try:
+            params_for[str(t)] = _finite(law.params_for(t))
+        except (ValueError, ArithmeticError):
+            params_for[str(t)] = None
+    return PowerLawFit(
+        a=_finite(law.a) or 0.0,
+        b=_finite(law.b) or 0.0,
+        r2=_finite(law.r2) or 0.0,
+        b_ci=b_ci,
+        params_for=params_for,
+    )
+
+
+def _series(
+    key: SeriesKey, all_points: list[PowerLawPoint], query: PowerLawQuery
+) -> tuple[PowerLawSeries, Any]:
+    points = [p for p in all_points if query.include_flagged or not p.flags]
+    excluded = [p for p in all_points if p.flags and not query.include_flagged]
+    out = PowerLawSeries(
+        arch=key[0], scope=key[1], dataset=key[2], points=points, fit=None, excluded=excluded
+    )
+    if len({p.params for p in points}) < MIN_POINTS:
+        return out, None
+    try:
+        law = _law(tuple(p.params for p in points), tuple(p.accuracy for p in points))
+        out.fit = _fit(law, query.targets)
+    except Exception as err:  # noqa: BLE001 - a failed fit is reported, never a 500
+        log.info("power-law fit failed for %s: %s", key, err)
+        out.fit_error = str(err)[:500]
+        return out, None
+    return out, law
+
+
+def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
+    """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law (none
+    with fewer than 3 distinct sizes); flagged runs are left out of the fit unless
+    ``query.include_flagged``."""
+    groups: dict[SeriesKey, list[PowerLawPoint]] = {}
+    for p in power_law_points(session, query.filter, query.metric):
+        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
+            PowerLawPoint(
+                experiment_id=p.experiment_id,
+                params=p.params,
+                accuracy=p.accuracy,
+                flags=list(p.flags),
+            )
+        )
+    series, laws = [], {}
+    for key, points in sorted(groups.items()):
+        s, law = _series(key, points, query)
+        series.append(s)
+        if law is not None:
+            laws[key] = law
+    return PowerLawAnalysis(
+        PowerLawOut(metric=query.metric, fit_available=True, series=series), laws
+    )

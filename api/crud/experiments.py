@@ -1,0 +1,115 @@
+"""Experiments and sweeps as records: create (queued), read, delete. Their state changes after
+creation belong to ``api.crud.lifecycle``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
+from .errors import ConflictError
+from .lifecycle import FINISHED, new_job_values
+
+
+def _scope_of(spec: dict[str, Any]) -> str:
+    rpg = spec.get("rpg")
+    if not rpg:
+        return "plain"
+    scope = rpg.get("scope", "global")
+    return scope if isinstance(scope, str) else "custom"
+
+
+def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:
+    rpg = spec.get("rpg") or {}
+    exp = Experiment(
+        name=spec["name"],
+        spec=spec,
+        arch=spec["model"]["arch"],
+        dataset=spec["data"]["dataset"],
+        ring_size=rpg.get("ring_size"),
+        scope=_scope_of(spec),
+        sweep_id=sweep_id,
+        **new_job_values(),
+    )
+    exp.tag_rows = [ExperimentTag(tag=t) for t in sorted(set(spec.get("tags") or []))]
+    return exp
+
+
+def create_experiment(session: Session, spec: dict[str, Any], sweep_id: int | None = None) -> int:
+    """Insert a queued experiment (``spec`` is a validated ExperimentSpec dump); not committed."""
+    exp = _row_for(spec, sweep_id)
+    session.add(exp)
+    session.flush()
+    return exp.id
+
+
+def create_sweep(
+    session: Session, name: str, sweep_spec: dict[str, Any], specs: Sequence[dict[str, Any]]
+) -> tuple[int, list[int]]:
+    """Insert a sweep and its experiments (not committed: the caller commits once)."""
+    sweep = Sweep(name=name, spec=sweep_spec)
+    session.add(sweep)
+    session.flush()
+    rows = [_row_for(spec, sweep.id) for spec in specs]
+    session.add_all(rows)
+    session.flush()
+    return sweep.id, [r.id for r in rows]
+
+
+def get_experiment(session: Session, experiment_id: int) -> Experiment | None:
+    return session.get(Experiment, experiment_id)
+
+
+def get_result(session: Session, experiment_id: int) -> dict[str, Any] | None:
+    row = session.get(Result, experiment_id)
+    return None if row is None else row.data
+
+
+def delete_experiment(session: Session, experiment_id: int) -> list[str]:
+    """Delete a finished run with its metrics, result and file rows; returns the files' stored
+    paths (relative to the artifact dir) for the caller to remove after the commit."""
+    exp = session.get(Experiment, experiment_id, with_for_update=True)
+    if exp is None:
+        raise KeyError(experiment_id)
+    if exp.status not in FINISHED:
+        raise ConflictError(
+            f"experiment {experiment_id} is {exp.status}; cancel it and wait until it has stopped"
+        )
+    paths = list(
+        session.scalars(select(StoredFile.path).where(StoredFile.experiment_id == experiment_id))
+    )
+    for model in (MetricPoint, Result, StoredFile):
+        session.execute(delete(model).where(model.experiment_id == experiment_id))
+    session.delete(exp)
+    session.flush()
+    return paths
+
+
+def get_sweep(session: Session, sweep_id: int) -> Sweep | None:
+    return session.get(Sweep, sweep_id)
+
+
+def list_sweeps(session: Session, limit: int = 50, before_id: int | None = None) -> list[Sweep]:
+    q = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(Sweep.id < before_id)
+    return list(session.scalars(q))
+
+
+def sweep_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    ids = list(sweep_ids)
+    out: dict[int, dict[str, int]] = {i: {} for i in ids}
+    if not ids:
+        return out
+    q = (
+        select(Experiment.sweep_id, Experiment.status, func.count())
+        .where(Experiment.sweep_id.in_(ids))
+        .group_by(Experiment.sweep_id, Experiment.status)
+    )
+    for sweep_id, status, n in session.execute(q).all():
+        if sweep_id is not None:
+            out[sweep_id][status] = n
+    return out

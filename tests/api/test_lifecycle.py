@@ -1,0 +1,112 @@
+"""The job lifecycle's rules that the worker, the reconciler and rpg serve now share (one owner:
+api.crud.lifecycle): requeue, dispatch marks, interrupted runs, settled runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from api.crud import ConflictError, lifecycle
+from api.models import Experiment, utcnow
+
+from .conftest import run_to_end, submit
+
+
+def _row(session: Session, exp_id: int) -> Experiment:
+    session.expire_all()
+    exp = session.get(Experiment, exp_id)
+    assert exp is not None
+    return exp
+
+
+def test_requeue_gives_the_lease_back_and_fences_the_old_holder(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    exp_id = submit(client, auth)
+    lease = lifecycle.claim_experiment(session, exp_id, "w1")
+    assert lease is not None
+    lifecycle.mark_dispatched(session, [exp_id])
+    session.commit()
+    assert lifecycle.requeue(session, exp_id, lease.token, "OSError: flaky disk")
+    exp = _row(session, exp_id)
+    assert (exp.status, exp.error, exp.lease_owner) == ("queued", "OSError: flaky disk", None)
+    assert exp.dispatched_at is None and exp.lease_expires_at is None
+    assert not lifecycle.report_progress(session, exp_id, lease.token, 0.5)  # fenced
+    again = lifecycle.claim_experiment(session, exp_id, "w2")
+    assert again is not None and again.attempt == 2
+
+
+def test_a_run_cancelled_meanwhile_is_never_requeued(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    """Before, the worker's own requeue refused it (status == running) while the fenced writes
+    accepted it; now the lifecycle says it once: it ends cancelled, not queued with a cancel."""
+    exp_id = submit(client, auth)
+    lease = lifecycle.claim_experiment(session, exp_id, "w1")
+    assert lease is not None
+    assert client.post(f"/api/experiments/{exp_id}/cancel", headers=auth).json()["status"] == (
+        "cancelling"
+    )
+    assert not lifecycle.requeue(session, exp_id, lease.token, "boom")
+    assert _row(session, exp_id).status == "cancelling"
+    assert lifecycle.mark_cancelled(session, exp_id, lease.token)
+    assert _row(session, exp_id).status == "cancelled"
+
+
+def test_dispatch_marks_queued_and_running_runs_only(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    queued, running, done = (submit(client, auth) for _ in range(3))
+    assert lifecycle.claim_experiment(session, running, "w1") is not None
+    run_to_end(session, done, {"best_val_acc": 0.5})
+    lifecycle.mark_dispatched(session, [queued, running, done])
+    session.commit()
+    marked = {i: _row(session, i).dispatched_at is not None for i in (queued, running, done)}
+    assert marked == {queued: True, running: True, done: False}
+
+
+def test_interrupted_runs_of_dead_owners_are_requeued(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    dead, alive = submit(client, auth), submit(client, auth)
+    assert lifecycle.claim_experiment(session, dead, "host:1") is not None
+    assert lifecycle.claim_experiment(session, alive, "host:2") is not None
+    ids = lifecycle.requeue_interrupted(session, lambda owner: owner == "host:1", error="stopped")
+    assert ids == [dead]
+    assert (_row(session, dead).status, _row(session, dead).error) == ("queued", "stopped")
+    assert _row(session, alive).status == "running"
+
+
+def test_settled_runs_are_finished_deleted_or_of_dead_workers(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    done, dead, live, waiting = (submit(client, auth) for _ in range(4))
+    run_to_end(session, done, {"best_val_acc": 0.5})
+    for exp_id in (dead, live):
+        assert lifecycle.claim_experiment(session, exp_id, "w") is not None
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == dead)
+        .values(lease_expires_at=utcnow() - timedelta(seconds=5))
+    )
+    session.commit()
+    gone = 10**6
+    assert lifecycle.settled_among(session, [done, dead, live, waiting, gone]) == {
+        done,
+        dead,
+        gone,
+    }
+
+
+def test_only_failed_or_cancelled_runs_retry(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    done = submit(client, auth)
+    run_to_end(session, done, {"best_val_acc": 0.5})
+    with pytest.raises(ConflictError, match="only failed or cancelled runs can retry"):
+        lifecycle.retry_experiment(session, done)
+    assert lifecycle.TRANSITIONS["succeeded"] == frozenset()
