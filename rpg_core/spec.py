@@ -405,8 +405,7 @@ class OODSetSpec(_Spec):
     )
     severities: list[Annotated[int, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
         None,
-        description=f"shift: the severities to score, 0 (identity) to {MAX_SEVERITY}; "
-        "default 1..5",
+        description=f"shift: the severities to score, 0 (identity) to {MAX_SEVERITY}; default 1..5",
     )
     seed: StrictInt = Field(
         0, ge=0, lt=2**31, description="shift: seed of the per-image random draws"
