@@ -42,9 +42,11 @@ PAGES = {
     "power-law": ("Power law", "power_law.html"),
     "similarity": ("Similarity", "similarity.html"),
     "sweeps": ("Sweeps", "sweeps.html"),
+    "generalization": ("Generalization", "generalization.html"),
 }
 NAV = (("runs", "/", "Runs"), ("power-law", "/power-law", "Power law"),
-       ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"))  # fmt: skip
+       ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"),
+       ("generalization", "/generalization", "Generalization"))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- pages
@@ -110,6 +112,11 @@ def similarity_page() -> HTMLResponse:
 @router.get("/sweeps", response_class=HTMLResponse)
 def sweeps_page() -> HTMLResponse:
     return render("sweeps")
+
+
+@router.get("/generalization", response_class=HTMLResponse)
+def generalization_page() -> HTMLResponse:
+    return render("generalization")
 
 
 @router.get(PLOTLY_URL)
@@ -245,7 +252,7 @@ def power_law_figure(
     scope: Label | None = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     metric: Literal["best_val_acc", "val_acc"] = "best_val_acc",
-    y: Literal["accuracy", "error"] = "accuracy",
+    y: Literal["accuracy", "error", "gap"] = "accuracy",
     target: Annotated[list[Accuracy] | None, Query(max_length=16)] = None,
     include_flagged: bool = False,
 ) -> Any:
@@ -253,6 +260,7 @@ def power_law_figure(
     data = analysis.power_law(
         session=session, _auth=auth, sweep=sweep, arch=arch, dataset=dataset,
         scope=scope, tag=tag, metric=metric, target=target, include_flagged=include_flagged,
+        quantity="gap" if y == "gap" else "accuracy",
     ).model_dump()  # fmt: skip
     return JSONResponse(
         {
@@ -263,6 +271,64 @@ def power_law_figure(
             "excluded": sum(len(s["excluded"]) for s in data["series"]),
         }
     )
+
+
+# ----------------------------------------------------------------------------- generalization
+
+
+@router.get("/ui/figures/ood")
+def ood_figure(
+    session: SessionDep,
+    auth: ReadAuth,
+    sweep: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+) -> Any:
+    """The API's OOD points as the ID-vs-OOD scatter and a table (one row per run)."""
+    data = analysis.ood(
+        session=session, _auth=auth, sweep=sweep, arch=arch, dataset=dataset, scope=None, tag=tag
+    ).model_dump()
+    points = data["points"]
+    rows = [
+        {
+            k: p[k]
+            for k in (
+                "experiment_id",
+                "name",
+                "arch",
+                "scope",
+                "dataset",
+                "backbone_params",
+                "val_acc",
+                "train_acc",
+                "ood_acc",
+            )
+        }  # fmt: skip
+        for p in points
+    ]
+    return {"figure": figures.ood_scatter_figure(points), "rows": rows, "points": len(points)}
+
+
+@router.get("/ui/figures/runs/{experiment_id}/ood")
+def run_ood_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> Any:
+    """One run's accuracy per OOD set and severity (empty when it had no eval.ood)."""
+    exp = crud.get_experiment(session, experiment_id)
+    if exp is None:
+        raise HTTPException(404, detail=f"experiment {experiment_id} not found")
+    result = crud.get_result(session, experiment_id) or {}
+    ood = analysis.ood_values(result.get("ood"))
+    if not ood:
+        return {"sets": 0}
+    shifts, folders = figures.split_ood(ood)
+    return {
+        "sets": len(shifts) + len(folders),
+        "ood_acc": result.get("ood_acc"),
+        "val_acc": exp.val_acc,
+        "shifts": {k: {str(s): a for s, a in v.items()} for k, v in sorted(shifts.items())},
+        "folders": folders,
+        "figure": figures.ood_breakdown_figure(ood, exp.val_acc),
+    }
 
 
 # ----------------------------------------------------------------------------- similarity

@@ -519,6 +519,8 @@ def _valid_fields(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[st
     """The field names of the model at ``loc[:-1]`` under ``root`` (empty if unknown)."""
     cls = root
     for part in loc[:-1]:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            continue  # a list index: the list's item model (already found) holds the fields
         field = cls.model_fields.get(part) if cls is not None and isinstance(part, str) else None
         cls = _model_in(field.annotation) if field is not None else None
     return list(cls.model_fields) if cls is not None else []

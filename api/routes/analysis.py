@@ -13,7 +13,14 @@ from pydantic import Field
 
 from .. import crud
 from ..deps import MAX_ID, ReadAuth, SessionDep, StrictDigits
-from ..schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
+from ..schemas import (
+    OODOut,
+    OODPoint,
+    PowerLawFit,
+    PowerLawOut,
+    PowerLawPoint,
+    PowerLawSeries,
+)
 from ..validation import TAG_QUERY_PATTERN
 
 log = logging.getLogger(__name__)
@@ -104,11 +111,20 @@ def power_law(
     include_flagged: Annotated[
         bool, Query(description="also fit runs the guard rails flagged (diverged, near chance)")
     ] = False,
+    quantity: Annotated[
+        Literal["accuracy", "gap"],
+        Query(
+            description="accuracy: the metric, with fitted power laws; gap: train accuracy minus "
+            "final validation accuracy per run (metric ignored, not fitted)"
+        ),
+    ] = "accuracy",
 ) -> PowerLawOut:
     """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law
     (null with fewer than 3 distinct sizes). Flagged runs are listed under ``excluded`` and
     left out of the fit unless ``include_flagged``."""
     f = crud.ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
+    if quantity == "gap":
+        return _gap_series(session, f)
     groups: dict[tuple[str, str, str], list[PowerLawPoint]] = {}
     for p in crud.power_law_points(session, f, metric):
         groups.setdefault((p.arch, p.scope, p.dataset), []).append(
@@ -124,3 +140,64 @@ def power_law(
         _series(k, pts, fitter, target or [], include_flagged) for k, pts in sorted(groups.items())
     ]
     return PowerLawOut(metric=metric, fit_available=fitter is not None, series=series)
+
+
+def _gap_series(session: SessionDep, f: crud.ListFilter) -> PowerLawOut:
+    """The train-validation gap per run, grouped as the power law (no fit)."""
+    groups: dict[tuple[str, str, str], list[PowerLawPoint]] = {}
+    for p, gap in crud.gap_points(session, f):
+        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
+            PowerLawPoint(
+                experiment_id=p.experiment_id,
+                params=p.params,
+                accuracy=p.accuracy,
+                flags=list(p.flags),
+                gap=gap,
+            )
+        )
+    series = [
+        PowerLawSeries(arch=k[0], scope=k[1], dataset=k[2], points=pts, fit=None)
+        for k, pts in sorted(groups.items())
+    ]
+    return PowerLawOut(metric="val_acc", quantity="gap", fit_available=False, series=series)
+
+
+def ood_values(raw: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in (raw or {}).items():
+        value = _finite(v)
+        if isinstance(k, str) and value is not None:
+            out[k] = value
+    return out
+
+
+@router.get("/ood", response_model=OODOut)
+def ood(
+    session: SessionDep,
+    _auth: ReadAuth,
+    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
+) -> OODOut:
+    """In-distribution against out-of-distribution accuracy: one point per succeeded run that
+    was scored on eval.ood sets, with its accuracy per set (oldest first)."""
+    f = crud.ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
+    points = []
+    for exp, result in crud.ood_results(session, f):
+        points.append(
+            OODPoint(
+                experiment_id=exp.id,
+                name=exp.name,
+                arch=exp.arch,
+                scope=exp.scope,
+                dataset=exp.dataset,
+                backbone_params=exp.backbone_params,
+                val_acc=exp.val_acc,
+                train_acc=exp.train_acc,
+                ood_acc=_finite(result.get("ood_acc")),
+                ood=ood_values(result.get("ood")),
+            )
+        )
+    return OODOut(points=points)

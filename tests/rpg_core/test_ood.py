@@ -273,6 +273,7 @@ def test_paths_out_of_the_data_root_are_refused(tmp_path: Path, digits: Datasets
         ({"shift": "rotation", "severities": [1, 1]}, "without repeats"),
         ({"shift": "swirl"}, "eval.ood.0.shift"),
         ({"shift": "rotation", "class_map": "m"}, "class_map applies to folder"),
+        ({"shift": "rotation", "sevrities": [1]}, "did you mean 'severities'?"),
     ],
 )
 def test_spec_errors_name_the_field(entry: dict[str, Any], message: str) -> None:
