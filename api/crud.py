@@ -416,7 +416,7 @@ def power_law_points(
 
 def gap_points(session: Session, f: ListFilter, limit: int = 10_000) -> list[tuple[Point, float]]:
     """(point at final val accuracy, train - val gap) of succeeded runs with train accuracy."""
-    q = select(
+    q: Any = select(
         Experiment.id,
         Experiment.arch,
         Experiment.scope,
@@ -433,7 +433,7 @@ def gap_points(session: Session, f: ListFilter, limit: int = 10_000) -> list[tup
         Experiment.train_acc.is_not(None),
     )
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
-    flags = [tuple(c for c in (r[6] or "").split(",") if c) for r in rows]
+    flags = [tuple(str(c) for c in str(r[6] or "").split(",") if c) for r in rows]
     return [
         (Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), fl), float(r[7]) - float(r[5]))
         for r, fl in zip(rows, flags, strict=True)
