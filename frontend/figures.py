@@ -476,7 +476,13 @@ def ood_breakdown_figure(ood: Mapping[str, float], val_acc: float | None) -> dic
         )  # fmt: skip
     fig.update_layout(
         **LAYOUT,
-        xaxis={"title": "severity (0: unshifted)", "type": "category"},
+        xaxis={
+            "title": "severity (0: unshifted)",
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": [str(v) for v in sorted({s for d in shifts.values() for s in d})]
+            + [f"folder {k}" for k in folders],
+        },
         yaxis={"title": "accuracy", "range": [0, 1.02]},
     )
     return to_dict(fig)
