@@ -205,7 +205,7 @@ def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
         title="Train−validation gap vs backbone parameters (lower: less over-fitting)",
         xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
-        yaxis={"title": "train acc − final val acc"},
+        yaxis={"title": "train−val gap (train acc − final val acc)"},
     )
     return to_dict(fig)
 

@@ -33,7 +33,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.mark.parametrize("path", ["/", "/runs/1", "/power-law", "/similarity", "/sweeps"])
+@pytest.mark.parametrize(
+    "path", ["/", "/runs/1", "/power-law", "/similarity", "/sweeps", "/generalization"]
+)
 def test_pages_are_html_with_their_script(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -70,3 +72,12 @@ def test_run_json_without_model_or_metrics(client: TestClient) -> None:
     assert [r["name"] for r in page["items"]] == ["queued-one"] and page["counts"] == {"queued": 1}
     assert page["items"][0]["has_model"] is False
     assert client.get("/ui/figures/sweeps/1/ablation").status_code == 404
+
+
+def test_ood_figures_without_results(client: TestClient) -> None:
+    r = client.get("/ui/figures/ood")
+    assert r.status_code == 200 and r.json()["points"] == 0 and r.json()["rows"] == []
+    assert client.get("/ui/figures/runs/1/ood").json() == {"sets": 0}  # queued: no result
+    assert client.get("/ui/figures/runs/999/ood").status_code == 404
+    assert client.get("/ui/figures/power-law", params={"y": "gap"}).status_code == 200
+    assert client.get("/ui/figures/power-law", params={"y": "loss"}).status_code == 422
