@@ -112,8 +112,35 @@ def test_bad_eval_ood_is_422_naming_the_field(
 def test_good_eval_ood_is_accepted_and_stored(
     client: TestClient, auth: dict[str, str], session: Session
 ) -> None:
-    ood = [{"shift": "rotation", "severities": [0, 3]}, {"folder": "mini", "class_map": "m"}]
+    ood = [{"shift": "rotation", "severities": [0, 3]}, {"shift": "inversion", "seed": 4}]
     exp_id = submit(client, auth, eval={"ood": ood, "ood_each_epoch": True})
     spec = client.get(f"/api/experiments/{exp_id}").json()["spec"]
     assert spec["eval"]["ood"][0]["severities"] == [0, 3]
-    assert spec["eval"]["ood"][1]["folder"] == "mini" and spec["eval"]["ood_each_epoch"] is True
+    assert spec["eval"]["ood"][1]["seed"] == 4 and spec["eval"]["ood_each_epoch"] is True
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_missing_ood_folder_or_map_is_422_on_submit(
+    settings: Any, token: str, tmp_path: Any
+) -> None:
+    from fastapi.testclient import TestClient as Client
+
+    from api.main import create_app
+
+    root = tmp_path / "data"
+    (root / "mini" / "cat").mkdir(parents=True)
+    (root / "class-maps").mkdir()
+    (root / "class-maps" / "m.json").write_text('{"cat": 0}')
+    checked = settings.model_copy(update={"check_data_on_submit": True, "data_root": root})
+    auth = {"Authorization": f"Bearer {token}"}
+    with Client(create_app(checked)) as c:
+        ok = {"ood": [{"folder": "mini", "class_map": "m"}]}
+        assert (
+            c.post("/api/experiments", json={**SPEC, "eval": ok}, headers=auth).status_code == 201
+        )
+        bad = {"ood": [{"shift": "contrast"}, {"folder": "nope", "class_map": "absent"}]}
+        r = c.post("/api/experiments", json={**SPEC, "eval": bad}, headers=auth)
+        assert r.status_code == 422, r.text
+        fields = {d["field"]: d["message"] for d in r.json()["detail"]}
+        assert "'nope'" in fields["eval.ood.1.folder"]
+        assert "class-maps/absent.json" in fields["eval.ood.1.class_map"]

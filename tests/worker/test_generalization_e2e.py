@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -76,6 +77,7 @@ def test_ood_sweep_through_worker_api_and_dashboard(
     browser: Any,  # noqa: F811
 ) -> None:
     st, url = served
+    api = httpx.Client(base_url=url, headers=st.auth, timeout=30)  # the app with the data root
     base = tiny_spec("ood", epochs=1)
     base["eval"] = {
         "ood": [
@@ -85,15 +87,18 @@ def test_ood_sweep_through_worker_api_and_dashboard(
         ]
     }
     sweep = {"name": "t6", "base": base, "grid": {"rpg": [None, {"ring_size": 2000}]}}
-    r = st.client.post("/api/sweeps", json=sweep, headers=st.auth)
+    r = api.post("/api/sweeps", json=sweep)
     assert r.status_code == 201, r.text
     sweep_id, ids = r.json()["id"], r.json()["experiment_ids"]
+    missing = {**sweep, "base": {**base, "eval": {"ood": [{"folder": "gone", "class_map": "odd"}]}}}
+    r = api.post("/api/sweeps", json=missing)
+    assert r.status_code == 422 and "'gone'" in r.text, r.text  # checked on submit, by name
     for exp_id in ids:
         exp = st.wait_status(exp_id, "succeeded", "failed", timeout=180)
         assert exp.status == "succeeded", exp.error
 
     # the API: per-set accuracies, severity 0 = the run's own validation accuracy
-    out = st.client.get("/api/analysis/ood", params={"sweep": sweep_id}, headers=st.auth).json()
+    out = api.get("/api/analysis/ood", params={"sweep": sweep_id}).json()
     points = {p["scope"]: p for p in out["points"]}
     assert set(points) == {"plain", "global"}
     for p in points.values():
@@ -101,11 +106,9 @@ def test_ood_sweep_through_worker_api_and_dashboard(
         assert p["ood"]["rotation@0"] == p["val_acc"]
         rest = [v for k, v in p["ood"].items() if k != "rotation@0"]
         assert p["ood_acc"] == pytest.approx(sum(rest) / 3)
-    detail = st.client.get(f"/api/experiments/{ids[0]}", headers=st.auth).json()
+    detail = api.get(f"/api/experiments/{ids[0]}").json()
     assert detail["result"]["ood"] == points[detail["scope"]]["ood"]
-    gap = st.client.get(
-        "/api/analysis/power-law", params={"sweep": sweep_id, "quantity": "gap"}, headers=st.auth
-    ).json()
+    gap = api.get("/api/analysis/power-law", params={"sweep": sweep_id, "quantity": "gap"}).json()
     assert {s["scope"] for s in gap["series"]} == {"plain", "global"}
 
     # the dashboard, in a browser: the scatter (RPG and plain apart) and a run's breakdown
