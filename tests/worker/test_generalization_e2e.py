@@ -35,6 +35,7 @@ def _data_root(root: Path) -> Path:
             Image.fromarray(img).save(root / "odd-mini" / cls / f"{i}.png")
     (root / "class-maps").mkdir()
     (root / "class-maps" / "odd.json").write_text(json.dumps({"ball": 0, "cup": [1, 2]}))
+    (root / "class-maps" / "bad.json").write_text(json.dumps({"ball": 9}))  # 4 classes
     return root
 
 
@@ -96,6 +97,15 @@ def test_ood_sweep_through_worker_api_and_dashboard(
     for exp_id in ids:
         exp = st.wait_status(exp_id, "succeeded", "failed", timeout=180)
         assert exp.status == "succeeded", exp.error
+    bad = {**base, "name": "bad-map", "eval": {"ood": [{"folder": "odd-mini", "class_map": "bad"}]}}
+    r = api.post("/api/experiments", json=bad)
+    assert r.status_code == 201, r.text  # the file exists: its contents are the worker's to read
+    failed = st.wait_status(r.json()["id"], "succeeded", "failed", timeout=120)
+    assert failed.status == "failed" and failed.attempts == 1  # not retried: it cannot pass
+    assert "class_map 'bad'" in (failed.error or "") and "9 is not a training class" in (
+        failed.error or ""
+    )
+    assert failed.epoch is None  # refused before the first epoch
 
     # the API: per-set accuracies, severity 0 = the run's own validation accuracy
     out = api.get("/api/analysis/ood", params={"sweep": sweep_id}).json()
