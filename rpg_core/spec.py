@@ -371,15 +371,6 @@ def resolve_train(train: TrainSpec) -> dict[str, Any]:
     return out
 
 
-SHIFTS = (
-    "rotation",
-    "gaussian_blur",
-    "gaussian_noise",
-    "contrast",
-    "inversion",
-    "occlusion",
-    "translation",
-)
 ShiftName = Literal[
     "rotation",
     "gaussian_blur",
@@ -389,6 +380,7 @@ ShiftName = Literal[
     "occlusion",
     "translation",
 ]
+SHIFTS: tuple[str, ...] = get_args(ShiftName)  # the built-in shifts (rpg_core.ood, docs/OOD.md)
 MAX_SEVERITY = 5
 KEY_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"  # a name under the data root, never a path
 
@@ -403,7 +395,7 @@ class OODSetSpec(_Spec):
         description="a built-in shift of the run's validation images, applied before "
         "normalisation: " + ", ".join(SHIFTS),
     )
-    severities: list[Annotated[int, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
+    severities: list[Annotated[StrictInt, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
         None,
         description=f"shift: the severities to score, 0 (identity) to {MAX_SEVERITY}; default 1..5",
     )
