@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .crud.metrics import power_law_points
+from .crud.listing import ListFilter
+from .crud.metrics import gap_points, ood_results, power_law_points
 from .deps import PowerLawQuery
-from .schemas import PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
+from .schemas import OODOut, OODPoint, PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
 
 log = logging.getLogger(__name__)
 MIN_POINTS = 3
@@ -92,7 +93,10 @@ def _series(
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law (none
     with fewer than 3 distinct sizes); flagged runs are left out of the fit unless
-    ``query.include_flagged``."""
+    ``query.include_flagged``. ``quantity="gap"``: the train-validation gap per run instead,
+    not fitted."""
+    if query.quantity == "gap":
+        return PowerLawAnalysis(_gap_series(session, query.filter))
     groups: dict[SeriesKey, list[PowerLawPoint]] = {}
     for p in power_law_points(session, query.filter, query.metric):
         groups.setdefault((p.arch, p.scope, p.dataset), []).append(
@@ -112,3 +116,54 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     return PowerLawAnalysis(
         PowerLawOut(metric=query.metric, fit_available=True, series=series), laws
     )
+
+
+def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
+    """The train-validation gap per run, grouped as the power law (no fit)."""
+    groups: dict[SeriesKey, list[PowerLawPoint]] = {}
+    for p, gap in gap_points(session, f):
+        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
+            PowerLawPoint(
+                experiment_id=p.experiment_id,
+                params=p.params,
+                accuracy=p.accuracy,
+                flags=list(p.flags),
+                gap=gap,
+            )
+        )
+    series = [
+        PowerLawSeries(arch=k[0], scope=k[1], dataset=k[2], points=pts, fit=None)
+        for k, pts in sorted(groups.items())
+    ]
+    return PowerLawOut(metric="val_acc", quantity="gap", fit_available=False, series=series)
+
+
+def ood_values(raw: Any) -> dict[str, float]:
+    """The finite per-set accuracies of a result's ``ood`` (eval.ood)."""
+    out: dict[str, float] = {}
+    for k, v in (raw or {}).items():
+        value = _finite(v)
+        if isinstance(k, str) and value is not None:
+            out[k] = value
+    return out
+
+
+def ood(session: Session, f: ListFilter) -> OODOut:
+    """In-distribution against out-of-distribution accuracy: one point per succeeded run that
+    was scored on eval.ood sets, with its accuracy per set (oldest first)."""
+    points = [
+        OODPoint(
+            experiment_id=exp.id,
+            name=exp.name,
+            arch=exp.arch,
+            scope=exp.scope,
+            dataset=exp.dataset,
+            backbone_params=exp.backbone_params,
+            val_acc=exp.val_acc,
+            train_acc=exp.train_acc,
+            ood_acc=_finite(result.get("ood_acc")),
+            ood=ood_values(result.get("ood")),
+        )
+        for exp, result in ood_results(session, f)
+    ]
+    return OODOut(points=points)

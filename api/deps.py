@@ -124,9 +124,24 @@ def list_query(
 ListQueryDep = Annotated[ListQuery, Depends(list_query)]
 
 
-# --- the power-law analysis's query (the API's analysis and the dashboard's figure) ---------
+# --- the analysis queries (the API's analysis and the dashboard's figures) --------------------
 Accuracy = Annotated[float, Field(gt=0, lt=1)]
 Metric = Literal["best_val_acc", "val_acc"]
+Quantity = Literal["accuracy", "gap"]
+
+
+def analysis_filter(
+    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
+    arch: Label | None = None,
+    dataset: Label | None = None,
+    scope: Label | None = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
+) -> ListFilter:
+    """Which succeeded runs an analysis reads (every analysis endpoint and figure)."""
+    return ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
+
+
+AnalysisFilterDep = Annotated[ListFilter, Depends(analysis_filter)]
 
 
 @dataclass(frozen=True)
@@ -135,14 +150,11 @@ class PowerLawQuery:
     metric: Metric = "best_val_acc"
     targets: tuple[float, ...] = ()
     include_flagged: bool = False
+    quantity: Quantity = "accuracy"
 
 
 def power_law_query(
-    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
-    arch: Label | None = None,
-    dataset: Label | None = None,
-    scope: Label | None = None,
-    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_QUERY_PATTERN)] = None,
+    f: AnalysisFilterDep,
     metric: Metric = "best_val_acc",
     target: Annotated[
         list[Accuracy] | None,
@@ -151,9 +163,15 @@ def power_law_query(
     include_flagged: Annotated[
         bool, Query(description="also fit runs the guard rails flagged (diverged, near chance)")
     ] = False,
+    quantity: Annotated[
+        Quantity,
+        Query(
+            description="accuracy: the metric, with fitted power laws; gap: train accuracy minus "
+            "final validation accuracy per run (metric ignored, not fitted)"
+        ),
+    ] = "accuracy",
 ) -> PowerLawQuery:
-    f = ListFilter(arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
-    return PowerLawQuery(f, metric, tuple(target or ()), include_flagged)
+    return PowerLawQuery(f, metric, tuple(target or ()), include_flagged, quantity)
 
 
 PowerLawQueryDep = Annotated[PowerLawQuery, Depends(power_law_query)]

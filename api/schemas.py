@@ -111,6 +111,11 @@ class PowerLawPoint(BaseModel):
     params: int
     accuracy: float
     flags: list[str] = Field(default_factory=list, description="guard-rail flags of the run")
+    gap: float | None = Field(
+        None,
+        description="quantity=gap: train accuracy minus final validation accuracy (accuracy is "
+        "then the final validation accuracy)",
+    )
 
 
 class PowerLawFit(BaseModel):
@@ -139,6 +144,9 @@ class PowerLawSeries(BaseModel):
 
 class PowerLawOut(BaseModel):
     metric: str
+    quantity: str = Field(
+        "accuracy", description="accuracy (fitted) or gap (train - val, not fitted)"
+    )
     fit_available: bool
     series: list[PowerLawSeries]
 
@@ -147,3 +155,23 @@ class HealthOut(BaseModel):
     status: str
     database: dict[str, Any]
     broker: dict[str, Any]
+
+
+class OODPoint(BaseModel):
+    experiment_id: int
+    name: str
+    arch: str
+    scope: str = Field(description="plain for a plain network; else the RPG scope")
+    dataset: str
+    backbone_params: int | None
+    val_acc: float | None = Field(description="final in-distribution validation accuracy")
+    train_acc: float | None
+    ood_acc: float | None = Field(description="mean accuracy over the OOD sets (severity 0 out)")
+    ood: dict[str, float] = Field(
+        description="accuracy per OOD set: <shift>@<severity> or folder:<name>",
+        examples=[{"rotation@1": 0.81, "rotation@3": 0.42, "folder:objectnet-mini": 0.3}],
+    )
+
+
+class OODOut(BaseModel):
+    points: list[OODPoint]

@@ -166,7 +166,27 @@ def _data_errors(spec: ExperimentSpec, settings: Settings) -> list[tuple[str, st
     source = spec.prune.source if spec.prune is not None else None
     if isinstance(source, str) and not (root / "models" / source).is_file():
         return [("prune.source", f"no model file {source!r} under <data root>/models/")]
-    return []
+    return _ood_errors(spec, root)
+
+
+def _ood_errors(spec: ExperimentSpec, root: Path) -> list[tuple[str, str]]:
+    """eval.ood folders and class maps missing under the data root (their contents are checked
+    by the worker before it trains)."""
+    found: list[tuple[str, str]] = []
+    for i, s in enumerate(spec.eval.ood):
+        if s.folder is not None and not _has_dir(root, s.folder):
+            found.append(
+                (f"eval.ood.{i}.folder", f"no image folder {s.folder!r} on this server "
+                 f"(<data root>/{s.folder}/<class>/*.jpg|png)")
+            )  # fmt: skip
+        if s.class_map is not None and not (
+            _has_dir(root, "class-maps") and (root / "class-maps" / f"{s.class_map}.json").is_file()
+        ):
+            found.append(
+                (f"eval.ood.{i}.class_map", f"no class map {s.class_map!r} on this server "
+                 f"(<data root>/class-maps/{s.class_map}.json)")
+            )  # fmt: skip
+    return found
 
 
 def _dataset_classes(spec: ExperimentSpec, settings: Settings) -> int | None:

@@ -105,11 +105,13 @@ def _fit_curve(law: Any, params: Sequence[float], error: bool) -> tuple[list, li
     return xs, [1.0 - v for v in accuracy] if error else accuracy
 
 
-def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> go.Scatter:
+def _point_trace(
+    series: Mapping[str, Any], i: int, error: bool, name: str, gap: bool = False
+) -> go.Scatter:
     pts = series["points"]
     plain = series["scope"] == PLAIN_SCOPE
     c = slot(series_key(series))
-    ys = [1.0 - p["accuracy"] if error else p["accuracy"] for p in pts]
+    ys = [p["gap"] if gap else 1.0 - p["accuracy"] if error else p["accuracy"] for p in pts]
     return go.Scatter(
         x=[p["params"] for p in pts],
         y=ys,
@@ -125,7 +127,7 @@ def _point_trace(series: Mapping[str, Any], i: int, error: bool, name: str) -> g
         },
         hovertemplate=(
             "run %{customdata}<br>%{x:,} backbone params<br>"
-            + ("error" if error else "accuracy")
+            + ("train−val gap" if gap else "error" if error else "accuracy")
             + " %{y:.4f}<extra>"
             + f"{series['arch']} {series['scope']} {series['dataset']}"
             + "</extra>"
@@ -174,7 +176,10 @@ def power_law_figure(
     (arch, scope, dataset) with its fitted power law; plain networks as star markers.
 
     ``data`` is the analysis response (``api.analysis``); ``laws`` its fitted laws by
-    (arch, scope, dataset), whose own ``predict`` draws each fit's curve."""
+    (arch, scope, dataset), whose own ``predict`` draws each fit's curve. A gap response
+    (``quantity="gap"``) is drawn by :func:`gap_figure`."""
+    if data.get("quantity") == "gap":
+        return gap_figure(data)
     fig = go.Figure()
     laws = laws or {}
     for i, series in enumerate(data.get("series", [])):
@@ -196,6 +201,24 @@ def power_law_figure(
     )
     if error:
         fig.update_yaxes(type="log")
+    return to_dict(fig)
+
+
+def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The train-validation gap against backbone parameters (the paper's Table 6a), one series
+    per (arch, scope, dataset), plain networks as stars beside the RPG ones; no fit."""
+    fig = go.Figure()
+    for i, series in enumerate(data.get("series", [])):
+        if series["points"]:
+            label = series_key(series) + (" (plain)" if series["scope"] == PLAIN_SCOPE else "")
+            fig.add_trace(_point_trace(series, i, False, label, gap=True))
+    fig.add_hline(y=0, line={"color": "#888888", "width": 1})
+    fig.update_layout(
+        **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
+        title="Train−validation gap vs backbone parameters (lower: less over-fitting)",
+        xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
+        yaxis={"title": "train−val gap (train acc − final val acc)"},
+    )
     return to_dict(fig)
 
 
@@ -361,5 +384,117 @@ def ablation_figure(bars: Sequence[AblationBar], title: str) -> dict[str, Any]:
         title=title,
         yaxis={"title": "best val accuracy", "range": [max(0.0, lo - 0.05), 1.0]},
         xaxis={"title": "generator matrices"},
+    )
+    return to_dict(fig)
+
+
+# ----------------------------------------------------------------------------- generalization
+
+
+def _kind(p: Mapping[str, Any]) -> str:
+    return "plain" if p["scope"] == PLAIN_SCOPE else "RPG"
+
+
+def ood_scatter_figure(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """In-distribution (final val) against mean out-of-distribution accuracy, one point per run:
+    RPG and plain networks as separate traces (circles and stars), with the y = x line."""
+    fig = go.Figure()
+    for i, kind in enumerate(("RPG", "plain")):
+        pts = [p for p in points if _kind(p) == kind and p.get("ood_acc") is not None]
+        if not pts:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[p["val_acc"] for p in pts],
+                y=[p["ood_acc"] for p in pts],
+                mode="markers",
+                name=f"{kind} ({len(pts)} runs)",
+                customdata=[p["experiment_id"] for p in pts],
+                text=[
+                    f"{p['name']} · {p['arch']} · {_fmt_params(p['backbone_params'] or 0)}"
+                    for p in pts
+                ],  # fmt: skip
+                marker={
+                    "color": colour(i),
+                    "symbol": "star" if kind == "plain" else "circle",
+                    "size": 15 if kind == "plain" else 10,
+                    "line": {"width": 1, "color": "#000000"},
+                },
+                hovertemplate="run %{customdata}: %{text}<br>in-distribution %{x:.4f}<br>"
+                "out-of-distribution %{y:.4f}<extra>" + kind + "</extra>",
+                meta={"role": "ood", "kind": kind},
+            )
+        )
+    vals = [v for p in points for v in (p.get("val_acc"), p.get("ood_acc")) if v is not None]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    fig.add_trace(
+        go.Scatter(
+            x=[lo, hi], y=[lo, hi], mode="lines", name="OOD = ID",
+            line={"color": "#888888", "dash": "dot", "width": 1}, hoverinfo="skip",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
+        title="In-distribution vs out-of-distribution accuracy",
+        xaxis={"title": "in-distribution accuracy (final val)"},
+        yaxis={"title": "mean out-of-distribution accuracy"},
+    )
+    return to_dict(fig)
+
+
+def split_ood(ood: Mapping[str, float]) -> tuple[dict[str, dict[int, float]], dict[str, float]]:
+    """``{"rotation@3": a, "folder:x": b}`` as ({shift: {severity: acc}}, {folder: acc})."""
+    shifts: dict[str, dict[int, float]] = {}
+    folders: dict[str, float] = {}
+    for key, acc in ood.items():
+        name, _, sev = key.rpartition("@")
+        if name and sev.isdigit():
+            shifts.setdefault(name, {})[int(sev)] = acc
+        else:
+            folders[key.removeprefix("folder:")] = acc
+    return shifts, folders
+
+
+def ood_breakdown_figure(ood: Mapping[str, float], val_acc: float | None) -> dict[str, Any]:
+    """A run's accuracy per shift against severity (one line each), its folders as bars at the
+    right, and its in-distribution accuracy as a dashed line."""
+    shifts, folders = split_ood(ood)
+    fig = go.Figure()
+    for name in sorted(shifts):
+        i = slot(name)
+        sev = sorted(shifts[name])
+        fig.add_trace(
+            go.Scatter(
+                x=[str(s) for s in sev],
+                y=[shifts[name][s] for s in sev],
+                mode="lines+markers",
+                name=name,
+                line={"color": colour(i)},
+                marker={"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 8},
+                hovertemplate=name + " severity %{x}: %{y:.4f}<extra></extra>",
+            )
+        )
+    if folders:
+        fig.add_trace(
+            go.Bar(
+                x=[f"folder {k}" for k in folders], y=list(folders.values()), name="folders",
+                marker={"color": "#999999"}, hovertemplate="%{x}: %{y:.4f}<extra></extra>",
+            )
+        )  # fmt: skip
+    if val_acc is not None:
+        fig.add_hline(
+            y=val_acc, line={"color": "#000000", "dash": "dash", "width": 1},
+            annotation_text=f"in-distribution {val_acc:.3f}", annotation_position="top left",
+        )  # fmt: skip
+    fig.update_layout(
+        **LAYOUT,
+        xaxis={
+            "title": "severity (0: unshifted)",
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": [str(v) for v in sorted({s for d in shifts.values() for s in d})]
+            + [f"folder {k}" for k in folders],
+        },
+        yaxis={"title": "accuracy", "range": [0, 1.02]},
     )
     return to_dict(fig)

@@ -3,6 +3,7 @@ on top of the REST API (figures built server-side, the runs table's extra column
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import statistics
@@ -17,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from api import analysis, crud
 from api.deps import (
+    AnalysisFilterDep,
     ExperimentId,
     ListQueryDep,
     PowerLawQueryDep,
@@ -46,9 +48,11 @@ PAGES = {
     "power-law": ("Power law", "power_law.html"),
     "similarity": ("Similarity", "similarity.html"),
     "sweeps": ("Sweeps", "sweeps.html"),
+    "generalization": ("Generalization", "generalization.html"),
 }
 NAV = (("runs", "/", "Runs"), ("power-law", "/power-law", "Power law"),
-       ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"))  # fmt: skip
+       ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"),
+       ("generalization", "/generalization", "Generalization"))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- pages
@@ -114,6 +118,11 @@ def similarity_page() -> HTMLResponse:
 @router.get("/sweeps", response_class=HTMLResponse)
 def sweeps_page() -> HTMLResponse:
     return render("sweeps")
+
+
+@router.get("/generalization", response_class=HTMLResponse)
+def generalization_page() -> HTMLResponse:
+    return render("generalization")
 
 
 @router.get(PLOTLY_URL)
@@ -235,10 +244,12 @@ def power_law_figure(
     session: SessionDep,
     _auth: ReadAuth,
     q: PowerLawQueryDep,
-    y: Literal["accuracy", "error"] = "accuracy",
+    y: Literal["accuracy", "error", "gap"] = "accuracy",
 ) -> Any:
     """The API's power-law analysis (the same service, query and fits) as a plotly figure and
-    a table of fits."""
+    a table of fits; ``y=gap`` plots the train-validation gap (the API's ``quantity=gap``)."""
+    if y == "gap":
+        q = dataclasses.replace(q, quantity="gap")
     result = analysis.power_law(session, q)
     data = result.out.model_dump()
     return JSONResponse(
@@ -250,6 +261,56 @@ def power_law_figure(
             "excluded": sum(len(s["excluded"]) for s in data["series"]),
         }
     )
+
+
+# ----------------------------------------------------------------------------- generalization
+
+
+@router.get("/ui/figures/ood")
+def ood_figure(session: SessionDep, _auth: ReadAuth, f: AnalysisFilterDep) -> Any:
+    """The API's OOD points (the same service and query) as the ID-vs-OOD scatter and a table
+    (one row per run)."""
+    data = analysis.ood(session, f).model_dump()
+    points = data["points"]
+    rows = [
+        {
+            k: p[k]
+            for k in (
+                "experiment_id",
+                "name",
+                "arch",
+                "scope",
+                "dataset",
+                "backbone_params",
+                "val_acc",
+                "train_acc",
+                "ood_acc",
+            )
+        }  # fmt: skip
+        for p in points
+    ]
+    return {"figure": figures.ood_scatter_figure(points), "rows": rows, "points": len(points)}
+
+
+@router.get("/ui/figures/runs/{experiment_id}/ood")
+def run_ood_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> Any:
+    """One run's accuracy per OOD set and severity (empty when it had no eval.ood)."""
+    exp = crud.get_experiment(session, experiment_id)
+    if exp is None:
+        raise HTTPException(404, detail=f"experiment {experiment_id} not found")
+    result = crud.get_result(session, experiment_id) or {}
+    ood = analysis.ood_values(result.get("ood"))
+    if not ood:
+        return {"sets": 0}
+    shifts, folders = figures.split_ood(ood)
+    return {
+        "sets": len(shifts) + len(folders),
+        "ood_acc": result.get("ood_acc"),
+        "val_acc": exp.val_acc,
+        "shifts": {k: {str(s): a for s, a in v.items()} for k, v in sorted(shifts.items())},
+        "folders": folders,
+        "figure": figures.ood_breakdown_figure(ood, exp.val_acc),
+    }
 
 
 # ----------------------------------------------------------------------------- similarity

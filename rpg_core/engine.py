@@ -135,6 +135,9 @@ class TrainResult:
     spec: dict[str, Any] = field(default_factory=dict)
     prune: dict[str, Any] | None = None  # pruning jobs: params and FLOPs before and after
     health: list[dict[str, str]] = field(default_factory=list)  # guard-rail flags (health.py)
+    # eval.ood: accuracy per shifted set ("rotation@3", "folder:objectnet-mini"; rpg_core.ood)
+    ood: dict[str, float] | None = None
+    ood_acc: float | None = None  # the mean of ``ood`` over every entry but severity 0
 
     @property
     def stopped(self) -> bool:
@@ -290,7 +293,37 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         spec=run.spec.model_dump(mode="json"),
         prune=run.prune,
         health=[f.as_dict() for f in _health(run)],
+        ood=run.ood,
+        ood_acc=_mean_ood(run.ood),
     )
+
+
+def _ood_scorer(run: _Run) -> Any:
+    from .ood import Scorer
+
+    return Scorer(
+        model=run.model,
+        batch_size=run.hp["batch_size"],
+        device=run.device,
+        autocast=run.autocast,
+        prepare=run.prepare,
+        num_workers=run.spec.data.num_workers,
+    )
+
+
+def evaluate_ood(run: _Run) -> dict[str, float]:
+    """eval.ood's accuracies (rpg_core.ood); only called when the spec lists OOD sets."""
+    from .ood import evaluate_ood as score
+
+    return score(_ood_scorer(run), run.data, run.spec.eval.ood, run.data_root)
+
+
+def _mean_ood(results: dict[str, float] | None) -> float | None:
+    if not results:
+        return None
+    from .ood import mean_ood
+
+    return mean_ood(results)
 
 
 def _health(run: _Run) -> list[Any]:
@@ -306,6 +339,14 @@ def _health(run: _Run) -> list[Any]:
 
 
 # --- the engine ---------------------------------------------------------------------------------
+def _epoch_ood(run: _Run) -> dict[str, float]:
+    """``{"ood_acc": mean}`` at every evaluation when eval.ood_each_epoch asks for it."""
+    if not (run.spec.eval.ood and run.spec.eval.ood_each_epoch):
+        return {}
+    mean = _mean_ood(evaluate_ood(run))
+    return {"ood_acc": mean} if mean is not None else {}
+
+
 def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
     for epoch in range(run.start_epoch, run.hp["epochs"]):
         t0 = time.perf_counter()
@@ -321,6 +362,7 @@ def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
             "train_loss": train_loss,
             "train_acc": train_acc,
             **evaluate(run),
+            **_epoch_ood(run),
             "lr": run.last_lr,
             "seconds": time.perf_counter() - t0,
         }
@@ -361,11 +403,19 @@ def train(
     device = pick_device(spec.train.device)
     with deterministic(spec.train.deterministic, device):
         run = _build(spec, data_root, cbs, step_interval_s, source_model)
+        if data_root is not None:
+            run.data_root = Path(data_root)
+        if spec.eval.ood:  # a missing folder or a bad class map fails before any training
+            from .ood import check_ood_sources
+
+            check_ood_sources(spec.eval.ood, run.data, run.data_root)
         d = run.data
         flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))
         if ckpt is not None and ckpt_dir is not None:
             _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)
+        if spec.eval.ood and status == "completed":
+            run.ood = evaluate_ood(run)
     result = _result(run, status, ckpt_dir, flops)
     _notify(cbs, "on_train_end", result, run.model)
     log.info(

@@ -8,12 +8,13 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .data import BatchLoader, Datasets
+from .data import BatchLoader, Datasets, default_data_root
 from .loop import EpochSums, evaluate_batches, train_steps
 from .precise_bn import recompute_batchnorm
 from .spec import PRECISE_BN_STEPS, ExperimentSpec
@@ -57,6 +58,8 @@ class _Run:
     start_epoch: int = 0
     prune: dict[str, Any] | None = None  # a pruning job's report
     last_lr: float = 0.0  # the learning rate of the last step taken
+    data_root: Path = field(default_factory=default_data_root)
+    ood: dict[str, float] | None = None  # eval.ood's accuracies after training
 
     @property
     def total_steps(self) -> int:

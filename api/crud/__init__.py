@@ -44,7 +44,7 @@ from .lifecycle import (
     retry_experiment,
 )
 from .listing import SORTS, ListFilter, changed_since, count_by_status, list_experiments
-from .metrics import Point, metric_series, power_law_points
+from .metrics import Point, gap_points, metric_series, ood_results, power_law_points
 from .tokens import check_token, create_token, hash_token
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
     "delete_experiment", "fail_experiment", "file_record", "finalize_abandoned_cancels",
     "finish_experiment", "get_experiment", "get_file", "get_result", "get_sweep", "hash_token",
     "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_sweeps",
-    "mark_cancelled", "mark_dispatched", "metric_series", "power_law_points", "record_metrics",
+    "mark_cancelled", "mark_dispatched", "gap_points", "metric_series", "ood_results", "power_law_points", "record_metrics",
     "redispatch_candidates", "report_progress", "request_cancel", "retry_experiment",
     "sweep_counts",
 ]  # fmt: skip

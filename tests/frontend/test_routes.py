@@ -31,7 +31,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.mark.parametrize("path", ["/", "/runs/1", "/power-law", "/similarity", "/sweeps"])
+@pytest.mark.parametrize(
+    "path", ["/", "/runs/1", "/power-law", "/similarity", "/sweeps", "/generalization"]
+)
 def test_pages_are_html_with_their_script(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -79,3 +81,13 @@ def test_the_figure_takes_the_api_analysis_query(client: TestClient) -> None:
         assert api.json()["detail"][0]["field"] == ui.json()["detail"][0]["field"], query
     ok = client.get("/ui/figures/power-law?tag=demo&y=error")
     assert ok.status_code == 200 and ok.json()["points"] == 0
+
+
+def test_ood_figures_without_results(client: TestClient) -> None:
+    r = client.get("/ui/figures/ood")
+    assert r.status_code == 200 and r.json()["points"] == 0 and r.json()["rows"] == []
+    assert client.get("/ui/figures/runs/1/ood").json() == {"sets": 0}  # queued: no result
+    assert client.get("/ui/figures/runs/999/ood").status_code == 404
+    assert client.get("/ui/figures/power-law", params={"y": "gap"}).status_code == 200
+    assert client.get("/ui/figures/power-law", params={"y": "loss"}).status_code == 422
+    assert client.get("/ui/figures/ood?sweep=01").status_code == 422  # the API's filter checks

@@ -16,7 +16,7 @@ function query() {
   return q;
 }
 
-function renderTable(rows, target) {
+function renderTable(rows, target, empty = "No finished runs.") {
   const key = String(target);
   $("#pl-target-h").textContent = target ? `Params for ${(100 * target).toPrecision(4)}%` : "Params for target";
   $("#pl-table tbody").innerHTML = rows.length ? rows.map((r) => {
@@ -26,7 +26,7 @@ function renderTable(rows, target) {
       <td class="num">${r.a === null || r.a === undefined ? "—" : r.a.toPrecision(3)}</td>
       <td class="num">${r.b === null ? "—" : r.b.toFixed(3)}</td><td>${ci}</td>
       <td class="num">${r.r2 === null ? "—" : r.r2.toFixed(3)}</td><td class="num">${esc(need)}</td></tr>`;
-  }).join("") : `<tr><td colspan="7" class="state">No finished runs.</td></tr>`;
+  }).join("") : `<tr><td colspan="7" class="state">${esc(empty)}</td></tr>`;
 }
 
 async function load() {
@@ -45,12 +45,14 @@ async function load() {
     graph.hidden = true; renderTable([], null);
     return;
   }
-  state.textContent = `${out.points} runs.` +
+  const gap = q.get("y") === "gap";
+  state.textContent = `${out.points} runs.` + (gap ? " Y: train accuracy minus final validation accuracy (the paper's Table 6a; lower: less over-fitting)." : "") +
     (out.excluded ? ` ${out.excluded} flagged run${out.excluded === 1 ? "" : "s"} (diverged or near chance) left out of the fits: hollow grey markers.` : "") +
     (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
   await plot(graph, out.figure);
   graph.dataset.ready = "1";
-  renderTable(out.table, q.has("target") ? Number(q.get("target")) : null);
+  renderTable(gap ? [] : out.table, q.has("target") ? Number(q.get("target")) : null,
+    gap ? "No power law is fitted to the train−val gap: choose accuracy or error to see the fits." : undefined);
   if (!bound) {
     bound = true;
     graph.on("plotly_click", (ev) => {

@@ -117,6 +117,24 @@ async function loadSimilarity() {
   } catch (err) { st.textContent = `Could not load the histogram: ${errorText(err)}`; }
 }
 
+async function loadOOD() {
+  try {
+    const out = await api(`/ui/figures/runs/${id}/ood`);
+    if (!out.sets) return;
+    const sevs = [...new Set(Object.values(out.shifts).flatMap((v) => Object.keys(v)))].sort((a, b) => a - b);
+    $("#ood-summary").textContent = `Mean out-of-distribution accuracy ${fmtPct(out.ood_acc, 2)} ` +
+      `against ${fmtPct(out.val_acc, 2)} in distribution (severity 0 is the unshifted set and is left out of the mean).`;
+    $("#ood-shifts thead").innerHTML = `<tr><th scope="col">Shift</th>${sevs.map((s) => `<th scope="col" class="num">severity ${s}</th>`).join("")}</tr>`;
+    $("#ood-shifts tbody").innerHTML = Object.entries(out.shifts).map(([name, v]) =>
+      `<tr><th scope="row">${esc(name)}</th>${sevs.map((s) => `<td class="num">${fmtPct(v[s], 1)}</td>`).join("")}</tr>`).join("") +
+      Object.entries(out.folders).map(([name, acc]) =>
+        `<tr><th scope="row">folder ${esc(name)}</th><td class="num" colspan="${Math.max(sevs.length, 1)}">${fmtPct(acc, 1)}</td></tr>`).join("");
+    $("#ood-panel").hidden = false;
+    await plot($("#ood-graph"), out.figure);
+    $("#ood-graph").dataset.ready = "1";
+  } catch (err) { $("#ood-summary").textContent = `Could not load the OOD results: ${errorText(err)}`; $("#ood-panel").hidden = false; }
+}
+
 async function act(kind) {
   try {
     await api(`/api/experiments/${id}/${kind}`, { method: "POST" });
@@ -133,7 +151,7 @@ function follow() {
   es = stream(`/api/experiments/${id}/events`, {
     progress: (p) => { if (run) { Object.assign(run, p); renderProgress(run); } },
     metric: () => refreshCurves(),
-    end: async () => { es.close(); await loadRun(); loadCurves(); loadParams(); loadSimilarity(); },
+    end: async () => { es.close(); await loadRun(); loadCurves(); loadParams(); loadSimilarity(); loadOOD(); },
   });
 }
 
@@ -142,7 +160,7 @@ async function init() {
   $("#run-retry").addEventListener("click", () => act("retry"));
   onRetry(init);
   if (!(await loadRun())) return;
-  loadCurves(); loadParams(); loadSimilarity();
+  loadCurves(); loadParams(); loadSimilarity(); loadOOD();
   if (ACTIVE.has(run.status)) follow();
 }
 init();
