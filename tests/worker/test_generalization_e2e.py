@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from api.main import create_app
+from studio.app import create_app
 
 from ..frontend.conftest import CHROMIUM, ConsoleLog, browser, screenshot  # noqa: F401
 from .conftest import Stack, free_port, make_stack, tiny_spec
