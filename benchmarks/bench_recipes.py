@@ -51,6 +51,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cos-lr0.02": {"lr": 0.02},
     "cos-bs32": {"batch_size": 32},
     "cos-bs128": {"batch_size": 128},
+    "cos-bs16": {"batch_size": 16},
+    "warmup1": {"warmup_epochs": 1.0},
     "onecycle": {"schedule": "onecycle"},
     "onecycle-lr0.1": {"schedule": "onecycle", "lr": 0.1},
     "no-precise-bn": {"precise_bn": "off"},

@@ -149,7 +149,9 @@ def test_the_default_recipe_is_short_and_the_papers_keep_their_names() -> None:
 def test_auto_batch_size_gives_short_runs_enough_steps() -> None:
     from rpg_core.spec import auto_batch_size
 
-    assert auto_batch_size(1437) == 32  # digits: 44 steps an epoch, the most it can have
+    assert auto_batch_size(1437) == 16  # digits: 89 steps an epoch, the most it can have
+    assert auto_batch_size(3000) == 16  # 187 steps (32 would give 93)
+    assert auto_batch_size(3200) == 32  # 100 steps
     assert auto_batch_size(10_000) == 64  # 156 steps
     assert auto_batch_size(60_000) == 128
 
