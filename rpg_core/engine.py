@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +103,8 @@ class TrainResult:
     spec: dict[str, Any] = field(default_factory=dict)
     prune: dict[str, Any] | None = None  # pruning jobs: params and FLOPs before and after
     health: list[dict[str, str]] = field(default_factory=list)  # guard-rail flags (health.py)
+    # eval-mode forward time per image after training, on the run's device (measure_inference)
+    inference_ms_per_image: float | None = None
 
     @property
     def stopped(self) -> bool:
@@ -118,6 +120,50 @@ class TrainResult:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+INFERENCE_BATCH = 64  # images per timed forward
+INFERENCE_WARMUP = 2
+INFERENCE_REPEATS = 5
+
+
+def measure_inference(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    warmup: int = INFERENCE_WARMUP,
+    repeats: int = INFERENCE_REPEATS,
+) -> float:
+    """Milliseconds per image of an eval-mode, no-grad forward of the batch ``images`` (already
+    on the model's device and prepared): ``warmup`` untimed passes, then the median of
+    ``repeats`` timed ones divided by the batch size. The model is left in eval mode."""
+    if images.shape[0] == 0:
+        raise RPGConfigError("measure_inference needs at least one image")
+    model.eval()
+    cuda = images.device.type == "cuda"
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            if cuda:
+                torch.cuda.synchronize(images.device)
+            t0 = time.perf_counter()
+            model(images)
+            if cuda:
+                torch.cuda.synchronize(images.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    times.sort()
+    return 1000.0 * times[len(times) // 2] / images.shape[0]
+
+
+def _inference_ms(run: _Run) -> float | None:
+    """The run's inference time per image on a fixed batch of validation images."""
+    batch = next(iter(run.val_loader.epoch(0)), None)
+    if batch is None:
+        return None
+    images = run.prepare(batch[0][:INFERENCE_BATCH])
+    with run.autocast():
+        return measure_inference(run.model, images)
+
+
 def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-accumulates of every Conv and Linear layer for one input of ``input_shape``
     ([C, H, W]); what ``TrainResult.flops`` reports (see :func:`rpg_core.params.count_macs`)."""
@@ -592,6 +638,7 @@ def train(
             _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)
     result = _result(run, status, ckpt_dir, flops)
+    result = replace(result, inference_ms_per_image=_inference_ms(run))
     _notify(cbs, "on_train_end", result, run.model)
     log.info(
         "%s %s after %d/%d epochs: val acc %s",

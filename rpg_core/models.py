@@ -37,6 +37,14 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def supports_recurrence(name: str) -> bool:
+    """Whether the registered builder ``name`` takes ``recurrence`` (``model.recurrence``)."""
+    import inspect
+
+    fn = _REGISTRY.get(name)
+    return fn is not None and "recurrence" in inspect.signature(fn).parameters
+
+
 # --- ResNet (torchvision's layout and parameter names; CIFAR or ImageNet stem; any width) ------
 class BasicBlock(nn.Module):
     expansion = 1
@@ -166,7 +174,7 @@ def create_model(
     ``num_classes``/``in_channels`` fill what the spec leaves unset (the dataset's values);
     defaults 10 and 3.
     """
-    from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
+    from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg
 
     rpg: RPGSpec | None = None
     if isinstance(spec, dict):
@@ -195,6 +203,20 @@ def create_model(
         "num_classes": model_spec.num_classes,
         "in_channels": model_spec.in_channels,
     }
+    rec = model_spec.recurrence
+    if rec is not None:
+        if not supports_recurrence(model_spec.arch):
+            raise RPGConfigError(
+                f"model.recurrence: arch {model_spec.arch!r} does not apply a block repeatedly"
+            )
+        kwargs["recurrence"] = rec.model_dump()
+        if rec.mode == "rpg":
+            try:
+                rpg = recurrence_rpg(rec, rpg)
+            except ValueError as err:
+                raise RPGConfigError(str(err)) from None
+        elif rpg is not None:
+            raise RPGConfigError(f"rpg: recurrence mode {rec.mode} takes no rpg section")
     if rpg is None:
         model = _REGISTRY[model_spec.arch](**kwargs)
     else:
@@ -210,3 +232,6 @@ def create_model(
         "rpg": rpg.model_dump() if rpg is not None else None,
     }
     return model
+
+
+from . import mdeq as _mdeq  # noqa: E402, F401 - registers "mdeq"

@@ -40,6 +40,7 @@ from .exceptions import RPGConfigError
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_RING_SIZE = 2**31 - 1
+MAX_REPEATS = 8  # model.recurrence.repeats
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 # \Z, not $: "digits\n" must not match (``$`` also matches before a final newline)
 DATASET_RE = re.compile(
@@ -50,6 +51,49 @@ RING_NAME_RE = r"^[A-Za-z0-9_\-]{1,64}$"  # pydantic's patterns: $ is the end of
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecurrenceSpec(_Spec):
+    """How a recurrent architecture (``mdeq``) applies its block (paper Table 1)."""
+
+    mode: Literal["shared", "rpg", "equilibrium"] = Field(
+        ...,
+        description="shared: the same block weights (convs and batchnorms) applied `repeats` "
+        "times; rpg: `repeats` applications whose convs are generated from one ring (default "
+        "size: one block's conv weights), each with its own permutation and signs, batchnorms "
+        "per application; equilibrium: the block's fixed point by a solver, implicit gradient",
+    )
+    repeats: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="applications of the block (shared, rpg); equilibrium: must stay 1 (the "
+        "solver decides the depth)",
+    )
+    solver: Literal["anderson", "broyden", "fixed_point_iter"] = Field(
+        "anderson", description="equilibrium: the forward and backward fixed-point solver"
+    )
+    max_iter: StrictInt = Field(
+        30, ge=1, le=500, description="equilibrium: forward solver iterations at most"
+    )
+    tol: StrictFloat = Field(
+        1e-3, gt=0, lt=1, description="equilibrium: forward stop at this relative residual"
+    )
+    backward_max_iter: StrictInt = Field(
+        30, ge=1, le=500, description="equilibrium: implicit-gradient solver iterations at most"
+    )
+    backward_tol: StrictFloat = Field(
+        1e-4, gt=0, lt=1, description="equilibrium: implicit-gradient relative residual"
+    )
+
+    @model_validator(mode="after")
+    def _equilibrium_once(self) -> RecurrenceSpec:
+        if self.mode == "equilibrium" and self.repeats != 1:
+            raise ValueError(
+                f"repeats: equilibrium finds the fixed point of one block (the solver decides "
+                f"the depth); leave repeats at 1, got {self.repeats}"
+            )
+        return self
 
 
 class ModelSpec(_Spec):
@@ -68,6 +112,11 @@ class ModelSpec(_Spec):
     in_channels: StrictInt | None = Field(
         None, ge=1, le=64, description="input channels; default: the dataset's"
     )
+    recurrence: RecurrenceSpec | None = Field(
+        None,
+        description="how a recurrent architecture (mdeq) applies its block: {mode: shared | rpg "
+        "| equilibrium, repeats: K, solver knobs}; omit: one application",
+    )
 
     @field_validator("arch")
     @classmethod
@@ -77,6 +126,17 @@ class ModelSpec(_Spec):
         if v not in list_models():
             raise ValueError(f"unknown arch {v!r}; registered: {', '.join(list_models())}")
         return v
+
+    @model_validator(mode="after")
+    def _recurrent_arch(self) -> ModelSpec:
+        from .models import supports_recurrence
+
+        if self.recurrence is not None and not supports_recurrence(self.arch):
+            raise ValueError(
+                f"recurrence: arch {self.arch!r} does not apply a block repeatedly; use arch "
+                f"mdeq or remove model.recurrence"
+            )
+        return self
 
 
 class RPGSpec(_Spec):
@@ -126,6 +186,28 @@ class RPGSpec(_Spec):
         kw = self.model_dump()
         kw["generator_version"] = kw.pop("generator")
         return kw
+
+
+RECURRENT_RPG_INCLUDE = ["blocks.*"]  # the layers a recurrence rpg ring generates
+
+
+def recurrence_rpg(recurrence: RecurrenceSpec, rpg: RPGSpec | None) -> RPGSpec:
+    """The ring of ``recurrence.mode: rpg``: ``rpg`` (or, when omitted, a ring the size of one
+    block: ``ring_size = 1 / repeats`` of the generated weights) over the block's convs only.
+    Raises ValueError naming the ``rpg`` field that makes no sense with recurrence."""
+    if rpg is None:
+        return RPGSpec(ring_size=1.0 / recurrence.repeats, include=list(RECURRENT_RPG_INCLUDE))
+    if rpg.scope != "global":
+        raise ValueError(
+            "rpg.scope: recurrence mode rpg generates every application of the block from one "
+            f"ring; use scope global (or omit rpg for a ring of one block), got {rpg.scope!r}"
+        )
+    if rpg.include not in (None, RECURRENT_RPG_INCLUDE) or rpg.exclude is not None or rpg.linear:
+        raise ValueError(
+            "rpg.include/exclude/linear: recurrence mode rpg generates the block's convs "
+            f"({RECURRENT_RPG_INCLUDE}); leave include, exclude and linear unset"
+        )
+    return rpg.model_copy(update={"include": list(RECURRENT_RPG_INCLUDE)})
 
 
 AUGMENT_AUTO_EPOCHS = 10  # data.augment unset: augmentation from this many epochs on
@@ -388,6 +470,20 @@ class ExperimentSpec(_Spec):
         description="a pruning job (paper App. A): prune prune.source, then fine-tune it for "
         "train.epochs with the train recipe; model and rpg come from the source",
     )
+
+    @model_validator(mode="after")
+    def _recurrence_rpg(self) -> ExperimentSpec:
+        rec = self.model.recurrence
+        if rec is None:
+            return self
+        if rec.mode == "rpg":
+            recurrence_rpg(rec, self.rpg)  # raises naming the field
+        elif self.rpg is not None:
+            raise ValueError(
+                f"rpg: recurrence mode {rec.mode} keeps the block's own weights; use "
+                f"model.recurrence.mode rpg to generate them from a ring, or omit rpg"
+            )
+        return self
 
     @model_validator(mode="after")
     def _prune_job(self) -> ExperimentSpec:
