@@ -45,6 +45,10 @@ def _bn(c: int) -> nn.Module:
     return nn.BatchNorm2d(c)
 
 
+def _gn(c: int) -> nn.Module:
+    return nn.GroupNorm(math.gcd(4, c), c)
+
+
 class ChannelAffine(nn.Module):
     """A per-channel scale and shift (a norm's weight and bias, no statistics): the norm of the
     equilibrium block, whose fixed point a normalisation would make unreachable (a norm after a
@@ -83,7 +87,9 @@ class _BranchBlock(nn.Module):
 class MSBlock(nn.Module):
     """The multi-scale block: a residual block per branch, then every branch fused into each."""
 
-    def __init__(self, channels: list[int], norm: Any, residual: bool = True) -> None:
+    def __init__(
+        self, channels: list[int], norm: Any, residual: bool = True, post: Any = None
+    ) -> None:
         super().__init__()
         self.branches = nn.ModuleList(_BranchBlock(c, norm, residual) for c in channels)
         fuse = nn.ModuleList()
@@ -105,7 +111,7 @@ class MSBlock(nn.Module):
                     row.append(nn.Sequential(nn.Conv2d(ci, cj, 1, bias=False), norm(cj)))
             fuse.append(row)
         self.fuse = fuse
-        self.post = nn.ModuleList(norm(c) for c in channels)
+        self.post = nn.ModuleList((post or norm)(c) for c in channels)
 
     def forward(self, zs: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
         ys = [b(z, x if k == 0 else None) for k, (b, z) in enumerate(zip(self.branches, zs))]
@@ -126,7 +132,7 @@ class MSBlock(nn.Module):
 
 def norm_params_per_block(block: nn.Module) -> int:
     """The norm weights and biases of one MS block (what ``rpg`` has ``repeats - 1`` more of)."""
-    norms = (nn.BatchNorm2d, ChannelAffine)
+    norms = (nn.BatchNorm2d, nn.GroupNorm, ChannelAffine)
     return sum(p.numel() for m in block.modules() if isinstance(m, norms) for p in m.parameters())
 
 
@@ -165,7 +171,8 @@ class MDEQNet(nn.Module):
         norm = ChannelAffine if self.mode == "equilibrium" else _bn
         count = self.repeats if self.mode == "rpg" else 1
         eq = self.mode == "equilibrium"
-        self.blocks = nn.ModuleList(MSBlock(channels, norm, not eq) for _ in range(count))
+        post = _gn if eq else None
+        self.blocks = nn.ModuleList(MSBlock(channels, norm, not eq, post) for _ in range(count))
         self.fc = nn.Linear(sum(channels), num_classes)
         if self.mode == "equilibrium":
             from torchdeq import get_deq  # MIT licence; torch and numpy only
@@ -190,7 +197,7 @@ class MDEQNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and not is_generated(m):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d | ChannelAffine):
+            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | ChannelAffine):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if self.mode == "equilibrium":  # a contraction at init (MDEQ: small block weights)

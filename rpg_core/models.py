@@ -168,8 +168,12 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    plain: bool = False,
 ) -> nn.Module:
     """Build the model a spec describes: an ``ExperimentSpec`` (or its dict), or a ``ModelSpec``.
+
+    ``plain``: the architecture without rings even where ``model.recurrence.mode`` is rpg (its
+    ``repeats`` blocks with ordinary convs: what an .rpg file's tensors are checked against).
 
     ``num_classes``/``in_channels`` fill what the spec leaves unset (the dataset's values);
     defaults 10 and 3.
@@ -210,7 +214,7 @@ def create_model(
                 f"model.recurrence: arch {model_spec.arch!r} does not apply a block repeatedly"
             )
         kwargs["recurrence"] = rec.model_dump()
-        if rec.mode == "rpg":
+        if rec.mode == "rpg" and not plain:
             try:
                 rpg = recurrence_rpg(rec, rpg)
             except ValueError as err:
