@@ -27,7 +27,7 @@ the weight and bias a BatchNorm has); ``rpg`` has the same conv/ring count and
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -114,9 +114,12 @@ class MSBlock(nn.Module):
         self.post = nn.ModuleList((post or norm)(c) for c in channels)
 
     def forward(self, zs: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
-        ys = [b(z, x if k == 0 else None) for k, (b, z) in enumerate(zip(self.branches, zs))]
+        ys = [
+            b(z, x if k == 0 else None)
+            for k, (b, z) in enumerate(zip(self.branches, zs, strict=True))
+        ]
         out = []
-        for j, row in enumerate(self.fuse):
+        for j, row in enumerate(cast(nn.ModuleList, r) for r in self.fuse):
             size = ys[j].shape[-2:]
             total = ys[j]
             for i, layer in enumerate(row):

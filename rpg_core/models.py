@@ -201,7 +201,7 @@ def create_model(
             "in_channels": model_spec.in_channels or in_channels or 3,
         }
     )
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "variant": model_spec.variant,
         "width": model_spec.width,
         "num_classes": model_spec.num_classes,

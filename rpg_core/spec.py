@@ -29,6 +29,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -127,16 +128,18 @@ class ModelSpec(_Spec):
             raise ValueError(f"unknown arch {v!r}; registered: {', '.join(list_models())}")
         return v
 
-    @model_validator(mode="after")
-    def _recurrent_arch(self) -> ModelSpec:
+    @field_validator("recurrence")
+    @classmethod
+    def _recurrent_arch(cls, v: RecurrenceSpec | None, info: ValidationInfo) -> Any:
         from .models import supports_recurrence
 
-        if self.recurrence is not None and not supports_recurrence(self.arch):
+        arch = info.data.get("arch")
+        if v is not None and isinstance(arch, str) and not supports_recurrence(arch):
             raise ValueError(
-                f"recurrence: arch {self.arch!r} does not apply a block repeatedly; use arch "
-                f"mdeq or remove model.recurrence"
+                f"arch {arch!r} does not apply a block repeatedly; use arch mdeq or remove "
+                f"model.recurrence"
             )
-        return self
+        return v
 
 
 class RPGSpec(_Spec):
@@ -199,12 +202,12 @@ def recurrence_rpg(recurrence: RecurrenceSpec, rpg: RPGSpec | None) -> RPGSpec:
         return RPGSpec(ring_size=1.0 / recurrence.repeats, include=list(RECURRENT_RPG_INCLUDE))
     if rpg.scope != "global":
         raise ValueError(
-            "rpg.scope: recurrence mode rpg generates every application of the block from one "
+            "scope: recurrence mode rpg generates every application of the block from one "
             f"ring; use scope global (or omit rpg for a ring of one block), got {rpg.scope!r}"
         )
     if rpg.include not in (None, RECURRENT_RPG_INCLUDE) or rpg.exclude is not None or rpg.linear:
         raise ValueError(
-            "rpg.include/exclude/linear: recurrence mode rpg generates the block's convs "
+            "include/exclude/linear: recurrence mode rpg generates the block's convs "
             f"({RECURRENT_RPG_INCLUDE}); leave include, exclude and linear unset"
         )
     return rpg.model_copy(update={"include": list(RECURRENT_RPG_INCLUDE)})
@@ -471,19 +474,21 @@ class ExperimentSpec(_Spec):
         "train.epochs with the train recipe; model and rpg come from the source",
     )
 
-    @model_validator(mode="after")
-    def _recurrence_rpg(self) -> ExperimentSpec:
-        rec = self.model.recurrence
+    @field_validator("rpg")
+    @classmethod
+    def _recurrence_rpg(cls, v: RPGSpec | None, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        rec = model.recurrence if isinstance(model, ModelSpec) else None
         if rec is None:
-            return self
+            return v
         if rec.mode == "rpg":
-            recurrence_rpg(rec, self.rpg)  # raises naming the field
-        elif self.rpg is not None:
+            recurrence_rpg(rec, v)  # raises naming the field
+        elif v is not None:
             raise ValueError(
-                f"rpg: recurrence mode {rec.mode} keeps the block's own weights; use "
+                f"recurrence mode {rec.mode} keeps the block's own weights; use "
                 f"model.recurrence.mode rpg to generate them from a ring, or omit rpg"
             )
-        return self
+        return v
 
     @model_validator(mode="after")
     def _prune_job(self) -> ExperimentSpec:

@@ -138,29 +138,29 @@ def test_equilibrium_gradient_matches_finite_differences_float64() -> None:
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        ({"model": {"arch": "resnet18", "recurrence": {"mode": "shared"}}}, "recurrence"),
-        ({"model": {"arch": "mdeq", "recurrence": {"mode": "equilibrium", "repeats": 2}}}, "repeats"),
-        ({"model": {"arch": "mdeq", "recurrence": {"mode": "shared", "repeats": 9}}}, "repeats"),
-        ({"model": {"arch": "mdeq", "recurrence": {"mode": "loop"}}}, "mode"),
+        ({"model": {"arch": "resnet18", "recurrence": {"mode": "shared"}}}, "model.recurrence: arch"),
+        ({"model": {"arch": "mdeq", "recurrence": {"mode": "equilibrium", "repeats": 2}}}, "recurrence: repeats"),
+        ({"model": {"arch": "mdeq", "recurrence": {"mode": "shared", "repeats": 9}}}, "recurrence.repeats"),
+        ({"model": {"arch": "mdeq", "recurrence": {"mode": "loop"}}}, "recurrence.mode"),
         (
             {"model": {"arch": "mdeq", "recurrence": {"mode": "rpg", "repeats": 2}},
              "rpg": {"ring_size": 1000, "scope": "stage"}},
-            "rpg.scope",
+            r"rpg: .*scope",
         ),
         (
             {"model": {"arch": "mdeq", "recurrence": {"mode": "rpg", "repeats": 2}},
              "rpg": {"ring_size": 1000, "include": ["stem.*"]}},
-            "rpg.include",
+            r"rpg: .*include",
         ),
         (
             {"model": {"arch": "mdeq", "recurrence": {"mode": "shared", "repeats": 2}},
              "rpg": {"ring_size": 1000}},
-            "rpg:",
+            "rpg: recurrence mode shared",
         ),
     ],
 )  # fmt: skip
 def test_invalid_recurrence_names_the_field(spec: dict[str, Any], field: str) -> None:
-    with pytest.raises(RPGConfigError, match=field.replace(".", r"\.")):
+    with pytest.raises(RPGConfigError, match=field):
         parse_spec(spec)
 
 
