@@ -16,11 +16,17 @@ nearest upsampling up). The block maps the branch states ``z`` and the stem's ou
   weights), each application with its own slots of the ring's index array (its own permutation
   and signs); batchnorms per application. ``create_model`` fills the ``rpg`` section.
 - ``equilibrium``: the fixed point ``z* = f(z*; x)`` of one block, found by a torchdeq solver
-  (Anderson by default) and differentiated implicitly (IFT). The block's norms are GroupNorms
-  (as MDEQ's): a batchnorm's batch statistics would move the fixed point with the batch.
+  (Anderson by default, 30 iterations, relative residual 1e-3) and differentiated implicitly
+  (IFT, torchdeq's ``ift=True``). The same convs, but a block that has a fixed point: no
+  residual ``+ z`` inside the branches (it puts the identity in the Jacobian), the norms after
+  the convs are :class:`ChannelAffine` (a norm after a conv of ``z`` would undo any contraction;
+  batch statistics would also move the fixed point with the batch), the norm after the fusion is
+  a GroupNorm (it bounds the states, so training cannot blow them up), and the block's convs
+  start at ``EQUILIBRIUM_INIT_GAIN`` times Kaiming (a contraction at init, as MDEQ starts small).
+  ``model.last_residual`` holds the solver's last relative residual.
 
-Parameters at equal width: ``shared`` and ``equilibrium`` have the same count (a GroupNorm has
-the weight and bias a BatchNorm has); ``rpg`` has the same conv/ring count and
+Parameters at equal width: ``shared`` and ``equilibrium`` have the same count (ChannelAffine and
+GroupNorm have the weight and bias a BatchNorm has); ``rpg`` has the same conv/ring count and
 ``(repeats - 1)`` more sets of the block's norm weights (``norm_params_per_block`` each).
 """
 
