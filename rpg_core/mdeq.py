@@ -1,6 +1,7 @@
 """``mdeq``: a classifier in the layout of multi-scale deep equilibrium models (MDEQ, paper Table 1).
 
-A stem, one multi-scale (MS) block and a classification head. The MS block holds parallel
+A stem, one multi-scale (MS) block and a classification head (every branch average-pooled, a
+batchnorm of the pooled features, one Linear). The MS block holds parallel
 branches at three resolutions (full, 1/2, 1/4; ``16, 32, 64`` channels times ``width``), one
 residual block per branch, and a cross-resolution fusion (strided 3x3 convs down, 1x1 convs and
 nearest upsampling up). The block maps the branch states ``z`` and the stem's output ``x``
@@ -182,6 +183,9 @@ class MDEQNet(nn.Module):
         eq = self.mode == "equilibrium"
         post = _gn if eq else None
         self.blocks = nn.ModuleList(MSBlock(channels, norm, not eq, post) for _ in range(count))
+        # a batchnorm of the pooled features: outside the block, so the fixed point keeps no batch
+        # statistics, and the head sees features that vary across the batch in every mode
+        self.head_norm = nn.BatchNorm1d(sum(channels))
         self.fc = nn.Linear(sum(channels), num_classes)
         if self.mode == "equilibrium":
             from torchdeq import get_deq  # MIT licence; torch and numpy only
@@ -206,7 +210,7 @@ class MDEQNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and not is_generated(m):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | ChannelAffine):
+            elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm | ChannelAffine):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if self.mode == "equilibrium":  # a contraction at init (MDEQ: small block weights)
@@ -253,7 +257,7 @@ class MDEQNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         zs = self.solve(self.stem(x))
         pooled = [z.mean((2, 3)) for z in zs]
-        return self.fc(torch.cat(pooled, 1))
+        return self.fc(self.head_norm(torch.cat(pooled, 1)))
 
 
 @register_model("mdeq")
