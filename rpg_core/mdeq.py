@@ -22,7 +22,7 @@ nearest upsampling up). The block maps the branch states ``z`` and the stem's ou
   residual ``+ z`` inside the branches (it puts the identity in the Jacobian), the norms after
   the convs are :class:`ChannelAffine` (a norm after a conv of ``z`` would undo any contraction;
   batch statistics would also move the fixed point with the batch), the norm after the fusion is
-  a GroupNorm (it bounds the states, so training cannot blow them up), and the block's convs
+  a GroupNorm of one group (it bounds the states, so training cannot blow them up), and the block's convs
   start at ``EQUILIBRIUM_INIT_GAIN`` times Kaiming (a contraction at init, as MDEQ starts small).
   ``model.last_residual`` holds the solver's last relative residual.
 
@@ -53,7 +53,7 @@ def _bn(c: int) -> nn.Module:
 
 
 def _gn(c: int) -> nn.Module:
-    return nn.GroupNorm(math.gcd(4, c), c)
+    return nn.GroupNorm(1, c)
 
 
 class ChannelAffine(nn.Module):
