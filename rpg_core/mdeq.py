@@ -11,7 +11,9 @@ nearest upsampling up). The block maps the branch states ``z`` and the stem's ou
 ``model.recurrence`` says how the block is applied (see :class:`rpg_core.spec.RecurrenceSpec`):
 
 - ``shared``: one block applied ``repeats`` times (plain weight tying: its convs *and* its
-  batchnorms are the same modules at every application).
+  batchnorms are the same modules at every application); with ``norms: per_application``,
+  ``repeats`` blocks whose convs read block 0's weights (:func:`is_tied`) and whose batchnorms
+  are their own: rpg's parameter count exactly.
 - ``rpg``: ``repeats`` blocks (``blocks.0`` ..), every conv of them generated from one ring whose
   default size is one block's conv weights (``rpg.ring_size`` = ``1 / repeats`` of the generated
   weights), each application with its own slots of the ring's index array (its own permutation
@@ -140,6 +142,36 @@ class MSBlock(nn.Module):
         return out
 
 
+class _TiedConvMixin:
+    """Mixed into a conv of a ``shared`` application with its own norms: ``weight`` is the
+    weight of the same conv of block 0 (no Parameter of its own, no state_dict entry)."""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return cast(torch.Tensor, self.__dict__["_tied_to"].weight)
+
+
+_TIED: dict[type[nn.Module], type[nn.Module]] = {}
+
+
+def is_tied(module: nn.Module) -> bool:
+    """True for a conv that reads another conv's weight (``shared``, per-application norms)."""
+    return isinstance(module, _TiedConvMixin)
+
+
+def _tie_convs(block: nn.Module, source: nn.Module) -> None:
+    """Make every conv of ``block`` read the weight of the same-named conv of ``source``."""
+    for name, conv in block.named_modules():
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        cls = type(conv)
+        if cls not in _TIED:
+            _TIED[cls] = type(f"Tied{cls.__name__}", (_TiedConvMixin, cls), {})
+        del conv._parameters["weight"]
+        conv.__class__ = _TIED[cls]
+        conv.__dict__["_tied_to"] = source.get_submodule(name)
+
+
 def norm_params_per_block(block: nn.Module) -> int:
     """The norm weights and biases of one MS block (what ``rpg`` has ``repeats - 1`` more of)."""
     norms = (nn.BatchNorm2d, nn.GroupNorm, ChannelAffine)
@@ -179,7 +211,8 @@ class MDEQNet(nn.Module):
             nn.ReLU(inplace=True),
         )
         norm = ChannelAffine if self.mode == "equilibrium" else _bn
-        count = self.repeats if self.mode == "rpg" else 1
+        per_application = self.mode == "rpg" or rec.get("norms") == "per_application"
+        count = self.repeats if per_application else 1
         eq = self.mode == "equilibrium"
         post = _gn if eq else None
         self.blocks = nn.ModuleList(MSBlock(channels, norm, not eq, post) for _ in range(count))
@@ -187,6 +220,9 @@ class MDEQNet(nn.Module):
         # statistics, and the head sees features that vary across the batch in every mode
         self.head_norm = nn.BatchNorm1d(sum(channels))
         self.fc = nn.Linear(sum(channels), num_classes)
+        if self.mode == "shared" and count > 1:
+            for block in self.blocks[1:]:  # its own norms, block 0's convs
+                _tie_convs(block, self.blocks[0])
         if self.mode == "equilibrium":
             from torchdeq import get_deq  # MIT licence; torch and numpy only
 
@@ -208,7 +244,7 @@ class MDEQNet(nn.Module):
     def init_weights(self) -> None:
         """Kaiming-normal (fan_out) ordinary convs, unit norms (generated convs: skipped)."""
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not is_generated(m):
+            if isinstance(m, nn.Conv2d) and not is_generated(m) and not is_tied(m):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm | ChannelAffine):
                 nn.init.ones_(m.weight)
@@ -236,7 +272,7 @@ class MDEQNet(nn.Module):
         zs = self.initial_states(x)
         if self.mode != "equilibrium":
             for k in range(self.repeats):
-                zs = self.blocks[k if self.mode == "rpg" else 0](zs, x)
+                zs = self.blocks[k if len(self.blocks) > 1 else 0](zs, x)
             return zs
         shapes = [z.shape[1:] for z in zs]
         sizes = [math.prod(s) for s in shapes]

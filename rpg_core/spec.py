@@ -71,6 +71,12 @@ class RecurrenceSpec(_Spec):
         description="applications of the block (shared, rpg); equilibrium: must stay 1 (the "
         "solver decides the depth)",
     )
+    norms: Literal["tied", "per_application"] = Field(
+        "tied",
+        description="shared: tied, the batchnorms are tied with the convs (plain weight tying); "
+        "per_application, each application has its own batchnorms over the tied convs (as rpg "
+        "has: the same parameter count as rpg). rpg: always per application",
+    )
     solver: Literal["anderson", "broyden", "fixed_point_iter"] = Field(
         "anderson", description="equilibrium: the forward and backward fixed-point solver"
     )
@@ -94,6 +100,8 @@ class RecurrenceSpec(_Spec):
                 f"repeats: equilibrium finds the fixed point of one block (the solver decides "
                 f"the depth); leave repeats at 1, got {self.repeats}"
             )
+        if self.mode == "equilibrium" and self.norms != "tied":
+            raise ValueError("norms: equilibrium has one block and one set of norms; omit norms")
         return self
 
 

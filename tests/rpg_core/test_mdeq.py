@@ -16,7 +16,7 @@ from torch import nn
 from rpg_core import RPGConfigError, count_params, rings
 from rpg_core.compact import load_compact, save_compact
 from rpg_core.engine import measure_inference
-from rpg_core.mdeq import MDEQNet, norm_params_per_block
+from rpg_core.mdeq import MDEQNet, is_tied, norm_params_per_block
 from rpg_core.models import create_model
 from rpg_core.rpgify import generated_weight
 from rpg_core.spec import parse_spec
@@ -49,6 +49,27 @@ def test_parameter_counts_match_across_modes(repeats: int) -> None:
     # what differs: (repeats - 1) more sets of the block's norms
     extra = (repeats - 1) * norm_params_per_block(rpg_model.blocks[0])
     assert rpg.total - shared.total == extra
+
+
+@pytest.mark.parametrize("repeats", [2, 4])
+def test_shared_with_per_application_norms_ties_the_convs_only(repeats: int) -> None:
+    model = _model("shared", repeats, norms="per_application")
+    assert count_params(model).total == count_params(_model("rpg", repeats)).total
+    assert count_params(model).conv == count_params(_model("shared", repeats)).conv
+    assert len(model.blocks) == repeats
+    a, b = model.blocks[0].branches[1], model.blocks[repeats - 1].branches[1]
+    assert is_tied(b.conv2) and not is_tied(a.conv2)
+    assert b.conv2.weight is a.conv2.weight  # the same tensor, not a copy
+    assert b.norm2 is not a.norm2
+    assert not any(
+        k.startswith("blocks.1.") and k.endswith("conv1.weight") for k in model.state_dict()
+    )
+    x = _x()
+    nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2])).backward()
+    assert a.conv2.weight.grad is not None and float(a.conv2.weight.grad.abs().sum()) > 0
+    with torch.no_grad():  # a change to block 0's conv changes every application
+        a.conv2.weight.add_(1.0)
+    assert torch.equal(b.conv2.weight, a.conv2.weight)
 
 
 def test_rpg_applications_are_distinct_views_of_one_ring() -> None:
@@ -153,6 +174,7 @@ def test_equilibrium_gradient_matches_finite_differences_float64() -> None:
         ({"model": {"arch": "mdeq", "recurrence": {"mode": "equilibrium", "repeats": 2}}}, "recurrence: repeats"),
         ({"model": {"arch": "mdeq", "recurrence": {"mode": "shared", "repeats": 9}}}, "recurrence.repeats"),
         ({"model": {"arch": "mdeq", "recurrence": {"mode": "loop"}}}, "recurrence.mode"),
+        ({"model": {"arch": "mdeq", "recurrence": {"mode": "equilibrium", "norms": "per_application"}}}, "norms: equilibrium"),
         (
             {"model": {"arch": "mdeq", "recurrence": {"mode": "rpg", "repeats": 2}},
              "rpg": {"ring_size": 1000, "scope": "stage"}},
@@ -186,10 +208,12 @@ def test_rpg_section_sets_the_ring_of_recurrence_rpg() -> None:
     assert all(s.name.startswith("blocks.") for s in ring.spec.layers)
 
 
-@pytest.mark.parametrize("mode", ["rpg", "equilibrium", "shared"])
+@pytest.mark.parametrize("mode", ["rpg", "equilibrium", "shared", "shared-per-application"])
 def test_rpg_file_rebuilds_bit_for_bit_in_a_fresh_process(mode: str, tmp_path: Path) -> None:
     torch.manual_seed(3)
-    model = _model(mode, 1 if mode == "equilibrium" else 2)
+    extra = {"norms": "per_application"} if mode == "shared-per-application" else {}
+    mode = mode.split("-")[0]
+    model = _model(mode, 1 if mode == "equilibrium" else 2, **extra)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for _ in range(2):  # trained weights and batchnorm statistics, not the init
         opt.zero_grad()
