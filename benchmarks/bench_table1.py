@@ -28,7 +28,10 @@ from rpg_core.spec import parse_spec
 
 def _key(spec: dict[str, Any]) -> tuple[str, int]:
     rec = spec["model"].get("recurrence") or {"mode": "shared", "repeats": 1}
-    return str(rec["mode"]), int(rec["repeats"])
+    mode = str(rec["mode"])
+    if mode == "shared" and rec.get("norms") == "per_application":
+        mode = "shared, own norms"
+    return mode, int(rec["repeats"])
 
 
 def main() -> None:
@@ -57,7 +60,7 @@ def main() -> None:
     print("| mode | K | seeds | val acc, median (range) | params (total) | ms/image stored "
           "| ms/image re-timed |")  # fmt: skip
     print("|---|---:|---:|---|---:|---:|---:|")
-    order = {"equilibrium": 0, "shared": 1, "rpg": 2}
+    order = {"equilibrium": 0, "shared": 1, "shared, own norms": 2, "rpg": 3}
     for (mode, k), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         accs = [float(r["result"]["final_val_acc"]) for r in rs]
         stored = [float(r["result"]["inference_ms_per_image"]) for r in rs]
