@@ -346,6 +346,8 @@ def speed_group(spec: dict[str, Any]) -> str:
     """A run's series on the speed figure: its recurrence mode, else rpg (a ring) or plain."""
     rec = (spec.get("model") or {}).get("recurrence")
     if isinstance(rec, dict) and rec.get("mode"):
+        if rec["mode"] == "shared" and rec.get("norms") == "per_application":
+            return "shared, own norms"
         return str(rec["mode"])
     return "rpg" if spec.get("rpg") else "plain"
 

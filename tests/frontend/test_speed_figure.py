@@ -37,6 +37,8 @@ def test_points_are_grouped_by_recurrence_mode_and_need_a_stored_time() -> None:
         (4, "plain", 0.1),
     ]
     assert speed_group(rows[2].spec) == "rpg"
+    own = {"model": {"recurrence": {"mode": "shared", "norms": "per_application"}}}
+    assert speed_group(own) == "shared, own norms"
     fig = figures.speed_figure(points, "t")
     traces = {t["meta"]["group"]: t for t in fig["data"]}
     assert set(traces) == {"rpg", "equilibrium", "plain"}
