@@ -168,7 +168,7 @@ def _tie_convs(block: nn.Module, source: nn.Module) -> None:
         if cls not in _TIED:
             _TIED[cls] = type(f"Tied{cls.__name__}", (_TiedConvMixin, cls), {})
         del conv._parameters["weight"]
-        conv.__class__ = _TIED[cls]
+        conv.__class__ = _TIED[cls]  # type: ignore[assignment]
         conv.__dict__["_tied_to"] = source.get_submodule(name)
 
 
