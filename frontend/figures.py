@@ -498,3 +498,48 @@ def ood_breakdown_figure(ood: Mapping[str, float], val_acc: float | None) -> dic
         yaxis={"title": "accuracy", "range": [0, 1.02]},
     )
     return to_dict(fig)
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+@dataclass(frozen=True)
+class SpeedPoint:
+    """One finished run: its accuracy against its inference time per image."""
+
+    experiment_id: int
+    label: str  # the run's name
+    group: str  # the series: recurrence mode (mdeq), "rpg" (a ring) or "plain"
+    ms_per_image: float
+    accuracy: float
+    backbone_params: int | None
+
+
+def speed_figure(points: Sequence[SpeedPoint], title: str) -> dict[str, Any]:
+    """Accuracy against inference time per image (log axis), one series per group (Table 1)."""
+    fig = go.Figure()
+    groups = sorted({p.group for p in points})
+    for group in groups:
+        pts = [p for p in points if p.group == group]
+        i = slot(group)
+        fig.add_trace(
+            go.Scatter(
+                x=[p.ms_per_image for p in pts],
+                y=[p.accuracy for p in pts],
+                mode="markers",
+                name=f"{group} (n={len(pts)})",
+                marker={"color": colour(i), "size": 9},
+                text=[p.label for p in pts],
+                customdata=[[p.experiment_id, p.backbone_params] for p in pts],
+                meta={"role": "points", "group": group},
+                hovertemplate="#%{customdata[0]} %{text}<br>%{x:.3f} ms/image<br>"
+                "accuracy %{y:.4f}<br>backbone %{customdata[1]}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title=title,
+        xaxis={"title": "inference time per image (ms, log)", "type": "log"},
+        yaxis={"title": "best val accuracy"},
+    )
+    return to_dict(fig)

@@ -390,6 +390,46 @@ def ablation_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> 
     return {"figure": figures.ablation_figure(bars, f"Ablation: {sweep.name}"), "bars": len(bars)}
 
 
+def speed_group(spec: dict[str, Any]) -> str:
+    """A run's series on the speed figure: its recurrence mode, else rpg (a ring) or plain."""
+    rec = (spec.get("model") or {}).get("recurrence")
+    if isinstance(rec, dict) and rec.get("mode"):
+        if rec["mode"] == "shared" and rec.get("norms") == "per_application":
+            return "shared, own norms"
+        return str(rec["mode"])
+    return "rpg" if spec.get("rpg") else "plain"
+
+
+def speed_points(rows: list[Experiment], results: dict[int, Any]) -> list[figures.SpeedPoint]:
+    """Succeeded runs whose result has an inference time (runs before it was stored: none)."""
+    out = []
+    for exp in rows:
+        result = results.get(exp.id) or {}
+        ms = result.get("inference_ms_per_image")
+        if exp.status != "succeeded" or exp.best_val_acc is None or not isinstance(ms, int | float):
+            continue
+        group = speed_group(exp.spec or {})
+        out.append(
+            figures.SpeedPoint(exp.id, exp.name, group, ms, exp.best_val_acc, exp.backbone_params)
+        )
+    return out
+
+
+@router.get("/ui/figures/sweeps/{sweep_id}/speed")
+def speed_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Any:
+    """Accuracy against inference time per image for a sweep's runs (paper Table 1)."""
+    sweep = crud.get_sweep(session, sweep_id)
+    if sweep is None:
+        raise HTTPException(404, detail=f"sweep {sweep_id} not found")
+    rows, _ = crud.list_experiments(session, crud.ListFilter(sweep_id=sweep_id), limit=1000)
+    results = {exp.id: crud.get_result(session, exp.id) for exp in rows}
+    points = speed_points(rows, results)
+    if not points:
+        return {"figure": None, "reason": "no finished run with an inference time yet"}
+    title = f"Accuracy against inference time: {sweep.name}"
+    return {"figure": figures.speed_figure(points, title), "points": len(points)}
+
+
 # ----------------------------------------------------------------------------- spec text
 
 

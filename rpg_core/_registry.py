@@ -11,6 +11,7 @@ in processes (the API) that never build a network.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,10 @@ else:
 BUILTIN_MODELS: dict[str, str] = {
     "resnet18": "rpg_core.resnet",
     "resnet34": "rpg_core.resnet",
+    "mdeq": "rpg_core.mdeq",
 }
+# built-in architectures whose builder takes ``recurrence`` (``model.recurrence``)
+RECURRENT_BUILTINS = frozenset({"mdeq"})
 
 _REGISTRY: dict[str, ModelFn] = {}
 
@@ -60,3 +64,12 @@ def model_builder(name: str) -> ModelFn:
         raise RPGConfigError(
             f"model.arch: unknown {name!r}; registered: {', '.join(list_models())}"
         ) from None
+
+
+def supports_recurrence(name: str) -> bool:
+    """Whether the architecture ``name`` takes ``model.recurrence`` (built-ins: without
+    importing them; a plugin: whether its builder has a ``recurrence`` parameter)."""
+    if name in BUILTIN_MODELS:
+        return name in RECURRENT_BUILTINS
+    fn = _REGISTRY.get(name)
+    return fn is not None and "recurrence" in inspect.signature(fn).parameters

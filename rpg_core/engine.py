@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +57,7 @@ from .spec import (
     resolve_augment,
     resolve_train,
 )
+from .timing import run_inference_ms
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ class TrainResult:
     # eval.ood: accuracy per shifted set ("rotation@3", "folder:objectnet-mini"; rpg_core.ood)
     ood: dict[str, float] | None = None
     ood_acc: float | None = None  # the mean of ``ood`` over every entry but severity 0
+    # eval-mode forward time per image after training, on the run's device (measure_inference)
+    inference_ms_per_image: float | None = None
 
     @property
     def stopped(self) -> bool:
@@ -417,6 +420,7 @@ def train(
         if spec.eval.ood and status == "completed":
             run.ood = evaluate_ood(run)
     result = _result(run, status, ckpt_dir, flops)
+    result = replace(result, inference_ms_per_image=run_inference_ms(run))
     _notify(cbs, "on_train_end", result, run.model)
     log.info(
         "%s %s after %d/%d epochs: val acc %s",

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._registry import BUILTIN_MODELS, ModelFn, list_models, model_builder, register_model
+from ._registry import (
+    BUILTIN_MODELS,
+    ModelFn,
+    list_models,
+    model_builder,
+    register_model,
+    supports_recurrence,
+)
 from .exceptions import RPGConfigError
-from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
+from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,6 +31,7 @@ __all__ = [
     "model_builder",
     "model_spec_of",
     "register_model",
+    "supports_recurrence",
 ]
 
 
@@ -66,8 +74,12 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    plain: bool = False,
 ) -> nn.Module:
     """Build the model a spec describes: an ``ExperimentSpec`` (or its dict), or a ``ModelSpec``.
+
+    ``plain``: the architecture without rings even where ``model.recurrence.mode`` is rpg (its
+    ``repeats`` blocks with ordinary convs: what an .rpg file's tensors are checked against).
 
     ``num_classes``/``in_channels`` fill what the spec leaves unset (the dataset's values);
     defaults 10 and 3.
@@ -90,12 +102,26 @@ def create_model(
             "in_channels": model_spec.in_channels or in_channels or 3,
         }
     )
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "variant": model_spec.variant,
         "width": model_spec.width,
         "num_classes": model_spec.num_classes,
         "in_channels": model_spec.in_channels,
     }
+    rec = model_spec.recurrence
+    if rec is not None:
+        if not supports_recurrence(model_spec.arch):
+            raise RPGConfigError(
+                f"model.recurrence: arch {model_spec.arch!r} does not apply a block repeatedly"
+            )
+        kwargs["recurrence"] = rec.model_dump()
+        if rec.mode == "rpg" and not plain:
+            try:
+                rpg = recurrence_rpg(rec, rpg)
+            except ValueError as err:
+                raise RPGConfigError(str(err)) from None
+        elif rpg is not None:
+            raise RPGConfigError(f"rpg: recurrence mode {rec.mode} takes no rpg section")
     if rpg is None:
         model = build(**kwargs)
     else:

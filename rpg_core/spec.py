@@ -29,11 +29,12 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from ._registry import list_models
+from ._registry import list_models, supports_recurrence
 from .exceptions import RPGConfigError
 from .recipes import (  # the train section and its recipes (re-exported: one spec module)
     AUTO_BATCH_RANGE,
@@ -53,6 +54,7 @@ from .recipes import (  # the train section and its recipes (re-exported: one sp
 
 # Limits that keep a spec sane; the service may lower them through its settings.
 MAX_RING_SIZE = 2**31 - 1
+MAX_REPEATS = 8  # model.recurrence.repeats
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 # \Z, not $: "digits\n" must not match (``$`` also matches before a final newline)
 DATASET_RE = re.compile(
@@ -81,11 +83,13 @@ __all__ = [
     "OPTIMIZER_WEIGHT_DECAY",
     "PRECISE_BN_STEPS",
     "RECIPES",
+    "MAX_REPEATS",
     "RING_NAME_RE",
     "DataSpec",
     "ExperimentSpec",
     "ModelSpec",
     "PruneSpec",
+    "RecurrenceSpec",
     "RPGSpec",
     "Recipe",
     "Schedule",
@@ -96,9 +100,61 @@ __all__ = [
     "json_schema",
     "load_spec",
     "parse_spec",
+    "recurrence_rpg",
     "resolve_augment",
     "resolve_train",
 ]
+
+
+class RecurrenceSpec(_Spec):
+    """How a recurrent architecture (``mdeq``) applies its block (paper Table 1)."""
+
+    mode: Literal["shared", "rpg", "equilibrium"] = Field(
+        ...,
+        description="shared: the same block weights (convs and batchnorms) applied `repeats` "
+        "times; rpg: `repeats` applications whose convs are generated from one ring (default "
+        "size: one block's conv weights), each with its own permutation and signs, batchnorms "
+        "per application; equilibrium: the block's fixed point by a solver, implicit gradient",
+    )
+    repeats: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="applications of the block (shared, rpg); equilibrium: must stay 1 (the "
+        "solver decides the depth)",
+    )
+    norms: Literal["tied", "per_application"] = Field(
+        "tied",
+        description="shared: tied, the batchnorms are tied with the convs (plain weight tying); "
+        "per_application, each application has its own batchnorms over the tied convs (as rpg "
+        "has: the same parameter count as rpg). rpg: always per application",
+    )
+    solver: Literal["anderson", "broyden", "fixed_point_iter"] = Field(
+        "anderson", description="equilibrium: the forward and backward fixed-point solver"
+    )
+    max_iter: StrictInt = Field(
+        30, ge=1, le=500, description="equilibrium: forward solver iterations at most"
+    )
+    tol: StrictFloat = Field(
+        1e-3, gt=0, lt=1, description="equilibrium: forward stop at this relative residual"
+    )
+    backward_max_iter: StrictInt = Field(
+        30, ge=1, le=500, description="equilibrium: implicit-gradient solver iterations at most"
+    )
+    backward_tol: StrictFloat = Field(
+        1e-4, gt=0, lt=1, description="equilibrium: implicit-gradient relative residual"
+    )
+
+    @model_validator(mode="after")
+    def _equilibrium_once(self) -> RecurrenceSpec:
+        if self.mode == "equilibrium" and self.repeats != 1:
+            raise ValueError(
+                f"repeats: equilibrium finds the fixed point of one block (the solver decides "
+                f"the depth); leave repeats at 1, got {self.repeats}"
+            )
+        if self.mode == "equilibrium" and self.norms != "tied":
+            raise ValueError("norms: equilibrium has one block and one set of norms; omit norms")
+        return self
 
 
 class ModelSpec(_Spec):
@@ -117,12 +173,28 @@ class ModelSpec(_Spec):
     in_channels: StrictInt | None = Field(
         None, ge=1, le=64, description="input channels; default: the dataset's"
     )
+    recurrence: RecurrenceSpec | None = Field(
+        None,
+        description="how a recurrent architecture (mdeq) applies its block: {mode: shared | rpg "
+        "| equilibrium, repeats: K, solver knobs}; omit: one application",
+    )
 
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str) -> str:
         if v not in list_models():
             raise ValueError(f"unknown arch {v!r}; registered: {', '.join(list_models())}")
+        return v
+
+    @field_validator("recurrence")
+    @classmethod
+    def _recurrent_arch(cls, v: RecurrenceSpec | None, info: ValidationInfo) -> Any:
+        arch = info.data.get("arch")
+        if v is not None and isinstance(arch, str) and not supports_recurrence(arch):
+            raise ValueError(
+                f"arch {arch!r} does not apply a block repeatedly; use arch mdeq or remove "
+                f"model.recurrence"
+            )
         return v
 
 
@@ -173,6 +245,28 @@ class RPGSpec(_Spec):
         kw = self.model_dump()
         kw["generator_version"] = kw.pop("generator")
         return kw
+
+
+RECURRENT_RPG_INCLUDE = ["blocks.*"]  # the layers a recurrence rpg ring generates
+
+
+def recurrence_rpg(recurrence: RecurrenceSpec, rpg: RPGSpec | None) -> RPGSpec:
+    """The ring of ``recurrence.mode: rpg``: ``rpg`` (or, when omitted, a ring the size of one
+    block: ``ring_size = 1 / repeats`` of the generated weights) over the block's convs only.
+    Raises ValueError naming the ``rpg`` field that makes no sense with recurrence."""
+    if rpg is None:
+        return RPGSpec(ring_size=1.0 / recurrence.repeats, include=list(RECURRENT_RPG_INCLUDE))
+    if rpg.scope != "global":
+        raise ValueError(
+            "scope: recurrence mode rpg generates every application of the block from one "
+            f"ring; use scope global (or omit rpg for a ring of one block), got {rpg.scope!r}"
+        )
+    if rpg.include not in (None, RECURRENT_RPG_INCLUDE) or rpg.exclude is not None or rpg.linear:
+        raise ValueError(
+            "include/exclude/linear: recurrence mode rpg generates the block's convs "
+            f"({RECURRENT_RPG_INCLUDE}); leave include, exclude and linear unset"
+        )
+    return rpg.model_copy(update={"include": list(RECURRENT_RPG_INCLUDE)})
 
 
 AUGMENT_AUTO_EPOCHS = 10  # data.augment unset: augmentation from this many epochs on
@@ -377,6 +471,22 @@ class ExperimentSpec(_Spec):
         default_factory=EvalSpec,
         description="extra evaluation: out-of-distribution test sets (eval.ood)",
     )
+
+    @field_validator("rpg")
+    @classmethod
+    def _recurrence_rpg(cls, v: RPGSpec | None, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        rec = model.recurrence if isinstance(model, ModelSpec) else None
+        if rec is None:
+            return v
+        if rec.mode == "rpg":
+            recurrence_rpg(rec, v)  # raises naming the field
+        elif v is not None:
+            raise ValueError(
+                f"recurrence mode {rec.mode} keeps the block's own weights; use "
+                f"model.recurrence.mode rpg to generate them from a ring, or omit rpg"
+            )
+        return v
 
     @model_validator(mode="after")
     def _prune_job(self) -> ExperimentSpec:

@@ -131,6 +131,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         for s, r in zip(specs, rows, strict=True):
             kind = "plain" if s.rpg is None else f"ring {s.rpg.ring_size} ({s.rpg.scope})"
+            if s.model.recurrence is not None:
+                kind = f"{s.model.recurrence.mode} x{s.model.recurrence.repeats}"
             print(f"{r['name']:<60} {s.model.arch:<10} {kind:<28} {r['backbone_params']:>12,}")
         print(f"{len(specs)} experiments")
         return 0

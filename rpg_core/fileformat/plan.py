@@ -52,7 +52,7 @@ def _build_plain_meta(h: CompactHeader) -> nn.Module:
                             "upgrade (or install the plugin registering it) to read it")  # fmt: skip
     try:
         with torch.device("meta"):
-            return create_model({"model": model_spec})
+            return create_model({"model": model_spec}, plain=True)
     except RPGConfigError as err:
         raise _fail(h.path, f"metadata: the model spec is invalid: {err}") from None
 

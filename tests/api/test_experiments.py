@@ -48,6 +48,25 @@ def test_submit_queues_and_show_returns_spec(client: TestClient, auth: dict[str,
         ({**SPEC, "data": {"dataset": "../../etc"}}, "data.dataset"),
         ({**SPEC, "name": "a/b"}, "name"),
         ({**SPEC, "tags": ["ok", "a\x00"]}, "tags[1]"),
+        (
+            {**SPEC, "model": {"arch": "resnet18", "recurrence": {"mode": "rpg"}}},
+            "model.recurrence",
+        ),
+        (
+            {
+                **SPEC,
+                "model": {"arch": "mdeq", "recurrence": {"mode": "equilibrium", "repeats": 3}},
+            },
+            "model.recurrence",
+        ),
+        (
+            {
+                **SPEC,
+                "model": {"arch": "mdeq", "recurrence": {"mode": "rpg", "repeats": 2}},
+                "rpg": {"ring_size": 1000, "scope": "stage"},
+            },
+            "rpg",
+        ),
     ],
 )
 def test_bad_spec_names_the_field_and_changes_nothing(

@@ -123,8 +123,8 @@ def _seed_sweep(live: LiveServer, s: Session) -> None:
     )
     s.commit()
     accs = {(True, True): 0.76, (True, False): 0.75, (False, True): 0.71, (False, False): 0.70}
-    for (p, r), exp_id in zip(grid, ids, strict=True):
-        _finish(s, exp_id, accs[(p, r)], 2000)
+    for i, ((p, r), exp_id) in enumerate(zip(grid, ids, strict=True)):
+        _finish(s, exp_id, accs[(p, r)], 2000, inference_ms_per_image=0.1 * (i + 1))
     live.extra.update(sweep=sweep_id)
     live.extra["series"]["resnet18 · global · synthetic"] = 4
 
@@ -404,6 +404,11 @@ def test_sweeps_page_progress_and_ablation_bars(page: Any, live: LiveServer) -> 
         "neither",
     ]
     assert bars["y"] == sorted(bars["y"], reverse=True)
+    page.click(f"button[data-speed='{live.extra['sweep']}']")
+    page.wait_for_selector("#speed-graph[data-ready='1']")
+    speed = page.evaluate("document.querySelector('#speed-graph').data")
+    assert [t["meta"]["group"] for t in speed] == ["rpg"]  # ring runs, no recurrence
+    assert sorted(speed[0]["x"]) == pytest.approx([0.1, 0.2, 0.3, 0.4])
     screenshot(page, "sweeps")
     assert page.console.errors == []
 

@@ -73,6 +73,7 @@ def test_rpg_resnet18_learns_digits(tmp_path: Path) -> None:
     assert result.train_acc is not None
     assert result.train_val_gap == pytest.approx(result.train_acc - result.final_val_acc)
     assert result.images_per_s > 0 and result.flops > 0
+    assert result.inference_ms_per_image is not None and result.inference_ms_per_image > 0
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert [h["lr"] for h in result.history] == pytest.approx([0.05] * 4 + [0.005])
     json.dumps(result.as_dict())  # JSON-serialisable

@@ -14,7 +14,8 @@ function rowHtml(s) {
     <td><progress max="${s.total || 1}" value="${done}" aria-label="sweep ${s.id}: ${done} of ${s.total} finished"></progress> ${done}/${s.total}</td>
     <td>${counts}</td><td>${new Date(s.created_at).toLocaleString()}</td>
     <td><a class="btn" href="/?sweep=${s.id}">Runs</a> <a class="btn" href="/power-law?sweep=${s.id}">Power law</a>
-      <button type="button" class="btn" data-ablation="${s.id}" data-name="${esc(s.name)}">Ablation bars</button></td></tr>`;
+      <button type="button" class="btn" data-ablation="${s.id}" data-name="${esc(s.name)}">Ablation bars</button>
+      <button type="button" class="btn" data-speed="${s.id}" data-name="${esc(s.name)}">Accuracy vs time</button></td></tr>`;
 }
 
 async function load(more = false) {
@@ -48,9 +49,26 @@ async function ablation(id, name) {
   } catch (err) { st.textContent = `Could not load: ${errorText(err)}`; }
 }
 
+// Accuracy against inference time per image, one point per run (paper Table 1).
+async function speed(id, name) {
+  const panel = $("#speed"), st = $("#speed-state"), graph = $("#speed-graph");
+  panel.hidden = false;
+  $("#speed-h").textContent = `Accuracy against inference time: sweep #${id} ${name}`;
+  st.textContent = "Loading…";
+  try {
+    const out = await api(`/ui/figures/sweeps/${id}/speed`);
+    if (!out.figure) { st.textContent = `No points: ${out.reason}.`; graph.hidden = true; return; }
+    st.textContent = "";
+    await plot(graph, out.figure);
+    graph.dataset.ready = "1";
+  } catch (err) { st.textContent = `Could not load: ${errorText(err)}`; }
+}
+
 tbody.addEventListener("click", (e) => {
   const b = e.target.closest("button[data-ablation]");
   if (b) ablation(b.dataset.ablation, b.dataset.name);
+  const s = e.target.closest("button[data-speed]");
+  if (s) speed(s.dataset.speed, s.dataset.name);
 });
 $("#more").addEventListener("click", () => load(true));
 onRetry(load);
