@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api import crud
-from api.main import create_app
 from api.models import Experiment
 from api.settings import Settings
+from studio.app import create_app
 from worker.config import WorkerSettings
 from worker.process import celery_command
 from worker.reconcile import ReconcilerThread
