@@ -65,7 +65,7 @@ class TrainResult(BaseModel):
     Every field has a default so that a result stored before a field existed still validates.
     """
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = ""
     status: Status = "completed"
@@ -129,7 +129,12 @@ class Similarity(BaseModel):
 
 class ExperimentResult(TrainResult):
     """The stored result of a finished experiment: a :class:`TrainResult` plus the columns the
-    API lists and sorts by, the similarity histogram and the attempt. Build it with :meth:`of`."""
+    API lists and sorts by, the similarity histogram and the attempt. Build it with :meth:`of`.
+
+    Keys it does not know (written by a newer or an older worker) are kept and served as they are.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     val_acc: Annotated[float | None, COLUMN] = None  # final_val_acc
     backbone_params: Annotated[int | None, COLUMN] = None  # params["backbone"]
