@@ -2,8 +2,9 @@
 
 ``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (SGD with
 momentum, a per-step learning-rate schedule: :mod:`rpg_core.schedules`), writes a checkpoint every epoch, resumes from it, and returns a
-:class:`TrainResult`. On the CPU a resumed run ends bit-identical to an uninterrupted one; on
-CUDA it trains in bf16 autocast with channels_last.
+:class:`TrainResult` (:mod:`rpg_core.result`, the result contract). On the CPU a resumed run
+ends bit-identical to an uninterrupted one; on CUDA it trains in bf16 autocast with
+channels_last.
 
 Callbacks get ``on_step`` (throttled), ``on_epoch_end`` and are asked ``should_stop()`` before
 every step: a stopped run keeps its last checkpoint and its result says ``stopped``.
