@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rpg_core.result import ExperimentResult
+
 
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -61,7 +63,11 @@ class ExperimentDetail(ExperimentSummary):
     train_acc: float | None
     total_params: int | None
     train_time_s: float | None
-    result: dict[str, Any] | None = None
+    result: ExperimentResult | None = Field(
+        None,
+        description="the stored result (rpg_core.result.ExperimentResult); fields added since a "
+        "run finished take their defaults",
+    )
     has_model: bool = False
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
     from .data import Datasets, load_datasets
-    from .engine import Callback, TrainResult, load_trained_model, train
+    from .engine import Callback, load_trained_model, train
     from .exceptions import (
         RPGConfigError,
         RPGDataError,
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .models import create_model, list_models, register_model
     from .params import ParamCount, count_params
     from .predict import Prediction, inference_info, predict
+    from .result import TrainResult
     from .ring import LayerSlot, Ring, RingSpec
     from .rpgify import is_generated, materialize, rings, rpgify, select_layers
     from .spec import ExperimentSpec, load_spec, parse_spec
@@ -48,7 +49,7 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "RPGTrainingError": "exceptions",
     "Ring": "ring",
     "RingSpec": "ring",
-    "TrainResult": "engine",
+    "TrainResult": "result",
     "count_params": "params",
     "create_model": "models",
     "export_plain": "compact",

@@ -2,8 +2,9 @@
 
 ``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (SGD with
 momentum, a per-step learning-rate schedule: :mod:`rpg_core.schedules`), writes a checkpoint every epoch, resumes from it, and returns a
-:class:`TrainResult`. On the CPU a resumed run ends bit-identical to an uninterrupted one; on
-CUDA it trains in bf16 autocast with channels_last.
+:class:`TrainResult` (:mod:`rpg_core.result`, the result contract). On the CPU a resumed run
+ends bit-identical to an uninterrupted one; on CUDA it trains in bf16 autocast with
+channels_last.
 
 Callbacks get ``on_step`` (throttled), ``on_epoch_end`` and are asked ``should_stop()`` before
 every step: a stopped run keeps its last checkpoint and its result says ``stopped``.
@@ -22,9 +23,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ from .loop import deterministic, pick_device
 from .models import create_model
 from .optim import RING_LR_USES, make_optimizer, ring_lr_factor
 from .params import count_macs, count_params
+from .result import Status, TrainResult
 from .resume import _for_checkpoint, _same_spec, load_trained_model, saved_spec
 from .schedules import make_scheduler
 from .spec import (
@@ -80,8 +81,6 @@ __all__ = [
     "wants_precise_bn",
 ]
 
-Status = Literal["completed", "stopped"]
-
 
 class Callback:
     """Hooks into a run; subclass and override what you need (all are no-ops here).
@@ -102,57 +101,16 @@ class Callback:
         what it missed (the worker rewrites these metrics; its writes are idempotent).
         """
 
+    def on_datasets(self, data: Datasets) -> None:
+        """Once, when the run's datasets are loaded (before training), e.g. to reuse the
+        validation data after training (:class:`rpg_core.analysis.SimilarityCallback`)."""
+
     def should_stop(self) -> bool:
         """Asked before every step: True stops the run cooperatively."""
         return False
 
     def on_train_end(self, result: TrainResult, model: nn.Module) -> None:
         """Once, with the result and the trained model (e.g. to save a compact model file)."""
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run achieved. Accuracies are fractions in [0, 1]."""
-
-    name: str
-    status: Status
-    epochs_run: int  # epochs completed (including ones before a resume)
-    epochs: int  # epochs the spec asks for
-    final_val_acc: float | None
-    best_val_acc: float | None
-    best_epoch: int | None
-    final_val_top5: float | None  # 100+ classes only
-    best_val_top5: float | None
-    train_acc: float | None  # the last epoch's running accuracy on augmented batches
-    train_val_gap: float | None  # train_acc - final_val_acc
-    params: dict[str, int]  # count_params(model).as_dict()
-    flops: int  # multiply-accumulates of conv + linear layers for one image
-    wall_time_s: float  # this call's time
-    images_per_s: float  # this call's training throughput
-    device: str
-    hyperparameters: dict[str, Any]
-    history: list[dict[str, float]] = field(default_factory=list)
-    checkpoint: str | None = None
-    spec: dict[str, Any] = field(default_factory=dict)
-    prune: dict[str, Any] | None = None  # pruning jobs: params and FLOPs before and after
-    health: list[dict[str, str]] = field(default_factory=list)  # guard-rail flags (health.py)
-    # eval.ood: accuracy per shifted set ("rotation@3", "folder:objectnet-mini"; rpg_core.ood)
-    ood: dict[str, float] | None = None
-    ood_acc: float | None = None  # the mean of ``ood`` over every entry but severity 0
-    # eval-mode forward time per image after training, on the run's device (measure_inference)
-    inference_ms_per_image: float | None = None
-
-    @property
-    def stopped(self) -> bool:
-        return self.status == "stopped"
-
-    @property
-    def flagged(self) -> bool:
-        """True when a guard rail flagged the run (diverged, near chance)."""
-        return bool(self.health)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -408,6 +366,7 @@ def train(
         run = _build(spec, data_root, cbs, step_interval_s, source_model)
         if data_root is not None:
             run.data_root = Path(data_root)
+        _notify(cbs, "on_datasets", run.data)
         if spec.eval.ood:  # a missing folder or a bad class map fails before any training
             from .ood import check_ood_sources
 
@@ -420,7 +379,7 @@ def train(
         if spec.eval.ood and status == "completed":
             run.ood = evaluate_ood(run)
     result = _result(run, status, ckpt_dir, flops)
-    result = replace(result, inference_ms_per_image=run_inference_ms(run))
+    result = result.model_copy(update={"inference_ms_per_image": run_inference_ms(run)})
     _notify(cbs, "on_train_end", result, run.model)
     log.info(
         "%s %s after %d/%d epochs: val acc %s",

@@ -10,7 +10,6 @@ the reason.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import time
@@ -26,9 +25,9 @@ from api.crud import lifecycle
 from api.db import make_engine, make_sessionmaker
 from api.settings import Settings
 from api.storage import resolve_inside
-from rpg_core.health import flag_codes
+from rpg_core.result import ExperimentResult
 
-from .artifacts import Finished, checkpoint_dir, save_outputs
+from .artifacts import checkpoint_dir, save_outputs
 from .config import WorkerSettings
 from .control import JobControl, Reporter
 from .errors import is_permanent, redact
@@ -138,30 +137,30 @@ def _run_leased(
     log.info("experiment %d: attempt %d (token %d)", exp_id, lease.attempt, lease.token)
     with control:
         try:
-            result, finished = _train(settings, wcfg, session, lease, control)
+            outcome = _train(settings, wcfg, session, lease, control)
         except Exception as err:  # noqa: BLE001 - any job error is recorded, never re-raised
             log.exception("experiment %d failed on attempt %d", exp_id, lease.attempt)
             session.rollback()
             return _on_error(settings, wcfg, session, lease, err, control.cancelled)
     if control.lost:
         return "lost"
-    if finished is None:
+    if outcome is None:
         ok = lifecycle.mark_cancelled(session, exp_id, lease.token)
         return "cancelled" if ok else "lost"
-    ok = lifecycle.finish_experiment(
-        session,
-        exp_id,
-        lease.token,
-        result=_result_row(result, finished, lease),
-        files=finished.files,
-    )
+    result, files = outcome
+    ok = lifecycle.finish_experiment(session, exp_id, lease.token, result=result, files=files)
     return "succeeded" if ok else "lost"
 
 
 class _KeepModel:
-    """Engine callback: keeps the trained model for the outputs (no rebuild from checkpoint)."""
+    """Engine callback: keeps the run's datasets and trained model for the outputs (no reload,
+    no rebuild from checkpoint)."""
 
     model: Any = None
+    data: Any = None
+
+    def on_datasets(self, data: Any) -> None:
+        self.data = data
 
     def on_train_end(self, result: Any, model: Any) -> None:
         self.model = model
@@ -191,16 +190,18 @@ def _train(
     session: Session,
     lease: lifecycle.Lease,
     control: JobControl,
-) -> tuple[Any, Finished | None]:
-    """Run (or resume) the training; None for ``Finished`` when it was stopped."""
+) -> tuple[ExperimentResult, list[stored.FileRecord]] | None:
+    """Run (or resume) the training: its stored result and files; None when it was stopped."""
+    from rpg_core.analysis.similarity import SimilarityCallback
     from rpg_core.engine import train
 
     ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)
     keep = _KeepModel()
+    similarity = SimilarityCallback(wcfg.similarity_images)
     result = train(
         lease.spec,
-        callbacks=[Reporter(control, _epochs_of(lease.spec)), keep],
+        callbacks=[Reporter(control, _epochs_of(lease.spec)), keep, similarity],
         checkpoint_dir=ckpt,
         data_root=settings.data_root,
         resume=True,
@@ -208,15 +209,13 @@ def _train(
         source_model=_prune_source(settings, session, lease.spec),
     )
     if result.stopped or control.lost:
-        return result, None
-    return result, save_outputs(
-        Path(settings.artifact_dir),
-        lease.experiment_id,
-        keep.model,
-        lease.spec,
-        settings.data_root,
-        wcfg.similarity_images,
+        return None
+    files = save_outputs(Path(settings.artifact_dir), lease.experiment_id, keep.model, keep.data)
+    hist = similarity.histogram
+    stored_result = ExperimentResult.of(
+        result, similarity=hist.as_dict() if hist is not None else None, attempt=lease.attempt
     )
+    return stored_result, files
 
 
 def _on_error(
@@ -249,32 +248,3 @@ def _on_error(
         return "cancelled" if lifecycle.mark_cancelled(session, exp_id, token) else "lost"
     lifecycle.dispatch_jobs(session, settings, [exp_id])
     return "requeued"
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by None (JSON columns reject them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _result_row(result: Any, finished: Finished, lease: lifecycle.Lease) -> dict[str, Any]:
-    """The Result JSON: the engine's TrainResult plus the columns the API lists and sorts by."""
-    data = result.as_dict()
-    data.pop("checkpoint", None)  # a path on the worker's machine
-    params = data.get("params") or {}
-    data.update(
-        val_acc=result.final_val_acc,
-        backbone_params=params.get("backbone"),
-        total_params=params.get("total"),
-        train_time_s=sum(float(h.get("seconds", 0.0)) for h in result.history),
-        similarity=finished.similarity,
-        attempt=lease.attempt,
-        flags=flag_codes(result.health),
-    )
-    out: dict[str, Any] = _finite(data)
-    return out

@@ -31,13 +31,15 @@ Reconciler: ``redispatch_candidates``, ``finalize_abandoned_cancels``, ``settled
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+
+from rpg_core.result import ExperimentResult, result_columns
 
 from .. import dispatch as broker
 from ..models import ACTIVE, FINISHED, Experiment, MetricPoint, Result, StoredFile, utcnow
@@ -53,15 +55,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "failed": frozenset({"queued"}),
     "cancelled": frozenset({"queued"}),
 }
-RESULT_COLUMNS = (
-    "val_acc",
-    "best_val_acc",
-    "train_acc",
-    "backbone_params",
-    "total_params",
-    "train_time_s",
-    "flags",
-)
+RESULT_COLUMNS = result_columns()  # the result fields that are experiments columns
 MAX_ERROR = 10_000
 
 
@@ -321,12 +315,18 @@ def finish_experiment(
     session: Session,
     experiment_id: int,
     token: int,
-    result: dict[str, Any],
+    result: ExperimentResult | Mapping[str, Any],
     files: Sequence[FileRecord] = (),
 ) -> bool:
-    """Mark the run succeeded, storing its result (JSON) and its files' records."""
+    """Mark the run succeeded, storing its result (JSON) and its files' records.
+
+    ``result``: the stored-result contract (a mapping is validated into it; its unset fields
+    are left out of the stored JSON, its columns come from :func:`result_columns`).
+    """
     now = utcnow()
-    columns = {k: result[k] for k in RESULT_COLUMNS if result.get(k) is not None}
+    if not isinstance(result, ExperimentResult):
+        result = ExperimentResult.model_validate(dict(result))
+    columns = result.columns()
     res = session.execute(
         update(Experiment)
         .where(*_fenced(experiment_id, token))
@@ -345,7 +345,7 @@ def finish_experiment(
         session.rollback()
         return False
     session.execute(delete(Result).where(Result.experiment_id == experiment_id))
-    session.add(Result(experiment_id=experiment_id, data=result))
+    session.add(Result(experiment_id=experiment_id, data=result.stored()))
     for f in files:
         session.execute(
             delete(StoredFile).where(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Response
 
+from rpg_core.result import ExperimentResult
 from rpg_core.spec import ExperimentSpec
 
 from .. import crud
@@ -85,7 +86,8 @@ def show(
         out.error = redact(
             out.error, data_root=settings.data_root, artifact_dir=settings.artifact_dir
         )
-    out.result = crud.get_result(session, experiment_id)
+    stored = crud.get_result(session, experiment_id)
+    out.result = ExperimentResult.model_validate(stored) if stored is not None else None
     out.has_model = crud.get_file(session, experiment_id, "model") is not None
     return out
 

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
         rebuild_pruned,
         run_prune,
     )
-    from .similarity import SimilarityHistogram, channel_correlation, feature_similarity
+    from .similarity import (
+        SimilarityCallback,
+        SimilarityHistogram,
+        channel_correlation,
+        feature_similarity,
+    )
 
 _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "PowerLawFit": "power_law",
@@ -32,6 +37,7 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "PruneResult": "pruning",
     "PruneSpec": "pruning",
     "SaturatingFit": "power_law",
+    "SimilarityCallback": "similarity",
     "SimilarityHistogram": "similarity",
     "channel_correlation": "similarity",
     "count_macs": "pruning",
@@ -51,6 +57,7 @@ __all__ = [
     "PruneResult",
     "PruneSpec",
     "SaturatingFit",
+    "SimilarityCallback",
     "SimilarityHistogram",
     "channel_correlation",
     "count_macs",

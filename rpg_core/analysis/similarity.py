@@ -7,6 +7,9 @@ channels is computed and the off-diagonal ``|correlation|`` is binned over ``[0,
 means redundant channels (room to prune, as in the paper's reference [60]); mass near 0 means
 decorrelated features. A channel with zero variance has no defined correlation: it counts as 0
 against every other channel and is reported in ``constant_channels``.
+
+:class:`SimilarityCallback` computes the histogram at the end of a training run, on the
+validation data the run already loaded (the worker stores it with the result).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..exceptions import RPGConfigError
+from ..exceptions import RPGConfigError, RPGError
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +203,34 @@ def feature_similarity(
         "feature similarity %s: mean |corr| %.4f over %d pairs", layer, result.mean, result.pairs
     )
     return result
+
+
+class SimilarityCallback:
+    """Engine callback: the ``layer`` similarity histogram of the trained model on the first
+    ``images`` validation images of the datasets the run loaded (``on_datasets``).
+
+    After a completed run ``histogram`` holds it; it stays None for a stopped run, or a model
+    without ``layer`` (logged).
+    """
+
+    def __init__(self, images: int, layer: str = "layer3") -> None:
+        self.images = images
+        self.layer = layer
+        self.histogram: SimilarityHistogram | None = None
+        self._data: Any = None
+
+    def on_datasets(self, data: Any) -> None:
+        self._data = data
+
+    def on_train_end(self, result: Any, model: nn.Module) -> None:
+        if self._data is None or result.stopped:
+            return
+        from ..data import BatchLoader
+
+        loader = BatchLoader(self._data, "val", batch_size=min(self.images, 256))
+        try:
+            self.histogram = feature_similarity(
+                model, loader.epoch(0), layer=self.layer, max_images=self.images
+            )
+        except RPGError as err:  # e.g. an architecture without a "layer3"
+            log.info("no similarity histogram: %s", err)

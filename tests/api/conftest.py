@@ -17,6 +17,7 @@ from api.db import make_engine, make_sessionmaker
 from api.migrate import upgrade
 from api.models import Base
 from api.settings import Settings
+from rpg_core.result import ExperimentResult
 from studio.app import create_app
 
 from ..pg import throwaway_database
@@ -119,7 +120,7 @@ def submit(client: TestClient, auth: dict[str, str], **over: Any) -> int:
 def run_to_end(
     session: Session,
     exp_id: int,
-    result: dict[str, Any] | None = None,
+    result: dict[str, Any] | ExperimentResult | None = None,
     files: list[crud.FileRecord] | None = None,
     fail: str | None = None,
 ) -> None:

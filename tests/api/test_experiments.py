@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api import crud
-from api.models import Experiment
+from api.models import Experiment, Result
+from rpg_core.result import ExperimentResult, TrainResult
 
 from .conftest import SPEC, run_to_end, submit
 
@@ -240,3 +241,62 @@ def test_a_misspelled_field_gets_the_closest_name(
     r = client.post("/api/sweeps", json=sweep, headers=auth)
     assert r.status_code == 422, r.text
     assert any("did you mean 'model'?" in d["message"] for d in r.json()["detail"]), r.text
+
+
+def test_a_result_goes_from_train_result_to_the_response_unchanged(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    train = TrainResult(
+        name="contract",
+        status="completed",
+        epochs_run=1,
+        epochs=1,
+        final_val_acc=0.5,
+        best_val_acc=0.5,
+        train_acc=0.75,
+        params={"backbone": 900, "total": 1000},
+        flops=123,
+        history=[{"epoch": 1, "val_acc": 0.5, "train_loss": float("nan"), "seconds": 2.5}],
+        checkpoint="/srv/worker/checkpoints",
+        health=[{"code": "near-chance", "message": "m"}],
+        ood={"rotation@1": 0.25},
+        ood_acc=0.25,
+    )
+    sim = {"layer": "layer3", "bin_edges": [0.0, 0.5, 1.0], "fractions": [0.25, 0.75]}
+    stored = ExperimentResult.of(train, similarity=sim, attempt=2)
+    exp_id = submit(client, auth)
+    run_to_end(session, exp_id, stored)
+    got = client.get(f"/api/experiments/{exp_id}").json()
+    assert ExperimentResult.model_validate(got["result"]) == stored
+    assert got["result"]["checkpoint"] is None  # the worker's path is not stored
+    assert got["result"]["history"][0]["train_loss"] is None  # NaN
+    assert (got["val_acc"], got["best_val_acc"], got["train_acc"]) == (0.5, 0.5, 0.75)
+    assert (got["backbone_params"], got["total_params"], got["train_time_s"]) == (900, 1000, 2.5)
+    assert got["flags"] == ["near-chance"]
+    sim_out = client.get(f"/api/experiments/{exp_id}/similarity").json()["similarity"]
+    assert sim_out["fractions"] == [0.25, 0.75]
+
+
+def test_an_old_result_without_the_newer_fields_is_still_served(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    exp_id = submit(client, auth)
+    run_to_end(session, exp_id, {"val_acc": 0.4})
+    old = {  # what a worker wrote before health, eval.ood, attempt and the contract existed
+        "name": "old",
+        "status": "completed",
+        "final_val_acc": 0.4,
+        "params": {"backbone": 10, "total": 12},
+        "history": [{"epoch": 1, "val_acc": 0.4, "seconds": 1.0}],
+        "val_acc": 0.4,
+        "similarity": {"bin_edges": [0.0, 1.0], "fractions": [1.0], "layer": "layer3"},
+        "an_old_key": "kept",
+    }
+    session.execute(update(Result).where(Result.experiment_id == exp_id).values(data=old))
+    session.commit()
+    r = client.get(f"/api/experiments/{exp_id}")
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert result["final_val_acc"] == 0.4 and result["an_old_key"] == "kept"
+    assert result["ood"] is None and result["health"] == [] and result["attempt"] is None
+    assert result["similarity"]["fractions"] == [1.0] and result["similarity"]["mean"] is None

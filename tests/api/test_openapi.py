@@ -78,3 +78,13 @@ def test_405_lists_every_method_of_the_path(client: TestClient) -> None:
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"
     r = client.put("/api/experiments/3")
     assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, HEAD"
+
+
+def test_the_detail_types_the_result_with_the_contract(client: TestClient) -> None:
+    schemas = _doc(client)["components"]["schemas"]
+    result = schemas["ExperimentDetail"]["properties"]["result"]
+    assert {"$ref": "#/components/schemas/ExperimentResult"} in result["anyOf"]
+    fields = schemas["ExperimentResult"]["properties"]
+    assert {"val_acc", "best_val_acc", "history", "params", "ood", "attempt"} <= set(fields)
+    assert "required" not in schemas["ExperimentResult"]  # results stored before a field existed
+    assert {"bin_edges", "fractions"} <= set(schemas["Similarity"]["properties"])

@@ -20,6 +20,7 @@ TORCH_FREE = [
     "rpg_core.safe_yaml",
     "rpg_core.exceptions",
     "rpg_core.health",
+    "rpg_core.result",
     "rpg_core.models",
     "rpg_core.inference",
     "rpg_core.analysis",

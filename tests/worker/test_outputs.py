@@ -13,6 +13,8 @@ from PIL import Image
 
 import rpg_core
 from rpg_core.compact import read_header
+from rpg_core.data import load_datasets
+from rpg_core.spec import parse_spec
 from worker.artifacts import save_outputs
 
 from .conftest import tiny_spec
@@ -23,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_stored_model_has_inference_metadata_and_predicts(tmp_path: Path) -> None:
     spec = tiny_spec("stored", epochs=1)
     model = rpg_core.create_model(spec, num_classes=4, in_channels=3)
-    done = save_outputs(tmp_path, 5, model, spec, None, 8)
-    path = tmp_path / done.files[0].path
+    files = save_outputs(tmp_path, 5, model, load_datasets(parse_spec(spec).data))
+    path = tmp_path / files[0].path
     info = read_header(path).inference
     assert info is not None
     assert info["image_size"] == 8 and info["in_channels"] == 3 and len(info["std"]) == 3

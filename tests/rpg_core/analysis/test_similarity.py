@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from rpg_core.analysis import feature_similarity
+from rpg_core.analysis import SimilarityCallback, feature_similarity
+from rpg_core.data import BatchLoader, load_datasets
+from rpg_core.engine import train
 from rpg_core.exceptions import RPGConfigError
+from rpg_core.spec import parse_spec
 
 from ._digits import small_resnet
 
@@ -93,3 +98,69 @@ def test_bad_batch() -> None:
         feature_similarity(copies_model(), ["not images"], layer="0")
     with pytest.raises(RPGConfigError, match="loader_or_batch"):
         feature_similarity(copies_model(), [], layer="0")
+
+
+# --- the engine callback ----------------------------------------------------------------------
+def _tiny_spec(arch: str = "resnet18") -> dict[str, Any]:
+    return {
+        "name": "sim",
+        "model": {"arch": arch, "width": 0.125} if arch == "resnet18" else {"arch": arch},
+        "data": {
+            "dataset": "synthetic",
+            "num_classes": 4,
+            "num_train": 32,
+            "num_val": 24,
+            "image_size": 8,
+        },
+        "train": {"epochs": 1, "batch_size": 16, "lr": 0.05},
+    }
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One thread: on a shared 2-core machine two OpenMP threads are many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class _Keep:
+    model: Any = None
+    datasets: int = 0
+
+    def on_datasets(self, data: Any) -> None:
+        self.datasets += 1
+
+    def on_train_end(self, result: Any, model: nn.Module) -> None:
+        self.model = model
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_callback_histograms_the_runs_own_validation_images() -> None:
+    cb, keep = SimilarityCallback(images=20), _Keep()
+    result = train(_tiny_spec(), callbacks=[keep, cb], step_interval_s=0)
+    assert result.status == "completed" and keep.datasets == 1
+    assert cb.histogram is not None and cb.histogram.layer == "layer3" and cb.histogram.images == 20
+    # the same as the histogram of the trained model on the validation set loaded afresh
+    data = load_datasets(parse_spec(_tiny_spec()).data)
+    again = feature_similarity(keep.model, BatchLoader(data, "val", 20).epoch(0), max_images=20)
+    assert cb.histogram == again
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_stopped_run_gets_no_histogram() -> None:
+    class StopNow:
+        def should_stop(self) -> bool:
+            return True
+
+    cb = SimilarityCallback(images=8)
+    result = train(_tiny_spec(), callbacks=[StopNow(), cb], step_interval_s=0)
+    assert result.stopped and cb.histogram is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_model_without_the_layer_gets_no_histogram() -> None:
+    cb = SimilarityCallback(images=8, layer="no-such-layer")
+    result = train(_tiny_spec(), callbacks=[cb], step_interval_s=0)
+    assert result.status == "completed" and cb.histogram is None
