@@ -1,6 +1,6 @@
 """Paper Table 1 twin: summarise a finished ``rpg sweep`` of the mdeq model and re-time it.
 
-Reads the result JSON files ``rpg sweep experiments/paper/table1-fashion.yaml --out DIR`` wrote
+Reads the result JSON files ``rpg sweep experiments/paper/fashion/table1.yaml --out DIR`` wrote
 (one per run), groups them by (recurrence mode, repeats) and prints a Markdown table: median
 final validation accuracy with its range over seeds, total parameters, and inference time per
 image, both as stored by each run (measured at its end, whatever the machine was doing) and

@@ -1,6 +1,6 @@
 """The paper's Table 6 from `rpg sweep` output: train-val gap and OOD accuracy per network.
 
-Reads the result files `rpg sweep experiments/paper/table6-fashion.yaml --out DIR` writes (one
+Reads the result files `rpg sweep experiments/paper/fashion/table6.yaml --out DIR` writes (one
 or several DIRs, e.g. two sweeps with different seeds) and prints, per group (plain ResNet18,
 ResNet34-RPG, plain ResNet34), the median and range over seeds of the final validation accuracy,
 the train-val gap and the mean OOD accuracy, then the mean accuracy per shift.

@@ -14,11 +14,13 @@ from fastapi.staticfiles import StaticFiles
 def mount(app: FastAPI) -> None:
     """Add the dashboard's routes and static files to ``app`` (an api.main.create_app app)."""
     from .routes import STATIC, router
+    from .routes_tradeoffs import router as tradeoffs_router
 
     if getattr(app.state, "frontend_mounted", False):
         return
     app.state.frontend_mounted = True
     app.include_router(router)
+    app.include_router(tradeoffs_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 

@@ -18,7 +18,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from api import analysis, crud
 from api.deps import (
-    AnalysisFilterDep,
     ExperimentId,
     ListQueryDep,
     PowerLawQueryDep,
@@ -263,56 +262,6 @@ def power_law_figure(
     )
 
 
-# ----------------------------------------------------------------------------- generalization
-
-
-@router.get("/ui/figures/ood")
-def ood_figure(session: SessionDep, _auth: ReadAuth, f: AnalysisFilterDep) -> Any:
-    """The API's OOD points (the same service and query) as the ID-vs-OOD scatter and a table
-    (one row per run)."""
-    data = analysis.ood(session, f).model_dump()
-    points = data["points"]
-    rows = [
-        {
-            k: p[k]
-            for k in (
-                "experiment_id",
-                "name",
-                "arch",
-                "scope",
-                "dataset",
-                "backbone_params",
-                "val_acc",
-                "train_acc",
-                "ood_acc",
-            )
-        }  # fmt: skip
-        for p in points
-    ]
-    return {"figure": figures.ood_scatter_figure(points), "rows": rows, "points": len(points)}
-
-
-@router.get("/ui/figures/runs/{experiment_id}/ood")
-def run_ood_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> Any:
-    """One run's accuracy per OOD set and severity (empty when it had no eval.ood)."""
-    exp = crud.get_experiment(session, experiment_id)
-    if exp is None:
-        raise HTTPException(404, detail=f"experiment {experiment_id} not found")
-    result = crud.get_result(session, experiment_id) or {}
-    ood = analysis.ood_values(result.get("ood"))
-    if not ood:
-        return {"sets": 0}
-    shifts, folders = figures.split_ood(ood)
-    return {
-        "sets": len(shifts) + len(folders),
-        "ood_acc": result.get("ood_acc"),
-        "val_acc": exp.val_acc,
-        "shifts": {k: {str(s): a for s, a in v.items()} for k, v in sorted(shifts.items())},
-        "folders": folders,
-        "figure": figures.ood_breakdown_figure(ood, exp.val_acc),
-    }
-
-
 # ----------------------------------------------------------------------------- similarity
 
 
@@ -388,46 +337,6 @@ def ablation_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> 
     if not bars:
         return {"figure": None, "reason": "not a permute/reflect ablation (or none finished)"}
     return {"figure": figures.ablation_figure(bars, f"Ablation: {sweep.name}"), "bars": len(bars)}
-
-
-def speed_group(spec: dict[str, Any]) -> str:
-    """A run's series on the speed figure: its recurrence mode, else rpg (a ring) or plain."""
-    rec = (spec.get("model") or {}).get("recurrence")
-    if isinstance(rec, dict) and rec.get("mode"):
-        if rec["mode"] == "shared" and rec.get("norms") == "per_application":
-            return "shared, own norms"
-        return str(rec["mode"])
-    return "rpg" if spec.get("rpg") else "plain"
-
-
-def speed_points(rows: list[Experiment], results: dict[int, Any]) -> list[figures.SpeedPoint]:
-    """Succeeded runs whose result has an inference time (runs before it was stored: none)."""
-    out = []
-    for exp in rows:
-        result = results.get(exp.id) or {}
-        ms = result.get("inference_ms_per_image")
-        if exp.status != "succeeded" or exp.best_val_acc is None or not isinstance(ms, int | float):
-            continue
-        group = speed_group(exp.spec or {})
-        out.append(
-            figures.SpeedPoint(exp.id, exp.name, group, ms, exp.best_val_acc, exp.backbone_params)
-        )
-    return out
-
-
-@router.get("/ui/figures/sweeps/{sweep_id}/speed")
-def speed_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Any:
-    """Accuracy against inference time per image for a sweep's runs (paper Table 1)."""
-    sweep = crud.get_sweep(session, sweep_id)
-    if sweep is None:
-        raise HTTPException(404, detail=f"sweep {sweep_id} not found")
-    rows, _ = crud.list_experiments(session, crud.ListFilter(sweep_id=sweep_id), limit=1000)
-    results = {exp.id: crud.get_result(session, exp.id) for exp in rows}
-    points = speed_points(rows, results)
-    if not points:
-        return {"figure": None, "reason": "no finished run with an inference time yet"}
-    title = f"Accuracy against inference time: {sweep.name}"
-    return {"figure": figures.speed_figure(points, title), "points": len(points)}
 
 
 # ----------------------------------------------------------------------------- spec text

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from frontend.figures import gap_figure, ood_breakdown_figure, ood_scatter_figure, split_ood
+from frontend.figures import gap_figure
+from frontend.figures_tradeoffs import ood_breakdown_figure, ood_scatter_figure, split_ood
 
 
 def _series(scope: str, gaps: list[float]) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from frontend import figures
-from frontend.routes import speed_group, speed_points
+from frontend import figures_tradeoffs
+from frontend.routes_tradeoffs import speed_group, speed_points
 
 
 def _exp(i: int, status: str, acc: float | None, spec: dict[str, Any]) -> Any:
@@ -39,11 +39,11 @@ def test_points_are_grouped_by_recurrence_mode_and_need_a_stored_time() -> None:
     assert speed_group(rows[2].spec) == "rpg"
     own = {"model": {"recurrence": {"mode": "shared", "norms": "per_application"}}}
     assert speed_group(own) == "shared, own norms"
-    fig = figures.speed_figure(points, "t")
+    fig = figures_tradeoffs.speed_figure(points, "t")
     traces = {t["meta"]["group"]: t for t in fig["data"]}
     assert set(traces) == {"rpg", "equilibrium", "plain"}
     assert traces["equilibrium"]["x"] == [3] and traces["equilibrium"]["y"] == [0.7]
     assert fig["layout"]["xaxis"]["type"] == "log"
     # a group keeps its colour whatever else the sweep holds
-    alone = figures.speed_figure([p for p in points if p.group == "rpg"], "t")
+    alone = figures_tradeoffs.speed_figure([p for p in points if p.group == "rpg"], "t")
     assert alone["data"][0]["marker"]["color"] == traces["rpg"]["marker"]["color"]

@@ -21,15 +21,35 @@ from ._digits import one_thread
 PAPER = Path(__file__).resolve().parents[3] / "experiments" / "paper"
 TEMPLATES = sorted(PAPER.glob("*.yaml"))
 TWINS = sorted((PAPER / "digits").glob("*.yaml"))
+FASHION_TWINS = sorted((PAPER / "fashion").glob("*.yaml"))  # tables that need more than digits
 EXPECTED = {"fig4_table3", "table2", "fig5", "table7", "fig7"}
+EXPECTED_FASHION = {"table1", "table6"}
 
 
-def test_every_table_and_figure_has_a_template_and_a_digits_twin() -> None:
-    assert {p.stem for p in TEMPLATES} == EXPECTED
+def test_every_table_and_figure_has_a_template_and_a_cpu_twin() -> None:
+    assert {p.stem for p in TEMPLATES} == EXPECTED | EXPECTED_FASHION
     assert {p.stem for p in TWINS} == EXPECTED
+    assert {p.stem for p in FASHION_TWINS} == EXPECTED_FASHION
 
 
-@pytest.mark.parametrize("path", TEMPLATES + TWINS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", FASHION_TWINS, ids=lambda p: p.stem)
+def test_fashion_twins_run_the_papers_variants_on_fashion_mnist(path: Path) -> None:
+    paper = expand(load_sweep(PAPER / path.name))
+    twin = expand(load_sweep(path))
+    assert all(s.data.dataset == "fashion-mnist" for s in twin)
+    assert all(s.train.epochs is not None and s.train.epochs <= 10 for s in twin)
+    assert {s.model.arch for s in twin} == {s.model.arch for s in paper}
+    assert {s.rpg is None for s in twin} == {s.rpg is None for s in paper}
+
+    def recurrences(specs: list[Any]) -> set[Any]:
+        return {s.model.recurrence.mode for s in specs if s.model.recurrence is not None}
+
+    assert recurrences(twin) == recurrences(paper)
+
+
+@pytest.mark.parametrize(
+    "path", TEMPLATES + TWINS + FASHION_TWINS, ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
 def test_template_expands(path: Path) -> None:
     specs = expand(load_sweep(path))
     assert len(specs) >= 2

@@ -1,0 +1,192 @@
+"""The spec's ``model`` and ``rpg`` sections: which network, how its block recurs, and how its
+layers are generated from rings. Re-exported by :mod:`rpg_core.spec`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ._registry import list_models, supports_recurrence
+
+# Limits that keep a spec sane; the service may lower them through its settings.
+MAX_RING_SIZE = 2**31 - 1
+MAX_REPEATS = 8  # model.recurrence.repeats
+RING_NAME_RE = r"^[A-Za-z0-9_\-]{1,64}$"  # pydantic's patterns: $ is the end of the text
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecurrenceSpec(_Spec):
+    """How a recurrent architecture (``mdeq``) applies its block (paper Table 1)."""
+
+    mode: Literal["shared", "rpg", "equilibrium"] = Field(
+        ...,
+        description="shared: the same block weights (convs and batchnorms) applied `repeats` "
+        "times; rpg: `repeats` applications whose convs are generated from one ring (default "
+        "size: one block's conv weights), each with its own permutation and signs, batchnorms "
+        "per application; equilibrium: the block's fixed point by a solver, implicit gradient",
+    )
+    repeats: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="applications of the block (shared, rpg); equilibrium: must stay 1 (the "
+        "solver decides the depth)",
+    )
+    norms: Literal["tied", "per_application"] = Field(
+        "tied",
+        description="shared: tied, the batchnorms are tied with the convs (plain weight tying); "
+        "per_application, each application has its own batchnorms over the tied convs (as rpg "
+        "has: the same parameter count as rpg). rpg: always per application",
+    )
+    solver: Literal["anderson", "broyden", "fixed_point_iter"] = Field(
+        "anderson", description="equilibrium: the forward and backward fixed-point solver"
+    )
+    max_iter: StrictInt = Field(
+        30, ge=1, le=500, description="equilibrium: forward solver iterations at most"
+    )
+    tol: StrictFloat = Field(
+        1e-3, gt=0, lt=1, description="equilibrium: forward stop at this relative residual"
+    )
+    backward_max_iter: StrictInt = Field(
+        30, ge=1, le=500, description="equilibrium: implicit-gradient solver iterations at most"
+    )
+    backward_tol: StrictFloat = Field(
+        1e-4, gt=0, lt=1, description="equilibrium: implicit-gradient relative residual"
+    )
+
+    @model_validator(mode="after")
+    def _equilibrium_once(self) -> RecurrenceSpec:
+        if self.mode == "equilibrium" and self.repeats != 1:
+            raise ValueError(
+                f"repeats: equilibrium finds the fixed point of one block (the solver decides "
+                f"the depth); leave repeats at 1, got {self.repeats}"
+            )
+        if self.mode == "equilibrium" and self.norms != "tied":
+            raise ValueError("norms: equilibrium has one block and one set of norms; omit norms")
+        return self
+
+
+class ModelSpec(_Spec):
+    """Which network to build."""
+
+    arch: str = Field("resnet18", description="registered architecture (rpg models)")
+    variant: Literal["cifar", "imagenet"] = Field(
+        "cifar", description="cifar: 3x3 stem, no maxpool; imagenet: 7x7 stem and maxpool"
+    )
+    width: StrictFloat = Field(
+        1.0, gt=0, le=16, description="channel width multiplier (1.0 = paper)"
+    )
+    num_classes: StrictInt | None = Field(
+        None, ge=1, le=100_000, description="classifier outputs; default: the dataset's"
+    )
+    in_channels: StrictInt | None = Field(
+        None, ge=1, le=64, description="input channels; default: the dataset's"
+    )
+    recurrence: RecurrenceSpec | None = Field(
+        None,
+        description="how a recurrent architecture (mdeq) applies its block: {mode: shared | rpg "
+        "| equilibrium, repeats: K, solver knobs}; omit: one application",
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        if v not in list_models():
+            raise ValueError(f"unknown arch {v!r}; registered: {', '.join(list_models())}")
+        return v
+
+    @field_validator("recurrence")
+    @classmethod
+    def _recurrent_arch(cls, v: RecurrenceSpec | None, info: ValidationInfo) -> Any:
+        arch = info.data.get("arch")
+        if v is not None and isinstance(arch, str) and not supports_recurrence(arch):
+            raise ValueError(
+                f"arch {arch!r} does not apply a block repeatedly; use arch mdeq or remove "
+                f"model.recurrence"
+            )
+        return v
+
+
+class RPGSpec(_Spec):
+    """How the network's layers are generated from rings (omit for a plain network)."""
+
+    ring_size: int | float = Field(
+        ...,
+        description="ring elements (int > 0), or a fraction in (0, 1] of the generated weights",
+        examples=[45000, 0.05],
+    )
+    scope: Literal["global", "stage"] | dict[str, Annotated[str, Field(pattern=RING_NAME_RE)]] = (
+        Field(
+            "global", description="global ring, one ring per stage, or {layer pattern: ring name}"
+        )
+    )
+    permute: StrictBool = Field(True, description="random permutation in R_i (paper Fig. 5)")
+    reflect: StrictBool = Field(True, description="random sign reflection in R_i (paper Fig. 5)")
+    seed: StrictInt = Field(0, ge=0, lt=2**63, description="seed of the generating matrices")
+    include: list[str] | None = Field(None, description="layer-name patterns to generate")
+    exclude: list[str] | None = Field(None, description="layer-name patterns to keep ordinary")
+    linear: StrictBool = Field(
+        False,
+        description="also generate Linear layers except the classifier head (a ResNet has none: "
+        "to generate its head, add include: ['layer*', 'fc'])",
+    )
+    generator: Literal[1, 2] = Field(
+        2,
+        description="index generator: 2, keyed bijection (fast); 1, the sort-based generator "
+        "of rings made before 2026-11-27 (kept so their files and checkpoints rebuild exactly)",
+    )
+
+    @field_validator("ring_size", mode="before")
+    @classmethod
+    def _ring_size(cls, v: Any) -> Any:
+        msg = "must be a count (int > 0) or a fraction in (0, 1] of the generated weights"
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{msg}, got {v!r}")
+        if isinstance(v, float) and v.is_integer() and v > 1:
+            v = int(v)  # 45000.0 from a JSON client is a count
+        if isinstance(v, int) and not 0 < v <= MAX_RING_SIZE:
+            raise ValueError(f"{msg}; a count must be in 1..{MAX_RING_SIZE}, got {v}")
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError(f"{msg}; a fraction must be in (0, 1], got {v}")
+        return v
+
+    def rpgify_kwargs(self) -> dict[str, Any]:
+        kw = self.model_dump()
+        kw["generator_version"] = kw.pop("generator")
+        return kw
+
+
+RECURRENT_RPG_INCLUDE = ["blocks.*"]  # the layers a recurrence rpg ring generates
+
+
+def recurrence_rpg(recurrence: RecurrenceSpec, rpg: RPGSpec | None) -> RPGSpec:
+    """The ring of ``recurrence.mode: rpg``: ``rpg`` (or, when omitted, a ring the size of one
+    block: ``ring_size = 1 / repeats`` of the generated weights) over the block's convs only.
+    Raises ValueError naming the ``rpg`` field that makes no sense with recurrence."""
+    if rpg is None:
+        return RPGSpec(ring_size=1.0 / recurrence.repeats, include=list(RECURRENT_RPG_INCLUDE))
+    if rpg.scope != "global":
+        raise ValueError(
+            "scope: recurrence mode rpg generates every application of the block from one "
+            f"ring; use scope global (or omit rpg for a ring of one block), got {rpg.scope!r}"
+        )
+    if rpg.include not in (None, RECURRENT_RPG_INCLUDE) or rpg.exclude is not None or rpg.linear:
+        raise ValueError(
+            "include/exclude/linear: recurrence mode rpg generates the block's convs "
+            f"({RECURRENT_RPG_INCLUDE}); leave include, exclude and linear unset"
+        )
+    return rpg.model_copy(update={"include": list(RECURRENT_RPG_INCLUDE)})
