@@ -53,6 +53,7 @@ from .resume import _for_checkpoint, _same_spec, load_trained_model, saved_spec
 from .schedules import make_scheduler
 from .spec import (
     ExperimentSpec,
+    auto_batch_lr_factor,
     auto_batch_size,
     parse_spec,
     resolve_augment,
@@ -155,8 +156,10 @@ def _build(
     data_spec = spec.data.model_copy(update={"augment": resolve_augment(spec)})
     data = load_datasets(data_spec, data_root=data_root)
     hp["augment"] = data_spec.augment
+    batch_lr = 1.0  # an auto batch size below the recipe's lowers the lr (auto_batch_lr_factor)
     if hp["batch_size"] is None:
-        hp["batch_size"] = auto_batch_size(len(data.train))
+        batch_size = auto_batch_size(len(data.train))
+        hp["batch_size"], batch_lr = batch_size, auto_batch_lr_factor(batch_size)
     torch.manual_seed(spec.train.seed)
     prune: dict[str, Any] | None = None
     if spec.prune is not None:
@@ -165,8 +168,10 @@ def _build(
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
-    if hp["lr_by_ring_uses"] and spec.train.lr is None:
-        hp["lr_factor"] = ring_lr_factor(model)
+    if spec.train.lr is None and (hp["lr_by_ring_uses"] or batch_lr < 1.0):
+        # Both factors bound the same thing, the size of a step, so the tighter one applies.
+        ring_lr = ring_lr_factor(model) if hp["lr_by_ring_uses"] else 1.0
+        hp["lr_factor"] = min(ring_lr, batch_lr)
         hp["lr"] = hp["lr"] * hp["lr_factor"]
     optimizer = make_optimizer(model, hp)
     kw: dict[str, Any] = {"seed": spec.train.seed, "device": device}

@@ -170,6 +170,15 @@ AUTO_BATCH_STEPS = 100  # the short recipe's batch size gives an epoch at least 
 # with a 2K ring ended 3 epochs at 86.9-91.7% (3 seeds); at batch 16 (90 steps) 91.9-92.5%
 # (docs/BENCHMARKS.md, "Training that works by default").
 AUTO_BATCH_RANGE = (16, 128)
+# The short recipe's lr was measured at batch 32 and up; below it, an auto batch size scales the
+# lr down linearly (plain width-1 ResNet18 on digits at batch 16: lr 0.1 gave 67.5% on one of two
+# seeds, lr 0.05 98.1-98.3%).
+AUTO_BATCH_LR_BATCH = 32
+
+
+def auto_batch_lr_factor(batch_size: int) -> float:
+    """The lr factor of an auto batch size: ``min(1, batch_size / AUTO_BATCH_LR_BATCH)``."""
+    return min(1.0, batch_size / AUTO_BATCH_LR_BATCH)
 
 
 def auto_batch_size(num_train: int) -> int:

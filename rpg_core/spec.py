@@ -36,6 +36,7 @@ from pydantic import (
 
 from .exceptions import RPGConfigError
 from .recipes import (  # the train section and its recipes (re-exported: one spec module)
+    AUTO_BATCH_LR_BATCH,
     AUTO_BATCH_RANGE,
     AUTO_BATCH_STEPS,
     MAX_BATCH_SIZE,
@@ -47,6 +48,7 @@ from .recipes import (  # the train section and its recipes (re-exported: one sp
     Recipe,
     Schedule,
     TrainSpec,
+    auto_batch_lr_factor,
     auto_batch_size,
     resolve_train,
 )
@@ -78,6 +80,7 @@ class _Spec(BaseModel):
 
 __all__ = [
     "AUGMENT_AUTO_EPOCHS",
+    "AUTO_BATCH_LR_BATCH",
     "AUTO_BATCH_RANGE",
     "AUTO_BATCH_STEPS",
     "DATASET_RE",
@@ -108,6 +111,7 @@ __all__ = [
     "Recipe",
     "Schedule",
     "TrainSpec",
+    "auto_batch_lr_factor",
     "auto_batch_size",
     "field_hint",
     "format_validation_error",

@@ -271,12 +271,33 @@ def test_short_recipe_lowers_the_lr_of_heavily_reused_rings() -> None:
         "image_size": 8,
     }
     base = {"model": {"arch": "resnet18", "width": 0.125}, "rpg": {"ring_size": 100}, "data": data}
-    short = train({**base, "train": {"epochs": 1}}, step_interval_s=1e9).hyperparameters
+    fixed = {"epochs": 1, "batch_size": 16}  # a batch the spec sets: no auto-batch lr factor
+    short = train({**base, "train": fixed}, step_interval_s=1e9).hyperparameters
     assert short["lr"] == pytest.approx(0.1 * ring_lr_factor(heavy))
     own = train({**base, "train": {"epochs": 1, "lr": 0.1}}, step_interval_s=1e9).hyperparameters
     assert own["lr"] == 0.1
     paper = {"epochs": 1, "recipe": "paper-cifar"}
     assert train({**base, "train": paper}, step_interval_s=1e9).hyperparameters["lr"] == 0.1
+
+
+def test_an_auto_batch_below_32_lowers_the_lr_and_the_tighter_factor_wins() -> None:
+    """auto_batch_lr_factor: a plain network at an auto batch of 16 trains at lr 0.05; a batch
+    the spec sets keeps 0.1; with a heavily reused ring the smaller of the two factors applies."""
+    from rpg_core.engine import ring_lr_factor
+    from rpg_core.spec import auto_batch_lr_factor
+
+    assert [auto_batch_lr_factor(b) for b in (16, 32, 128)] == [0.5, 1.0, 1.0]
+    data = {"dataset": "synthetic", "num_classes": 4, "num_train": 32, "num_val": 8}
+    plain = {"model": {"arch": "resnet18", "width": 0.125}, "data": {**data, "image_size": 8}}
+    auto = train({**plain, "train": {"epochs": 1}}, step_interval_s=1e9).hyperparameters
+    assert auto["batch_size"] == 16 and auto["lr"] == pytest.approx(0.05)
+    assert auto["lr_factor"] == 0.5
+    fixed = {**plain, "train": {"epochs": 1, "batch_size": 16}}
+    assert train(fixed, step_interval_s=1e9).hyperparameters["lr"] == 0.1
+    ring = {**plain, "rpg": {"ring_size": 20}, "train": {"epochs": 1}}
+    heavy = ring_lr_factor(create_model({"model": plain["model"], "rpg": {"ring_size": 20}}))
+    assert heavy < 0.5
+    assert train(ring, step_interval_s=1e9).hyperparameters["lr"] == pytest.approx(0.1 * heavy)
 
 
 def test_a_checkpoint_with_an_epoch_based_scheduler_resumes(tmp_path: Path) -> None:

@@ -177,7 +177,9 @@ def test_rpg_fit_rejects_foreign_files(tmp_path: Path, capsys: pytest.CaptureFix
 # --- a real three-point ring-size sweep on digits, through `rpg sweep` and the engine ---------
 def test_digits_ring_size_sweep_accuracy_rises(tmp_path: Path) -> None:
     base = load_sweep(PAPER / "digits" / "fig4_table3.yaml").base
-    base = {**base, "train": {**base["train"], "epochs": 2, "lr": 0.05}}
+    # batch 32: the regime this sweep's spread was measured in (an auto batch of 16 trains even
+    # the 50-element ring to 89%, which leaves the three sizes too close to rank reliably)
+    base = {**base, "train": {**base["train"], "epochs": 2, "lr": 0.05, "batch_size": 32}}
     sweep = {"name": "rings", "base": base, "grid": {"rpg.ring_size": [50, 1000, 20000]}}
     path = tmp_path / "rings.json"
     path.write_text(json.dumps(sweep))
