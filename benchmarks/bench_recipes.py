@@ -52,6 +52,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cos-bs32": {"batch_size": 32},
     "cos-bs128": {"batch_size": 128},
     "cos-bs16": {"batch_size": 16},
+    "bs16-lr0.05": {"batch_size": 16, "lr": 0.05},
     "warmup1": {"warmup_epochs": 1.0},
     "onecycle": {"schedule": "onecycle"},
     "onecycle-lr0.1": {"schedule": "onecycle", "lr": 0.1},
