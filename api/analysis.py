@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .crud.listing import ListFilter
-from .crud.metrics import gap_points, ood_results, power_law_points
+from .crud.metrics import Point, gap_points, ood_results, power_law_points
 from .deps import PowerLawQuery
 from .schemas import OODOut, OODPoint, PowerLawFit, PowerLawOut, PowerLawPoint, PowerLawSeries
 
@@ -90,6 +91,22 @@ def _series(
     return out, law
 
 
+def _grouped(rows: Iterable[tuple[Point, float | None]]) -> dict[SeriesKey, list[PowerLawPoint]]:
+    """Points (with their gap, if any) grouped by (arch, scope, dataset), in the given order."""
+    groups: dict[SeriesKey, list[PowerLawPoint]] = {}
+    for p, gap in rows:
+        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
+            PowerLawPoint(
+                experiment_id=p.experiment_id,
+                params=p.params,
+                accuracy=p.accuracy,
+                flags=list(p.flags),
+                gap=gap,
+            )
+        )
+    return groups
+
+
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law (none
     with fewer than 3 distinct sizes); flagged runs are left out of the fit unless
@@ -97,16 +114,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     not fitted."""
     if query.quantity == "gap":
         return PowerLawAnalysis(_gap_series(session, query.filter))
-    groups: dict[SeriesKey, list[PowerLawPoint]] = {}
-    for p in power_law_points(session, query.filter, query.metric):
-        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
-            PowerLawPoint(
-                experiment_id=p.experiment_id,
-                params=p.params,
-                accuracy=p.accuracy,
-                flags=list(p.flags),
-            )
-        )
+    groups = _grouped((p, None) for p in power_law_points(session, query.filter, query.metric))
     series, laws = [], {}
     for key, points in sorted(groups.items()):
         s, law = _series(key, points, query)
@@ -120,17 +128,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
 
 def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
     """The train-validation gap per run, grouped as the power law (no fit)."""
-    groups: dict[SeriesKey, list[PowerLawPoint]] = {}
-    for p, gap in gap_points(session, f):
-        groups.setdefault((p.arch, p.scope, p.dataset), []).append(
-            PowerLawPoint(
-                experiment_id=p.experiment_id,
-                params=p.params,
-                accuracy=p.accuracy,
-                flags=list(p.flags),
-                gap=gap,
-            )
-        )
+    groups = _grouped(gap_points(session, f))
     series = [
         PowerLawSeries(arch=k[0], scope=k[1], dataset=k[2], points=pts, fit=None)
         for k, pts in sorted(groups.items())

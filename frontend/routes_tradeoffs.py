@@ -102,7 +102,7 @@ def speed_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Any
     if sweep is None:
         raise HTTPException(404, detail=f"sweep {sweep_id} not found")
     rows, _ = crud.list_experiments(session, crud.ListFilter(sweep_id=sweep_id), limit=1000)
-    results = {exp.id: crud.get_result(session, exp.id) for exp in rows}
+    results = crud.results_of(session, [exp.id for exp in rows])
     points = speed_points(rows, results)
     if not points:
         return {"figure": None, "reason": "no finished run with an inference time yet"}

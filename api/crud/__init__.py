@@ -22,6 +22,7 @@ from .experiments import (
     get_result,
     get_sweep,
     list_sweeps,
+    results_of,
     sweep_counts,
 )
 from .files import FileRecord, artifact_relpath, file_record, get_file, ids_with_file
@@ -55,6 +56,6 @@ __all__ = [
     "finish_experiment", "get_experiment", "get_file", "get_result", "get_sweep", "hash_token",
     "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_sweeps",
     "mark_cancelled", "mark_dispatched", "gap_points", "metric_series", "ood_results", "power_law_points", "record_metrics",
-    "redispatch_candidates", "report_progress", "request_cancel", "retry_experiment",
+    "redispatch_candidates", "report_progress", "results_of", "request_cancel", "retry_experiment",
     "sweep_counts",
 ]  # fmt: skip

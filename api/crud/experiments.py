@@ -68,6 +68,16 @@ def get_result(session: Session, experiment_id: int) -> dict[str, Any] | None:
     return None if row is None else row.data
 
 
+def results_of(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The stored results of these experiments (those that have one), in one query."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Result.experiment_id, Result.data).where(Result.experiment_id.in_(ids))
+    )
+    return {int(r[0]): r[1] for r in rows}
+
+
 def delete_experiment(session: Session, experiment_id: int) -> list[str]:
     """Delete a finished run with its metrics, result and file rows; returns the files' stored
     paths (relative to the artifact dir) for the caller to remove after the commit."""

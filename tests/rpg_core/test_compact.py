@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,8 @@ from rpg_core.compact import (
     save_compact,
 )
 from rpg_core.models import create_model
+
+from .fresh_process import fresh_process_outputs
 
 TINY: dict[str, Any] = {
     "model": {"arch": "resnet18", "width": 0.125},
@@ -80,24 +80,9 @@ def test_fresh_process_gives_bit_identical_outputs(
     model: nn.Module, saved: Path, tmp_path: Path
 ) -> None:
     x = _x()
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        "import sys, numpy as np, torch\n"
-        "from rpg_core.compact import load_compact\n"
-        "m = load_compact(sys.argv[1])\n"
-        "x = torch.from_numpy(np.load(sys.argv[2], allow_pickle=False))\n"
-        "with torch.no_grad(): y = m(x)\n"
-        "np.save(sys.argv[3], y.numpy())\n"
-    )
-    out = tmp_path / "y.npy"
-    subprocess.run(
-        [sys.executable, "-c", code, str(saved), str(tmp_path / "x.npy"), str(out)],
-        check=True,
-        timeout=120,
-    )
     with torch.no_grad():
         expected = model(x).numpy()
-    assert np.array_equal(np.load(out, allow_pickle=False), expected)
+    assert np.array_equal(fresh_process_outputs(saved, x, tmp_path), expected)
 
 
 def test_plain_model_round_trip(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ from rpg_core.models import create_model
 from rpg_core.rpgify import generated_weight
 from rpg_core.spec import parse_spec
 from rpg_core.timing import measure_inference
+
+from .fresh_process import fresh_process_outputs
 
 
 def _model(mode: str | None, repeats: int = 1, width: float = 0.25, **rec: Any) -> MDEQNet:
@@ -225,25 +225,10 @@ def test_rpg_file_rebuilds_bit_for_bit_in_a_fresh_process(mode: str, tmp_path: P
     loaded = load_compact(path)
     assert loaded.rpg_spec["model"]["recurrence"]["mode"] == mode  # type: ignore[index]
     x = _x()
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        "import sys, numpy as np, torch\n"
-        "from rpg_core.compact import load_compact\n"
-        "m = load_compact(sys.argv[1])\n"
-        "x = torch.from_numpy(np.load(sys.argv[2], allow_pickle=False))\n"
-        "with torch.no_grad(): y = m(x)\n"
-        "np.save(sys.argv[3], y.numpy())\n"
-    )
-    out = tmp_path / "y.npy"
-    subprocess.run(
-        [sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(out)],
-        check=True,
-        timeout=120,
-    )
     with torch.no_grad():
         expected = model(x).numpy()
         assert np.array_equal(loaded(x).numpy(), expected)
-    assert np.array_equal(np.load(out, allow_pickle=False), expected)
+    assert np.array_equal(fresh_process_outputs(path, x, tmp_path), expected)
 
 
 def test_default_mdeq_is_one_application() -> None:
