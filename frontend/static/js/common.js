@@ -161,3 +161,13 @@ export function showFieldErrors(form, err) {
 }
 
 initToken();
+
+// A click on a point whose customdata is a run id opens that run's page (bound once per graph).
+export function linkPointsToRuns(graph) {
+  if (graph.dataset.linked) return;
+  graph.dataset.linked = "1";
+  graph.on("plotly_click", (ev) => {
+    const id = ev.points && ev.points[0] && ev.points[0].customdata;
+    if (id) location.href = `/runs/${id}`;
+  });
+}

@@ -1,10 +1,9 @@
 // Generalization page: in-distribution vs out-of-distribution accuracy (server-built figure).
-import { $, api, onRetry, esc, errorText, fmtInt, fmtPct, plot } from "./common.js";
+import { $, api, onRetry, esc, errorText, fmtInt, fmtPct, plot, linkPointsToRuns } from "./common.js";
 
 const form = $("#ood-controls");
 const graph = $("#ood-graph");
 const state = $("#ood-state");
-let bound = false;
 
 function query() {
   const q = new URLSearchParams();
@@ -45,13 +44,7 @@ async function load() {
   state.textContent = `${out.points} run${out.points === 1 ? "" : "s"}.`;
   await plot(graph, out.figure);
   graph.dataset.ready = "1";
-  if (!bound) {
-    bound = true;
-    graph.on("plotly_click", (ev) => {
-      const id = ev.points && ev.points[0] && ev.points[0].customdata;
-      if (id) location.href = `/runs/${id}`;
-    });
-  }
+  linkPointsToRuns(graph);
 }
 
 const params = new URLSearchParams(location.search);

@@ -1,10 +1,9 @@
 // Power-law page: the server builds the figure (points, fits, legend with b, CI and R^2).
-import { $, api, onRetry, esc, errorText, plot } from "./common.js";
+import { $, api, onRetry, esc, errorText, plot, linkPointsToRuns } from "./common.js";
 
 const form = $("#pl-controls");
 const graph = $("#pl-graph");
 const state = $("#pl-state");
-let bound = false;
 
 function query() {
   const q = new URLSearchParams();
@@ -53,13 +52,7 @@ async function load() {
   graph.dataset.ready = "1";
   renderTable(gap ? [] : out.table, q.has("target") ? Number(q.get("target")) : null,
     gap ? "No power law is fitted to the train−val gap: choose accuracy or error to see the fits." : undefined);
-  if (!bound) {
-    bound = true;
-    graph.on("plotly_click", (ev) => {
-      const id = ev.points && ev.points[0] && ev.points[0].customdata;
-      if (id) location.href = `/runs/${id}`;
-    });
-  }
+  linkPointsToRuns(graph);
 }
 
 const params = new URLSearchParams(location.search);
