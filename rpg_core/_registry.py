@@ -29,9 +29,14 @@ BUILTIN_MODELS: dict[str, str] = {
     "resnet18": "rpg_core.resnet",
     "resnet34": "rpg_core.resnet",
     "mdeq": "rpg_core.mdeq",
+    "hourglass": "rpg_core.stacked",
+    "encdec": "rpg_core.stacked",
 }
 # built-in architectures whose builder takes ``recurrence`` (``model.recurrence``)
 RECURRENT_BUILTINS = frozenset({"mdeq"})
+
+# built-in architectures of stacked sub-networks, whose builder takes ``stacks`` and ``sharing``
+STACKED_BUILTINS = frozenset({"hourglass", "encdec"})
 
 _REGISTRY: dict[str, ModelFn] = {}
 

@@ -95,6 +95,18 @@ class TrainResult(BaseModel):
     ood_acc: float | None = None  # the mean of ``ood`` over every entry but severity 0
     # eval-mode forward time per image after training, on the run's device (rpg_core.timing)
     inference_ms_per_image: float | None = None
+    # the task (rpg_core._tasks) and its validation metrics by key (acc, pckh, depth_rmse, ...)
+    task: Annotated[str, COLUMN] = "classification"
+    metrics: dict[str, float | None] = Field(default_factory=dict)  # the last epoch's
+    best_metrics: dict[str, float | None] = Field(default_factory=dict)  # best epoch's, per key
+    # the task's primary metric (the first of its primary keys) and its last-epoch value:
+    # what the power law fits and the runs list sorts by, whatever the task
+    primary_metric: Annotated[str | None, COLUMN] = None
+    primary_value: Annotated[float | None, COLUMN] = None
+    # a few validation images with predictions, for the run page (rpg_core.tasks.Task.samples):
+    # pose, {"image": PNG base64, "pred": [[x, y]...], "true": [[x, y, visible]...]};
+    # multitask, {"image", "depth_pred", "depth_true", "normal_pred", "normal_true"}: PNG base64
+    samples: list[dict[str, Any]] | None = None
 
     @property
     def stopped(self) -> bool:

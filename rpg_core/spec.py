@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._tasks import TASKS, check_task, list_tasks
 from .exceptions import RPGConfigError
 from .recipes import (  # the train section and its recipes (re-exported: one spec module)
     AUTO_BATCH_LR_BATCH,
@@ -54,6 +55,11 @@ from .recipes import (  # the train section and its recipes (re-exported: one sp
 )
 from .spec_eval import KEY_RE, MAX_SEVERITY, SHIFTS, EvalSpec, OODSetSpec, ShiftName
 from .spec_model import (
+    DEFAULT_STACKS,
+    ENCDEC_BLOCKS,
+    MAX_STACKS,
+    SHARING_RPG_INCLUDE,
+    sharing_rpg,
     MAX_REPEATS,
     MAX_RING_SIZE,
     RECURRENT_RPG_INCLUDE,
@@ -68,7 +74,8 @@ from .spec_model import (
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 # \Z, not $: "digits\n" must not match (``$`` also matches before a final newline)
 DATASET_RE = re.compile(
-    r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|imagefolder:[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})\Z"
+    r"^(digits|fashion-mnist|synthetic|cifar10|cifar100|synthetic-pose|synthetic-scenes|"
+    r"(imagefolder|mpii|scenes):[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})\Z"
 )
 MAX_PRUNE_FRACTION = 0.95
 _RPG_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,250}\.rpg")  # always fullmatch
@@ -119,6 +126,11 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "recurrence_rpg",
+    "sharing_rpg",
+    "DEFAULT_STACKS",
+    "ENCDEC_BLOCKS",
+    "MAX_STACKS",
+    "SHARING_RPG_INCLUDE",
     "resolve_augment",
     "resolve_train",
 ]
@@ -132,7 +144,9 @@ class DataSpec(_Spec):
 
     dataset: str = Field(
         "digits",
-        description="digits | fashion-mnist | synthetic | cifar10 | cifar100 | imagefolder:<name>",
+        description="classification: digits | fashion-mnist | synthetic | cifar10 | cifar100 | "
+        "imagefolder:<name>; pose: synthetic-pose | mpii:<name>; multitask: synthetic-scenes | "
+        "scenes:<name>",
     )
     train_subset: StrictInt | None = Field(None, ge=1, description="use this many training images")
     val_subset: StrictInt | None = Field(None, ge=1, description="use this many validation images")
@@ -161,7 +175,9 @@ class DataSpec(_Spec):
         if not DATASET_RE.fullmatch(v):
             raise ValueError(
                 f"unknown dataset {v!r}; use digits, fashion-mnist, synthetic, cifar10, "
-                f"cifar100 or imagefolder:<name> (a folder name under the data root, no path)"
+                f"cifar100 or imagefolder:<name> (classification), synthetic-pose or "
+                f"mpii:<name> (pose), synthetic-scenes or scenes:<name> (multitask); <name> is "
+                f"a folder name under the data root, no path"
             )
         return v
 
@@ -219,8 +235,10 @@ class ExperimentSpec(_Spec):
     """One experiment: a model, its RPG, its data and its training."""
 
     name: str = Field("experiment", pattern=NAME_RE, description="a short label")
-    task: Literal["classification"] = Field(
-        "classification", description="the task (more come: pose, multitask regression)"
+    task: str = Field(
+        "classification",
+        description="classification | pose | multitask (rpg tasks lists them); sets the "
+        "datasets, architectures, loss and metrics a spec can use",
     )
     model: ModelSpec = Field(default_factory=ModelSpec)
     rpg: RPGSpec | None = Field(None, description="omit for a plain network")
@@ -237,10 +255,47 @@ class ExperimentSpec(_Spec):
         description="extra evaluation: out-of-distribution test sets (eval.ood)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """A pose or multitask spec that names no arch or dataset gets the task's."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str):
+            return data
+        info = TASKS.get(data["task"])
+        if info is None or info.archs is None:
+            return data
+        out = dict(data)
+        model, dset = data.get("model"), data.get("data")
+        if model is None:
+            out["model"] = {"arch": info.archs[0]}
+        elif isinstance(model, dict) and "arch" not in model:
+            out["model"] = {**model, "arch": info.archs[0]}
+        if dset is None:
+            out["data"] = {"dataset": info.default_dataset}
+        elif isinstance(dset, dict) and "dataset" not in dset:
+            out["data"] = {**dset, "dataset": info.default_dataset}
+        return out
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; use one of {', '.join(list_tasks())}")
+        return v
+
     @field_validator("rpg")
     @classmethod
     def _recurrence_rpg(cls, v: RPGSpec | None, info: ValidationInfo) -> Any:
         model = info.data.get("model")
+        if isinstance(model, ModelSpec) and model.resolved_sharing() is not None:
+            if model.resolved_sharing() == "rpg":
+                sharing_rpg(model, v)  # raises naming the field
+            elif v is not None:
+                raise ValueError(
+                    f"sharing {model.resolved_sharing()} keeps each sub-network's own weights; "
+                    f"use model.sharing rpg to generate them from rings, or omit rpg"
+                )
+            return v
         rec = model.recurrence if isinstance(model, ModelSpec) else None
         if rec is None:
             return v
@@ -252,6 +307,16 @@ class ExperimentSpec(_Spec):
                 f"model.recurrence.mode rpg to generate them from a ring, or omit rpg"
             )
         return v
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> ExperimentSpec:
+        check_task(self.task, dataset=self.data.dataset, arch=self.model.arch)
+        if self.task != "classification" and (self.prune is not None or self.eval.ood):
+            raise ValueError(
+                f"prune/eval.ood: task {self.task!r} has no pruning jobs or OOD sets yet "
+                f"(classification only); remove prune and eval.ood"
+            )
+        return self
 
     @model_validator(mode="after")
     def _prune_job(self) -> ExperimentSpec:

@@ -18,10 +18,13 @@ from pydantic import (
 )
 
 from ._registry import list_models, supports_recurrence
+from ._tasks import TASKS, task_of_arch
 
 # Limits that keep a spec sane; the service may lower them through its settings.
 MAX_RING_SIZE = 2**31 - 1
 MAX_REPEATS = 8  # model.recurrence.repeats
+MAX_STACKS = 8  # model.stacks
+DEFAULT_STACKS = 2  # model.stacks unset (1 for sharing single)
 RING_NAME_RE = r"^[A-Za-z0-9_\-]{1,64}$"  # pydantic's patterns: $ is the end of the text
 
 
@@ -101,6 +104,22 @@ class ModelSpec(_Spec):
         description="how a recurrent architecture (mdeq) applies its block: {mode: shared | rpg "
         "| equilibrium, repeats: K, solver knobs}; omit: one application",
     )
+    stacks: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=MAX_STACKS,
+        description=f"stacked architectures (hourglass, encdec): the number of sub-networks; "
+        f"default {DEFAULT_STACKS} (1 for sharing single)",
+    )
+    sharing: str | None = Field(
+        None,
+        description="stacked architectures: how the sub-networks share weights. hourglass "
+        "(pose, paper Table 4): none (each its own weights), full (CPM: the same weights), rpg "
+        "(one global ring the size of one sub-network generates all). encdec (multitask, "
+        "Table 5): single (one sub-network), reuse (weights and batchnorms reused), "
+        "reuse-new-bn (weights reused, own batchnorms), rpg (block-level rings: a ring per "
+        "block shared by the sub-networks, own permutations, signs and batchnorms). Default rpg",
+    )
 
     @field_validator("arch")
     @classmethod
@@ -119,6 +138,42 @@ class ModelSpec(_Spec):
                 f"model.recurrence"
             )
         return v
+
+    @model_validator(mode="after")
+    def _stacked(self) -> ModelSpec:
+        task = TASKS[task_of_arch(self.arch)]
+        if not task.sharing:
+            if self.sharing is not None or self.stacks is not None:
+                raise ValueError(
+                    f"stacks/sharing: arch {self.arch!r} has no stacked sub-networks; remove "
+                    f"model.stacks and model.sharing, or use arch hourglass (pose) or encdec "
+                    f"(multitask)"
+                )
+            return self
+        if self.sharing is not None and self.sharing not in task.sharing:
+            raise ValueError(
+                f"sharing: arch {self.arch!r} ({task.name}) takes sharing "
+                f"{' | '.join(task.sharing)}, got {self.sharing!r}"
+            )
+        if self.sharing == "single" and self.stacks not in (None, 1):
+            raise ValueError(
+                f"stacks: sharing single is one sub-network; set stacks to 1 (or omit it), or "
+                f"use sharing reuse, reuse-new-bn or rpg for {self.stacks}"
+            )
+        return self
+
+    def resolved_sharing(self) -> str | None:
+        """``sharing`` with its default filled (None for an architecture without stacks)."""
+        task = TASKS[task_of_arch(self.arch)]
+        return self.sharing or task.default_sharing
+
+    def resolved_stacks(self) -> int | None:
+        """``stacks`` with its default filled (None for an architecture without stacks)."""
+        if not TASKS[task_of_arch(self.arch)].sharing:
+            return None
+        if self.stacks is not None:
+            return self.stacks
+        return 1 if self.resolved_sharing() == "single" else DEFAULT_STACKS
 
 
 class RPGSpec(_Spec):
@@ -190,3 +245,31 @@ def recurrence_rpg(recurrence: RecurrenceSpec, rpg: RPGSpec | None) -> RPGSpec:
             f"({RECURRENT_RPG_INCLUDE}); leave include, exclude and linear unset"
         )
     return rpg.model_copy(update={"include": list(RECURRENT_RPG_INCLUDE)})
+
+
+# the blocks of an encdec sub-network (rpg_core.stacked): sharing rpg makes one ring per block,
+# which the same block of every sub-network is generated from (paper Section 5.4)
+ENCDEC_BLOCKS = ("enc1", "enc2", "enc3", "dec3", "dec2", "dec1", "head")
+SHARING_RPG_INCLUDE = ["stacks.*"]  # the layers a sharing rpg ring generates
+
+
+def sharing_rpg(model: ModelSpec, rpg: RPGSpec | None) -> RPGSpec:
+    """The rings of ``model.sharing: rpg``: hourglass, one global ring over the sub-networks
+    (``stacks.*``) the size of one of them (``ring_size = 1 / stacks`` of the generated
+    weights); encdec, one ring per block (:data:`ENCDEC_BLOCKS`), each the size of one
+    sub-network's block. ``rpg`` may set ring_size, seed, permute, reflect and generator;
+    raises ValueError naming the field that makes no sense with sharing."""
+    stacks = model.resolved_stacks() or 1
+    if model.arch == "encdec":
+        scope: Any = {f"stacks.*.{b}.*": b for b in ENCDEC_BLOCKS}
+    else:
+        scope = "global"
+    if rpg is None:
+        return RPGSpec(ring_size=1.0 / stacks, scope=scope, include=list(SHARING_RPG_INCLUDE))
+    if rpg.scope != "global" or rpg.include is not None or rpg.exclude is not None or rpg.linear:
+        raise ValueError(
+            "scope/include/exclude/linear: sharing rpg chooses the rings itself (hourglass: one "
+            "global ring over the sub-networks; encdec: a ring per block); set only ring_size, "
+            "seed, permute, reflect or generator in rpg, or omit rpg"
+        )
+    return rpg.model_copy(update={"scope": scope, "include": list(SHARING_RPG_INCLUDE)})
