@@ -148,8 +148,7 @@ TASKS: dict[str, TaskInfo] = {
     ),
     "multitask": TaskInfo(
         name="multitask",
-        description="depth + surface-normal regression by stacked encoder-decoders (paper "
-        "Table 5)",
+        description="depth + surface-normal regression by stacked encoder-decoders (paper Table 5)",
         datasets=rf"synthetic-scenes|scenes:{_NAME}",
         datasets_help="synthetic-scenes or scenes:<name> (an indoor-scene folder of RGB, depth "
         "and normal images under the data root)",

@@ -21,6 +21,7 @@ epoch, :mod:`rpg_core.optim` the optimizer, :mod:`rpg_core.resume` the checkpoin
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,7 @@ from .spec import (
     resolve_augment,
     resolve_train,
 )
+from .tasks import get_task
 from .timing import run_inference_ms
 
 log = logging.getLogger(__name__)
@@ -190,6 +192,7 @@ def _build(
         device=device,
         callbacks=callbacks,
         step_interval_s=step_interval_s,
+        task=get_task(spec.task),
     )
 
 
@@ -230,12 +233,41 @@ def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
     )
 
 
+def _best_record(run: _Run) -> dict[str, Any]:
+    """The history record with the best primary metric (the first best, as ``max`` picks)."""
+    metric = run.task.info.primary_metric
+    key = f"val_{metric.key}"
+    best: dict[str, Any] = {}
+    for record in run.history:
+        value = record.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if not best or metric.better(float(value), float(best[key])):
+            best = record
+    return best
+
+
+def _task_metrics(run: _Run, record: dict[str, Any]) -> dict[str, float | None]:
+    return {m.key: record.get(f"val_{m.key}") for m in run.task.info.metrics}
+
+
+def _best_metrics(run: _Run) -> dict[str, float | None]:
+    """Each metric's best value over the epochs (in its own direction)."""
+    out: dict[str, float | None] = {}
+    for m in run.task.info.metrics:
+        values = [float(v) for r in run.history if (v := r.get(f"val_{m.key}")) is not None]
+        out[m.key] = (max if m.higher_is_better else min)(values) if values else None
+    return out
+
+
 def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) -> TrainResult:
     h = run.history
     last = h[-1] if h else {}
-    best = max(h, key=lambda r: r["val_acc"]) if h else {}
+    best = _best_record(run)
     final_val, train_acc = last.get("val_acc"), last.get("train_acc")
     gap = train_acc - final_val if train_acc is not None and final_val is not None else None
+    primary = run.task.info.primary_metric.key
+    metrics = _task_metrics(run, last)
     return TrainResult(
         name=run.spec.name,
         status=status,
@@ -261,7 +293,33 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         health=[f.as_dict() for f in _health(run)],
         ood=run.ood,
         ood_acc=_mean_ood(run.ood),
+        task=run.task.info.name,
+        metrics=metrics,
+        best_metrics=_best_metrics(run),
+        primary_metric=primary,
+        primary_value=metrics.get(primary),
+        samples=_samples(run) if h else None,
     )
+
+
+SAMPLES = 3  # validation images with predictions in a dense task's result (the run page)
+
+
+def _samples(run: _Run) -> list[dict[str, Any]] | None:
+    """A few validation images with the model's predictions (pose, multitask; None for
+    classification, whose run page has no pictures)."""
+    val = run.data.val
+    if run.task.info.name == "classification" or not hasattr(val, "targets"):
+        return None
+    idx = torch.arange(min(SAMPLES, len(val)))
+    raw = val.x[idx]
+    targets = {k: v[idx] for k, v in val.targets.items()}
+    x = next(iter(run.val_loader.epoch(0)))[0][: len(idx)]
+    run.model.eval()
+    with torch.no_grad(), run.autocast():
+        outputs = run.model(run.prepare(x))
+    samples: list[dict[str, Any]] = run.task.samples(raw, outputs, targets, k=len(idx))
+    return samples
 
 
 def _ood_scorer(run: _Run) -> Any:
@@ -293,12 +351,15 @@ def _mean_ood(results: dict[str, float] | None) -> float | None:
 
 
 def _health(run: _Run) -> list[Any]:
-    val = run.data.val
-    labels = val.y.tolist() if hasattr(val, "y") else list(val.labels)
-    counts = [0] * run.data.num_classes
-    for label in labels:
-        counts[int(label)] += 1
-    flags = check_run(run.history, num_classes=run.data.num_classes, val_label_counts=counts)
+    if run.task.info.name != "classification":  # no classes: the divergence check only
+        flags = check_run(run.history, num_classes=2, val_label_counts=[])
+    else:
+        val = run.data.val
+        labels = val.y.tolist() if hasattr(val, "y") else list(val.labels)
+        counts = [0] * run.data.num_classes
+        for label in labels:
+            counts[int(label)] += 1
+        flags = check_run(run.history, num_classes=run.data.num_classes, val_label_counts=counts)
     for f in flags:
         log.warning("%s: %s: %s", run.spec.name, f.code, f.message)
     return flags
@@ -326,7 +387,7 @@ def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
         record = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "train_acc": train_acc,
+            **({"train_acc": train_acc} if train_acc is not None else {}),
             **evaluate(run),
             **_epoch_ood(run),
             "lr": run.last_lr,
@@ -387,11 +448,12 @@ def train(
     result = result.model_copy(update={"inference_ms_per_image": run_inference_ms(run)})
     _notify(cbs, "on_train_end", result, run.model)
     log.info(
-        "%s %s after %d/%d epochs: val acc %s",
+        "%s %s after %d/%d epochs: val %s %s",
         spec.name,
         status,
         result.epochs_run,
         result.epochs,
-        result.final_val_acc,
+        result.primary_metric,
+        result.primary_value,
     )
     return result

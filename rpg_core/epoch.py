@@ -18,6 +18,7 @@ from .data import BatchLoader, Datasets, default_data_root
 from .loop import EpochSums, evaluate_batches, train_steps
 from .precise_bn import recompute_batchnorm
 from .spec import PRECISE_BN_STEPS, ExperimentSpec
+from .tasks import Task, get_task
 
 
 def _notify(callbacks: Sequence[Any], method: str, *args: Any) -> None:
@@ -60,6 +61,7 @@ class _Run:
     last_lr: float = 0.0  # the learning rate of the last step taken
     data_root: Path = field(default_factory=default_data_root)
     ood: dict[str, float] | None = None  # eval.ood's accuracies after training
+    task: Task = field(default_factory=lambda: get_task("classification"))
 
     @property
     def total_steps(self) -> int:
@@ -89,14 +91,15 @@ def _step_metrics(run: _Run, epoch: int, step: int, sums: EpochSums, t0: float) 
         "step_in_epoch": step,
         "steps_per_epoch": n_steps,
         "loss": sums.mean_loss,
-        "acc": sums.accuracy,
+        **({"acc": sums.accuracy} if sums.accuracy is not None else {}),
         "lr": run.optimizer.param_groups[0]["lr"],
         "eta_s": remaining / rate if rate > 0 else float("nan"),
     }
 
 
-def train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
-    """One pass over the training set; (mean loss, accuracy). ``epoch`` is 0-based."""
+def train_epoch(run: _Run, epoch: int) -> tuple[float, float | None]:
+    """One pass over the training set; (mean loss, accuracy: None for a task that tracks no
+    training metric). ``epoch`` is 0-based."""
     t0 = time.perf_counter()
     n_steps = len(run.train_loader)
 
@@ -123,6 +126,7 @@ def train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         prepare=run.prepare,
         before_step=before_step,
         after_step=after_step,
+        task=run.task,
     )
     run.images += sums.images
     run.train_seconds += time.perf_counter() - t0
@@ -145,11 +149,13 @@ def precise_bn(run: _Run, epoch: int) -> None:
 
 
 def evaluate(run: _Run) -> dict[str, float]:
-    """Validation loss, top-1 and (100+ classes) top-5 accuracy."""
+    """Validation loss and the task's metrics (classification: top-1 and, with 100+ classes,
+    top-5 accuracy)."""
     return evaluate_batches(
         run.model,
         run.val_loader.epoch(0),
-        top5=run.data.num_classes >= 100,
+        task=run.task,
+        top5=run.task.info.name == "classification" and run.data.num_classes >= 100,
         autocast=run.autocast,
         prepare=run.prepare,
     )

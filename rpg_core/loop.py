@@ -12,15 +12,17 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .exceptions import RPGConfigError, RPGTrainingError
 
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+if TYPE_CHECKING:
+    from .tasks import Task
+
+Batches = Iterable[tuple[torch.Tensor, Any]]  # (images, targets: labels or a dict of tensors)
 
 
 def pick_device(name: str) -> torch.device:
@@ -66,23 +68,54 @@ def check_finite(loss: float, epoch: int, step: int) -> None:
 
 @dataclass
 class EpochSums:
-    """Running sums of an epoch: loss x images, correct predictions, images."""
+    """Running sums of an epoch: loss x images, the task's train sums (classification:
+    correct predictions), images."""
 
     loss: float = 0.0
     correct: float = 0.0
     images: int = 0
+    tracks_accuracy: bool = True  # False for a task without a training metric (pose, ...)
 
     @property
     def mean_loss(self) -> float:
         return self.loss / max(self.images, 1)
 
     @property
-    def accuracy(self) -> float:
+    def accuracy(self) -> float | None:
+        if not self.tracks_accuracy:
+            return None
         return self.correct / max(self.images, 1)
 
 
 def _same(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def _default_task(task: Task | None) -> Task:
+    from .tasks import get_task
+
+    return task if task is not None else get_task("classification")
+
+
+def _to(targets: Any, device: torch.device) -> Any:
+    if isinstance(targets, dict):
+        return {k: v.to(device) for k, v in targets.items()}
+    return targets.to(device)
+
+
+def _device_of(outputs: Any) -> torch.device:
+    first = outputs
+    while not isinstance(first, torch.Tensor):
+        first = first[0] if isinstance(first, list | tuple) else next(iter(first.values()))
+    return first.device
+
+
+def _float(outputs: Any) -> Any:
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float()
+    if isinstance(outputs, dict):
+        return {k: _float(v) for k, v in outputs.items()}
+    return [_float(o) for o in outputs]
 
 
 def train_steps(
@@ -97,22 +130,25 @@ def train_steps(
     prepare: Callable[[torch.Tensor], torch.Tensor] = _same,
     before_step: Callable[[int], None] | None = None,
     after_step: Callable[[int, float, EpochSums], None] | None = None,
+    task: Task | None = None,
 ) -> EpochSums:
-    """One pass of cross-entropy steps over ``batches``; ``epoch`` (1-based) names it in errors.
+    """One pass of the task's loss (default: classification, cross-entropy) over ``batches``;
+    ``epoch`` (1-based) names it in errors.
 
     ``scheduler`` (if any) steps after every optimizer step. ``before_step(step)`` runs before
     each step (raise to stop); ``after_step(step, lr, sums)`` after it, with the learning rate
     the step used. Raises RPGTrainingError when the loss becomes NaN or inf.
     """
+    task = _default_task(task)
     model.train()
-    sums = EpochSums()
+    sums = EpochSums(tracks_accuracy=task.info.train_metric is not None)
     for step, (x, y) in enumerate(batches, start=1):
         if before_step is not None:
             before_step(step)
         with autocast():
-            logits = model(prepare(x))
-            y = y.to(logits.device)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+            outputs = model(prepare(x))
+            y = _to(y, _device_of(outputs))
+            loss = task.loss(_float(outputs), y, label_smoothing=label_smoothing)
         value = float(loss.item())
         check_finite(value, epoch, step)
         optimizer.zero_grad(set_to_none=True)
@@ -121,9 +157,10 @@ def train_steps(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        sums.loss += value * len(y)
-        sums.correct += float((logits.argmax(1) == y).sum().item())
-        sums.images += len(y)
+        n = task.batch_size(y)
+        sums.loss += value * n
+        sums.correct += task.train_sums(outputs, y).get("correct", 0.0)
+        sums.images += n
         if after_step is not None:
             after_step(step, lr, sums)
     return sums
@@ -137,26 +174,24 @@ def evaluate_batches(
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     prepare: Callable[[torch.Tensor], torch.Tensor] = _same,
     allow_empty: bool = True,
+    task: Task | None = None,
 ) -> dict[str, float]:
-    """``val_loss`` and ``val_acc`` (top-1) of ``model`` over ``batches`` (``val_top5`` with
-    ``top5``), without gradients; leaves the model in eval mode. No batches: zeros, or with
-    ``allow_empty=False`` an RPGConfigError."""
+    """``val_loss`` and the task's metrics ``val_<key>`` of ``model`` over ``batches``
+    (classification: ``val_acc``, top-1, and ``val_top5`` with ``top5``), without gradients;
+    leaves the model in eval mode. No batches: zeros, or with ``allow_empty=False`` an
+    RPGConfigError."""
+    task = _default_task(task)
     model.eval()
-    loss_sum, top1, top5_hits, n = 0.0, 0.0, 0.0, 0
+    totals: dict[str, float] = {}
+    n = 0
     with torch.no_grad():
         for x, y in batches:
             with autocast():
-                logits = model(prepare(x)).float()
-            y = y.to(logits.device)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
-            top1 += float((logits.argmax(1) == y).sum().item())
-            if top5:
-                top = logits.topk(5, dim=1).indices
-                top5_hits += float((top == y[:, None]).any(1).sum().item())
-            n += len(y)
+                outputs = _float(model(prepare(x)))
+            y = _to(y, _device_of(outputs))
+            for k, v in task.eval_sums(outputs, y, top5=top5).items():
+                totals[k] = totals.get(k, 0.0) + v
+            n += task.batch_size(y)
     if n == 0 and not allow_empty:
         raise RPGConfigError("loader: no images to evaluate")
-    out = {"val_loss": loss_sum / max(n, 1), "val_acc": top1 / max(n, 1)}
-    if top5:
-        out["val_top5"] = top5_hits / max(n, 1)
-    return out
+    return task.finish(totals, n, top5=top5)

@@ -17,8 +17,9 @@ from ._registry import (
     register_model,
     supports_recurrence,
 )
+from ._tasks import task_of_arch
 from .exceptions import RPGConfigError
-from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg
+from .spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg, sharing_rpg
 
 if TYPE_CHECKING:
     from torch import nn
@@ -69,6 +70,14 @@ def model_spec_of(model: nn.Module) -> dict[str, Any] | None:
     return spec if isinstance(spec, dict) else None
 
 
+def _with_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """A ``{"model": ...}`` dict (a saved file's spec) gets the task its architecture serves."""
+    model = spec.get("model")
+    if "task" in spec or not isinstance(model, dict) or not isinstance(model.get("arch"), str):
+        return spec
+    return {**spec, "task": task_of_arch(model["arch"])}
+
+
 def create_model(
     spec: Any,
     *,
@@ -78,15 +87,16 @@ def create_model(
 ) -> nn.Module:
     """Build the model a spec describes: an ``ExperimentSpec`` (or its dict), or a ``ModelSpec``.
 
-    ``plain``: the architecture without rings even where ``model.recurrence.mode`` is rpg (its
-    ``repeats`` blocks with ordinary convs: what an .rpg file's tensors are checked against).
+    ``plain``: the architecture without rings even where ``model.recurrence.mode`` or
+    ``model.sharing`` is rpg (its ``repeats`` blocks or ``stacks`` sub-networks with ordinary
+    convs: what an .rpg file's tensors are checked against).
 
     ``num_classes``/``in_channels`` fill what the spec leaves unset (the dataset's values);
     defaults 10 and 3.
     """
     rpg: RPGSpec | None = None
     if isinstance(spec, dict):
-        spec = parse_spec(spec)
+        spec = parse_spec(_with_task(spec))
     if isinstance(spec, ExperimentSpec):
         model_spec, rpg = spec.model, spec.rpg
     elif isinstance(spec, ModelSpec):
@@ -108,6 +118,18 @@ def create_model(
         "num_classes": model_spec.num_classes,
         "in_channels": model_spec.in_channels,
     }
+    sharing = model_spec.resolved_sharing()
+    if sharing is not None:  # stacked sub-networks (hourglass, encdec)
+        kwargs["stacks"], kwargs["sharing"] = model_spec.resolved_stacks(), sharing
+        if sharing == "rpg" and not plain:
+            try:
+                rpg = sharing_rpg(model_spec, rpg)
+            except ValueError as err:
+                raise RPGConfigError(str(err)) from None
+        elif rpg is not None and sharing != "rpg":
+            raise RPGConfigError(f"rpg: sharing {sharing} takes no rpg section")
+        elif plain:
+            rpg = None
     rec = model_spec.recurrence
     if rec is not None:
         if not supports_recurrence(model_spec.arch):
@@ -136,10 +158,16 @@ def create_model(
         rpgify(model, **rpg.rpgify_kwargs())
         _materialize_ordinary(model)
     # The complete spec that rebuilds this architecture (saved into every file we write).
-    model.rpg_spec = {  # type: ignore[assignment]
+    # (a task other than classification is named too: files of classifiers keep the
+    # {model, rpg} header that readers before tasks existed accept)
+    saved: dict[str, Any] = {
         "model": model_spec.model_dump(),
         "rpg": rpg.model_dump() if rpg is not None else None,
     }
+    task = task_of_arch(model_spec.arch)
+    if task != "classification":
+        saved = {"task": task, **saved}
+    model.rpg_spec = saved  # type: ignore[assignment]
     return model
 
 

@@ -19,7 +19,7 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     BaseModel,
@@ -57,17 +57,17 @@ from .spec_eval import KEY_RE, MAX_SEVERITY, SHIFTS, EvalSpec, OODSetSpec, Shift
 from .spec_model import (
     DEFAULT_STACKS,
     ENCDEC_BLOCKS,
-    MAX_STACKS,
-    SHARING_RPG_INCLUDE,
-    sharing_rpg,
     MAX_REPEATS,
     MAX_RING_SIZE,
+    MAX_STACKS,
     RECURRENT_RPG_INCLUDE,
     RING_NAME_RE,
+    SHARING_RPG_INCLUDE,
     ModelSpec,
     RecurrenceSpec,
     RPGSpec,
     recurrence_rpg,
+    sharing_rpg,
 )
 
 # Limits that keep a spec sane; the service may lower them through its settings.

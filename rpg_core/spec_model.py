@@ -266,7 +266,12 @@ def sharing_rpg(model: ModelSpec, rpg: RPGSpec | None) -> RPGSpec:
         scope = "global"
     if rpg is None:
         return RPGSpec(ring_size=1.0 / stacks, scope=scope, include=list(SHARING_RPG_INCLUDE))
-    if rpg.scope != "global" or rpg.include is not None or rpg.exclude is not None or rpg.linear:
+    if (
+        rpg.scope not in ("global", scope)
+        or rpg.include not in (None, SHARING_RPG_INCLUDE)
+        or rpg.exclude is not None
+        or rpg.linear
+    ):  # (a saved file's spec holds the scope and include this function made: accepted)
         raise ValueError(
             "scope/include/exclude/linear: sharing rpg chooses the rings itself (hourglass: one "
             "global ring over the sub-networks; encdec: a ring per block); set only ring_size, "

@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._tasks import task_of_arch
     from ..models import create_model, list_models
     from ..params import count_params
     from ..spec import ModelSpec
@@ -26,16 +27,17 @@ def run(args: argparse.Namespace) -> int:
             ModelSpec(arch=name, variant=args.variant, num_classes=args.num_classes)
         )
         c = count_params(model)
-        rows.append({"model": name, "variant": args.variant, **c.as_dict()})
+        task = task_of_arch(name)
+        rows.append({"model": name, "task": task, "variant": args.variant, **c.as_dict()})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(
-        f"{'model':<12}{'variant':<10}{'total':>12}{'backbone':>12}{'stem':>8}{'bn':>8}{'head':>9}"
+        f"{'model':<12}{'task':<16}{'variant':<10}{'total':>12}{'backbone':>12}{'stem':>8}{'bn':>8}{'head':>9}"
     )
     for r in rows:
         print(
-            f"{r['model']:<12}{r['variant']:<10}{r['total']:>12,}{r['backbone']:>12,}"
+            f"{r['model']:<12}{r['task']:<16}{r['variant']:<10}{r['total']:>12,}{r['backbone']:>12,}"
             f"{r['conv'] - r['backbone']:>8,}{r['norm']:>8,}{r['head']:>9,}"
         )
     return 0

@@ -40,19 +40,39 @@ class ProgressLine:
         self.stream = stream or sys.stderr
 
     def on_step(self, step: int, total: int, m: dict[str, Any]) -> None:
+        acc = f"  acc {100 * m['acc']:.1f}%" if m.get("acc") is not None else ""
         self.stream.write(
             f"\repoch {m['epoch']}/{m['epochs']}  step {m['step_in_epoch']}/{m['steps_per_epoch']}"
-            f"  ETA {_clock(m['eta_s'])}  loss {m['loss']:.4f}  acc {100 * m['acc']:.1f}%   "
+            f"  ETA {_clock(m['eta_s'])}  loss {m['loss']:.4f}{acc}   "
         )
         self.stream.flush()
 
     def on_epoch_end(self, epoch: int, m: dict[str, Any]) -> None:
+        train_acc = f" acc {100 * m['train_acc']:.1f}%" if m.get("train_acc") is not None else ""
         self.stream.write(
-            f"\repoch {epoch}: train loss {m['train_loss']:.4f} acc {100 * m['train_acc']:.1f}%"
-            f"  val loss {m['val_loss']:.4f} acc {100 * m['val_acc']:.1f}%  lr {m['lr']:.4g}"
+            f"\repoch {epoch}: train loss {m['train_loss']:.4f}{train_acc}"
+            f"  val loss {m['val_loss']:.4f}{_val_metrics(m)}  lr {m['lr']:.4g}"
             f"  ({m['seconds']:.1f}s)\n"
         )
         self.stream.flush()
+
+
+def _primary(key: str | None, value: float | None) -> str:
+    """``val acc 91.20%`` (classification), ``val pckh 0.6340``, ``val depth_rmse 0.4100``."""
+    if key in (None, "acc"):
+        return f"val acc {'n/a' if value is None else f'{100 * value:.2f}%'}"
+    return f"val {key} {'n/a' if value is None else f'{value:.4f}'}"
+
+
+def _val_metrics(m: dict[str, Any]) -> str:
+    """`` acc 91.2%`` for classification, `` pckh 0.634`` / `` depth_rmse 0.41 ...`` else."""
+    out = ""
+    for key, value in m.items():
+        if not key.startswith("val_") or key == "val_loss" or value is None:
+            continue
+        name = key.removeprefix("val_")
+        out += f" {name} {100 * value:.1f}%" if name in ("acc", "top5") else f" {name} {value:.4g}"
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,10 +98,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"WARNING {flag['code']}: {flag['message']}", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
-        acc = result.final_val_acc
-        shown = "n/a" if acc is None else f"{100 * acc:.2f}%"
         print(
-            f"{result.status}: {result.epochs_run}/{result.epochs} epochs, val acc {shown}; "
+            f"{result.status}: {result.epochs_run}/{result.epochs} epochs, "
+            f"{_primary(result.primary_metric, result.primary_value)}; "
             f"result written to {args.out}",
             file=sys.stderr,
         )

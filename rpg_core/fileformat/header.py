@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import generator
+from .._tasks import list_tasks
 from ..exceptions import RPGConfigError
 from ..inference import check_inference
 from .container import (
@@ -173,8 +174,12 @@ def _check_rings(path: Path, meta: dict[str, Any], keyed: bool) -> list[dict[str
 
 def _check_spec(path: Path, meta: dict[str, Any], rings: list[dict[str, Any]]) -> dict[str, Any]:
     spec = _loads(_metadata_str(path, meta, "spec"), "metadata 'spec'", path)
-    if not isinstance(spec, dict) or set(spec) != {"model", "rpg"}:
-        raise _fail(path, "metadata: 'spec' must be a JSON object with keys model and rpg")
+    if not isinstance(spec, dict) or set(spec) - {"task"} != {"model", "rpg"}:
+        raise _fail(path, "metadata: 'spec' must be a JSON object with keys model and rpg "
+                          "(and task, for a model of a task other than classification)")  # fmt: skip
+    if "task" in spec and spec["task"] not in list_tasks():
+        raise _fail(path, f"metadata: spec.task {str(spec['task'])[:40]!r} is not a task this "
+                          f"rpg-studio knows ({', '.join(list_tasks())}); upgrade to read it")  # fmt: skip
     if not isinstance(spec["model"], dict):
         raise _fail(path, "metadata: spec.model must be a JSON object")
     if spec["rpg"] is not None and not isinstance(spec["rpg"], dict):
