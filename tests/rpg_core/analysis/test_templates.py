@@ -24,12 +24,37 @@ TWINS = sorted((PAPER / "digits").glob("*.yaml"))
 FASHION_TWINS = sorted((PAPER / "fashion").glob("*.yaml"))  # tables that need more than digits
 EXPECTED = {"fig4_table3", "table2", "fig5", "table7", "fig7"}
 EXPECTED_FASHION = {"table1", "table6"}
+SYNTHETIC_TWINS = sorted((PAPER / "synthetic").glob("*.yaml"))  # pose and multitask tables
+EXPECTED_SYNTHETIC = {"table4", "table5"}
 
 
 def test_every_table_and_figure_has_a_template_and_a_cpu_twin() -> None:
-    assert {p.stem for p in TEMPLATES} == EXPECTED | EXPECTED_FASHION
+    assert {p.stem for p in TEMPLATES} == EXPECTED | EXPECTED_FASHION | EXPECTED_SYNTHETIC
     assert {p.stem for p in TWINS} == EXPECTED
     assert {p.stem for p in FASHION_TWINS} == EXPECTED_FASHION
+    assert {p.stem for p in SYNTHETIC_TWINS} == EXPECTED_SYNTHETIC
+
+
+@pytest.mark.parametrize("path", SYNTHETIC_TWINS, ids=lambda p: p.stem)
+def test_synthetic_twins_run_every_cell_of_the_papers_table(path: Path) -> None:
+    """Every (sharing, stacks) cell of Table 4 / 5 is in the twin, on the task's synthetic data,
+    with at least two seeds each."""
+    paper = expand(load_sweep(PAPER / path.name))
+    twin = expand(load_sweep(path))
+
+    def cells(specs: list[Any]) -> set[tuple[str, str | None, int | None]]:
+        return {(s.task, s.model.resolved_sharing(), s.model.resolved_stacks()) for s in specs}
+
+    assert cells(twin) == cells(paper)
+    assert all(s.data.dataset.startswith("synthetic-") for s in twin)
+    assert all(s.train.epochs is not None and s.train.epochs <= 10 for s in twin)
+    for cell in cells(twin):
+        seeds = {
+            s.train.seed
+            for s in twin
+            if (s.task, s.model.resolved_sharing(), s.model.resolved_stacks()) == cell
+        }
+        assert len(seeds) >= 2, cell
 
 
 @pytest.mark.parametrize("path", FASHION_TWINS, ids=lambda p: p.stem)
@@ -48,7 +73,9 @@ def test_fashion_twins_run_the_papers_variants_on_fashion_mnist(path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "path", TEMPLATES + TWINS + FASHION_TWINS, ids=lambda p: f"{p.parent.name}/{p.stem}"
+    "path",
+    TEMPLATES + TWINS + FASHION_TWINS + SYNTHETIC_TWINS,
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
 def test_template_expands(path: Path) -> None:
     specs = expand(load_sweep(path))
