@@ -30,7 +30,14 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
-from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
+from .data import (
+    BatchLoader,
+    Datasets,
+    TensorSamples,
+    default_data_root,
+    load_datasets,
+    resolve_under,
+)
 from .epoch import (
     PRECISE_BN_EPOCH,
     _notify,
@@ -294,6 +301,8 @@ def _mean_ood(results: dict[str, float] | None) -> float | None:
 
 def _health(run: _Run) -> list[Any]:
     val = run.data.val
+    if isinstance(val, TensorSamples):  # pose / multitask: no class labels to count
+        return []
     labels = val.y.tolist() if hasattr(val, "y") else list(val.labels)
     counts = [0] * run.data.num_classes
     for label in labels:
