@@ -9,7 +9,7 @@ augmentation (a geometric augmentation would have to move the targets too).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch.utils.data import Dataset
@@ -114,12 +114,3 @@ def dense_datasets(
         classes=classes,
         task=task,
     )
-
-
-def build_split(
-    n: int, subset: int | None, make: Callable[[list[int]], TensorSamples]
-) -> TensorSamples:
-    """``make(indices)`` for the indices a subset of ``n`` keeps: sample ``i`` of a generated set
-    depends on ``i`` alone, so a subset generates only what it keeps, bit-identical to
-    generating all ``n`` and taking ``TensorSamples.subset``."""
-    return make(subset_indices(n, subset))
