@@ -31,7 +31,13 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
-from .data import BatchLoader, Datasets, default_data_root, load_datasets, resolve_under
+from .data import (
+    BatchLoader,
+    Datasets,
+    default_data_root,
+    load_datasets,
+    resolve_under,
+)
 from .epoch import (
     PRECISE_BN_EPOCH,
     _notify,

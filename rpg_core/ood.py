@@ -40,6 +40,7 @@ from .data import (
     FolderImages,
     ImageSet,
     TensorImages,
+    TensorSamples,
     resolve_under,
 )
 from .exceptions import RPGDataError
@@ -371,6 +372,10 @@ def evaluate_ood(
     scorer: Scorer, data: Datasets, sets: Sequence[OODSetSpec], data_root: str | Path
 ) -> dict[str, float]:
     """Accuracy on every OOD set: ``{"<shift>@<severity>": acc, "folder:<name>": acc}``."""
+    if isinstance(data.val, TensorSamples):
+        raise RPGDataError(
+            f"eval.ood: OOD accuracy is for classification; {data.name} is a {data.task} dataset"
+        )
     was_training = scorer.model.training
     scorer.model.eval()
     out: dict[str, float] = {}

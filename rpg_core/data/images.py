@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from torch.utils.data import Dataset
 
 from ..exceptions import RPGDataError
 from ..spec import DataSpec
+
+if TYPE_CHECKING:
+    from .dense import TensorSamples
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -83,15 +86,21 @@ class FolderImages(Dataset[tuple[torch.Tensor, int]]):
 
 
 ImageSet = TensorImages | FolderImages
+SampleSet = Union[TensorImages, FolderImages, "TensorSamples"]  # noqa: UP007 (forward ref)
 
 
 @dataclass(frozen=True)
 class Datasets:
-    """A dataset's train and val images and what a model needs to know about them."""
+    """A dataset's train and val images and what a model needs to know about them.
+
+    ``task``: ``classification`` (splits are :data:`ImageSet`, labels), ``pose`` or
+    ``multitask`` (splits are :class:`~.dense.TensorSamples`, target dicts). ``num_classes`` is
+    the model's output channels: classes, 16 joints (pose) or 4 maps (multitask: 1 depth + 3
+    normal)."""
 
     name: str
-    train: ImageSet
-    val: ImageSet
+    train: SampleSet
+    val: SampleSet
     num_classes: int
     in_channels: int
     image_size: int
@@ -99,6 +108,7 @@ class Datasets:
     std: tuple[float, ...]
     augment: AugmentKind  # the augmentation style of the training set ("none": off)
     classes: tuple[str, ...] = ()
+    task: str = "classification"
 
 
 def _in_memory(

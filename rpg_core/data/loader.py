@@ -1,24 +1,35 @@
 """The entry points: :func:`load_datasets` (a data spec to its train and val sets) and
-:class:`BatchLoader` (seeded, resumable batches, augmented and normalised)."""
+:class:`BatchLoader` (seeded, resumable batches, augmented and normalised).
+
+Classification batches are ``(x, labels)``; pose and multitask batches (sets of
+:class:`~.dense.TensorSamples`) are ``(x, targets)`` with ``targets`` a dict of tensors on the
+device (:mod:`.pose`, :mod:`.scenes` list the keys)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..exceptions import RPGConfigError
 from ..spec import DATASET_RE, DataSpec
-from .images import Datasets, ImageSet, TensorImages
+from .dense import TensorSamples
+from .images import Datasets, SampleSet, TensorImages
 from .paths import default_data_root
+from .pose import load_mpii, load_synthetic_pose
 from .readers import load_cifar, load_digits_data, load_fashion, load_image_folder, load_synthetic
+from .scenes import load_scene_folder, load_synthetic_scenes
 from .transforms import center_crop, crop_flip, epoch_generator, resized_crop_flip
 
 log = logging.getLogger(__name__)
+
+# a batch's targets: int64 labels, or a pose / multitask set's dict of tensors. ``epoch`` types
+# them Any so classification callers need no narrowing; dense callers index the dict.
+Targets: TypeAlias = torch.Tensor | dict[str, torch.Tensor]
 
 
 def load_datasets(
@@ -42,12 +53,23 @@ def load_datasets(
         return load_fashion(spec, root)
     if spec.dataset in ("cifar10", "cifar100"):
         return load_cifar(spec, root, download=download)
+    if spec.dataset == "synthetic-pose":
+        return load_synthetic_pose(spec)
+    if spec.dataset == "synthetic-scenes":
+        return load_synthetic_scenes(spec)
+    kind = spec.dataset.split(":", 1)[0]
+    if kind == "mpii":
+        return load_mpii(spec, root)
+    if kind == "scenes":
+        return load_scene_folder(spec, root)
     return load_image_folder(spec, root)
 
 
 class BatchLoader:
     """Seeded batches of normalised float images: ``for x, y in loader.epoch(e)``.
 
+    ``y``: int64 labels, or for pose / multitask sets (:class:`~.dense.TensorSamples`) a dict
+    of target tensors on the device, indexed like ``x`` (those sets are never augmented).
     In-memory sets are indexed directly (and live on the device); image folders go through a
     ``DataLoader`` with ``num_workers`` (and ``pin_memory`` on CUDA). Shuffling and
     augmentation come from :func:`epoch_generator`, so worker count never changes a batch.
@@ -66,14 +88,17 @@ class BatchLoader:
         self.data, self.split, self.batch_size, self.seed = data, split, batch_size, seed
         self.device = torch.device(device)
         self.num_workers = num_workers
-        self.images: ImageSet = data.train if split == "train" else data.val
+        self.images: SampleSet = data.train if split == "train" else data.val
         self.train = split == "train"
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(data.mean, device=self.device).view(shape)
         self.std = torch.tensor(data.std, device=self.device).view(shape)
-        self._mem: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._mem: tuple[torch.Tensor, Targets] | None = None
         if isinstance(self.images, TensorImages):
             self._mem = (self.images.x.to(self.device), self.images.y.to(self.device))
+        elif isinstance(self.images, TensorSamples):
+            targets = {k: v.to(self.device) for k, v in self.images.targets.items()}
+            self._mem = (self.images.x.to(self.device), targets)
 
     @property
     def num_samples(self) -> int:
@@ -94,20 +119,22 @@ class BatchLoader:
             batches -= 1  # _order drops a last batch of one
         return batches
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, Any]]:
+        """Epoch ``epoch``'s batches ``(x, y)``: ``y`` labels or a target dict (:data:`Targets`)."""
         gen = epoch_generator(self.seed, epoch)
         chunks = self._order(gen)
         for x, y in self._raw_batches(chunks):
             yield self._transform(x, gen), y
 
-    def _raw_batches(
-        self, chunks: list[torch.Tensor]
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _raw_batches(self, chunks: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, Targets]]:
         if self._mem is not None:
             xs, ys = self._mem
             for idx in chunks:
                 i = idx.to(self.device)
-                yield xs[i], ys[i]
+                if isinstance(ys, dict):
+                    yield xs[i], {k: v[i] for k, v in ys.items()}
+                else:
+                    yield xs[i], ys[i]
             return
         loader = DataLoader(
             self.images,
