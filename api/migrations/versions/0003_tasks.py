@@ -24,9 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("experiments") as batch:
         batch.add_column(
-            sa.Column(
-                "task", sa.String(length=32), nullable=False, server_default="classification"
-            )
+            sa.Column("task", sa.String(length=32), nullable=False, server_default="classification")
         )
         batch.add_column(sa.Column("primary_metric", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("primary_value", sa.Float(), nullable=True))
