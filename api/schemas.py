@@ -95,6 +95,7 @@ class SweepOut(BaseModel):
     total: int
     counts: dict[str, int] = Field(examples=[{"queued": 3, "running": 1, "succeeded": 8}])
     spec: dict[str, Any] | None = None
+    task: str = Field("classification", description="the task of the sweep's base spec")
 
 
 class SweepPage(BaseModel):

@@ -87,9 +87,11 @@ def test_task_is_set_at_submission_and_filters_the_list(
     pose = post(client, auth, POSE)
     assert crud.get_experiment(session, pose).task == "pose"  # type: ignore[union-attr]
     assert crud.get_experiment(session, cls).task == "classification"  # type: ignore[union-attr]
-    ids = lambda q: [
-        e["id"] for e in client.get("/api/experiments", params=q, headers=auth).json()["items"]
-    ]  # noqa: E731, E501
+
+    def ids(q: dict[str, str]) -> list[int]:
+        items = client.get("/api/experiments", params=q, headers=auth).json()["items"]
+        return [e["id"] for e in items]
+
     assert ids({"task": "pose"}) == [pose]
     assert ids({"task": "classification"}) == [cls]
     assert ids({"task": "multitask"}) == []
