@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, Field
 from sqlalchemy.orm import Session
+
+from rpg_core._tasks import TASKS, list_tasks
 
 from .crud.listing import ListFilter
 from .crud.tokens import check_token
@@ -89,6 +92,27 @@ ExperimentId = Annotated[
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id", examples=[3]), StrictDigits]
 
 
+def unprocessable(field: str, message: str) -> HTTPException:
+    """A 422 naming the query field, in the shape of the API's validation errors."""
+    return HTTPException(422, detail=[{"field": field, "message": message}])
+
+
+TaskName = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="a task of the registry (GET /api/tasks): classification, pose, multitask",
+    ),
+]
+
+
+def checked_task(task: str | None) -> str | None:
+    """``task`` if the registry knows it (None passes), else a 422 naming ``task``."""
+    if task is not None and task not in TASKS:
+        raise unprocessable("task", f"unknown task {task!r}; use one of {', '.join(list_tasks())}")
+    return task
+
+
 # --- the experiment listing's query (the API's list and the dashboard's runs table) ---------
 Sort = Literal[
     "id", "-id", "created", "-created", "name", "-name",
@@ -116,8 +140,17 @@ def list_query(
     sort: Sort = "-id",
     limit: Annotated[int, Query(ge=1, le=200), StrictDigits] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    task: TaskName = None,
 ) -> ListQuery:
-    f = ListFilter(status=status, arch=arch, dataset=dataset, sweep_id=sweep, tag=tag, scope=scope)
+    f = ListFilter(
+        status=status,
+        arch=arch,
+        dataset=dataset,
+        sweep_id=sweep,
+        tag=tag,
+        scope=scope,
+        task=checked_task(task),
+    )
     return ListQuery(filter=f, sort=sort, limit=limit, cursor=cursor)
 
 
@@ -126,7 +159,7 @@ ListQueryDep = Annotated[ListQuery, Depends(list_query)]
 
 # --- the analysis queries (the API's analysis and the dashboard's figures) --------------------
 Accuracy = Annotated[float, Field(gt=0, lt=1)]
-Metric = Literal["best_val_acc", "val_acc"]
+CLASSIFICATION_COLUMNS = ("best_val_acc", "val_acc")  # the classification power law's columns
 Quantity = Literal["accuracy", "gap"]
 
 
@@ -144,18 +177,49 @@ def analysis_filter(
 AnalysisFilterDep = Annotated[ListFilter, Depends(analysis_filter)]
 
 
+def metric_keys(task: str) -> list[str]:
+    """The metrics a task's analysis can read: its metric keys (classification: also the
+    best_val_acc and val_acc columns)."""
+    keys = [m.key for m in TASKS[task].metrics]
+    return [*CLASSIFICATION_COLUMNS, *keys] if task == "classification" else keys
+
+
+def checked_metric(task: str, metric: str | None) -> str:
+    """``metric`` (default: the task's first primary metric; classification: best_val_acc, as
+    before tasks) if the task has it, else a 422 naming ``metric`` and the allowed keys."""
+    if metric is None:
+        return "best_val_acc" if task == "classification" else TASKS[task].primary[0]
+    keys = metric_keys(task)
+    if metric not in keys:
+        raise unprocessable(
+            "metric", f"task {task!r} has no metric {metric!r}; use one of {', '.join(keys)}"
+        )
+    return metric
+
+
+MetricName = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="a metric key of the task (GET /api/tasks); default: its first primary "
+        "metric (classification: best_val_acc; also val_acc, acc = val_acc)",
+    ),
+]
+
+
 @dataclass(frozen=True)
 class PowerLawQuery:
     filter: ListFilter
-    metric: Metric = "best_val_acc"
+    metric: str = "best_val_acc"
     targets: tuple[float, ...] = ()
     include_flagged: bool = False
     quantity: Quantity = "accuracy"
+    task: str = "classification"
 
 
 def power_law_query(
     f: AnalysisFilterDep,
-    metric: Metric = "best_val_acc",
+    metric: MetricName = None,
     target: Annotated[
         list[Accuracy] | None,
         Query(max_length=16, description="accuracies to predict params for"),
@@ -170,8 +234,33 @@ def power_law_query(
             "final validation accuracy per run (metric ignored, not fitted)"
         ),
     ] = "accuracy",
+    task: TaskName = "classification",
 ) -> PowerLawQuery:
-    return PowerLawQuery(f, metric, tuple(target or ()), include_flagged, quantity)
+    name = checked_task(task) or "classification"
+    f = dataclasses.replace(f, task=name)
+    return PowerLawQuery(
+        f, checked_metric(name, metric), tuple(target or ()), include_flagged, quantity, name
+    )
 
 
 PowerLawQueryDep = Annotated[PowerLawQuery, Depends(power_law_query)]
+
+
+# --- the comparison table (paper Tables 4 and 5) ----------------------------------------------
+@dataclass(frozen=True)
+class ComparisonQuery:
+    filter: ListFilter
+    task: str
+
+
+def comparison_query(f: AnalysisFilterDep, task: TaskName = None) -> ComparisonQuery:
+    """A sweep (``sweep``) or a task with filters; without ``task`` the sweep's runs say it."""
+    name = checked_task(task)
+    if name is None and f.sweep_id is None:
+        raise unprocessable(
+            "task", "give a sweep (?sweep=<id>) or a task (?task=pose or ?task=multitask)"
+        )
+    return ComparisonQuery(dataclasses.replace(f, task=name), name or "")
+
+
+ComparisonQueryDep = Annotated[ComparisonQuery, Depends(comparison_query)]

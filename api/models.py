@@ -81,6 +81,7 @@ class Experiment(Base):
         Index("ix_experiments_dataset_id", "dataset", "id"),
         Index("ix_experiments_best_val_acc_id", "best_val_acc", "id"),
         Index("ix_experiments_name_id", "name", "id"),
+        Index("ix_experiments_task_id", "task", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -115,6 +116,13 @@ class Experiment(Base):
     train_time_s: Mapped[float | None] = mapped_column(Float)
     # guard-rail flags of a finished run (rpg_core.health), comma-separated; None: none
     flags: Mapped[str | None] = mapped_column(String(64))
+    # the spec's task (rpg_core._tasks), set at submission; the primary metric's key and its
+    # last-epoch value, set by the result (acc | pckh | depth_rmse)
+    task: Mapped[str] = mapped_column(
+        String(32), default="classification", server_default="classification"
+    )
+    primary_metric: Mapped[str | None] = mapped_column(String(32))
+    primary_value: Mapped[float | None] = mapped_column(Float)
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"

@@ -95,6 +95,7 @@ class SweepOut(BaseModel):
     total: int
     counts: dict[str, int] = Field(examples=[{"queued": 3, "running": 1, "succeeded": 8}])
     spec: dict[str, Any] | None = None
+    task: str = Field("classification", description="the task of the sweep's base spec")
 
 
 class SweepPage(BaseModel):
@@ -115,7 +116,7 @@ class MetricsOut(BaseModel):
 class PowerLawPoint(BaseModel):
     experiment_id: int
     params: int
-    accuracy: float
+    accuracy: float = Field(description="the metric's value (accuracy, PCKh, depth RMSE, ...)")
     flags: list[str] = Field(default_factory=list, description="guard-rail flags of the run")
     gap: float | None = Field(
         None,
@@ -138,6 +139,10 @@ class PowerLawSeries(BaseModel):
     arch: str
     scope: str
     dataset: str
+    sharing: str | None = Field(
+        None, description="model.sharing of a stacked model (pose, multitask)"
+    )
+    stacks: int | None = Field(None, description="model.stacks (sub-networks) of a stacked model")
     points: list[PowerLawPoint] = Field(description="the runs the fit is made over")
     fit: PowerLawFit | None
     fit_error: str | None = None
@@ -155,6 +160,66 @@ class PowerLawOut(BaseModel):
     )
     fit_available: bool
     series: list[PowerLawSeries]
+    task: str = Field("classification", description="the task whose runs are fitted")
+    label: str = Field("", description="the metric's label (axis title)")
+    higher_is_better: bool = True
+    fitted: str = Field(
+        "",
+        description="the quantity fitted as a * P^(-b): 1 - metric for a higher-is-better metric "
+        "(accuracy, PCKh), the metric itself for a lower-is-better one (an RMSE)",
+    )
+    unit: str = ""
+
+
+class MetricStat(BaseModel):
+    mean: float
+    min: float
+    max: float
+    std: float = Field(description="population standard deviation over the cell's runs")
+    n: int
+
+
+class ComparisonPlace(BaseModel):
+    sharing: str | None
+    stacks: int | None
+
+
+class ComparisonCell(BaseModel):
+    sharing: str | None = Field(description="model.sharing (the table's row)")
+    stacks: int | None = Field(description="model.stacks, the number of sub-networks (column)")
+    n: int = Field(description="succeeded runs (seeds) in the cell")
+    experiment_ids: list[int]
+    seeds: list[int | None]
+    total_params: int | None = Field(description="mean total parameter count of its runs")
+    total_params_min: int | None = None
+    total_params_max: int | None = None
+    metrics: dict[str, MetricStat] = Field(description="per metric key: mean and spread")
+    best: list[str] = Field(
+        default_factory=list, description="the metric keys for which this cell is the best"
+    )
+
+
+class ComparisonOut(BaseModel):
+    task: str
+    metrics: list[dict[str, Any]] = Field(description="the task's metrics (key, label, direction)")
+    sharing: list[str | None] = Field(description="the rows, in the task's order")
+    stacks: list[int] = Field(description="the columns, ascending")
+    cells: list[ComparisonCell]
+    best: dict[str, list[ComparisonPlace]] = Field(
+        default_factory=dict, description="per metric key: the best cell(s), direction-aware"
+    )
+    runs: int
+
+
+class TaskOut(BaseModel):
+    name: str
+    description: str
+    datasets: str
+    archs: list[str] | None
+    sharing: list[str]
+    default_sharing: str | None
+    metrics: list[dict[str, Any]]
+    primary: list[str]
 
 
 class HealthOut(BaseModel):

@@ -60,7 +60,41 @@ def slot(key: str) -> int:
 
 
 def series_key(series: Mapping[str, Any]) -> str:
-    return f"{series['arch']} · {series['scope']} · {series['dataset']}"
+    key = f"{series['arch']} · {series['scope']} · {series['dataset']}"
+    if series.get("sharing"):
+        key += f" · sharing {series['sharing']} · {series.get('stacks')} stacks"
+    return key
+
+
+def is_plain(series: Mapping[str, Any]) -> bool:
+    """A plain-network baseline (drawn as stars, not fitted); a stacked model is never one."""
+    return series["scope"] == PLAIN_SCOPE and not series.get("sharing")
+
+
+def as_error(value: float, higher_is_better: bool = True) -> float:
+    """The fitted quantity of a metric value: 1 - value when higher is better, else itself."""
+    return 1.0 - value if higher_is_better else value
+
+
+def metric_titles(data: Mapping[str, Any], error: bool) -> tuple[str, str]:
+    """(figure title, y axis title) of a power-law response: the metric's label, what is
+    fitted and which way is better."""
+    metric = str(data.get("metric", "best_val_acc"))
+    hib = bool(data.get("higher_is_better", True))
+    if data.get("task", "classification") == "classification":
+        name = metric.replace("_", " ")
+        if error:
+            return "Error vs backbone parameters", f"1 − {name}"
+        return "Accuracy vs backbone parameters", name
+    label = str(data.get("label") or metric)
+    unit = f" ({data['unit']})" if data.get("unit") else ""
+    if error:
+        y = f"error (1 − {label}), lower is better" if hib else f"{label}{unit}, lower is better"
+        return f"{'Error' if hib else label} vs backbone parameters (fitted: {y.split(',')[0]})", y
+    return (
+        f"{label} vs backbone parameters",
+        f"{label}{unit}, {'higher' if hib else 'lower'} is better",
+    )
 
 
 def to_dict(fig: go.Figure) -> dict[str, Any]:
@@ -85,16 +119,19 @@ def fit_label(series: Mapping[str, Any]) -> str:
     """The legend text of a series: its key and, when fitted, b with its CI and R^2."""
     key = series_key(series)
     fit = series.get("fit")
-    if series["scope"] == PLAIN_SCOPE:
+    if is_plain(series):
         return f"{key} (plain baseline)"
     if not fit:
         return f"{key} (no fit: {series.get('fit_error') or 'fewer than 3 sizes'})"
     ci = fit.get("b_ci")
     ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and len(ci) == 2 else ""
-    return f"{key}: error = {fit['a']:.3g}·P^−b, b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
+    quantity = series.get("fitted") or "error"
+    return f"{key}: {quantity} = {fit['a']:.3g}·P^−b, b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
 
 
-def _fit_curve(law: Any, params: Sequence[float], error: bool) -> tuple[list, list]:
+def _fit_curve(
+    law: Any, params: Sequence[float], error: bool, hib: bool = True
+) -> tuple[list, list]:
     """The law's own prediction (``law.predict``: accuracy at a parameter count) over the
     range of the runs, on a log grid."""
     lo, hi = math.log10(min(params)), math.log10(max(params))
@@ -102,16 +139,24 @@ def _fit_curve(law: Any, params: Sequence[float], error: bool) -> tuple[list, li
         lo, hi = lo - 0.1, hi + 0.1
     xs = [10 ** (lo + (hi - lo) * i / (FIT_SAMPLES - 1)) for i in range(FIT_SAMPLES)]
     accuracy = [float(v) for v in law.predict(xs)]
-    return xs, [1.0 - v for v in accuracy] if error else accuracy
+    return xs, [as_error(v, hib) for v in accuracy] if error else accuracy
 
 
 def _point_trace(
-    series: Mapping[str, Any], i: int, error: bool, name: str, gap: bool = False
+    series: Mapping[str, Any],
+    i: int,
+    error: bool,
+    name: str,
+    gap: bool = False,
+    hib: bool = True,
+    what: str = "",
 ) -> go.Scatter:
     pts = series["points"]
-    plain = series["scope"] == PLAIN_SCOPE
+    plain = is_plain(series)
     c = slot(series_key(series))
-    ys = [p["gap"] if gap else 1.0 - p["accuracy"] if error else p["accuracy"] for p in pts]
+    ys = [
+        p["gap"] if gap else as_error(p["accuracy"], hib) if error else p["accuracy"] for p in pts
+    ]
     return go.Scatter(
         x=[p["params"] for p in pts],
         y=ys,
@@ -127,7 +172,7 @@ def _point_trace(
         },
         hovertemplate=(
             "run %{customdata}<br>%{x:,} backbone params<br>"
-            + ("train−val gap" if gap else "error" if error else "accuracy")
+            + (what or ("train−val gap" if gap else "error" if error else "accuracy"))
             + " %{y:.4f}<extra>"
             + f"{series['arch']} {series['scope']} {series['dataset']}"
             + "</extra>"
@@ -136,11 +181,13 @@ def _point_trace(
     )
 
 
-def _excluded_trace(points: Sequence[Mapping[str, Any]], error: bool) -> go.Scatter:
+def _excluded_trace(
+    points: Sequence[Mapping[str, Any]], error: bool, hib: bool = True
+) -> go.Scatter:
     """Runs the guard rails flagged: shown hollow and grey, not fitted."""
     return go.Scatter(
         x=[p["params"] for p in points],
-        y=[1.0 - p["accuracy"] if error else p["accuracy"] for p in points],
+        y=[as_error(p["accuracy"], hib) if error else p["accuracy"] for p in points],
         mode="markers",
         name="flagged (diverged or near chance), not fitted",
         customdata=[p["experiment_id"] for p in points],
@@ -152,8 +199,10 @@ def _excluded_trace(points: Sequence[Mapping[str, Any]], error: bool) -> go.Scat
     )
 
 
-def _fit_trace(series: Mapping[str, Any], i: int, error: bool, law: Any) -> go.Scatter:
-    xs, ys = _fit_curve(law, [p["params"] for p in series["points"]], error)
+def _fit_trace(
+    series: Mapping[str, Any], i: int, error: bool, law: Any, hib: bool = True
+) -> go.Scatter:
+    xs, ys = _fit_curve(law, [p["params"] for p in series["points"]], error, hib)
     return go.Scatter(
         x=xs,
         y=ys,
@@ -170,7 +219,7 @@ def _fit_trace(series: Mapping[str, Any], i: int, error: bool, law: Any) -> go.S
 def power_law_figure(
     data: Mapping[str, Any],
     error: bool = False,
-    laws: Mapping[tuple[str, str, str], Any] | None = None,
+    laws: Mapping[tuple[Any, ...], Any] | None = None,
 ) -> dict[str, Any]:
     """Accuracy (or error) against backbone parameters on a log x axis, one series per
     (arch, scope, dataset) with its fitted power law; plain networks as star markers.
@@ -180,24 +229,30 @@ def power_law_figure(
     (``quantity="gap"``) is drawn by :func:`gap_figure`."""
     if data.get("quantity") == "gap":
         return gap_figure(data)
+    from api.analysis import series_key_of
+
     fig = go.Figure()
     laws = laws or {}
+    hib = bool(data.get("higher_is_better", True))
+    title, y_title = metric_titles(data, error)
+    what = "" if data.get("task", "classification") == "classification" else y_title
     for i, series in enumerate(data.get("series", [])):
         if not series["points"]:
             continue
-        fig.add_trace(_point_trace(series, i, error, fit_label(series)))
-        law = laws.get((series["arch"], series["scope"], series["dataset"]))
-        if series.get("fit") and law is not None and series["scope"] != PLAIN_SCOPE:
-            fig.add_trace(_fit_trace(series, i, error, law))
+        label = fit_label({**series, "fitted": data.get("fitted")})
+        fig.add_trace(_point_trace(series, i, error, label, hib=hib, what=what))
+        key = series_key_of(series)
+        law = laws.get(key, laws.get(key[:3]) if key[3:] == (None, None) else None)
+        if series.get("fit") and law is not None and not is_plain(series):
+            fig.add_trace(_fit_trace(series, i, error, law, hib))
     excluded = [p for s in data.get("series", []) for p in s.get("excluded") or []]
     if excluded:
-        fig.add_trace(_excluded_trace(excluded, error))
-    metric = str(data.get("metric", "best_val_acc")).replace("_", " ")
+        fig.add_trace(_excluded_trace(excluded, error, hib))
     fig.update_layout(
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
-        title="Error vs backbone parameters" if error else "Accuracy vs backbone parameters",
+        title=title,
         xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
-        yaxis={"title": f"1 − {metric}" if error else metric},
+        yaxis={"title": y_title},
     )
     if error:
         fig.update_yaxes(type="log")
@@ -210,7 +265,7 @@ def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     fig = go.Figure()
     for i, series in enumerate(data.get("series", [])):
         if series["points"]:
-            label = series_key(series) + (" (plain)" if series["scope"] == PLAIN_SCOPE else "")
+            label = series_key(series) + (" (plain)" if is_plain(series) else "")
             fig.add_trace(_point_trace(series, i, False, label, gap=True))
     fig.add_hline(y=0, line={"color": "#888888", "width": 1})
     fig.update_layout(
@@ -263,7 +318,7 @@ def power_law_table(data: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "params_for": {
                     k: params_needed(v, sizes) for k, v in (fit.get("params_for") or {}).items()
                 },
-                "plain": s["scope"] == PLAIN_SCOPE,
+                "plain": is_plain(s),
                 "fit_error": s.get("fit_error"),
             }
         )

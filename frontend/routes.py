@@ -48,10 +48,12 @@ PAGES = {
     "similarity": ("Similarity", "similarity.html"),
     "sweeps": ("Sweeps", "sweeps.html"),
     "generalization": ("Generalization", "generalization.html"),
+    "tables": ("Tables", "tables.html"),
 }
 NAV = (("runs", "/", "Runs"), ("power-law", "/power-law", "Power law"),
        ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"),
-       ("generalization", "/generalization", "Generalization"))  # fmt: skip
+       ("generalization", "/generalization", "Generalization"),
+       ("tables", "/tables", "Tables"))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- pages
@@ -256,6 +258,11 @@ def power_law_figure(
             "figure": figures.power_law_figure(data, error=y == "error", laws=result.laws),
             "table": figures.power_law_table(data),
             "fit_available": data["fit_available"],
+            "task": data["task"],
+            "metric": data["metric"],
+            "label": data["label"],
+            "fitted": data["fitted"],
+            "higher_is_better": data["higher_is_better"],
             "points": sum(len(s["points"]) for s in data["series"]),
             "excluded": sum(len(s["excluded"]) for s in data["series"]),
         }

@@ -31,6 +31,7 @@ def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:
         dataset=spec["data"]["dataset"],
         ring_size=rpg.get("ring_size"),
         scope=_scope_of(spec),
+        task=spec.get("task") or "classification",
         sweep_id=sweep_id,
         **new_job_values(),
     )

@@ -311,6 +311,21 @@ def record_metrics(
     return True
 
 
+def result_column_values(result: ExperimentResult) -> dict[str, Any]:
+    """The experiments columns a result sets: :meth:`ExperimentResult.columns`, except that a
+    result that does not name its task leaves the row's (set at submission) alone, and a
+    classification result without a primary metric gets ``acc`` = its final val accuracy
+    (a result from a worker older than tasks)."""
+    columns = result.columns()
+    if "task" not in result.model_fields_set:
+        columns.pop("task", None)
+    task = columns.get("task", result.task)
+    if task == "classification" and result.primary_metric is None and result.val_acc is not None:
+        columns["primary_metric"] = "acc"
+        columns["primary_value"] = result.val_acc
+    return columns
+
+
 def finish_experiment(
     session: Session,
     experiment_id: int,
@@ -326,7 +341,7 @@ def finish_experiment(
     now = utcnow()
     if not isinstance(result, ExperimentResult):
         result = ExperimentResult.model_validate(dict(result))
-    columns = result.columns()
+    columns = result_column_values(result)
     res = session.execute(
         update(Experiment)
         .where(*_fenced(experiment_id, token))

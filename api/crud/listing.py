@@ -32,6 +32,7 @@ class ListFilter:
     sweep_id: int | None = None
     tag: str | None = None
     scope: str | None = None
+    task: str | None = None  # rpg_core._tasks name
 
 
 def filtered(q: Select[Any], f: ListFilter) -> Select[Any]:
@@ -43,6 +44,8 @@ def filtered(q: Select[Any], f: ListFilter) -> Select[Any]:
         q = q.where(Experiment.dataset == f.dataset)
     if f.scope:
         q = q.where(Experiment.scope == f.scope)
+    if f.task:
+        q = q.where(Experiment.task == f.task)
     if f.sweep_id is not None:
         q = q.where(Experiment.sweep_id == f.sweep_id)
     if f.tag:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import Experiment, MetricPoint, Result
@@ -30,6 +31,8 @@ class Point:
     params: int
     accuracy: float
     flags: tuple[str, ...] = ()  # guard-rail flags (rpg_core.health)
+    sharing: str | None = None  # model.sharing of a stacked model (pose, multitask)
+    stacks: int | None = None  # model.stacks of a stacked model
 
 
 def power_law_points(
@@ -95,3 +98,97 @@ def ood_results(
     q = filtered(q, f).where(Experiment.status == "succeeded")
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
     return [(r[0], r[1]) for r in rows if isinstance(r[1], dict) and r[1].get("ood")]
+
+
+def spec_sharing_stacks(spec: Any) -> tuple[str | None, int | None]:
+    """(model.sharing, model.stacks) of a stacked model's spec, defaults filled; (None, None)
+    for a model without sub-networks."""
+    from rpg_core._tasks import TASKS, task_of_arch
+    from rpg_core.spec_model import DEFAULT_STACKS
+
+    model = (spec or {}).get("model") or {}
+    task = TASKS.get(task_of_arch(str(model.get("arch") or "")))
+    if task is None or not task.sharing:
+        return None, None
+    sharing = model.get("sharing") or task.default_sharing
+    stacks = model.get("stacks")
+    if not isinstance(stacks, int):
+        stacks = 1 if sharing == "single" else DEFAULT_STACKS
+    return (str(sharing) if sharing else None), stacks
+
+
+def task_metric_points(
+    session: Session, f: ListFilter, task: str, metric: str, limit: int = 10_000
+) -> list[Point]:
+    """(params, metric value) of a task's succeeded runs, oldest first: the primary metric
+    from the ``primary_value`` column, any other from the result's ``metrics``; params are the
+    backbone's (the total where a run has no backbone count). ``accuracy`` holds the value."""
+    from rpg_core._tasks import task_info
+
+    primary = task_info(task).primary[0]
+    params = func.coalesce(Experiment.backbone_params, Experiment.total_params)
+    value: Any = (
+        Experiment.primary_value if metric == primary else Result.data["metrics"][metric].as_float()
+    )
+    q: Any = select(
+        Experiment.id,
+        Experiment.arch,
+        Experiment.scope,
+        Experiment.dataset,
+        params,
+        value,
+        Experiment.flags,
+        Experiment.spec,
+    ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
+    q = filtered(q, dataclasses.replace(f, task=task)).where(
+        Experiment.status == "succeeded", params.is_not(None), value.is_not(None)
+    )
+    rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
+    out = []
+    for r in rows:
+        sharing, stacks = spec_sharing_stacks(r[7])
+        flags = tuple(c for c in str(r[6] or "").split(",") if c)
+        out.append(
+            Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), flags, sharing, stacks)
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ComparisonRun:
+    id: int
+    task: str
+    spec: dict[str, Any]
+    seed: int | None
+    total_params: int | None
+    val_acc: float | None
+    primary_metric: str | None
+    primary_value: float | None
+    metrics: Any  # the result's ``metrics`` (last epoch's value by key), or None
+
+
+def comparison_runs(session: Session, f: ListFilter, limit: int = 5_000) -> list[ComparisonRun]:
+    """The succeeded runs of a comparison table, oldest first, with their result's ``metrics``
+    (read alone from the result JSON: its samples stay in the database)."""
+    q: Any = select(
+        Experiment.id,
+        Experiment.task,
+        Experiment.spec,
+        Experiment.total_params,
+        Experiment.val_acc,
+        Experiment.primary_metric,
+        Experiment.primary_value,
+        Result.data["metrics"],
+    ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
+    q = filtered(q, f).where(Experiment.status == "succeeded")
+    rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
+    out = []
+    for r in rows:
+        seed = ((r[2] or {}).get("train") or {}).get("seed")
+        out.append(
+            ComparisonRun(
+                int(r[0]), r[1], r[2] or {}, seed if isinstance(seed, int) else None,
+                r[3], r[4], r[5], r[6], r[7],
+            )
+        )  # fmt: skip
+    return out

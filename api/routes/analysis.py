@@ -3,19 +3,22 @@ backbone parameters, and in- against out-of-distribution accuracy. Thin: api.ana
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from .. import analysis
-from ..deps import AnalysisFilterDep, PowerLawQueryDep, ReadAuth, SessionDep
-from ..schemas import OODOut, PowerLawOut
+from ..deps import AnalysisFilterDep, ComparisonQueryDep, PowerLawQueryDep, ReadAuth, SessionDep
+from ..schemas import ComparisonOut, OODOut, PowerLawOut
 
 router = APIRouter(prefix="/analysis", tags=["analysis"])
 
 
 @router.get("/power-law", response_model=PowerLawOut)
 def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> PowerLawOut:
-    """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law
-    (null with fewer than 3 distinct sizes). Flagged runs are listed under ``excluded`` and
+    """Succeeded runs of ``task`` (default classification) grouped by (arch, scope, dataset,
+    and for stacked models sharing and stacks), each with its fitted power law (null with
+    fewer than 3 distinct sizes) of ``metric`` (default: the task's first primary metric;
+    classification: best_val_acc). A higher-is-better metric is fitted as ``1 - metric``, a
+    lower-is-better one as itself (``fitted`` says which). Flagged runs are listed under ``excluded`` and
     left out of the fit unless ``include_flagged``. ``quantity=gap``: the train-validation gap
     per run instead (not fitted)."""
     return analysis.power_law(session, q).out
@@ -26,3 +29,15 @@ def ood(session: SessionDep, _auth: ReadAuth, f: AnalysisFilterDep) -> OODOut:
     """In-distribution against out-of-distribution accuracy: one point per succeeded run that
     was scored on eval.ood sets, with its accuracy per set (oldest first)."""
     return analysis.ood(session, f)
+
+
+@router.get("/comparison", response_model=ComparisonOut)
+def comparison(session: SessionDep, _auth: ReadAuth, q: ComparisonQueryDep) -> ComparisonOut:
+    """The paper's Tables 4 and 5 for a sweep (``sweep``) or a task with filters: rows are
+    sharing variants, columns numbers of sub-networks (stacks), each cell the mean and spread
+    (min, max, std) over its runs of every metric of the task, its parameter count and runs;
+    ``best`` names the best cell per metric (direction-aware)."""
+    try:
+        return analysis.comparison(session, q.filter, q.task or None)
+    except analysis.ComparisonError as err:
+        raise HTTPException(422, detail=[{"field": err.field, "message": str(err)}]) from None

@@ -72,6 +72,13 @@ def submit_sweep(
     return SweepCreated(id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=len(sent))
 
 
+def sweep_task(spec: Any) -> str:
+    """The task of a sweep's base spec (classification when it names none)."""
+    base = spec.get("base") if isinstance(spec, dict) else None
+    task = base.get("task") if isinstance(base, dict) else None
+    return task if isinstance(task, str) else "classification"
+
+
 @router.get("", response_model=SweepPage)
 def list_sweeps(
     session: SessionDep,
@@ -93,6 +100,7 @@ def list_sweeps(
             created_at=r.created_at,
             counts=counts[r.id],
             total=sum(counts[r.id].values()),
+            task=sweep_task(r.spec),
         )
         for r in rows
     ]
@@ -113,4 +121,5 @@ def show_sweep(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Sweep
         counts=counts,
         total=sum(counts.values()),
         spec=sweep.spec,
+        task=sweep_task(sweep.spec),
     )

@@ -62,3 +62,65 @@ def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: object) -> None
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def _backfill_and_downgrade(url: str) -> None:
+    """0002 -> 0003: old rows are classification runs; finished ones get primary acc = val_acc;
+    downgrading drops the columns again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from api.migrate import alembic_config
+
+    upgrade(url, "0002")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for i, (status, acc) in enumerate(
+                [("succeeded", 0.75), ("queued", None), ("failed", None)], start=1
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO experiments (id, name, spec, status, arch, dataset, scope, "
+                        "progress, attempts, lease_token, cancel_requested, created_at, "
+                        "updated_at, val_acc) VALUES (:id, 'r', '{}', :status, 'resnet18', "
+                        "'digits', 'global', 0, 0, 0, false, '2026-01-01', '2026-01-01', :acc)"
+                    ),
+                    {"id": i, "status": status, "acc": acc},
+                )
+        upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, task, primary_metric, primary_value FROM experiments ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            (1, "classification", "acc", 0.75),
+            (2, "classification", None, None),
+            (3, "classification", None, None),
+        ]
+        assert "ix_experiments_task_id" in {
+            ix["name"] for ix in inspect(engine).get_indexes("experiments")
+        }
+        command.downgrade(alembic_config(url), "0002")
+        engine.dispose()
+        cols = {c["name"] for c in inspect(engine).get_columns("experiments")}
+        assert not cols & {"task", "primary_metric", "primary_value"}
+        upgrade(url)
+        engine.dispose()
+        assert _diff(url) == []
+    finally:
+        engine.dispose()
+
+
+def test_0003_backfills_and_downgrades_on_sqlite(tmp_path: object) -> None:
+    _backfill_and_downgrade(f"sqlite:///{tmp_path}/m3.db")
+
+
+def test_0003_backfills_and_downgrades_on_postgresql() -> None:
+    name = f"rpg_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            _backfill_and_downgrade(PG_URL.format(name=name))
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

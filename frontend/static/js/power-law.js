@@ -1,5 +1,6 @@
 // Power-law page: the server builds the figure (points, fits, legend with b, CI and R^2).
 import { $, api, onRetry, esc, errorText, plot, linkPointsToRuns } from "./common.js";
+import { loadTasks } from "./tasks.js";
 
 const form = $("#pl-controls");
 const graph = $("#pl-graph");
@@ -28,6 +29,26 @@ function renderTable(rows, target, empty = "No finished runs.") {
   }).join("") : `<tr><td colspan="7" class="state">${esc(empty)}</td></tr>`;
 }
 
+const CLASSIFICATION_METRICS = [["best_val_acc", "best val accuracy"], ["val_acc", "final val accuracy"]];
+let taskList = [];
+
+// The metric options of the chosen task (classification: the accuracy columns).
+function fillMetrics(task, value) {
+  const t = taskList.find((x) => x.name === task);
+  const opts = task === "classification" || !t ? CLASSIFICATION_METRICS
+    : t.metrics.map((m) => [m.key, `${m.label} (${m.direction} is better)`]);
+  form.elements.metric.innerHTML = opts.map(([k, l]) => `<option value="${esc(k)}">${esc(l)}</option>`).join("");
+  if (value && opts.some(([k]) => k === value)) form.elements.metric.value = value;
+}
+
+// What is fitted and which way is better, stated beside the figure.
+function fittedText(out) {
+  if (!out.fitted) return "";
+  const label = out.task === "classification" ? out.metric.replace(/_/g, " ") : out.label;
+  const quantity = out.higher_is_better ? `error (1 − ${label})` : label;
+  return `Fitted: ${quantity} = a·P^−b; ${label}: ${out.higher_is_better ? "higher" : "lower"} is better.`;
+}
+
 async function load() {
   const q = query();
   history.replaceState(null, "", `?${q}`);
@@ -45,6 +66,7 @@ async function load() {
     return;
   }
   const gap = q.get("y") === "gap";
+  $("#pl-fitted").textContent = gap ? "" : fittedText(out);
   state.textContent = `${out.points} runs.` + (gap ? " Y: train accuracy minus final validation accuracy (the paper's Table 6a; lower: less over-fitting)." : "") +
     (out.excluded ? ` ${out.excluded} flagged run${out.excluded === 1 ? "" : "s"} (diverged or near chance) left out of the fits: hollow grey markers.` : "") +
     (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
@@ -56,7 +78,11 @@ async function load() {
 }
 
 const params = new URLSearchParams(location.search);
+taskList = await loadTasks(form.elements.task, params.get("task") || "classification");
+fillMetrics(form.elements.task.value, params.get("metric"));
+form.elements.task.addEventListener("change", () => fillMetrics(form.elements.task.value));
 for (const el of form.elements) {
+  if (el.name === "metric" || el.name === "task") continue;
   if (!el.name || !params.has(el.name)) continue;
   if (el.type === "checkbox") { el.checked = params.get(el.name) === "true"; continue; }
   el.value = el.name === "target" ? String(100 * Number(params.get("target"))) : params.get(el.name);

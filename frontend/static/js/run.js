@@ -135,6 +135,20 @@ async function loadOOD() {
   } catch (err) { $("#ood-summary").textContent = `Could not load the OOD results: ${errorText(err)}`; $("#ood-panel").hidden = false; }
 }
 
+// Pictures of a pose or multitask run (its result's samples), rendered by the server.
+async function loadSamples() {
+  if (!run || !run.result || !Array.isArray(run.result.samples) || !run.result.samples.length) return;
+  try {
+    const res = await fetch(`/ui/runs/${id}/samples`, { headers: (() => { const t = localStorage.getItem("rpg-studio-token"); return t ? { Authorization: "Bearer " + t } : {}; })() });
+    if (!res.ok) return;
+    const markup = await res.text();
+    if (!markup) return;
+    $("#samples").innerHTML = markup;
+    $("#samples-title").textContent = run.result.task === "pose" ? "Predicted and true keypoints" : "Input, depth and normals: predicted and true";
+    $("#samples-panel").hidden = false;
+  } catch { /* the pictures are optional */ }
+}
+
 async function act(kind) {
   try {
     await api(`/api/experiments/${id}/${kind}`, { method: "POST" });
@@ -151,7 +165,7 @@ function follow() {
   es = stream(`/api/experiments/${id}/events`, {
     progress: (p) => { if (run) { Object.assign(run, p); renderProgress(run); } },
     metric: () => refreshCurves(),
-    end: async () => { es.close(); await loadRun(); loadCurves(); loadParams(); loadSimilarity(); loadOOD(); },
+    end: async () => { es.close(); await loadRun(); loadCurves(); loadParams(); loadSimilarity(); loadOOD(); loadSamples(); },
   });
 }
 
@@ -160,7 +174,7 @@ async function init() {
   $("#run-retry").addEventListener("click", () => act("retry"));
   onRetry(init);
   if (!(await loadRun())) return;
-  loadCurves(); loadParams(); loadSimilarity(); loadOOD();
+  loadCurves(); loadParams(); loadSimilarity(); loadOOD(); loadSamples();
   if (ACTIVE.has(run.status)) follow();
 }
 init();

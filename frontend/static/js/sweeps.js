@@ -1,5 +1,6 @@
 // Sweeps page: progress of each sweep (live), and the ablation bars (paper Fig. 5).
 import { $, api, onRetry, esc, errorText, plot, stream, throttle } from "./common.js";
+import { loadTasks } from "./tasks.js";
 
 const tbody = $("#sweeps tbody");
 let cursor = null;
@@ -7,13 +8,19 @@ let shown = [];
 
 function finished(c) { return (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0); }
 
+// A sweep's task: its base spec's (classification when it names none).
+function taskOf(s) { return s.task || "classification"; }
+const taskSelect = $("#sweeps-task");
+
 function rowHtml(s) {
   const done = finished(s.counts);
+  const task = taskOf(s);
   const counts = Object.entries(s.counts).map(([k, v]) => `${esc(k)} ${v}`).join(", ") || "—";
-  return `<tr data-id="${s.id}"><td class="num">${s.id}</td><td>${esc(s.name)}</td>
+  return `<tr data-id="${s.id}"><td class="num">${s.id}</td><td>${esc(s.name)} <span class="tag">${esc(task)}</span></td>
     <td><progress max="${s.total || 1}" value="${done}" aria-label="sweep ${s.id}: ${done} of ${s.total} finished"></progress> ${done}/${s.total}</td>
     <td>${counts}</td><td>${new Date(s.created_at).toLocaleString()}</td>
-    <td><a class="btn" href="/?sweep=${s.id}">Runs</a> <a class="btn" href="/power-law?sweep=${s.id}">Power law</a>
+    <td><a class="btn" href="/?sweep=${s.id}">Runs</a> <a class="btn" href="/power-law?sweep=${s.id}${taskOf(s) === "classification" ? "" : `&task=${esc(taskOf(s))}`}">Power law</a>
+      <a class="btn" href="/tables?sweep=${s.id}">Table</a>
       <button type="button" class="btn" data-ablation="${s.id}" data-name="${esc(s.name)}">Ablation bars</button>
       <button type="button" class="btn" data-speed="${s.id}" data-name="${esc(s.name)}">Accuracy vs time</button></td></tr>`;
 }
@@ -28,10 +35,12 @@ async function load(more = false) {
   } catch (err) {
     st.textContent = `Could not load sweeps: ${errorText(err)}`; st.classList.add("error"); return;
   }
-  st.hidden = shown.length > 0;
-  if (!shown.length) st.textContent = "No sweeps yet: submit one from the Runs page.";
-  tbody.innerHTML = shown.map(rowHtml).join("");
-  $("#sweeps").hidden = !shown.length;
+  const want = taskSelect.value;
+  const rows = want ? shown.filter((s) => taskOf(s) === want) : shown;
+  st.hidden = rows.length > 0;
+  if (!rows.length) st.textContent = shown.length ? `No ${want} sweeps on this page.` : "No sweeps yet: submit one from the Runs page.";
+  tbody.innerHTML = rows.map(rowHtml).join("");
+  $("#sweeps").hidden = !rows.length;
   $("#more").hidden = !cursor;
 }
 
@@ -71,7 +80,8 @@ tbody.addEventListener("click", (e) => {
   if (s) speed(s.dataset.speed, s.dataset.name);
 });
 $("#more").addEventListener("click", () => load(true));
+taskSelect.addEventListener("change", () => load());
 onRetry(load);
-load();
+loadTasks(taskSelect, "", true).then(() => load());
 const refresh = throttle(() => { if (!$("#more").hidden) return; load(); }, 1000);
 stream("/api/events", { status: refresh });
