@@ -343,10 +343,25 @@ def curve_slot(name: str) -> int:
     return CURVE_SLOTS.get(name, slot(name))
 
 
+def _metric_label(key: str) -> str:
+    """A task metric's label with its direction: ``PCKh@0.5 (higher is better)``."""
+    from rpg_core._tasks import metric_info
+    from rpg_core.exceptions import RPGConfigError
+
+    try:
+        m = metric_info(key)
+    except RPGConfigError:  # an unknown key: shown as it is
+        return key
+    return f"{m.label} ({m.direction} is better)"
+
+
 def training_curves_figure(curves: Sequence[Curve]) -> dict[str, Any]:
     """Loss (left, log scale: one diverged epoch does not flatten the rest) and accuracy
     (right) per epoch; train solid, val dashed. The page's heading is its title."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (log scale)", "accuracy"))
+    metrics = sorted({c.name.removeprefix("val_") for c in curves if "loss" not in c.name})
+    accuracy = all("acc" in m or "top5" in m for m in metrics)
+    right = "accuracy" if accuracy else ", ".join(_metric_label(m) for m in metrics)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (log scale)", right))
     for c in sorted(curves, key=lambda c: c.name):
         col = 1 if "loss" in c.name else 2
         i = curve_slot(c.name)

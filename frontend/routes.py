@@ -28,6 +28,7 @@ from api.deps import (
 )
 from api.models import Experiment
 from api.storage import resolve_inside
+from rpg_core._tasks import TASKS
 
 from . import figures
 
@@ -221,6 +222,12 @@ def model_info(
         raise HTTPException(422, detail=f"the stored .rpg cannot be read: {err}") from None
 
 
+def _task_metric(name: str) -> bool:
+    """``val_pckh``, ``val_depth_rmse``, ...: a task metric's validation curve."""
+    keys = {m.key for t in TASKS.values() for m in t.metrics}
+    return name.startswith("val_") and name.removeprefix("val_") in keys
+
+
 @router.get("/ui/figures/runs/{experiment_id}/curves")
 def curves_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadAuth) -> Any:
     """Train/val loss and accuracy per epoch (plotly figure JSON)."""
@@ -228,7 +235,7 @@ def curves_figure(experiment_id: ExperimentId, session: SessionDep, _auth: ReadA
         raise HTTPException(404, detail=f"experiment {experiment_id} not found")
     curves: dict[str, figures.Curve] = {}
     for p in sorted(crud.metric_series(session, experiment_id), key=lambda p: p.epoch):
-        if "loss" not in p.name and "acc" not in p.name:
+        if "loss" not in p.name and "acc" not in p.name and not _task_metric(p.name):
             continue
         c = curves.setdefault(p.name, figures.Curve(p.name, [], []))
         c.epochs.append(p.epoch)

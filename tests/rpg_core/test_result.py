@@ -74,6 +74,7 @@ def test_the_stored_result_derives_its_columns_from_the_train_result() -> None:
         "total_params": 1274,
         "train_time_s": 3.25,
         "flags": "diverged,near-chance",
+        "task": "classification",
     }
 
 
@@ -86,6 +87,9 @@ def test_the_columns_are_the_marked_fields() -> None:
         "total_params",
         "train_time_s",
         "flags",
+        "task",
+        "primary_metric",
+        "primary_value",
     }
     for name in result_columns():
         assert name in ExperimentResult.model_fields

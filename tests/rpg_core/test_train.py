@@ -141,9 +141,9 @@ def test_checkpoint_is_safetensors_written_atomically(tmp_path: Path) -> None:
 
 
 def test_nan_loss_stops_with_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rpg_core.loop as loop  # the training loop engine.train runs
+    import rpg_core.tasks as tasks  # the classification loss the training loop calls
 
-    real = loop.F.cross_entropy
+    real = tasks.F.cross_entropy
     calls = {"n": 0}
 
     def poisoned(*args: Any, **kwargs: Any) -> torch.Tensor:
@@ -151,7 +151,7 @@ def test_nan_loss_stops_with_its_position(monkeypatch: pytest.MonkeyPatch) -> No
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(loop.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(tasks.F, "cross_entropy", poisoned)
     with pytest.raises(RPGTrainingError, match=r"loss became NaN at epoch 2, step 1"):
         # calls: epoch 1 = 3 train steps + 1 val batch, so call 5 is epoch 2's first step
         train(tiny_spec(epochs=2))
