@@ -12,8 +12,8 @@ nearest upsampling up). The block maps the branch states ``z`` and the stem's ou
 
 - ``shared``: one block applied ``repeats`` times (plain weight tying: its convs *and* its
   batchnorms are the same modules at every application); with ``norms: per_application``,
-  ``repeats`` blocks whose convs read block 0's weights (:func:`is_tied`) and whose batchnorms
-  are their own: rpg's parameter count exactly.
+  ``repeats`` blocks whose convs read block 0's weights (:func:`rpg_core.tying.is_tied`) and
+  whose batchnorms are their own: rpg's parameter count exactly.
 - ``rpg``: ``repeats`` blocks (``blocks.0`` ..), every conv of them generated from one ring whose
   default size is one block's conv weights (``rpg.ring_size`` = ``1 / repeats`` of the generated
   weights), each application with its own slots of the ring's index array (its own permutation
@@ -45,6 +45,7 @@ from torch import nn
 from .exceptions import RPGConfigError
 from .models import register_model
 from .rpgify import is_generated
+from .tying import is_tied, tie_convs
 
 BASE_CHANNELS = (16, 32, 64)  # per branch (full, 1/2, 1/4 resolution) at width 1
 EQUILIBRIUM_INIT_GAIN = 0.5  # equilibrium: the block's Kaiming init times this
@@ -142,36 +143,6 @@ class MSBlock(nn.Module):
         return out
 
 
-class _TiedConvMixin:
-    """Mixed into a conv of a ``shared`` application with its own norms: ``weight`` is the
-    weight of the same conv of block 0 (no Parameter of its own, no state_dict entry)."""
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return cast(torch.Tensor, self.__dict__["_tied_to"].weight)
-
-
-_TIED: dict[type[nn.Module], type[nn.Module]] = {}
-
-
-def is_tied(module: nn.Module) -> bool:
-    """True for a conv that reads another conv's weight (``shared``, per-application norms)."""
-    return isinstance(module, _TiedConvMixin)
-
-
-def _tie_convs(block: nn.Module, source: nn.Module) -> None:
-    """Make every conv of ``block`` read the weight of the same-named conv of ``source``."""
-    for name, conv in block.named_modules():
-        if not isinstance(conv, nn.Conv2d):
-            continue
-        cls = type(conv)
-        if cls not in _TIED:
-            _TIED[cls] = type(f"Tied{cls.__name__}", (_TiedConvMixin, cls), {})
-        del conv._parameters["weight"]
-        conv.__class__ = _TIED[cls]  # type: ignore[assignment]
-        conv.__dict__["_tied_to"] = source.get_submodule(name)
-
-
 def norm_params_per_block(block: nn.Module) -> int:
     """The norm weights and biases of one MS block (what ``rpg`` has ``repeats - 1`` more of)."""
     norms = (nn.BatchNorm2d, nn.GroupNorm, ChannelAffine)
@@ -222,7 +193,7 @@ class MDEQNet(nn.Module):
         self.fc = nn.Linear(sum(channels), num_classes)
         if self.mode == "shared" and count > 1:
             for block in self.blocks[1:]:  # its own norms, block 0's convs
-                _tie_convs(block, self.blocks[0])
+                tie_convs(block, self.blocks[0])
         if self.mode == "equilibrium":
             from torchdeq import get_deq  # MIT licence; torch and numpy only
 
