@@ -272,8 +272,7 @@ def test_encdec_single_defaults_to_one_stack() -> None:
 def test_create_model_sharing_rpg(arch: str, task: str) -> None:
     spec = {"task": task, "model": {"arch": arch, "width": 0.25, "stacks": 2, "sharing": "rpg"}}
     model = create_model(spec, num_classes=JOINTS)
-    if not rings(model):
-        pytest.skip("create_model does not pass model.stacks/sharing to the builder yet")
+    assert rings(model)
     assert isinstance(model, StackedNet) and model.num_stacks == 2
     expect = count_params(_rpg(arch, 2))
     assert count_params(model) == expect
