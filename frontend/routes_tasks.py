@@ -59,7 +59,7 @@ def _img(b64: str, alt: str) -> str:
     return f'<img class="sample-img" src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
 
 
-def _xy(point: Any, w: int, h: int, normalised: bool) -> tuple[float, float] | None:
+def _xy(point: Any) -> tuple[float, float] | None:
     if not isinstance(point, list | tuple) or len(point) < 2:
         return None
     try:
@@ -68,25 +68,23 @@ def _xy(point: Any, w: int, h: int, normalised: bool) -> tuple[float, float] | N
         return None
     if x != x or y != y:  # NaN
         return None
-    return (x * w, y * h) if normalised else (x, y)
+    return (x, y)
 
 
 def pose_sample(sample: dict[str, Any], i: int) -> str:
     """The image with predicted (filled, vermillion) and true keypoints (green rings; joints
-    marked invisible are dashed and hollow) drawn as an SVG over it, in image pixels
-    (coordinates all within [0, 1] are taken as fractions of the image)."""
+    marked invisible are dashed and hollow) drawn as an SVG over it; the engine writes the
+    coordinates in image pixels (rpg_core.tasks.PoseTask.samples)."""
     size = png_size(sample.get("image"))
     if size is None:
         return ""
     w, h = size
     pred = sample.get("pred") or []
     true = sample.get("true") or []
-    coords = [v for p in [*pred, *true] if isinstance(p, list | tuple) for v in p[:2]]
-    normalised = bool(coords) and all(isinstance(v, int | float) and 0 <= v <= 1 for v in coords)
     r = max(w, h) / 40
     marks = []
     for p in true:
-        xy = _xy(p, w, h, normalised)
+        xy = _xy(p)
         if xy is None:
             continue
         visible = len(p) < 3 or bool(p[2])
@@ -97,7 +95,7 @@ def pose_sample(sample: dict[str, Any], i: int) -> str:
             f'stroke-width="{r / 2.5:.3g}"{dash}/>'
         )
     for p in pred:
-        xy = _xy(p, w, h, normalised)
+        xy = _xy(p)
         if xy is not None:
             marks.append(
                 f'<circle class="kp-pred" cx="{xy[0]:.3g}" cy="{xy[1]:.3g}" r="{r:.3g}" '

@@ -28,7 +28,9 @@ def _spec(task: str, dataset: str, sharing: str, **train_kw: Any) -> dict[str, A
     ("task", "dataset", "sharing"),
     [("pose", "synthetic-pose", "rpg"), ("multitask", "synthetic-scenes", "rpg")],
 )
-def test_the_primary_metric_improves_over_a_short_run(task: str, dataset: str, sharing: str) -> None:
+def test_the_primary_metric_improves_over_a_short_run(
+    task: str, dataset: str, sharing: str
+) -> None:
     result = train(_spec(task, dataset, sharing))
     info = task_info(task)
     key = f"val_{info.primary_metric.key}"
