@@ -105,8 +105,10 @@ def random_pose(rng: np.random.Generator, size: int) -> np.ndarray:
     j = j @ np.array([[c, s_], [-s_, c]])
     lo, hi = j.min(0), j.max(0)
     extent = max(hi - lo) + 0.3  # plus the head and limb widths
-    scale = rng.uniform(0.5, 0.95) * size / extent
-    centre = (size - 1) / 2 + rng.uniform(-0.15, 0.15, 2) * size
+    # person-centred, as MPII crops are (objpos, 1.25 x the person's scale): the figure spans
+    # 70-95% of the image, its centre within 6% of the image's
+    scale = rng.uniform(0.7, 0.95) * size / extent
+    centre = (size - 1) / 2 + rng.uniform(-0.06, 0.06, 2) * size
     return (j - (lo + hi) / 2) * scale + centre
 
 
@@ -178,11 +180,11 @@ def render_pose(
     def px(p: np.ndarray) -> tuple[float, float]:
         return (float(p[0]) * _SS + off, float(p[1]) * _SS + off)
 
-    for _ in range(int(rng.integers(3, 9))):  # clutter lines (some limb-like)
+    for _ in range(int(rng.integers(2, 6))):  # clutter lines (some limb-like)
         a, b = rng.uniform(-0.1, 1.1, 2) * n, rng.uniform(-0.1, 1.1, 2) * n
         width = max(1, int(rng.uniform(0.01, 0.07) * n))
         draw.line([tuple(a), tuple(b)], fill=_colour(rng, rng.random(), (0, 1)), width=width)
-    for _ in range(int(rng.integers(2, 6))):  # blobs
+    for _ in range(int(rng.integers(1, 4))):  # blobs
         c, r = rng.uniform(0, n, 2), rng.uniform(0.03, 0.15, 2) * n
         box = [c[0] - r[0], c[1] - r[1], c[0] + r[0], c[1] + r[1]]
         draw.ellipse(box, fill=_colour(rng, rng.random(), (0, 1)))
