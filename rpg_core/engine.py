@@ -34,6 +34,8 @@ from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_ch
 from .data import (
     BatchLoader,
     Datasets,
+    TensorImages,
+    TensorSamples,
     default_data_root,
     load_datasets,
     resolve_under,
@@ -50,7 +52,7 @@ from .epoch import (
     wants_precise_bn,
 )
 from .exceptions import RPGConfigError
-from .health import check_run
+from .health import check_baseline, check_run
 from .loop import deterministic, pick_device
 from .models import create_model
 from .optim import RING_LR_USES, make_optimizer, ring_lr_factor
@@ -305,6 +307,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         primary_metric=primary,
         primary_value=metrics.get(primary),
         samples=_samples(run) if h else None,
+        baseline=_baseline(run),
     )
 
 
@@ -315,7 +318,7 @@ def _samples(run: _Run) -> list[dict[str, Any]] | None:
     """A few validation images with the model's predictions (pose, multitask; None for
     classification, whose run page has no pictures)."""
     val = run.data.val
-    if run.task.info.name == "classification" or not hasattr(val, "targets"):
+    if run.task.info.name == "classification" or not isinstance(val, TensorSamples):
         return None
     idx = torch.arange(min(SAMPLES, len(val)))
     raw = val.x[idx]
@@ -356,12 +359,24 @@ def _mean_ood(results: dict[str, float] | None) -> float | None:
     return mean_ood(results)
 
 
+def _baseline(run: _Run) -> dict[str, float] | None:
+    """A dense task's metrics for a constant prediction (rpg_core.tasks.Task.baseline)."""
+    train, val = run.data.train, run.data.val
+    if not isinstance(train, TensorSamples) or not isinstance(val, TensorSamples):
+        return None
+    return run.task.baseline(train.targets, val.targets) or None
+
+
 def _health(run: _Run) -> list[Any]:
-    if run.task.info.name != "classification":  # no classes: the divergence check only
+    val = run.data.val
+    if isinstance(val, TensorSamples):  # pose, multitask: no classes; a constant prediction
         flags = check_run(run.history, num_classes=2, val_label_counts=[])
+        base = _baseline(run)
+        if run.history and base:
+            up = {m.key: m.higher_is_better for m in run.task.info.metrics}
+            flags += check_baseline(run.history[-1], base, up)
     else:
-        val = run.data.val
-        labels = val.y.tolist() if hasattr(val, "y") else list(val.labels)
+        labels = val.y.tolist() if isinstance(val, TensorImages) else list(val.labels)
         counts = [0] * run.data.num_classes
         for label in labels:
             counts[int(label)] += 1

@@ -81,6 +81,33 @@ def check_run(
     return flags
 
 
+def check_baseline(
+    last: dict[str, Any], baseline: dict[str, float], higher_is_better: dict[str, bool]
+) -> list[HealthFlag]:
+    """A dense task's (pose, multitask) ``near-chance``: a validation metric no better than a
+    constant prediction from the training targets scores (``baseline``: ``{"val_<key>": v}``,
+    :meth:`rpg_core.tasks.Task.baseline`); ``higher_is_better`` by metric key."""
+    worse = []
+    for key, base in baseline.items():
+        value = last.get(key)
+        name = key.removeprefix("val_")
+        if value is None or name not in higher_is_better:
+            continue
+        up = higher_is_better[name]
+        if (value <= base) if up else (value >= base):
+            worse.append(f"{name} {value:.4g} against {base:.4g}")
+    if not worse:
+        return []
+    return [
+        HealthFlag(
+            "near-chance",
+            f"validation {'; '.join(worse)} for a constant prediction (the mean training "
+            f"pose or maps): the network learnt nothing from its inputs; train longer, "
+            f"check train.lr, or check the data",
+        )
+    ]
+
+
 def flag_codes(flags: list[dict[str, Any]] | None) -> str | None:
     """The flags' codes joined by commas (what the database stores), None when there are none."""
     if not flags:

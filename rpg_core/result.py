@@ -107,6 +107,9 @@ class TrainResult(BaseModel):
     # pose, {"image": PNG base64, "pred": [[x, y]...], "true": [[x, y, visible]...]};
     # multitask, {"image", "depth_pred", "depth_true", "normal_pred", "normal_true"}: PNG base64
     samples: list[dict[str, Any]] | None = None
+    # pose, multitask: the metrics of a constant prediction from the training targets (the mean
+    # pose, the per-pixel mean maps), {"val_<key>": value}: the dense tasks' chance level
+    baseline: dict[str, float] | None = None
 
     @property
     def stopped(self) -> bool:

@@ -17,7 +17,12 @@ so every sub-network can be applied to any other's output, and every one of them
 
   - ``none``: ``N`` sub-networks with their own weights (``N`` times the parameters);
   - ``full`` (CPM): one sub-network applied ``N`` times (``stacks`` holds one module: its convs
-    *and* its batchnorms serve every application);
+    and its batchnorms' weights and biases serve every application); each application keeps
+    its own batchnorm running statistics (:class:`StagedBatchNorm2d`: buffers, not parameters).
+    CPM, which has no batchnorm, shares all of its weights; statistics averaged over stages
+    whose inputs differ would normalise every stage wrongly at evaluation (measured: at 4
+    stages the validation loss 40% above the training loss and PCKh below the mean pose's,
+    docs/BENCHMARKS.md, "Table 4 twin"), a handicap that is not weight sharing;
   - ``rpg``: ``N`` sub-networks whose convs ``create_model`` generates from one global ring the
     size of one sub-network's convs, each with its own permutation, signs and batchnorms.
 
@@ -75,6 +80,7 @@ __all__ = [
     "HourglassSubnet",
     "Residual",
     "StackedNet",
+    "StagedBatchNorm2d",
     "encdec",
     "hourglass",
 ]
@@ -246,6 +252,53 @@ class EncDecSubnet(nn.Module):
         return self.head(x, d1, last)
 
 
+class StagedBatchNorm2d(nn.BatchNorm2d):
+    """A batchnorm shared by ``stages`` applications of one sub-network (``sharing: full``):
+    one weight and bias (parameters: shared), one set of running statistics per application
+    (buffers ``running_mean``/``running_var`` ``[stages, C]``, ``num_batches_tracked``
+    ``[stages]``). The parent sets :attr:`stage` before each application."""
+
+    def __init__(self, num_features: int, stages: int) -> None:
+        super().__init__(num_features)
+        self.stages = stages
+        self.stage = 0
+        self.register_buffer("running_mean", torch.zeros(stages, num_features))
+        self.register_buffer("running_var", torch.ones(stages, num_features))
+        self.register_buffer("num_batches_tracked", torch.zeros(stages, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.stage
+        assert self.running_mean is not None and self.running_var is not None
+        assert self.num_batches_tracked is not None
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked[k] += 1
+            # momentum None (precise batchnorm): a cumulative average of this stage's batches
+            factor = self.momentum or 1.0 / float(self.num_batches_tracked[k])
+        return F.batch_norm(
+            x,
+            self.running_mean[k],
+            self.running_var[k],
+            self.weight,
+            self.bias,
+            self.training,
+            factor,
+            self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, stages={self.stages}"
+
+
+def _stage_norms(module: nn.Module, stages: int) -> None:
+    """Replace every BatchNorm2d under ``module`` by a :class:`StagedBatchNorm2d`."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, StagedBatchNorm2d):
+            setattr(module, name, StagedBatchNorm2d(child.num_features, stages))
+        else:
+            _stage_norms(child, stages)
+
+
 class StackedNet(nn.Module):
     """A stem and ``stacks`` sub-networks laid out as ``sharing`` says (see the module doc).
 
@@ -282,6 +335,9 @@ class StackedNet(nn.Module):
         if layout == "tied":
             for sub in self.stacks[1:]:  # its own batchnorms, sub-network 0's convs
                 tie_convs(sub, self.stacks[0])
+        if sharing == "full" and stacks > 1:  # CPM: every weight shared, statistics per stage
+            _stage_norms(self.stacks[0], stacks)
+        self._staged = [m for m in self.stacks.modules() if isinstance(m, StagedBatchNorm2d)]
         self.init_weights()
         log.debug("%s: %d sub-networks, sharing %s", self.arch, stacks, sharing)
 
@@ -305,6 +361,8 @@ class StackedNet(nn.Module):
         f = self.stem(x)
         outs: list[dict[str, torch.Tensor]] = []
         for i in range(self.num_stacks):
+            for norm in self._staged:
+                norm.stage = i
             out, nxt = self.subnet(i)(f, last=i == self.num_stacks - 1)
             outs.append(out)
             if nxt is not None:

@@ -125,6 +125,13 @@ class Task:
         """Pictures of the first ``k`` images of a batch for the run page (none by default)."""
         return []
 
+    def baseline(self, train: Targets, val: Targets) -> dict[str, float]:
+        """``{"val_<key>": ..}``: the metrics on ``val`` of a constant prediction made from the
+        training targets (the mean pose, the per-pixel mean maps): what a network that learnt
+        nothing from its inputs scores (the dense tasks' "chance"; none for classification,
+        whose chance the guard rails compute from the labels)."""
+        return {}
+
 
 # --- classification ----------------------------------------------------------------------------
 class ClassificationTask(Task):
@@ -249,6 +256,14 @@ class PoseTask(Task):
             total = total + (-(target * logp).sum(-1) * weight).sum() / denom
         return total
 
+    def baseline(self, train: Targets, val: Targets) -> dict[str, float]:
+        """PCKh of predicting every joint at its mean visible training position."""
+        vis = (train["visible"].float() > 0.5).float()[..., None]  # [N, J, 1]
+        mean = (train["joints"].float() * vis).sum(0) / vis.sum(0).clamp(min=1.0)  # [J, 2]
+        pred = mean.expand_as(val["joints"])
+        correct, counted = pckh_hits(pred, val["joints"], val["visible"], val["head"])
+        return {"val_pckh": correct / counted if counted else 0.0}
+
     def eval_sums(self, outputs: Any, targets: Targets, *, top5: bool = False) -> dict[str, float]:
         stacks = _stacks(outputs)
         last = stacks[-1]["heatmaps"]
@@ -320,6 +335,18 @@ class MultitaskTask(Task):
         for out in stacks[1:]:
             total = total + self._stack_loss(out, t)
         return total
+
+    def baseline(self, train: Targets, val: Targets) -> dict[str, float]:
+        """RMSEs of predicting every image's per-pixel mean training depth and normal."""
+        mask = (train["mask"].float() > 0.5).float()
+        count = mask.sum(0).clamp(min=1.0)  # [1, S, S]
+        depth = (train["depth"].float() * mask).sum(0) / count
+        normal = _unit((train["normal"].float() * mask).sum(0, keepdim=True))[0]
+        n = int(val["depth"].shape[0])
+        const = [{"depth": depth.expand(n, -1, -1, -1), "normal": normal.expand(n, -1, -1, -1)}]
+        sums = self.eval_sums(const, val)
+        out = self.finish(sums, n)
+        return {k: v for k, v in out.items() if k != "val_loss"}
 
     def eval_sums(self, outputs: Any, targets: Targets, *, top5: bool = False) -> dict[str, float]:
         stacks = _stacks(outputs)

@@ -147,7 +147,10 @@ def test_one_subnetwork_applied_n_times(arch: str, sharing: str) -> None:
     twice = _build(arch, sharing, 2).eval()
     assert len(twice.stacks) == 1
     a, b = once.state_dict(), twice.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
+    # the same parameters; full keeps batchnorm statistics per application (buffers)
+    params = {n for n, _ in once.named_parameters()}
+    assert all(torch.equal(a[k], b[k]) for k in params)
     calls: list[int] = []
     twice.stacks[0].register_forward_hook(lambda *_: calls.append(1))
     x = _x()
@@ -283,3 +286,28 @@ def test_create_model_sharing_rpg(arch: str, task: str) -> None:
         k: v.shape for k, v in mat.items()
     }
     assert len(model(_x())) == 2
+
+
+def test_full_sharing_keeps_batchnorm_statistics_per_application() -> None:
+    """``full`` shares every parameter; each application normalises by its own running
+    statistics (buffers), so evaluation sees what training saw at that stage."""
+    from rpg_core.stacked import StagedBatchNorm2d
+
+    torch.manual_seed(0)
+    full = HourglassNet(width=0.25, stacks=3, sharing="full")
+    one = HourglassNet(width=0.25, stacks=1, sharing="full")
+    assert count_params(full) == count_params(one)
+    staged = [m for m in full.modules() if isinstance(m, StagedBatchNorm2d)]
+    assert staged and all(m.running_mean.shape == (3, m.num_features) for m in staged)
+    full.train()
+    full(torch.randn(4, 3, 32, 32))
+    norm = staged[0]
+    assert norm.num_batches_tracked.tolist() == [1, 1, 1]
+    # the stages saw different inputs: different statistics
+    assert not torch.allclose(norm.running_mean[0], norm.running_mean[2])
+    # precise batchnorm (momentum None): each stage's cumulative average of its batches
+    from rpg_core.precise_bn import recompute_batchnorm
+
+    batches = [torch.randn(4, 3, 32, 32) for _ in range(3)]
+    recompute_batchnorm(full, batches)
+    assert norm.num_batches_tracked.tolist() == [3, 3, 3]
