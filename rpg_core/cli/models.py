@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(
             f"{r['model']:<12}{r['task']:<16}{r['variant']:<10}{r['total']:>12,}{r['backbone']:>12,}"
-            f"{r['conv'] - r['backbone']:>8,}{r['norm']:>8,}{r['head']:>9,}"
+            f"{r['conv'] - (0 if r['ring'] else r['backbone']):>8,}{r['norm']:>8,}{r['head']:>9,}"
         )
     return 0

@@ -48,7 +48,10 @@ __all__ = [
 
 MAP_NAMES = ("depth", "normal_x", "normal_y", "normal_z")  # the 4 output channels
 DEPTH_SCALE = 512.0  # scenes:<name> default: raw 16-bit / 512 = metres (S3DIS)
-SCENES_TRAIN, SCENES_VAL, SCENES_SIZE = 1000, 200, 64
+# defaults: what the default recipe trains past the per-pixel mean maps on a 2-core CPU in a few
+# minutes (docs/BENCHMARKS.md, "Table 5 twin"); real scene folders default to 64 px
+SCENES_TRAIN, SCENES_VAL, SCENES_SIZE = 2000, 200, 32
+SCENE_FOLDER_SIZE = 64  # scenes:<name>: data.image_size unset
 _SEED_TAG = 0x5CE7  # the synthetic-scenes stream; train and val add 1 and 2
 _CHUNK = 32  # scenes ray cast together
 _GRID = 8  # the noise texture's lattice
@@ -420,8 +423,8 @@ def _scene_bytes(size: int) -> int:
 
 
 def load_synthetic_scenes(spec: DataSpec) -> Datasets:
-    """``synthetic-scenes``: ``num_train`` (1000) / ``num_val`` (200) rooms at ``image_size``
-    (64); ``train_subset`` / ``val_subset`` keep a seeded subset (rendering only those)."""
+    """``synthetic-scenes``: ``num_train`` (2000) / ``num_val`` (200) rooms at ``image_size``
+    (32); ``train_subset`` / ``val_subset`` keep a seeded subset (rendering only those)."""
     size = spec.image_size or SCENES_SIZE
     n_train, n_val = spec.num_train or SCENES_TRAIN, spec.num_val or SCENES_VAL
     tr = subset_indices(n_train, spec.train_subset)
@@ -549,7 +552,7 @@ def load_scene_folder(spec: DataSpec, root: Path) -> Datasets:
     if not tree.is_dir():
         raise RPGDataError(f"{tree} not found; put the scenes:{name} folder under the data root")
     scale = _depth_scale(tree)
-    size = spec.image_size or SCENES_SIZE
+    size = spec.image_size or SCENE_FOLDER_SIZE
     tr_dir, va_dir = resolve_under(tree, "train"), resolve_under(tree, "val")
     n = sum(len(_ids(d)) for d in (tr_dir, va_dir))
     n = min(n, (spec.train_subset or n) + (spec.val_subset or n))

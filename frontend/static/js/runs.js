@@ -35,6 +35,14 @@ function progressCell(r) {
   return `<progress max="1" value="${r.progress || 0}" aria-label="progress of run ${r.id}"></progress> <span class="pct">${pct}%${ep}</span>`;
 }
 
+// classification: the best validation accuracy; pose, multitask: the task's primary metric
+function metricCell(r) {
+  if (!r.task || r.task === "classification") return fmtPct(r.best_val_acc);
+  if (r.primary_value === null || r.primary_value === undefined) return "—";
+  const value = r.primary_metric === "pckh" ? fmtPct(r.primary_value) : Number(r.primary_value).toFixed(3);
+  return `<span class="task-metric" title="${esc(r.task)}: ${esc(r.primary_metric)}, the last epoch's">${esc(r.primary_metric)} ${value}</span>`;
+}
+
 function rowHtml(r) {
   const err = r.error ? ` title="${esc(r.error.slice(0, 500))}"` : "";
   return `<tr data-id="${r.id}" class="${esc(r.status)}"${err}>
@@ -46,7 +54,7 @@ function rowHtml(r) {
     <td>${esc(r.arch)}</td><td>${esc(r.scope)}</td>
     <td class="num">${r.ring_size === null ? "—" : fmtInt(r.ring_size)}</td>
     <td class="num">${fmtInt(r.backbone_params)}</td>
-    <td class="num c-acc">${fmtPct(r.best_val_acc)}</td>
+    <td class="num c-acc">${metricCell(r)}</td>
     <td class="num"${r.gap !== null && r.gap < 0 ? ' title="negative: validation accuracy above training accuracy (training is measured on augmented images while the weights change)"' : ""}>${r.gap === null ? "—" : fmtPct(r.gap)}</td>
     <td class="num">${fmtDuration(r.duration_s)}</td>
     <td>${esc(r.worker || "—")}</td>
@@ -99,7 +107,7 @@ function applyEvent(ev) {
   tr.className = r.status;
   tr.querySelector(".c-status").innerHTML = statusBadge(r.status);
   tr.querySelector(".c-progress").innerHTML = progressCell(r);
-  tr.querySelector(".c-acc").textContent = fmtPct(r.best_val_acc);
+  tr.querySelector(".c-acc").innerHTML = metricCell(r);
   tr.querySelector(".c-actions").innerHTML = actions(r);
   if (finished) reload();  // final numbers, duration, download
 }
