@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         RPGKeyError,
         RPGTrainingError,
     )
+    from ._tasks import list_tasks, task_info
     from .models import create_model, list_models, register_model
     from .params import ParamCount, count_params
     from .predict import Prediction, inference_info, predict
@@ -57,6 +58,8 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "inspect_compact": "compact",
     "is_generated": "rpgify",
     "list_models": "models",
+    "list_tasks": "_tasks",
+    "task_info": "_tasks",
     "load_compact": "compact",
     "load_datasets": "data",
     "load_spec": "spec",
@@ -101,6 +104,7 @@ __all__ = [
     "inspect_compact",
     "is_generated",
     "list_models",
+    "list_tasks",
     "load_compact",
     "load_datasets",
     "load_spec",
@@ -114,6 +118,7 @@ __all__ = [
     "rpgify",
     "save_compact",
     "select_layers",
+    "task_info",
     "train",
 ]
 
