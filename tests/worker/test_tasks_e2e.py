@@ -54,9 +54,16 @@ def test_pose_and_multitask_sweeps_through_a_worker(stack: Stack) -> None:
             assert result["task"] == task and set(result["metrics"]) >= METRICS[task]
             assert result["primary_value"] == pytest.approx(result["metrics"][PRIMARY[task]])
             assert result["history"][-1][f"val_{PRIMARY[task]}"] is not None
+            assert {f["code"] for f in result["health"]} <= {"near-chance"}
+            assert set(result["baseline"]) == {f"val_{k}" for k in METRICS[task]}
+            assert result["samples"] and result["samples"][0]["image"]
 
+        # one tiny epoch learns nothing past the constant prediction: the guard rails flag it
+        # near-chance, and flagged runs join a fit only when asked
         law = client.get(
-            "/api/analysis/power-law", params={"task": task, "sweep": sweep_id}, headers=auth
+            "/api/analysis/power-law",
+            params={"task": task, "sweep": sweep_id, "include_flagged": "true"},
+            headers=auth,
         )
         assert law.status_code == 200, law.text
         body = law.json()
