@@ -1,6 +1,6 @@
 """Samples with dense or structured targets (pose joints, depth and normal maps), held in memory.
 
-:class:`TensorSamples` is the counterpart of :class:`~.images.TensorImages` for the ``pose`` and
+:class:`TensorSamples` (defined beside the other image sets in :mod:`.images`) is the counterpart of :class:`~.images.TensorImages` for the ``pose`` and
 ``multitask`` tasks: uint8 images ``x`` [N, C, H, W] and a dict of target tensors whose first
 dimension is N. :func:`dense_datasets` wraps a train and val pair into :class:`~.images.Datasets`
 with the normalisation of the training images (as classification's in-memory sets do) and no
@@ -9,13 +9,8 @@ augmentation (a geometric augmentation would have to move the targets too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import torch
-from torch.utils.data import Dataset
-
 from ..exceptions import RPGDataError
-from .images import MAX_SYNTHETIC_BYTES, SPLIT_SEED, Datasets
+from .images import MAX_SYNTHETIC_BYTES, Datasets, TensorSamples, subset_indices
 
 __all__ = [
     "DENSE_TASKS",
@@ -26,52 +21,6 @@ __all__ = [
 ]
 
 DENSE_TASKS = ("pose", "multitask")
-
-
-def subset_indices(total: int, n: int | None, seed: int = SPLIT_SEED) -> list[int]:
-    """The indices ``TensorImages.subset(n)`` keeps of ``total`` items: a seeded random choice,
-    sorted (all of them when ``n`` is None or not smaller than ``total``)."""
-    if n is None or n >= total:
-        return list(range(total))
-    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
-    return sorted(idx.tolist())
-
-
-class TensorSamples(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
-    """Images in memory, ``x`` uint8 [N, C, H, W], with ``targets``: a dict of tensors [N, ...].
-
-    ``samples[i]`` is ``(x[i], {key: value[i]})``."""
-
-    def __init__(self, x: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> None:
-        if x.dtype != torch.uint8 or x.ndim != 4:
-            raise RPGDataError("internal: TensorSamples needs uint8 images [N,C,H,W]")
-        bad = [k for k, v in targets.items() if v.ndim == 0 or len(v) != len(x)]
-        if bad or not targets:
-            raise RPGDataError(
-                f"internal: TensorSamples needs targets with first dim {len(x)}; bad: {bad}"
-            )
-        self.x = x
-        self.targets: dict[str, torch.Tensor] = dict(targets)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.x[i], {k: v[i] for k, v in self.targets.items()}
-
-    def subset(self, n: int | None, seed: int = SPLIT_SEED) -> TensorSamples:
-        """A seeded random subset of ``n`` samples in their original order (the same choice as
-        ``TensorImages.subset``)."""
-        if n is None or n >= len(self):
-            return self
-        idx = torch.tensor(subset_indices(len(self), n, seed))
-        return TensorSamples(self.x[idx], {k: v[idx] for k, v in self.targets.items()})
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held: the images and every target."""
-        tensors = [self.x, *self.targets.values()]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def check_memory(what: str, n: int, bytes_per_sample: int, fix: str) -> None:

@@ -3,9 +3,10 @@ what a model needs to know (classes, channels, size, normalisation, augmentation
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -13,9 +14,6 @@ from torch.utils.data import Dataset
 
 from ..exceptions import RPGDataError
 from ..spec import DataSpec
-
-if TYPE_CHECKING:
-    from .dense import TensorSamples
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -86,7 +84,55 @@ class FolderImages(Dataset[tuple[torch.Tensor, int]]):
 
 
 ImageSet = TensorImages | FolderImages
-SampleSet = Union[TensorImages, FolderImages, "TensorSamples"]  # noqa: UP007 (forward ref)
+
+
+def subset_indices(total: int, n: int | None, seed: int = SPLIT_SEED) -> list[int]:
+    """The indices ``TensorImages.subset(n)`` keeps of ``total`` items: a seeded random choice,
+    sorted (all of them when ``n`` is None or not smaller than ``total``)."""
+    if n is None or n >= total:
+        return list(range(total))
+    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    return sorted(idx.tolist())
+
+
+class TensorSamples(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
+    """Images in memory, ``x`` uint8 [N, C, H, W], with ``targets``: a dict of tensors [N, ...].
+
+    ``samples[i]`` is ``(x[i], {key: value[i]})``."""
+
+    def __init__(self, x: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> None:
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise RPGDataError("internal: TensorSamples needs uint8 images [N,C,H,W]")
+        bad = [k for k, v in targets.items() if v.ndim == 0 or len(v) != len(x)]
+        if bad or not targets:
+            raise RPGDataError(
+                f"internal: TensorSamples needs targets with first dim {len(x)}; bad: {bad}"
+            )
+        self.x = x
+        self.targets: dict[str, torch.Tensor] = dict(targets)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.x[i], {k: v[i] for k, v in self.targets.items()}
+
+    def subset(self, n: int | None, seed: int = SPLIT_SEED) -> TensorSamples:
+        """A seeded random subset of ``n`` samples in their original order (the same choice as
+        ``TensorImages.subset``)."""
+        if n is None or n >= len(self):
+            return self
+        idx = torch.tensor(subset_indices(len(self), n, seed))
+        return TensorSamples(self.x[idx], {k: v[idx] for k, v in self.targets.items()})
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the images and every target."""
+        tensors = [self.x, *self.targets.values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+SampleSet = TensorImages | FolderImages | TensorSamples
 
 
 @dataclass(frozen=True)
