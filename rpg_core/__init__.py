@@ -15,6 +15,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._tasks import list_tasks, task_info
     from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
     from .data import Datasets, load_datasets
     from .engine import Callback, load_trained_model, train
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
         RPGKeyError,
         RPGTrainingError,
     )
-    from ._tasks import list_tasks, task_info
     from .models import create_model, list_models, register_model
     from .params import ParamCount, count_params
     from .predict import Prediction, inference_info, predict
