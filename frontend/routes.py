@@ -74,10 +74,13 @@ def _nav(page: str) -> str:
 
 
 def _arch_options() -> str:
+    """The simple form's architectures: the classifiers (a pose or multitask run names its task:
+    the spec and sweep tabs take those)."""
+    from rpg_core._tasks import task_of_arch
     from rpg_core.models import list_models
 
     return "".join(f'<option value="{html.escape(m)}">{html.escape(m)}</option>'
-                   for m in list_models())  # fmt: skip
+                   for m in list_models() if task_of_arch(m) == "classification")  # fmt: skip
 
 
 def render(page: str, **data: str) -> HTMLResponse:

@@ -119,8 +119,10 @@ def create_model(
         "in_channels": model_spec.in_channels,
     }
     sharing = model_spec.resolved_sharing()
-    if sharing is not None:  # stacked sub-networks (hourglass, encdec)
-        kwargs["stacks"], kwargs["sharing"] = model_spec.resolved_stacks(), sharing
+    if sharing is not None:  # stacked sub-networks (hourglass, encdec): defaults made explicit
+        stacks = model_spec.resolved_stacks()
+        model_spec = model_spec.model_copy(update={"stacks": stacks, "sharing": sharing})
+        kwargs["stacks"], kwargs["sharing"] = stacks, sharing
         if sharing == "rpg" and not plain:
             try:
                 rpg = sharing_rpg(model_spec, rpg)

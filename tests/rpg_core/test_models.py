@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torchvision
 
 from rpg_core import RPGConfigError, count_params, rings
+from rpg_core._tasks import task_info, task_of_arch
 from rpg_core.models import create_model, list_models, model_spec_of, register_model
+from rpg_core.tasks import get_task
 
 
 def test_registry_lists_the_resnets() -> None:
@@ -29,19 +33,52 @@ def test_imagenet_form_matches_torchvision(arch: str) -> None:
 @pytest.mark.parametrize("arch", list_models())
 @pytest.mark.parametrize("rpg", [None, {"ring_size": 0.02}, {"ring_size": 5000, "scope": "stage"}])
 def test_every_model_builds_and_trains_a_step(arch: str, rpg: dict | None) -> None:
+    """Every registered model, with its task's loss: a classifier's logits, a stacked model's
+    per-sub-network predictions (sharing rpg when there is an rpg section)."""
     torch.manual_seed(0)
-    model = create_model(
-        {"model": {"arch": arch, "width": 0.125, "in_channels": 1}, "rpg": rpg}, num_classes=7
-    )
+    task = task_of_arch(arch)
+    model_spec: dict[str, Any] = {"arch": arch, "width": 0.125, "in_channels": 1}
+    if task != "classification":
+        model_spec["sharing"] = "rpg" if rpg is not None else task_info(task).sharing[0]
+        if rpg is not None and rpg.get("scope") == "stage":  # sharing rpg picks its rings
+            with pytest.raises(RPGConfigError, match="sharing rpg chooses the rings itself"):
+                create_model({"task": task, "model": model_spec, "rpg": rpg})
+            return
+    model = create_model({"task": task, "model": model_spec, "rpg": rpg}, num_classes=7)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = torch.randn(4, 1, 16, 16), torch.randint(0, 7, (4,))
-    loss = torch.nn.functional.cross_entropy(model(x), y)
+    x = torch.randn(4, 1, 16, 16)
+    loss = get_task(task).loss(model(x), _targets(task, x))
     loss.backward()
-    before = [p.detach().clone() for p in model.parameters()]
+    # the one exception: the last sub-network of a stacked model feeds no next one, so its
+    # merge convs (the re-injection) get no gradient (when it has its own: sharing none, single)
+    idle = {n for n, p in model.named_parameters() if p.grad is None}
+    last = f"stacks.{len(getattr(model, 'stacks', [])) - 1}."
+    assert all(n.startswith(last) and ".merge_" in n for n in idle), idle
+    trained = [p for n, p in model.named_parameters() if n not in idle]
+    before = [p.detach().clone() for p in trained]
     opt.step()
-    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
-    assert model(x).shape == (4, 7)
+    assert all(not torch.equal(b, p) for b, p in zip(before, trained, strict=True))
+    out = model(x)
+    if task == "classification":
+        assert out.shape == (4, 7)
+    else:
+        saved = model_spec_of(model)
+        assert saved is not None and saved["task"] == task
+        assert isinstance(out, list) and len(out) == saved["model"]["stacks"]
+        assert saved["model"]["stacks"] == (1 if model_spec["sharing"] == "single" else 2)
     assert bool(rings(model)) == (rpg is not None)
+
+
+def _targets(task: str, x: torch.Tensor) -> Any:
+    n, size = x.shape[0], x.shape[-1]
+    if task == "classification":
+        return torch.randint(0, 7, (n,))
+    if task == "pose":
+        joints = torch.rand(n, 7, 2) * (size - 1)
+        return {"joints": joints, "visible": torch.ones(n, 7), "head": torch.full((n,), 3.0)}
+    normal = torch.nn.functional.normalize(torch.randn(n, 3, size, size), dim=1)
+    return {"depth": torch.rand(n, 1, size, size) + 1, "normal": normal,
+            "mask": torch.ones(n, 1, size, size)}  # fmt: skip
 
 
 def test_width_multiplier_matches_a_plain_baseline_to_an_rpg_budget() -> None:
