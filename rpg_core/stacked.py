@@ -51,9 +51,10 @@ parameters are its conv weights and its batchnorms): ``full``/``reuse`` cost one
 (plus the stem) whatever ``N``; ``rpg`` the same conv (ring) count plus ``N - 1`` more sets of
 the sub-network's batchnorms, as ``reuse-new-bn`` does; ``none`` ``N`` sub-networks. Every
 sub-network has the same layers, so the last one also holds merge convs (the re-injection into
-a next sub-network) that it never uses: under ``none`` and ``single`` they are parameters without
-a gradient (hourglass width 1: 1,536 of a sub-network's 49,376), counted in ``none``'s total;
-under ``full``/``reuse`` earlier applications use them, under ``rpg`` they are views of the ring.
+a next sub-network) that it never uses: under ``none`` and ``single`` they are parameters
+without a gradient (hourglass width 1: 1,536 of a sub-network's 39,680 conv weights), counted
+in ``none``'s total; under ``full``/``reuse`` earlier applications use them, under ``rpg`` they
+are views of the ring.
 """
 
 from __future__ import annotations
