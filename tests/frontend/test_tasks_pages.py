@@ -169,6 +169,10 @@ def test_run_page_draws_keypoints_and_maps(page: Any, live: LiveServer) -> None:
     box = page.locator(".kp-wrap").first.bounding_box()
     assert box is not None and box["width"] >= 100  # scaled up from 8 px
     assert page.locator(".pose-sample").count() == 2
+    # the facts name the task, the sharing and the task's metric, not accuracy and ring size
+    facts = page.locator("#run-facts").inner_text()
+    assert "multitask" not in facts and "pose" in facts and "pckh (primary)" in facts
+    assert "rpg · 4 sub-networks" in facts and "best val acc" not in facts
     screenshot(page, "run-pose-samples")
     page.goto(f"{live.url}/runs/{live.extra['scenes_run']}")
     page.wait_for_selector("#samples-panel:not([hidden]) .map-row img")

@@ -27,18 +27,44 @@ function renderFlags(r) {
     (health.length ? `<p class="muted">Flagged runs are left out of power-law fits unless “include flagged runs” is ticked.</p>` : "");
 }
 
+// a pose or multitask run: how its sub-networks share weights (the spec's, defaults filled)
+function sharingFact() {
+  const m = (run.spec && run.spec.model) || {};
+  const sharing = m.sharing || "rpg";
+  const stacks = m.stacks ?? (sharing === "single" ? 1 : 2);
+  return fact("sharing", `${esc(sharing)} · ${stacks} sub-network${stacks === 1 ? "" : "s"}`);
+}
+
+// a pose or multitask run's metrics (the last epoch's) beside a constant prediction's
+function taskMetricFacts() {
+  const res = run.result || {};
+  const base = res.baseline || {};
+  return Object.entries(res.metrics || {}).map(([key, v]) => {
+    const show = (x) => (x === null || x === undefined ? "—" : key === "pckh" ? fmtPct(x, 1) : Number(x).toFixed(3));
+    const b = base[`val_${key}`];
+    const note = b === undefined ? "" : ` <span class="muted" title="a constant prediction from the training targets (the mean pose or maps)">(constant ${show(b)})</span>`;
+    return fact(key === res.primary_metric ? `${key} (primary)` : key, show(v) + note);
+  });
+}
+
 function renderHead() {
   $("#run-title").textContent = `#${run.id} ${run.name}`;
   document.title = `#${run.id} ${run.name} · RPG Studio`;
   // the runs list's duration: wall time from start to end (or to now); training: the epochs only
   const dur = run.started_at ? ((run.finished_at ? new Date(run.finished_at) : new Date()) - new Date(run.started_at)) / 1000 : run.train_time_s;
   const gap = run.train_acc !== null && run.best_val_acc !== null ? run.train_acc - run.best_val_acc : null;
+  const task = (run.spec && run.spec.task) || "classification";
+  const dense = task !== "classification";
   $("#run-facts").innerHTML = [
-    fact("status", `${statusBadge(run.status)} ${flagBadges(run.flags, flagMessages(run))}`), fact("arch", esc(run.arch)), fact("scope", esc(run.scope)),
-    fact("dataset", esc(run.dataset)), fact("ring size", run.ring_size === null ? "— (plain)" : fmtInt(run.ring_size)),
+    fact("status", `${statusBadge(run.status)} ${flagBadges(run.flags, flagMessages(run))}`), fact("arch", esc(run.arch)),
+    dense ? fact("task", esc(task)) : fact("scope", esc(run.scope)),
+    fact("dataset", esc(run.dataset)),
+    dense ? sharingFact() : fact("ring size", run.ring_size === null ? "— (plain)" : fmtInt(run.ring_size)),
     fact("backbone params", fmtInt(run.backbone_params)), fact("total params", fmtInt(run.total_params)),
-    fact("best val acc", fmtPct(run.best_val_acc, 2)), fact("train acc", fmtPct(run.train_acc, 2)),
-    fact("train−val gap", gap === null ? "—" : fmtPct(gap, 2) + (gap < 0 ? ` <span class="muted gap-note">${esc(NEGATIVE_GAP)}</span>` : "")),
+    ...(dense ? taskMetricFacts() : [
+      fact("best val acc", fmtPct(run.best_val_acc, 2)), fact("train acc", fmtPct(run.train_acc, 2)),
+      fact("train−val gap", gap === null ? "—" : fmtPct(gap, 2) + (gap < 0 ? ` <span class="muted gap-note">${esc(NEGATIVE_GAP)}</span>` : "")),
+    ]),
     fact("duration", fmtDuration(dur) + (run.train_time_s ? ` <span class="muted">(training ${fmtDuration(run.train_time_s)})</span>` : "")), fact("worker", esc(run.worker || "—")), fact("attempts", String(run.attempts)),
     fact("sweep", run.sweep_id ? `<a href="/?sweep=${run.sweep_id}">#${run.sweep_id}</a>` : "—"),
   ].join("");
