@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from rpg_core._registry import STACKED_BUILTINS
+
 from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
 from .errors import ConflictError
 from .lifecycle import FINISHED, new_job_values
@@ -17,9 +19,18 @@ from .lifecycle import FINISHED, new_job_values
 def _scope_of(spec: dict[str, Any]) -> str:
     rpg = spec.get("rpg")
     if not rpg:
-        return "plain"
+        return _sharing_scope(spec.get("model") or {})
     scope = rpg.get("scope", "global")
     return scope if isinstance(scope, str) else "custom"
+
+
+def _sharing_scope(model: dict[str, Any]) -> str:
+    """A stacked model with ``sharing: rpg`` (the default) and no ``rpg`` section has rings all
+    the same: ``global`` (hourglass: one ring) or ``block`` (encdec: a ring per block)."""
+    arch = model.get("arch")
+    if arch not in STACKED_BUILTINS or (model.get("sharing") or "rpg") != "rpg":
+        return "plain"
+    return "block" if arch == "encdec" else "global"
 
 
 def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:

@@ -101,6 +101,20 @@ def test_task_is_set_at_submission_and_filters_the_list(
     assert client.get("/ui/api/runs", params={"task": "pose"}).json()["items"][0]["id"] == pose
 
 
+def test_a_stacked_runs_scope_says_where_its_rings_are(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    """sharing rpg (the default) has rings without an rpg section: one global ring for the
+    hourglass, a ring per block for encdec; the other sharings are plain."""
+
+    def scope(spec: dict[str, Any], **model: Any) -> str | None:
+        exp = crud.get_experiment(session, post(client, auth, spec, **model))
+        return exp.scope if exp is not None else None
+
+    assert scope(POSE) == "global" and scope(POSE, sharing="full") == "plain"
+    assert scope(SCENES) == "block" and scope(SCENES, sharing="reuse") == "plain"
+
+
 def test_result_sets_the_task_columns(
     client: TestClient, auth: dict[str, str], session: Session
 ) -> None:
