@@ -139,8 +139,11 @@ class SpeedPoint:
     backbone_params: int | None
 
 
-def speed_figure(points: Sequence[SpeedPoint], title: str) -> dict[str, Any]:
-    """Accuracy against inference time per image (log axis), one series per group (Table 1)."""
+def speed_figure(
+    points: Sequence[SpeedPoint], title: str, y_title: str = "best val accuracy"
+) -> dict[str, Any]:
+    """Accuracy (or a pose/multitask run's primary metric, ``y_title``) against inference time
+    per image (log axis), one series per group (Table 1)."""
     fig = go.Figure()
     groups = sorted({p.group for p in points})
     for group in groups:
@@ -157,13 +160,14 @@ def speed_figure(points: Sequence[SpeedPoint], title: str) -> dict[str, Any]:
                 customdata=[[p.experiment_id, p.backbone_params] for p in pts],
                 meta={"role": "points", "group": group},
                 hovertemplate="#%{customdata[0]} %{text}<br>%{x:.3f} ms/image<br>"
-                "accuracy %{y:.4f}<br>backbone %{customdata[1]}<extra></extra>",
+                + y_title
+                + " %{y:.4f}<br>backbone %{customdata[1]}<extra></extra>",
             )
         )
     fig.update_layout(
         **LAYOUT,
         title=title,
         xaxis={"title": "inference time per image (ms, log)", "type": "log"},
-        yaxis={"title": "best val accuracy"},
+        yaxis={"title": y_title},
     )
     return to_dict(fig)

@@ -11,6 +11,8 @@ from fastapi import APIRouter, HTTPException
 from api import analysis, crud
 from api.deps import AnalysisFilterDep, ExperimentId, ReadAuth, SessionDep, SweepId
 from api.models import Experiment
+from rpg_core._tasks import task_info
+from rpg_core.spec import DEFAULT_STACKS
 
 from . import figures_tradeoffs as tradeoffs
 
@@ -72,7 +74,12 @@ def run_ood_figure(experiment_id: ExperimentId, session: SessionDep, _auth: Read
 
 def speed_group(spec: dict[str, Any]) -> str:
     """A run's series on the speed figure: its recurrence mode, else rpg (a ring) or plain."""
-    rec = (spec.get("model") or {}).get("recurrence")
+    model = spec.get("model") or {}
+    if spec.get("task", "classification") != "classification":  # stacked: sharing x stacks
+        sharing = model.get("sharing") or "rpg"
+        stacks = model.get("stacks") or (1 if sharing == "single" else DEFAULT_STACKS)
+        return f"{sharing} x{stacks}"
+    rec = model.get("recurrence")
     if isinstance(rec, dict) and rec.get("mode"):
         if rec["mode"] == "shared" and rec.get("norms") == "per_application":
             return "shared, own norms"
@@ -86,12 +93,12 @@ def speed_points(rows: list[Experiment], results: dict[int, Any]) -> list[tradeo
     for exp in rows:
         result = results.get(exp.id) or {}
         ms = result.get("inference_ms_per_image")
-        if exp.status != "succeeded" or exp.best_val_acc is None or not isinstance(ms, int | float):
+        # classification: the best val accuracy; pose, multitask: the primary metric
+        value = exp.best_val_acc if exp.task == "classification" else exp.primary_value
+        if exp.status != "succeeded" or value is None or not isinstance(ms, int | float):
             continue
         group = speed_group(exp.spec or {})
-        out.append(
-            tradeoffs.SpeedPoint(exp.id, exp.name, group, ms, exp.best_val_acc, exp.backbone_params)
-        )
+        out.append(tradeoffs.SpeedPoint(exp.id, exp.name, group, ms, value, exp.backbone_params))
     return out
 
 
@@ -106,5 +113,18 @@ def speed_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Any
     points = speed_points(rows, results)
     if not points:
         return {"figure": None, "reason": "no finished run with an inference time yet"}
-    title = f"Accuracy against inference time: {sweep.name}"
-    return {"figure": tradeoffs.speed_figure(points, title), "points": len(points)}
+    task = task_info(sweep_task(rows))
+    metric = task.primary_metric
+    label = (
+        "best val accuracy"
+        if task.name == "classification"
+        else (f"{metric.label} ({metric.direction} is better)")
+    )
+    name = label.split(" (")[0]
+    title = f"{name[:1].upper()}{name[1:]} against inference time: {sweep.name}"
+    return {"figure": tradeoffs.speed_figure(points, title, label), "points": len(points)}
+
+
+def sweep_task(rows: list[Experiment]) -> str:
+    """The task of a sweep's runs (a sweep has one: its base spec's)."""
+    return rows[0].task if rows else "classification"

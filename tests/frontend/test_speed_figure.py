@@ -11,8 +11,9 @@ from frontend.routes_tradeoffs import speed_group, speed_points
 
 def _exp(i: int, status: str, acc: float | None, spec: dict[str, Any]) -> Any:
     return SimpleNamespace(
-        id=i, name=f"run{i}", status=status, best_val_acc=acc, spec=spec, backbone_params=100 * i
-    )
+        id=i, name=f"run{i}", status=status, best_val_acc=acc, spec=spec, backbone_params=100 * i,
+        task="classification", primary_value=acc,
+    )  # fmt: skip
 
 
 def _rec(mode: str) -> dict[str, Any]:

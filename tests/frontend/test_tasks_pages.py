@@ -85,7 +85,7 @@ def _seed(live: LiveServer) -> None:
             _finish(s, exp_id, {
                 "task": "pose", "metrics": {"pckh": pckh}, "primary_metric": "pckh",
                 "primary_value": pckh, "total_params": 1000 * st, "backbone_params": 1000 * st,
-                "samples": [POSE_SAMPLE, POSE_SAMPLE],
+                "samples": [POSE_SAMPLE, POSE_SAMPLE], "inference_ms_per_image": 0.5 * st,
             })  # fmt: skip
         live.extra.update(pose_sweep=sweep, pose_run=ids[-1])
         grid5 = [(sh, 2, seed) for sh in ("reuse", "rpg") for seed in (0, 1)]
@@ -180,6 +180,16 @@ def test_run_page_draws_keypoints_and_maps(page: Any, live: LiveServer) -> None:
         "input", "depth (predicted)", "depth (true)"
     ]  # fmt: skip
     assert page.console.errors == []
+
+
+def test_speed_figure_of_a_pose_sweep_plots_pckh_by_sharing(live: LiveServer) -> None:
+    r = httpx.get(f"{live.url}/ui/figures/sweeps/{live.extra['pose_sweep']}/speed")
+    assert r.status_code == 200 and r.json()["points"] == 8
+    fig = r.json()["figure"]
+    assert fig["layout"]["yaxis"]["title"]["text"] == "PCKh@0.5 (higher is better)"
+    assert fig["layout"]["title"]["text"].startswith("PCKh@0.5 against inference time")
+    groups = {t["meta"]["group"] for t in fig["data"] if t.get("meta", {}).get("role") == "points"}
+    assert groups == {"none x2", "none x4", "rpg x2", "rpg x4"}
 
 
 def test_power_law_page_task_selector(page: Any, live: LiveServer) -> None:
