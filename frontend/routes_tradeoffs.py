@@ -12,7 +12,7 @@ from api import analysis, crud
 from api.deps import AnalysisFilterDep, ExperimentId, ReadAuth, SessionDep, SweepId
 from api.models import Experiment
 from rpg_core._tasks import task_info
-from rpg_core.spec import DEFAULT_STACKS
+from rpg_core.spec_model import sharing_and_stacks
 
 from . import figures_tradeoffs as tradeoffs
 
@@ -75,9 +75,8 @@ def run_ood_figure(experiment_id: ExperimentId, session: SessionDep, _auth: Read
 def speed_group(spec: dict[str, Any]) -> str:
     """A run's series on the speed figure: its recurrence mode, else rpg (a ring) or plain."""
     model = spec.get("model") or {}
-    if spec.get("task", "classification") != "classification":  # stacked: sharing x stacks
-        sharing = model.get("sharing") or "rpg"
-        stacks = model.get("stacks") or (1 if sharing == "single" else DEFAULT_STACKS)
+    sharing, stacks = sharing_and_stacks(model)
+    if sharing is not None:  # stacked (pose, multitask): sharing x stacks
         return f"{sharing} x{stacks}"
     rec = model.get("recurrence")
     if isinstance(rec, dict) and rec.get("mode"):

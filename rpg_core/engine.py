@@ -276,6 +276,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
     gap = train_acc - final_val if train_acc is not None and final_val is not None else None
     primary = run.task.info.primary_metric.key
     metrics = _task_metrics(run, last)
+    baseline = _baseline(run)
     return TrainResult(
         name=run.spec.name,
         status=status,
@@ -298,7 +299,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         checkpoint=str(checkpoint_dir) if checkpoint_dir is not None else None,
         spec=run.spec.model_dump(mode="json"),
         prune=run.prune,
-        health=[f.as_dict() for f in _health(run)],
+        health=[f.as_dict() for f in _health(run, baseline)],
         ood=run.ood,
         ood_acc=_mean_ood(run.ood),
         task=run.task.info.name,
@@ -307,7 +308,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         primary_metric=primary,
         primary_value=metrics.get(primary),
         samples=_samples(run) if h else None,
-        baseline=_baseline(run),
+        baseline=baseline,
     )
 
 
@@ -367,11 +368,11 @@ def _baseline(run: _Run) -> dict[str, float] | None:
     return run.task.baseline(train.targets, val.targets) or None
 
 
-def _health(run: _Run) -> list[Any]:
+def _health(run: _Run, base: dict[str, float] | None) -> list[Any]:
+    """The guard rails' flags; ``base``: a dense task's constant-prediction metrics."""
     val = run.data.val
     if isinstance(val, TensorSamples):  # pose, multitask: no classes; a constant prediction
         flags = check_run(run.history, num_classes=2, val_label_counts=[])
-        base = _baseline(run)
         if run.history and base:
             up = {m.key: m.higher_is_better for m in run.task.info.metrics}
             flags += check_baseline(run.history[-1], base, up)

@@ -3,6 +3,7 @@ layers are generated from rings. Re-exported by :mod:`rpg_core.spec`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -164,16 +165,27 @@ class ModelSpec(_Spec):
 
     def resolved_sharing(self) -> str | None:
         """``sharing`` with its default filled (None for an architecture without stacks)."""
-        task = TASKS[task_of_arch(self.arch)]
-        return self.sharing or task.default_sharing
+        return sharing_and_stacks(self.model_dump())[0]
 
     def resolved_stacks(self) -> int | None:
         """``stacks`` with its default filled (None for an architecture without stacks)."""
-        if not TASKS[task_of_arch(self.arch)].sharing:
-            return None
-        if self.stacks is not None:
-            return self.stacks
-        return 1 if self.resolved_sharing() == "single" else DEFAULT_STACKS
+        return sharing_and_stacks(self.model_dump())[1]
+
+
+def default_stacks(sharing: str | None) -> int:
+    """``model.stacks`` when unset: 1 for ``single``, else :data:`DEFAULT_STACKS`."""
+    return 1 if sharing == "single" else DEFAULT_STACKS
+
+
+def sharing_and_stacks(model: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """``(sharing, stacks)`` of a ``model`` section (a dict, as stored), defaults filled;
+    ``(None, None)`` for an architecture without stacked sub-networks."""
+    task = TASKS[task_of_arch(str(model.get("arch") or ""))]
+    if not task.sharing:
+        return None, None
+    sharing = model.get("sharing") or task.default_sharing
+    stacks = model.get("stacks")
+    return sharing, stacks if isinstance(stacks, int) else default_stacks(sharing)
 
 
 class RPGSpec(_Spec):

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,7 @@ from ._tasks import TASKS
 from .exceptions import RPGConfigError
 from .models import register_model
 from .rpgify import is_generated
-from .spec_model import DEFAULT_STACKS, ENCDEC_BLOCKS
+from .spec_model import ENCDEC_BLOCKS, default_stacks
 from .tying import is_tied, tie_convs
 
 __all__ = [
@@ -315,9 +316,14 @@ class StackedNet(nn.Module):
     task = ""  # its task in rpg_core._tasks (the sharing values it takes)
 
     def __init__(
-        self, stem: nn.Module, make_subnet: Callable[[], nn.Module], stacks: int, sharing: str
+        self,
+        stem: nn.Module,
+        make_subnet: Callable[[], nn.Module],
+        stacks: int | None,
+        sharing: str,
     ) -> None:
         super().__init__()
+        stacks = default_stacks(sharing) if stacks is None else stacks
         allowed = TASKS[self.task].sharing
         if sharing not in allowed:
             raise RPGConfigError(
@@ -404,8 +410,7 @@ class HourglassNet(StackedNet):
             nn.ReLU(inplace=True),
             Residual(c),
         )
-        n = DEFAULT_STACKS if stacks is None else stacks
-        super().__init__(stem, lambda: HourglassSubnet(c, num_classes), n, sharing)
+        super().__init__(stem, lambda: HourglassSubnet(c, num_classes), stacks, sharing)
         self.channels = c
         self.num_joints = num_classes
 
@@ -437,52 +442,19 @@ class EncDecNet(StackedNet):
             nn.BatchNorm2d(c),
             nn.ReLU(inplace=True),
         )
-        n = (1 if sharing == "single" else DEFAULT_STACKS) if stacks is None else stacks
-        super().__init__(stem, lambda: EncDecSubnet(c), n, sharing)
+        super().__init__(stem, lambda: EncDecSubnet(c), stacks, sharing)
         self.channels = c
 
 
 @register_model("hourglass")
-def hourglass(
-    *,
-    variant: str = "cifar",
-    width: float = 1.0,
-    num_classes: int = 16,
-    in_channels: int = 3,
-    stacks: int | None = None,
-    sharing: str = "rpg",
-) -> nn.Module:
-    """Stacked hourglass (pose, paper Table 4): ``stacks`` sub-networks (default
-    :data:`~rpg_core.spec.DEFAULT_STACKS`), ``sharing`` none | full | rpg; ``num_classes``
-    joints."""
-    return HourglassNet(
-        variant=variant,
-        width=width,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stacks=stacks,
-        sharing=sharing,
-    )
+def hourglass(**kwargs: Any) -> nn.Module:
+    """Stacked hourglass (pose, paper Table 4): :class:`HourglassNet` (``stacks`` sub-networks,
+    ``sharing`` none | full | rpg, ``num_classes`` joints)."""
+    return HourglassNet(**kwargs)
 
 
 @register_model("encdec")
-def encdec(
-    *,
-    variant: str = "cifar",
-    width: float = 1.0,
-    num_classes: int | None = None,
-    in_channels: int = 3,
-    stacks: int | None = None,
-    sharing: str = "rpg",
-) -> nn.Module:
-    """Stacked encoder-decoders (depth + normals, paper Table 5): ``stacks`` sub-networks
-    (default :data:`~rpg_core.spec.DEFAULT_STACKS`, 1 for single), ``sharing`` single | reuse |
-    reuse-new-bn | rpg; ``num_classes`` is ignored (1 depth and 3 normal channels)."""
-    return EncDecNet(
-        variant=variant,
-        width=width,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stacks=stacks,
-        sharing=sharing,
-    )
+def encdec(**kwargs: Any) -> nn.Module:
+    """Stacked encoder-decoders (depth + normals, paper Table 5): :class:`EncDecNet` (``stacks``
+    sub-networks, ``sharing`` single | reuse | reuse-new-bn | rpg)."""
+    return EncDecNet(**kwargs)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from rpg_core._registry import STACKED_BUILTINS
+from rpg_core.spec_model import sharing_and_stacks
 
 from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
 from .errors import ConflictError
@@ -27,10 +27,9 @@ def _scope_of(spec: dict[str, Any]) -> str:
 def _sharing_scope(model: dict[str, Any]) -> str:
     """A stacked model with ``sharing: rpg`` (the default) and no ``rpg`` section has rings all
     the same: ``global`` (hourglass: one ring) or ``block`` (encdec: a ring per block)."""
-    arch = model.get("arch")
-    if arch not in STACKED_BUILTINS or (model.get("sharing") or "rpg") != "rpg":
+    if sharing_and_stacks(model)[0] != "rpg":
         return "plain"
-    return "block" if arch == "encdec" else "global"
+    return "block" if model.get("arch") == "encdec" else "global"
 
 
 def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:

@@ -103,18 +103,9 @@ def ood_results(
 def spec_sharing_stacks(spec: Any) -> tuple[str | None, int | None]:
     """(model.sharing, model.stacks) of a stacked model's spec, defaults filled; (None, None)
     for a model without sub-networks."""
-    from rpg_core._tasks import TASKS, task_of_arch
-    from rpg_core.spec_model import DEFAULT_STACKS
+    from rpg_core.spec_model import sharing_and_stacks
 
-    model = (spec or {}).get("model") or {}
-    task = TASKS.get(task_of_arch(str(model.get("arch") or "")))
-    if task is None or not task.sharing:
-        return None, None
-    sharing = model.get("sharing") or task.default_sharing
-    stacks = model.get("stacks")
-    if not isinstance(stacks, int):
-        stacks = 1 if sharing == "single" else DEFAULT_STACKS
-    return (str(sharing) if sharing else None), stacks
+    return sharing_and_stacks((spec or {}).get("model") or {})
 
 
 def task_metric_points(

@@ -10,7 +10,7 @@ augmentation (a geometric augmentation would have to move the targets too).
 from __future__ import annotations
 
 from ..exceptions import RPGDataError
-from .images import MAX_SYNTHETIC_BYTES, Datasets, TensorSamples, subset_indices
+from .images import MAX_SYNTHETIC_BYTES, Datasets, TensorSamples, normalisation, subset_indices
 
 __all__ = [
     "DENSE_TASKS",
@@ -47,9 +47,7 @@ def dense_datasets(
     augmentation, ``num_classes`` the output channels a model needs."""
     if task not in DENSE_TASKS:
         raise RPGDataError(f"internal: dense datasets are for {DENSE_TASKS}, not {task!r}")
-    xf = train.x.float().div_(255.0)
-    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
-    std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
+    mean, std = normalisation(train.x)
     return Datasets(
         name=name,
         train=train,

@@ -157,12 +157,18 @@ class Datasets:
     task: str = "classification"
 
 
+def normalisation(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (at least 1e-3) of uint8 images ``x`` [N, C, H, W] in [0, 1]."""
+    xf = x.float().div_(255.0)
+    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
+    return mean, std
+
+
 def _in_memory(
     name: str, train: TensorImages, val: TensorImages, k: int, spec: DataSpec, style: AugmentKind
 ) -> Datasets:
-    xf = train.x.float().div_(255.0)
-    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
-    std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
+    mean, std = normalisation(train.x)
     return Datasets(
         name=name,
         train=train,
