@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,8 @@ from studio.app import create_app
 
 from ..pg import throwaway_database
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# RPG_TEST_REDIS_DB picks another database (parallel checkouts on one Redis)
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('RPG_TEST_REDIS_DB', '15')}"
 
 SPEC: dict[str, Any] = {
     "name": "r18-ring",

@@ -32,7 +32,8 @@ from worker.runner import sessions_for
 
 from ..pg import throwaway_database
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# RPG_TEST_REDIS_DB picks another database (parallel checkouts on one Redis)
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('RPG_TEST_REDIS_DB', '14')}"
 LEASE_S = 3.0
 
 
