@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from rpg_core._tasks import task_info
+from rpg_core.catalog.tasks import task_info
 
 from .crud.listing import ListFilter
 from .crud.metrics import (

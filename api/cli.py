@@ -86,7 +86,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_submit_sweep(args: argparse.Namespace) -> int:
-    from rpg_core.sweep import expand, load_sweep
+    from rpg_core.spec.sweep import expand, load_sweep
 
     sweep = load_sweep(args.file)
     expand(sweep)  # fail here, with the field named, before anything is sent

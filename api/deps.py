@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, Field
 from sqlalchemy.orm import Session
 
-from rpg_core._tasks import TASKS, list_tasks
+from rpg_core.catalog.tasks import TASKS, list_tasks
 
 from .crud.listing import ListFilter
 from .crud.tokens import check_token

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
 from rpg_core.spec import ExperimentSpec, field_hint
-from rpg_core.sweep import SweepSpec
+from rpg_core.spec.sweep import SweepSpec
 
 from .crud.errors import ConflictError, CursorError
 

@@ -114,9 +114,9 @@ class Experiment(Base):
     backbone_params: Mapped[int | None] = mapped_column(BigInteger)
     total_params: Mapped[int | None] = mapped_column(BigInteger)
     train_time_s: Mapped[float | None] = mapped_column(Float)
-    # guard-rail flags of a finished run (rpg_core.health), comma-separated; None: none
+    # guard-rail flags of a finished run (rpg_core.training.health), comma-separated; None: none
     flags: Mapped[str | None] = mapped_column(String(64))
-    # the spec's task (rpg_core._tasks), set at submission; the primary metric's key and its
+    # the spec's task (rpg_core.catalog.tasks), set at submission; the primary metric's key and its
     # last-epoch value, set by the result (acc | pckh | depth_rmse)
     task: Mapped[str] = mapped_column(
         String(32), default="classification", server_default="classification"

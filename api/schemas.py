@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rpg_core.result import ExperimentResult
+from rpg_core.training.result import ExperimentResult
 
 
 class Out(BaseModel):
@@ -65,7 +65,7 @@ class ExperimentDetail(ExperimentSummary):
     train_time_s: float | None
     result: ExperimentResult | None = Field(
         None,
-        description="the stored result (rpg_core.result.ExperimentResult); fields added since a "
+        description="the stored result (rpg_core.training.result.ExperimentResult); fields added since a "
         "run finished take their defaults",
     )
     has_model: bool = False

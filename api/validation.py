@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from rpg_core.catalog.datasets import DATASETS, dataset_info
 from rpg_core.spec import AUTO_BATCH_RANGE, DataSpec, ExperimentSpec, resolve_train
 
 from .settings import Settings
@@ -79,14 +80,12 @@ def limit_errors(
 
 # --- specs that can only fail: checked at submission ---------------------------------------
 # in-memory datasets: (classes, channels, default image size, train images, val images)
-FIXED_DATA = {
-    "digits": (10, 1, 32, 1437, 360),
-    "fashion-mnist": (10, 1, 32, 60_000, 10_000),
-    "cifar10": (10, 3, 32, 50_000, 10_000),
-    "cifar100": (100, 3, 32, 50_000, 10_000),
+# (the facts are rpg_core.catalog.datasets')
+FIXED_DATA: dict[str, tuple[int, int, int, int, int]] = {
+    d.name: (d.classes or 0, d.channels or 0, d.image_size or 0, d.num_train or 0, d.num_val or 0)
+    for d in DATASETS.values()
+    if d.fixed_size
 }
-DATA_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_FOLDER_HELP = "<data root>/{name}/train/<class>/*.png|jpg and val/<class>/..."
 
 
@@ -150,19 +149,16 @@ def _data_errors(spec: ExperimentSpec, settings: Settings) -> list[tuple[str, st
             ]
         if classes < 2:
             return [("data.dataset", f"{name}: train/ needs at least two class folders")]
-    elif name in DATA_FOLDERS and not _has_dir(root, DATA_FOLDERS[name]):
+    elif (info := dataset_info(name)).marker_files:
+        if info.installed_in(root) is None:
+            return [("data.dataset", f"{name} is not installed on this server")]
+    elif info.source == "files" and info.folder and not _has_dir(root, info.folder):
         return [
             (
                 "data.dataset",
-                f"{name} is not installed on this server (<data root>/{DATA_FOLDERS[name]}/)",
+                f"{name} is not installed on this server (<data root>/{info.folder}/)",
             )
         ]
-    elif name == "fashion-mnist" and not any(
-        (d / f).is_file()
-        for d in (root / "fashion-mnist", SYSTEM_FASHION)
-        for f in ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")
-    ):
-        return [("data.dataset", "fashion-mnist is not installed on this server")]
     source = spec.prune.source if spec.prune is not None else None
     if isinstance(source, str) and not (root / "models" / source).is_file():
         return [("prune.source", f"no model file {source!r} under <data root>/models/")]

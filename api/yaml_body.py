@@ -1,6 +1,6 @@
 """Request bodies in YAML: ``Content-Type: application/yaml`` on the spec and sweep routes.
 
-The route class parses a YAML body with the one safe loader (:mod:`rpg_core.safe_yaml`: no
+The route class parses a YAML body with the one safe loader (:mod:`rpg_core.spec.safe_yaml`: no
 aliases, bounded size and depth) and hands the validator the equivalent JSON, so YAML and JSON
 bodies get the same checks and the same errors.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
-from rpg_core.safe_yaml import RPGYAMLError, loads
+from rpg_core.spec.safe_yaml import RPGYAMLError, loads
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 

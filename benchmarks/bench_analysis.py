@@ -20,16 +20,10 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from rpg_core.analysis import (
-    PruneSpec,
-    evaluate,
-    feature_similarity,
-    finetune,
-    fit_power_law,
-    run_prune,
-)
+from rpg_core.analysis import feature_similarity, fit_power_law
 from rpg_core.models import create_model
-from rpg_core.params import count_params
+from rpg_core.rpg.params import count_params
+from rpg_core.training.pruning import PruneSpec, evaluate, finetune, run_prune
 
 
 def digits() -> tuple[torch.Tensor, ...]:

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from rpg_core import count_params, rings
-from rpg_core.compact import load_compact, read_header, save_compact
+from rpg_core.format import load_compact, read_header, save_compact
 from rpg_core.models import create_model
-from rpg_core.ring import build_tables
+from rpg_core.rpg.ring import build_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Compact files (issue 4)"
@@ -117,7 +117,7 @@ def load_rows(tmp: Path, repeats: int = 3) -> list[list[str]]:
     generated = ring.spec.generated
     return [
         ["load_compact (validate, rebuild from seeds, load)", f"{med(ours):.2f} s"],
-        ["  of which: index array + signs from the seeds (rpg_core.ring.build_tables)",
+        ["  of which: index array + signs from the seeds (rpg_core.rpg.ring.build_tables)",
          f"{med(tables):.2f} s"],
         ["first forward pass (1x3x32x32, gathers the kernels)", f"{med(forward):.2f} s"],
         ["total: load + first forward", f"{med(ours) + med(forward):.2f} s"],

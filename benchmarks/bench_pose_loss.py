@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from rpg_core.data import BatchLoader, load_datasets
-from rpg_core.loop import evaluate_batches
 from rpg_core.models import create_model
 from rpg_core.tasks import PoseTask, heatmap_targets
+from rpg_core.training.loop import evaluate_batches
 
 SPEC = {"task": "pose", "model": {"width": 0.5, "stacks": 2, "sharing": "rpg"}}
 

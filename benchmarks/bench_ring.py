@@ -35,8 +35,8 @@ from torch import nn
 
 from rpg_core import rings, rpgify
 from rpg_core.models import create_model
-from rpg_core.ring import Ring, RingSpec
-from rpg_core.rpgify import select_layers
+from rpg_core.rpg.ring import Ring, RingSpec
+from rpg_core.rpg.rpgify import select_layers
 
 
 class ReferenceConv2d(nn.Conv2d):

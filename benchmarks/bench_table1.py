@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from rpg_core.data import BatchLoader, load_datasets
-from rpg_core.engine import load_trained_model
 from rpg_core.spec import parse_spec
-from rpg_core.timing import measure_inference
+from rpg_core.training.engine import load_trained_model
+from rpg_core.training.timing import measure_inference
 
 
 def _key(spec: dict[str, Any]) -> tuple[str, int]:

@@ -1,6 +1,6 @@
 """CPU training throughput of a CIFAR-form ResNet18: RPG (ring of 5%) vs plain, same run.
 
-Both go through the real engine (``rpg_core.engine.train``: seeded loader, crop+flip augmentation,
+Both go through the real engine (``rpg_core.training.engine.train``: seeded loader, crop+flip augmentation,
 SGD step, evaluation excluded from the rate) on synthetic 3x32x32 images. The two models run
 alternately ``--repeats`` times and the median images/s of each is reported, with the ratio.
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rpg_core.engine import train
+from rpg_core.training.engine import train
 
 
 def spec(args: argparse.Namespace, rpg: bool) -> dict[str, Any]:

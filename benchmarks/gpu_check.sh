@@ -31,7 +31,7 @@ else
 fi
 
 echo "== CUDA tests (device $DEVICE)"
-RPG_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider tests/rpg_core/test_cuda.py "${TEST_ARGS[@]}"
+RPG_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider tests/rpg_core/training/test_cuda.py "${TEST_ARGS[@]}"
 
 echo "== ring benchmark"
 "$PY" benchmarks/bench_ring.py "${RING_ARGS[@]}"

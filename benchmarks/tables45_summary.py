@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rpg_core._tasks import task_info
+from rpg_core.catalog.tasks import task_info
 from rpg_core.spec import parse_spec
 
 Cell = tuple[str, int]

@@ -345,7 +345,7 @@ def curve_slot(name: str) -> int:
 
 def _metric_label(key: str) -> str:
     """A task metric's label with its direction: ``PCKh@0.5 (higher is better)``."""
-    from rpg_core._tasks import metric_info
+    from rpg_core.catalog.tasks import metric_info
     from rpg_core.exceptions import RPGConfigError
 
     try:

@@ -28,7 +28,7 @@ from api.deps import (
 )
 from api.models import Experiment
 from api.storage import resolve_inside
-from rpg_core._tasks import TASKS
+from rpg_core.catalog.tasks import TASKS
 
 from . import figures
 
@@ -76,7 +76,7 @@ def _nav(page: str) -> str:
 def _arch_options() -> str:
     """The simple form's architectures: the classifiers (a pose or multitask run names its task:
     the spec and sweep tabs take those)."""
-    from rpg_core._tasks import task_of_arch
+    from rpg_core.catalog.tasks import task_of_arch
     from rpg_core.models import list_models
 
     return "".join(f'<option value="{html.escape(m)}">{html.escape(m)}</option>'
@@ -190,7 +190,7 @@ def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str
 
 @lru_cache(maxsize=256)
 def _inspect(path: str, sha256: str) -> dict[str, Any]:
-    from rpg_core.compact import inspect_compact
+    from rpg_core.format import inspect_compact
 
     info = inspect_compact(path)
     return {
@@ -362,7 +362,7 @@ def ablation_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> 
 
 @router.post("/ui/api/parse-spec")
 async def parse_spec_text(request: Request, settings: SettingsDep, _auth: ReadAuth) -> Any:
-    """JSON or YAML text -> JSON (rpg_core.safe_yaml: no aliases, bounded size and depth); the
+    """JSON or YAML text -> JSON (rpg_core.spec.safe_yaml: no aliases, bounded size and depth); the
     page then posts it to the API, which validates it. 422 naming the field ``spec`` when the
     text does not parse; 413 over ``parse_spec_max_bytes``; 429 over the per-client rate."""
     from api.yaml_body import parse_yaml_body

@@ -11,8 +11,8 @@ from fastapi import APIRouter, HTTPException
 from api import analysis, crud
 from api.deps import AnalysisFilterDep, ExperimentId, ReadAuth, SessionDep, SweepId
 from api.models import Experiment
-from rpg_core._tasks import task_info
-from rpg_core.spec_model import sharing_and_stacks
+from rpg_core.catalog.tasks import task_info
+from rpg_core.spec.model import sharing_and_stacks
 
 from . import figures_tradeoffs as tradeoffs
 

@@ -15,10 +15,9 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._tasks import list_tasks, task_info
-    from .compact import export_plain, inspect_compact, load_compact, read_header, save_compact
+    from .catalog.tasks import list_tasks, task_info
     from .data import Datasets, load_datasets
-    from .engine import Callback, load_trained_model, train
+    from .evaluate.predict import Prediction, inference_info, predict
     from .exceptions import (
         RPGConfigError,
         RPGDataError,
@@ -27,53 +26,54 @@ if TYPE_CHECKING:
         RPGKeyError,
         RPGTrainingError,
     )
+    from .format import export_plain, inspect_compact, load_compact, read_header, save_compact
     from .models import create_model, list_models, register_model
-    from .params import ParamCount, count_params
-    from .predict import Prediction, inference_info, predict
-    from .result import TrainResult
-    from .ring import LayerSlot, Ring, RingSpec
-    from .rpgify import is_generated, materialize, rings, rpgify, select_layers
+    from .rpg.params import ParamCount, count_params
+    from .rpg.ring import LayerSlot, Ring, RingSpec
+    from .rpg.rpgify import is_generated, materialize, rings, rpgify, select_layers
     from .spec import ExperimentSpec, load_spec, parse_spec
+    from .training.engine import Callback, load_trained_model, train
+    from .training.result import TrainResult
 
 _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
-    "Callback": "engine",
+    "Callback": "training.engine",
     "Datasets": "data",
     "ExperimentSpec": "spec",
-    "LayerSlot": "ring",
-    "ParamCount": "params",
-    "Prediction": "predict",
+    "LayerSlot": "rpg.ring",
+    "ParamCount": "rpg.params",
+    "Prediction": "evaluate.predict",
     "RPGConfigError": "exceptions",
     "RPGDataError": "exceptions",
     "RPGError": "exceptions",
     "RPGFormatError": "exceptions",
     "RPGKeyError": "exceptions",
     "RPGTrainingError": "exceptions",
-    "Ring": "ring",
-    "RingSpec": "ring",
-    "TrainResult": "result",
-    "count_params": "params",
+    "Ring": "rpg.ring",
+    "RingSpec": "rpg.ring",
+    "TrainResult": "training.result",
+    "count_params": "rpg.params",
     "create_model": "models",
-    "export_plain": "compact",
-    "inference_info": "predict",
-    "inspect_compact": "compact",
-    "is_generated": "rpgify",
+    "export_plain": "format",
+    "inference_info": "evaluate.predict",
+    "inspect_compact": "format",
+    "is_generated": "rpg.rpgify",
     "list_models": "models",
-    "list_tasks": "_tasks",
-    "task_info": "_tasks",
-    "load_compact": "compact",
+    "list_tasks": "catalog.tasks",
+    "task_info": "catalog.tasks",
+    "load_compact": "format",
     "load_datasets": "data",
     "load_spec": "spec",
-    "load_trained_model": "engine",
-    "materialize": "rpgify",
+    "load_trained_model": "training.engine",
+    "materialize": "rpg.rpgify",
     "parse_spec": "spec",
-    "predict": "predict",
-    "read_header": "compact",
+    "predict": "evaluate.predict",
+    "read_header": "format",
     "register_model": "models",
-    "rings": "rpgify",
-    "rpgify": "rpgify",
-    "save_compact": "compact",
-    "select_layers": "rpgify",
-    "train": "engine",
+    "rings": "rpg.rpgify",
+    "rpgify": "rpg.rpgify",
+    "save_compact": "format",
+    "select_layers": "rpg.rpgify",
+    "train": "training.engine",
 }
 
 __version__ = "0.1.0"
@@ -123,10 +123,9 @@ __all__ = [
 ]
 
 
-# Two public functions share their submodule's name (``rpg_core.predict``, ``rpg_core.rpgify``):
-# importing the submodule must not replace the function on the package (the import system sets
-# the submodule as an attribute of its parent), as the eager imports of old never let it.
-_SHADOWED = {"predict", "rpgify"}
+# A public function may share a submodule's name: importing the submodule must not replace the
+# function on the package (the import system sets the submodule as an attribute of its parent).
+_SHADOWED: set[str] = set()
 
 
 class _Package(types.ModuleType):

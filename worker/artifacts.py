@@ -35,9 +35,9 @@ def save_outputs(
     network of a registered shape, so a pruning job keeps its result and histogram but no
     ``.rpg`` file (its checkpoint holds the weights).
     """
-    from rpg_core.compact import save_compact
+    from rpg_core.evaluate.predict import inference_info
+    from rpg_core.format import save_compact
     from rpg_core.models import model_spec_of
-    from rpg_core.predict import inference_info
 
     model.eval()
     files: list[stored.FileRecord] = []

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rpg_core.catalog.datasets import DATASETS
+
 RING_SIZES = (100, 500, 2_500)  # 3 epochs of 3,000 images saturate near 80% from 2K up
 TINY_RING_SIZES = (500, 1_000, 2_000)
 WIDTHS = (0.25, 0.0625)  # the RPG width, and the smallest plain net (43.6K params)
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_PORT = 8000
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -42,10 +43,7 @@ def _dataset(tiny: bool) -> dict[str, Any]:
             "num_val": 32,
             "num_classes": 4,
         }
-    if (
-        FASHION.is_dir()
-        or (Path(os.environ.get("RPG_DATA_ROOT", "data")) / "fashion-mnist").is_dir()
-    ):
+    if DATASETS["fashion-mnist"].installed_in(Path(os.environ.get("RPG_DATA_ROOT", "data"))):
         return {
             "dataset": "fashion-mnist",
             "train_subset": 3000,
@@ -79,7 +77,7 @@ def demo_sweep(epochs: int, *, tiny: bool = False) -> dict[str, Any]:
 
 def sweep_specs(epochs: int, *, tiny: bool = False) -> list[dict[str, Any]]:
     """The demo's experiments, validated (as the server will expand them)."""
-    from rpg_core.sweep import expand
+    from rpg_core.spec.sweep import expand
 
     return [s.model_dump(mode="json") for s in expand(demo_sweep(epochs, tiny=tiny))]
 

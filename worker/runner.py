@@ -25,7 +25,7 @@ from api.crud import lifecycle
 from api.db import make_engine, make_sessionmaker
 from api.settings import Settings
 from api.storage import resolve_inside
-from rpg_core.result import ExperimentResult
+from rpg_core.training.result import ExperimentResult
 
 from .artifacts import checkpoint_dir, save_outputs
 from .config import WorkerSettings
@@ -168,8 +168,8 @@ class _KeepModel:
 
 def _prune_source(settings: Settings, session: Session, spec: dict[str, Any]) -> Any:
     """A pruning job's source model: the .rpg file of the experiment ``prune.source`` names."""
-    from rpg_core.compact import load_compact
     from rpg_core.exceptions import RPGConfigError
+    from rpg_core.format import load_compact
 
     source = (spec.get("prune") or {}).get("source")
     if not isinstance(source, int):
@@ -193,7 +193,7 @@ def _train(
 ) -> tuple[ExperimentResult, list[stored.FileRecord]] | None:
     """Run (or resume) the training: its stored result and files; None when it was stopped."""
     from rpg_core.analysis.similarity import SimilarityCallback
-    from rpg_core.engine import train
+    from rpg_core.training.engine import train
 
     ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)

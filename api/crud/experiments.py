@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from rpg_core.spec_model import sharing_and_stacks
+from rpg_core.catalog.archs import ARCHS
+from rpg_core.spec.model import sharing_and_stacks
 
 from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
 from .errors import ConflictError
@@ -29,7 +30,8 @@ def _sharing_scope(model: dict[str, Any]) -> str:
     the same: ``global`` (hourglass: one ring) or ``block`` (encdec: a ring per block)."""
     if sharing_and_stacks(model)[0] != "rpg":
         return "plain"
-    return "block" if model.get("arch") == "encdec" else "global"
+    info = ARCHS.get(str(model.get("arch")))
+    return "block" if info is not None and info.ring_blocks else "global"
 
 
 def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:

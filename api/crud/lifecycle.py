@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from rpg_core.result import ExperimentResult, result_columns
+from rpg_core.training.result import ExperimentResult, result_columns
 
 from .. import dispatch as broker
 from ..models import ACTIVE, FINISHED, Experiment, MetricPoint, Result, StoredFile, utcnow

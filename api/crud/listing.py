@@ -32,7 +32,7 @@ class ListFilter:
     sweep_id: int | None = None
     tag: str | None = None
     scope: str | None = None
-    task: str | None = None  # rpg_core._tasks name
+    task: str | None = None  # rpg_core.catalog.tasks name
 
 
 def filtered(q: Select[Any], f: ListFilter) -> Select[Any]:

@@ -30,7 +30,7 @@ class Point:
     dataset: str
     params: int
     accuracy: float
-    flags: tuple[str, ...] = ()  # guard-rail flags (rpg_core.health)
+    flags: tuple[str, ...] = ()  # guard-rail flags (rpg_core.training.health)
     sharing: str | None = None  # model.sharing of a stacked model (pose, multitask)
     stacks: int | None = None  # model.stacks of a stacked model
 
@@ -103,7 +103,7 @@ def ood_results(
 def spec_sharing_stacks(spec: Any) -> tuple[str | None, int | None]:
     """(model.sharing, model.stacks) of a stacked model's spec, defaults filled; (None, None)
     for a model without sub-networks."""
-    from rpg_core.spec_model import sharing_and_stacks
+    from rpg_core.spec.model import sharing_and_stacks
 
     return sharing_and_stacks((spec or {}).get("model") or {})
 
@@ -114,7 +114,7 @@ def task_metric_points(
     """(params, metric value) of a task's succeeded runs, oldest first: the primary metric
     from the ``primary_value`` column, any other from the result's ``metrics``; params are the
     backbone's (the total where a run has no backbone count). ``accuracy`` holds the value."""
-    from rpg_core._tasks import task_info
+    from rpg_core.catalog.tasks import task_info
 
     primary = task_info(task).primary[0]
     params = func.coalesce(Experiment.backbone_params, Experiment.total_params)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Response
 
-from rpg_core.result import ExperimentResult
 from rpg_core.spec import ExperimentSpec
+from rpg_core.training.result import ExperimentResult
 
 from .. import crud
 from ..crud import lifecycle

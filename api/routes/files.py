@@ -84,7 +84,7 @@ UPLOAD_NAME = "upload.rpg"  # how answers name the uploaded file (never the serv
 
 def _inspect(path: str) -> dict[str, Any]:
     try:
-        from rpg_core.compact import inspect_compact
+        from rpg_core.format import inspect_compact
     except ImportError:
         raise HTTPException(503, detail="inspecting .rpg files is not available") from None
     from rpg_core.exceptions import RPGError

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query
 
 from rpg_core.exceptions import RPGConfigError
-from rpg_core.sweep import SweepSpec, expand
+from rpg_core.spec.sweep import SweepSpec, expand
 
 from .. import crud
 from ..crud import lifecycle

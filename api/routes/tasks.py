@@ -1,11 +1,11 @@
-"""The task registry (rpg_core._tasks): what a spec's ``task`` can name, with its datasets,
+"""The task registry (rpg_core.catalog.tasks): what a spec's ``task`` can name, with its datasets,
 architectures, sharing variants and metrics (which way is better)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rpg_core._tasks import TASKS
+from rpg_core.catalog.tasks import TASKS
 
 from ..deps import ReadAuth
 from ..schemas import TaskOut

@@ -1,7 +1,7 @@
 """``rpg sweep`` (run a sweep template locally) and ``rpg fit`` (power law from result files).
 
 ``rpg sweep FILE --out DIR`` expands the template, trains each experiment in turn with
-:func:`rpg_core.engine.train` and writes ``DIR/<experiment>.json`` per run and ``DIR/summary.json``
+:func:`rpg_core.training.engine.train` and writes ``DIR/<experiment>.json`` per run and ``DIR/summary.json``
 with the power-law fit of accuracy against backbone parameters (one fit per architecture, over its
 RPG runs). ``--dry-run`` lists the experiments and their backbone parameters and trains nothing.
 Checkpoints go to ``DIR/<experiment>/``; running the same sweep again resumes each experiment from
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
 def backbone_params(spec: Any) -> int:
     """The backbone parameters of the experiment's model (the ring for an RPG network)."""
     from ..models import create_model
-    from ..params import count_params
+    from ..rpg.params import count_params
 
     return count_params(create_model(spec)).backbone
 
@@ -78,7 +78,7 @@ def _group_key(run: dict[str, Any]) -> str | None:
 
 
 def flags_of(run: dict[str, Any]) -> list[str]:
-    """The guard-rail flags of a run written by ``rpg sweep`` (rpg_core.health)."""
+    """The guard-rail flags of a run written by ``rpg sweep`` (rpg_core.training.health)."""
     return [str(f.get("code")) for f in (run.get("result") or {}).get("health") or []]
 
 
@@ -116,14 +116,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 # --- rpg sweep -----------------------------------------------------------------------------------
 def _train_one(spec: Any, out: Path, data_root: str | None) -> dict[str, Any]:
-    from ..engine import train  # the engine: imported only when something is trained
+    from ..training.engine import train  # the engine: imported only when something is trained
 
     result = train(spec, checkpoint_dir=out / spec.name, data_root=data_root)
     return dict(result.as_dict())
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from ..sweep import expand, load_sweep
+    from ..spec.sweep import expand, load_sweep
 
     sweep = load_sweep(args.file)
     specs = expand(sweep)

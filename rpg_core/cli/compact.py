@@ -99,7 +99,7 @@ def _print_report(info: dict[str, Any]) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from ..compact import inspect_compact
+    from ..format import inspect_compact
 
     info = inspect_compact(args.file, build=args.build, key=args.key)
     if args.json:
@@ -110,7 +110,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..compact import export_plain
+    from ..format import export_plain
 
     out = Path(args.output) if args.output else Path(args.file).with_suffix(f".{args.to}")
     if out.resolve() == Path(args.file).resolve():
@@ -125,7 +125,7 @@ def _label(label: int, name: str | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..predict import predict
+    from ..evaluate.predict import predict
 
     results = predict(args.file, args.images, top_k=args.top_k, key=args.key)
     if args.json:

@@ -16,9 +16,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._tasks import task_of_arch
+    from ..catalog.tasks import task_of_arch
     from ..models import create_model, list_models
-    from ..params import count_params
+    from ..rpg.params import count_params
     from ..spec import ModelSpec
 
     rows = []

@@ -14,8 +14,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._registry import list_models
-    from .._tasks import TASKS, task_of_arch
+    from ..catalog.archs import list_models
+    from ..catalog.tasks import TASKS, task_of_arch
 
     if args.json:
         print(json.dumps([t.as_dict() for t in TASKS.values()], indent=2))

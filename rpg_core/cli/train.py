@@ -76,8 +76,8 @@ def _val_metrics(m: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import train
     from ..spec import load_spec
+    from ..training.engine import train
 
     spec = load_spec(args.spec)
     if args.threads is not None:

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..catalog.datasets import DATASETS
 from ..exceptions import RPGDataError
 from ..spec import DataSpec
 
-SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+SYSTEM_FASHION = Path(DATASETS["fashion-mnist"].system_dirs[0])  # the Debian package's folder
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SPLIT_SEED = 0  # the fixed seed of train/val splits and subsets (independent of train.seed)
 MAX_SYNTHETIC_BYTES = 2 * 1024**3

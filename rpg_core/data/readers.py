@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..catalog.datasets import DATASETS
 from ..exceptions import RPGDataError
 from ..spec import DataSpec
 from .images import (
@@ -22,7 +23,6 @@ from .images import (
     IMAGENET_STD,
     MAX_SYNTHETIC_BYTES,
     SPLIT_SEED,
-    SYSTEM_FASHION,
     Datasets,
     FolderImages,
     TensorImages,
@@ -90,15 +90,14 @@ def read_idx(path: Path, *, expect_ndim: int) -> np.ndarray:
 
 
 def _fashion_dir(root: Path) -> Path:
-    local = resolve_under(root, "fashion-mnist")
-    for d in (local, SYSTEM_FASHION):
-        if (d / "train-images-idx3-ubyte.gz").is_file() or (
-            d / "train-images-idx3-ubyte"
-        ).is_file():
+    info = DATASETS["fashion-mnist"]
+    local = resolve_under(root, info.folder or info.name)
+    for d in (local, *map(Path, info.system_dirs)):
+        if any((d / f).is_file() for f in info.marker_files):
             return d
     raise RPGDataError(
-        f"Fashion-MNIST not found in {local} or {SYSTEM_FASHION}; install the Debian package "
-        f"dataset-fashion-mnist or put the four IDX files in {local}"
+        f"Fashion-MNIST not found in {local} or {', '.join(info.system_dirs)}; "
+        + info.install_hint.replace("<data root>/fashion-mnist/", str(local))
     )
 
 
@@ -236,10 +235,9 @@ def _download_cifar(name: str, root: Path) -> None:
 def load_cifar(spec: DataSpec, root: Path, *, download: bool = False) -> Datasets:
     """CIFAR-10/100 from the official python-format folder under the data root."""
     ten = spec.dataset == "cifar10"
-    folder, label = (
-        ("cifar-10-batches-py", "labels") if ten else ("cifar-100-python", "fine_labels")
-    )
-    k, title = (10, "CIFAR-10") if ten else (100, "CIFAR-100")
+    info = DATASETS[spec.dataset]
+    folder, k = info.folder or info.name, info.classes or 0
+    label, title = ("labels", "CIFAR-10") if ten else ("fine_labels", "CIFAR-100")
     d = resolve_under(root, folder)
     if not d.is_dir() and download:
         _download_cifar(spec.dataset, Path(root).resolve())

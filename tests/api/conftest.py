@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from api.db import make_engine, make_sessionmaker
 from api.migrate import upgrade
 from api.models import Base
 from api.settings import Settings
-from rpg_core.result import ExperimentResult
+from rpg_core.training.result import ExperimentResult
 from studio.app import create_app
 
 from ..pg import throwaway_database

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.models import Experiment, Result
-from rpg_core.result import ExperimentResult, TrainResult
+from rpg_core.training.result import ExperimentResult, TrainResult
 
 from .conftest import SPEC, run_to_end, submit
 

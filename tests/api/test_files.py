@@ -20,7 +20,7 @@ from api.settings import Settings
 
 from .conftest import run_to_end, submit
 
-HAVE_COMPACT = importlib.util.find_spec("rpg_core.compact") is not None
+HAVE_COMPACT = importlib.util.find_spec("rpg_core.format") is not None
 
 
 def _with_model(
@@ -92,7 +92,7 @@ def test_stored_path_outside_artifact_dir_is_not_served(
 
 
 def _tiny_rpg(path: Path) -> Path:
-    from rpg_core.compact import save_compact
+    from rpg_core.format import save_compact
     from rpg_core.models import create_model
 
     model = create_model(
@@ -102,7 +102,7 @@ def _tiny_rpg(path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(not HAVE_COMPACT, reason="rpg_core.compact is not there yet")
+@pytest.mark.skipif(not HAVE_COMPACT, reason="rpg_core.format is not there yet")
 def test_inspect_valid_and_invalid_uploads(
     client: TestClient, auth: dict[str, str], tmp_path: Path
 ) -> None:
@@ -124,7 +124,7 @@ class _Boom:
         return (os.system, ("touch /tmp/rpg-api-test-pwned",))
 
 
-@pytest.mark.skipif(not HAVE_COMPACT, reason="rpg_core.compact is not there yet")
+@pytest.mark.skipif(not HAVE_COMPACT, reason="rpg_core.format is not there yet")
 def test_pickle_upload_is_never_unpickled(client: TestClient, auth: dict[str, str]) -> None:
     marker = Path("/tmp/rpg-api-test-pwned")
     marker.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Security, YAML family: every YAML the service reads goes through rpg_core.safe_yaml.
+"""Security, YAML family: every YAML the service reads goes through rpg_core.spec.safe_yaml.
 
 Before the fix, a 420-byte "billion laughs" body made /ui/api/parse-spec answer hundreds of MB
 and a self-referencing alias gave a 500.

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.main import create_app
 from api.models import Experiment, Sweep
 from api.settings import Settings
-from rpg_core.sweep import load_sweep
+from rpg_core.spec.sweep import load_sweep
 
 from .conftest import run_to_end
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api import crud
-from rpg_core.result import ExperimentResult
+from rpg_core.training.result import ExperimentResult
 
 from .conftest import run_to_end, submit
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.models import StoredFile
-from rpg_core.compact import load_compact, save_compact
+from rpg_core.format import load_compact, save_compact
 from rpg_core.models import create_model, model_spec_of
 
 from .conftest import ConsoleLog, LiveServer, screenshot, spec, start_server, stop_server

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from api import crud
-from rpg_core.compact import save_compact
+from rpg_core.format import save_compact
 from rpg_core.models import create_model
 
 from .conftest import ConsoleLog, LiveServer, spec, start_server, stop_server

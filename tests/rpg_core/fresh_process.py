@@ -12,7 +12,7 @@ import torch
 
 _CODE = (
     "import sys, numpy as np, torch\n"
-    "from rpg_core.compact import load_compact\n"
+    "from rpg_core.format import load_compact\n"
     "def flat(y):\n"
     "    if isinstance(y, torch.Tensor): return y.reshape(-1)\n"
     "    if isinstance(y, dict): return torch.cat([flat(y[k]) for k in sorted(y)])\n"

@@ -16,17 +16,17 @@ PACKAGE = ROOT / "rpg_core"
 TORCH_FREE = [
     "rpg_core",
     "rpg_core.spec",
-    "rpg_core.sweep",
-    "rpg_core.safe_yaml",
+    "rpg_core.spec.sweep",
+    "rpg_core.spec.safe_yaml",
     "rpg_core.exceptions",
-    "rpg_core.health",
-    "rpg_core.result",
+    "rpg_core.training.health",
+    "rpg_core.training.result",
     "rpg_core.models",
-    "rpg_core.inference",
+    "rpg_core.format.inference",
     "rpg_core.analysis",
     "rpg_core.analysis.power_law",
-    "rpg_core.fileformat.container",
-    "rpg_core.fileformat.header",
+    "rpg_core.format.container",
+    "rpg_core.format.header",
 ]
 
 
@@ -61,11 +61,13 @@ def test_the_engine_does_load_torch() -> None:
 
 def test_lazy_package_exports_what_it_lists() -> None:
     import rpg_core
-    import rpg_core.predict  # noqa: F401 - the submodule must not shadow the function
-    import rpg_core.rpgify  # noqa: F401
+    import rpg_core.evaluate.predict  # noqa: F401 - a submodule must not shadow a function
+    import rpg_core.rpg.rpgify  # noqa: F401
+    import rpg_core.training.engine  # noqa: F401
 
     assert callable(rpg_core.predict) and rpg_core.predict.__name__ == "predict"
     assert callable(rpg_core.rpgify) and rpg_core.rpgify.__name__ == "rpgify"
+    assert callable(rpg_core.train) and rpg_core.train.__name__ == "train"
     for name in rpg_core.__all__:
         assert getattr(rpg_core, name) is not None, name
     assert set(rpg_core.__all__) <= set(dir(rpg_core))
@@ -168,14 +170,73 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_the_graph_sees_the_imports() -> None:
     graph = import_graph(in_functions=True)
-    assert {"rpg_core.spec_model", "rpg_core.exceptions"} <= graph["rpg_core.spec"]
-    assert "rpg_core._registry" in graph["rpg_core.spec_model"]
-    assert "rpg_core.compact" in graph["rpg_core.predict"]  # inside predict()
-    assert "rpg_core.compact" not in import_graph(in_functions=False)["rpg_core.predict"]
-    assert "rpg_core.generator" in graph["rpg_core.fileformat.header"]  # from .. import generator
+    assert {"rpg_core.spec.model", "rpg_core.exceptions"} <= graph["rpg_core.spec"]
+    assert "rpg_core.catalog.archs" in graph["rpg_core.spec.model"]
+    assert "rpg_core.format" in graph["rpg_core.evaluate.predict"]  # inside predict()
+    assert "rpg_core.format" not in import_graph(in_functions=False)["rpg_core.evaluate.predict"]
+    assert "rpg_core.rpg.generator" in graph["rpg_core.format.header"]  # from .. import generator
 
 
 @pytest.mark.parametrize("in_functions", [False, True], ids=["module-level", "all"])
 def test_rpg_core_has_no_import_cycles(in_functions: bool) -> None:
     cycle = find_cycle(import_graph(in_functions=in_functions))
     assert cycle is None, " -> ".join(cycle or [])
+
+
+# --- the rooms: packages in layers ------------------------------------------------------------
+# An import may only point to a package of a lower layer (docs/ARCHITECTURE.md, "The library's
+# rooms"); rpg_core/__init__.py (the lazy public surface) may name any.
+LAYERS = [
+    {"exceptions"},
+    {"catalog"},
+    {"spec", "rpg"},
+    {"data", "models", "tasks"},
+    {"format", "analysis"},
+    {"evaluate"},
+    {"training"},
+    {"cli"},
+]
+RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_package_has_a_layer() -> None:
+    rooms = {_room(m) for m in import_graph(in_functions=True)} - {None}
+    assert rooms == set(RANK), "give each package of rpg_core a layer in LAYERS"
+
+
+def test_no_import_runs_up_or_across_the_rooms() -> None:
+    bad = []
+    for module, targets in import_graph(in_functions=True).items():
+        room = _room(module)
+        if room is None:
+            continue
+        for t in targets:
+            other = _room(t)
+            if other is not None and other != room and RANK[other] >= RANK[room]:
+                bad.append(f"{module} -> {t}")
+    assert not bad, "imports that run up or across a layer: " + ", ".join(sorted(bad))
+
+
+def test_no_module_imports_a_private_name_of_another_package() -> None:
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _imports(tree, in_functions=True):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
+            target = (
+                ".".join(base[: len(base) - node.level + 1] + [node.module or ""])
+                if node.level
+                else node.module or ""
+            )
+            for alias in node.names:
+                if alias.name.startswith("_") and _room(target.strip(".")) != _room(module):
+                    bad.append(f"{module}: {alias.name} from {target}")
+    assert not bad, ", ".join(bad)

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from api import crud
-from rpg_core.engine import train
+from rpg_core.training.engine import train
 
 from .conftest import Stack, tiny_spec
 from .test_jobs import no_duplicate_metrics

@@ -13,8 +13,8 @@ from sqlalchemy import func, select, update
 from api import crud
 from api.dispatch import dispatch
 from api.models import Experiment, MetricPoint
-from rpg_core.compact import load_compact
-from rpg_core.params import count_params
+from rpg_core.format import load_compact
+from rpg_core.rpg.params import count_params
 from worker.artifacts import checkpoint_dir
 
 from .conftest import REDIS_URL, Stack, tiny_spec

@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image
 
 import rpg_core
-from rpg_core.compact import read_header
 from rpg_core.data import load_datasets
+from rpg_core.format import read_header
 from rpg_core.spec import parse_spec
 from worker.artifacts import save_outputs
 

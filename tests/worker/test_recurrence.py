@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rpg_core import count_params, rings
-from rpg_core.compact import load_compact
+from rpg_core.format import load_compact
 
 from .conftest import Stack, tiny_spec
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import rpg_core.data
-import rpg_core.engine
+import rpg_core.training.engine
 from api import crud
 from rpg_core.analysis import feature_similarity
-from rpg_core.compact import load_compact
 from rpg_core.data import BatchLoader
-from rpg_core.result import ExperimentResult
+from rpg_core.format import load_compact
 from rpg_core.spec import parse_spec
+from rpg_core.training.result import ExperimentResult
 from worker.config import WorkerSettings
 from worker.runner import run_experiment
 
@@ -43,7 +43,7 @@ def test_a_run_stores_the_contract_and_loads_its_datasets_once(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(rpg_core.data, "load_datasets", counting)
-    monkeypatch.setattr(rpg_core.engine, "load_datasets", counting)
+    monkeypatch.setattr(rpg_core.training.engine, "load_datasets", counting)
     spec = tiny_spec("contract", epochs=1)
     exp_id = stack.submit(spec)
     wcfg = WorkerSettings(similarity_images=32)

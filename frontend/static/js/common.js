@@ -78,7 +78,7 @@ export function fmtDuration(s) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 export function statusBadge(status) { return `<span class="status st-${esc(status)}">${esc(status)}</span>`; }
-// Guard-rail flags of a finished run (rpg_core.health): a warning badge each, message as title.
+// Guard-rail flags of a finished run (rpg_core.training.health): a warning badge each, message as title.
 const FLAG_TEXT = { "diverged": "diverged: evaluation blew up", "near-chance": "near chance: no better than guessing" };
 export function flagBadges(flags, messages) {
   return (flags || []).map((f) => {

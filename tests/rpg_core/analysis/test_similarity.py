@@ -12,9 +12,9 @@ from torch import nn
 
 from rpg_core.analysis import SimilarityCallback, feature_similarity
 from rpg_core.data import BatchLoader, load_datasets
-from rpg_core.engine import train
 from rpg_core.exceptions import RPGConfigError
 from rpg_core.spec import parse_spec
+from rpg_core.training.engine import train
 
 from ._digits import small_resnet
 

@@ -14,7 +14,7 @@ import pytest
 from rpg_core.analysis import fit_power_law
 from rpg_core.cli import main
 from rpg_core.exceptions import RPGTrainingError
-from rpg_core.sweep import expand, load_sweep
+from rpg_core.spec.sweep import expand, load_sweep
 
 from ._digits import one_thread
 
@@ -125,7 +125,7 @@ def test_paper_templates_follow_the_paper() -> None:
 
 # --- rpg sweep / rpg fit (unit test: the training engine is replaced by a known power law) -----
 def _fake_engine(fail: str | None = None) -> types.ModuleType:
-    module = types.ModuleType("rpg_core.engine")
+    module = types.ModuleType("rpg_core.training.engine")
 
     class Result:
         def __init__(self, acc: float) -> None:
@@ -162,7 +162,7 @@ def _sweep_file(tmp_path: Path) -> Path:
 def test_rpg_sweep_writes_results_and_the_fit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "rpg_core.engine", _fake_engine())
+    monkeypatch.setitem(sys.modules, "rpg_core.training.engine", _fake_engine())
     out = tmp_path / "out"
     assert main(["sweep", str(_sweep_file(tmp_path)), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -179,7 +179,9 @@ def test_rpg_sweep_writes_results_and_the_fit(
 
 
 def test_rpg_sweep_records_a_failed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "rpg_core.engine", _fake_engine(fail="law-ring_size_1000"))
+    monkeypatch.setitem(
+        sys.modules, "rpg_core.training.engine", _fake_engine(fail="law-ring_size_1000")
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(_sweep_file(tmp_path)), "--out", str(out)]) == 1
     failed = json.loads((out / "law-ring_size_1000.json").read_text())

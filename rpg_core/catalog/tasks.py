@@ -1,0 +1,228 @@
+"""The task registry: what a spec's ``task`` names, known without importing torch.
+
+A task says which datasets and architectures it can use, how its sub-networks may share
+weights (``model.sharing``), its metrics, its primary metric(s) and whether higher or lower is
+better. The spec validates ``task`` / ``data.dataset`` / ``model.arch`` / ``model.sharing``
+against it; the engine asks :mod:`rpg_core.tasks` (torch) for the task's loss and metrics; the
+result, the API's power law and the dashboard read the primary metric from here.
+
+Built-in tasks (``rpg tasks`` lists them):
+
+- ``classification``: top-1 accuracy (higher is better). Every architecture that is not a
+  stacked one (``resnet18``, ``resnet34``, ``mdeq`` and plugins).
+- ``pose`` (paper Table 4): PCKh@0.5 (higher). ``hourglass``: stacked hourglass sub-networks,
+  ``model.sharing`` ``none | full | rpg``.
+- ``multitask`` (paper Table 5): depth RMSE and surface-normal RMSE (both lower). ``encdec``:
+  stacked encoder-decoders predicting both maps, ``model.sharing``
+  ``single | reuse | reuse-new-bn | rpg``.
+
+A metric ``key`` is what a history record stores as ``val_<key>`` (``val_acc``, ``val_pckh``,
+``val_depth_rmse``, ``val_normal_rmse``) and what a result's ``metrics`` maps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..exceptions import RPGConfigError
+from .archs import archs_of_task
+from .datasets import dataset_pattern, datasets_help
+
+__all__ = [
+    "CLASSIFICATION_DATASETS",
+    "TASKS",
+    "MetricInfo",
+    "TaskInfo",
+    "check_task",
+    "list_tasks",
+    "metric_info",
+    "task_info",
+    "task_of_arch",
+    "task_of_dataset",
+]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric of a task: its key, how to show it and which way is better."""
+
+    key: str  # history: val_<key>; result.metrics[key]
+    label: str  # axis and table label
+    higher_is_better: bool
+    unit: str = ""  # "" for a fraction in [0, 1]
+
+    @property
+    def direction(self) -> str:
+        return "higher" if self.higher_is_better else "lower"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is better than ``b``."""
+        return a > b if self.higher_is_better else a < b
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "higher_is_better": self.higher_is_better,
+            "direction": self.direction,
+            "unit": self.unit,
+        }
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task: the datasets and architectures it takes, its sharing variants and its metrics."""
+
+    name: str
+    description: str
+    datasets: str  # a regex (fullmatch) over data.dataset keys
+    datasets_help: str  # the same, in words, for error messages
+    archs: tuple[str, ...] | None  # None: every architecture no other task claims
+    sharing: tuple[str, ...]  # model.sharing values (empty: the task has no sub-networks)
+    default_sharing: str | None
+    metrics: tuple[MetricInfo, ...]
+    primary: tuple[str, ...]  # the primary metric keys; the first is what a power law fits
+    train_metric: str | None  # the metric a training pass also tracks (history: train_<key>)
+    default_dataset: str = "digits"  # data.dataset when a spec of this task names none
+
+    @property
+    def primary_metric(self) -> MetricInfo:
+        return self.metric(self.primary[0])
+
+    def metric(self, key: str) -> MetricInfo:
+        for m in self.metrics:
+            if m.key == key:
+                return m
+        raise RPGConfigError(
+            f"metric: task {self.name!r} has no metric {key!r}; "
+            f"use one of {', '.join(m.key for m in self.metrics)}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "datasets": self.datasets_help,
+            "archs": list(self.archs) if self.archs is not None else None,
+            "sharing": list(self.sharing),
+            "default_sharing": self.default_sharing,
+            "metrics": [m.as_dict() for m in self.metrics],
+            "primary": list(self.primary),
+        }
+
+
+CLASSIFICATION_DATASETS = dataset_pattern("classification")  # fullmatch
+
+ACC = MetricInfo("acc", "top-1 accuracy", True)
+PCKH = MetricInfo("pckh", "PCKh@0.5", True)
+DEPTH_RMSE = MetricInfo("depth_rmse", "depth RMSE", False, "depth units")
+NORMAL_RMSE = MetricInfo("normal_rmse", "normal RMSE", False, "unit-normal components")
+
+TASKS: dict[str, TaskInfo] = {
+    "classification": TaskInfo(
+        name="classification",
+        description="image classification (paper Tables 1-3, 6, 7)",
+        datasets=CLASSIFICATION_DATASETS,
+        datasets_help=datasets_help("classification"),
+        archs=None,
+        sharing=(),
+        default_sharing=None,
+        metrics=(ACC,),
+        primary=("acc",),
+        train_metric="acc",
+    ),
+    "pose": TaskInfo(
+        name="pose",
+        description="human pose estimation by stacked hourglass sub-networks (paper Table 4)",
+        datasets=dataset_pattern("pose"),
+        datasets_help=f"{datasets_help('pose')} (an MPII-style folder under the data root)",
+        archs=archs_of_task("pose"),
+        sharing=("none", "full", "rpg"),
+        default_sharing="rpg",
+        metrics=(PCKH,),
+        primary=("pckh",),
+        train_metric=None,
+        default_dataset="synthetic-pose",
+    ),
+    "multitask": TaskInfo(
+        name="multitask",
+        description="depth + surface-normal regression by stacked encoder-decoders (paper Table 5)",
+        datasets=dataset_pattern("multitask"),
+        datasets_help=f"{datasets_help('multitask')} (an indoor-scene folder of RGB, depth "
+        "and normal images under the data root)",
+        archs=archs_of_task("multitask"),
+        sharing=("single", "reuse", "reuse-new-bn", "rpg"),
+        default_sharing="rpg",
+        metrics=(DEPTH_RMSE, NORMAL_RMSE),
+        primary=("depth_rmse", "normal_rmse"),
+        train_metric=None,
+        default_dataset="synthetic-scenes",
+    ),
+}
+
+
+def list_tasks() -> list[str]:
+    """The task names, in registry order."""
+    return list(TASKS)
+
+
+def task_info(name: str) -> TaskInfo:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise RPGConfigError(f"task: unknown {name!r}; use one of {', '.join(TASKS)}") from None
+
+
+def metric_info(key: str) -> MetricInfo:
+    """A metric by key, over every task."""
+    for t in TASKS.values():
+        for m in t.metrics:
+            if m.key == key:
+                return m
+    keys = sorted({m.key for t in TASKS.values() for m in t.metrics})
+    raise RPGConfigError(f"metric: unknown {key!r}; use one of {', '.join(keys)}")
+
+
+def _claimed_archs() -> set[str]:
+    return {a for t in TASKS.values() if t.archs is not None for a in t.archs}
+
+
+def task_of_arch(arch: str) -> str:
+    """The task an architecture serves (``classification`` for any unclaimed one)."""
+    for t in TASKS.values():
+        if t.archs is not None and arch in t.archs:
+            return t.name
+    return "classification"
+
+
+def task_of_dataset(dataset: str) -> str | None:
+    """The task a dataset key belongs to, or None."""
+    for t in TASKS.values():
+        if re.fullmatch(t.datasets, dataset):
+            return t.name
+    return None
+
+
+def check_task(task: str, *, dataset: str | None = None, arch: str | None = None) -> None:
+    """Raise ValueError naming the task and the dataset or architecture it cannot use."""
+    info = task_info(task)
+    if dataset is not None and not re.fullmatch(info.datasets, dataset):
+        other = task_of_dataset(dataset)
+        hint = f" ({dataset!r} is a {other} dataset)" if other else ""
+        raise ValueError(
+            f"task {task!r} cannot use data.dataset {dataset!r}{hint}; use "
+            f"{info.datasets_help}, or set task to the dataset's task"
+        )
+    if arch is not None:
+        ok = arch in info.archs if info.archs is not None else arch not in _claimed_archs()
+        if not ok:
+            allowed = (
+                ", ".join(info.archs)
+                if info.archs is not None
+                else "any architecture but " + ", ".join(sorted(_claimed_archs()))
+            )
+            raise ValueError(
+                f"task {task!r} cannot use model.arch {arch!r} (a {task_of_arch(arch)} "
+                f"architecture); use {allowed}"
+            )

@@ -1,0 +1,173 @@
+"""The model zoo: architectures registered by name and built from a spec (timm's ``_factory``).
+
+``create_model(spec)`` builds the plain network the spec's ``model`` names and, when the spec has
+an ``rpg`` section, converts it with :func:`rpg_core.rpgify`. The names live in the torch-free
+:mod:`rpg_core.catalog.archs` (re-exported here); torch is imported when a model is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..catalog.archs import (
+    BUILTIN_MODELS,
+    ModelFn,
+    list_models,
+    model_builder,
+    register_model,
+    supports_recurrence,
+)
+from ..catalog.tasks import task_of_arch
+from ..exceptions import RPGConfigError
+from ..spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg, sharing_rpg
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "ModelFn",
+    "create_model",
+    "list_models",
+    "model_builder",
+    "model_spec_of",
+    "register_model",
+    "supports_recurrence",
+]
+
+
+def _materialize_ordinary(model: nn.Module) -> None:
+    """Give the meta tensors left after rpgify real (CPU) storage and initialise them."""
+    import torch
+    from torch import nn
+
+    from ..rpg.ring import Ring
+
+    for module in model.modules():
+        if isinstance(module, Ring):
+            continue
+        moved = False
+        for name, p in list(module._parameters.items()):
+            if p is not None and p.is_meta:
+                fresh = torch.empty_like(p, device="cpu")
+                module._parameters[name] = nn.Parameter(fresh, requires_grad=p.requires_grad)
+                moved = True
+        for name, b in list(module._buffers.items()):
+            if b is not None and b.is_meta:
+                module._buffers[name] = torch.empty_like(b, device="cpu")
+                moved = True
+        reset = getattr(module, "reset_parameters", None)
+        if moved and callable(reset):
+            reset()
+    init = getattr(model, "init_weights", None)
+    if callable(init):
+        init()
+
+
+def model_spec_of(model: nn.Module) -> dict[str, Any] | None:
+    """The ``{"model": ..., "rpg": ...}`` spec a model was built from by create_model, if any."""
+    spec = model.__dict__.get("rpg_spec")
+    return spec if isinstance(spec, dict) else None
+
+
+def _with_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """A ``{"model": ...}`` dict (a saved file's spec) gets the task its architecture serves."""
+    model = spec.get("model")
+    if "task" in spec or not isinstance(model, dict) or not isinstance(model.get("arch"), str):
+        return spec
+    return {**spec, "task": task_of_arch(model["arch"])}
+
+
+def create_model(
+    spec: Any,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    plain: bool = False,
+) -> nn.Module:
+    """Build the model a spec describes: an ``ExperimentSpec`` (or its dict), or a ``ModelSpec``.
+
+    ``plain``: the architecture without rings even where ``model.recurrence.mode`` or
+    ``model.sharing`` is rpg (its ``repeats`` blocks or ``stacks`` sub-networks with ordinary
+    convs: what an .rpg file's tensors are checked against).
+
+    ``num_classes``/``in_channels`` fill what the spec leaves unset (the dataset's values);
+    defaults 10 and 3.
+    """
+    rpg: RPGSpec | None = None
+    if isinstance(spec, dict):
+        spec = parse_spec(_with_task(spec))
+    if isinstance(spec, ExperimentSpec):
+        model_spec, rpg = spec.model, spec.rpg
+    elif isinstance(spec, ModelSpec):
+        model_spec = spec
+    else:
+        raise RPGConfigError(
+            f"create_model needs an ExperimentSpec, a ModelSpec or a dict, got {type(spec).__name__}"
+        )
+    build = model_builder(model_spec.arch)
+    model_spec = model_spec.model_copy(
+        update={
+            "num_classes": model_spec.num_classes or num_classes or 10,
+            "in_channels": model_spec.in_channels or in_channels or 3,
+        }
+    )
+    kwargs: dict[str, Any] = {
+        "variant": model_spec.variant,
+        "width": model_spec.width,
+        "num_classes": model_spec.num_classes,
+        "in_channels": model_spec.in_channels,
+    }
+    sharing = model_spec.resolved_sharing()
+    if sharing is not None:  # stacked sub-networks (hourglass, encdec): defaults made explicit
+        stacks = model_spec.resolved_stacks()
+        model_spec = model_spec.model_copy(update={"stacks": stacks, "sharing": sharing})
+        kwargs["stacks"], kwargs["sharing"] = stacks, sharing
+        if sharing == "rpg" and not plain:
+            try:
+                rpg = sharing_rpg(model_spec, rpg)
+            except ValueError as err:
+                raise RPGConfigError(str(err)) from None
+        elif rpg is not None and sharing != "rpg":
+            raise RPGConfigError(f"rpg: sharing {sharing} takes no rpg section")
+        elif plain:
+            rpg = None
+    rec = model_spec.recurrence
+    if rec is not None:
+        if not supports_recurrence(model_spec.arch):
+            raise RPGConfigError(
+                f"model.recurrence: arch {model_spec.arch!r} does not apply a block repeatedly"
+            )
+        kwargs["recurrence"] = rec.model_dump()
+        if rec.mode == "rpg" and not plain:
+            try:
+                rpg = recurrence_rpg(rec, rpg)
+            except ValueError as err:
+                raise RPGConfigError(str(err)) from None
+        elif rpg is not None:
+            raise RPGConfigError(f"rpg: recurrence mode {rec.mode} takes no rpg section")
+    if rpg is None:
+        model = build(**kwargs)
+    else:
+        import torch
+
+        from ..rpg.rpgify import rpgify
+
+        # Build on the meta device: the full-size kernels that rpgify replaces are never
+        # allocated or initialised (a quarter of a second for a ResNet18 on a CPU).
+        with torch.device("meta"):
+            model = build(**kwargs)
+        rpgify(model, **rpg.rpgify_kwargs())
+        _materialize_ordinary(model)
+    # The complete spec that rebuilds this architecture (saved into every file we write).
+    # (a task other than classification is named too: files of classifiers keep the
+    # {model, rpg} header that readers before tasks existed accept)
+    saved: dict[str, Any] = {
+        "model": model_spec.model_dump(),
+        "rpg": rpg.model_dump() if rpg is not None else None,
+    }
+    task = task_of_arch(model_spec.arch)
+    if task != "classification":
+        saved = {"task": task, **saved}
+    model.rpg_spec = saved  # type: ignore[assignment]
+    return model

@@ -1,0 +1,262 @@
+"""The seeded generator behind every generating matrix R_i (paper eq. 1-3).
+
+Everything here is a pure function of integer seeds, written out so that any language can
+reproduce it bit for bit; nothing depends on ``torch.randperm`` or numpy's ``Generator``, whose
+streams may change between releases. ``docs/FORMAT.md`` restates the algorithm.
+
+Definitions (all arithmetic modulo 2**64 on unsigned 64-bit integers):
+
+``mix64(z)``
+    SplitMix64's finaliser: ``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;
+    z *= 0x94D049BB133111EB; z ^= z >> 31``.
+``stream(seed, tag, n)``
+    ``s0 = mix64(seed ^ mix64(tag))``; output ``i`` (0-based) is ``mix64(s0 + (i + 1) * GAMMA)``
+    with ``GAMMA = 0x9E3779B97F4A7C15`` (SplitMix64's sequence started at ``s0``).
+``permutation(seed, tag, n)``
+    ``b = bit_length(n - 1)``; ``key_i = ((stream_i >> b) << b) | i``; sort the keys ascending
+    (they are distinct, so any sort gives the same order); the permutation is ``key & (2**b - 1)``.
+``index_array(seed, n, m, permute)``
+    ``q, r = divmod(m, n)``; ``base = [0..n-1] * q ++ permutation(seed, SELECT, n)[:r]``.
+    With ``permute`` the index array is ``base[permutation(seed, SHUFFLE, m)]``; without it,
+    ``i mod n`` for ``i`` in ``0..m-1``. Every ring element is used ``q`` or ``q + 1`` times.
+``signs(seed, m, reflect)``
+    With ``reflect``: ``+1`` where the top bit of ``stream(seed, SIGN, m)`` is 0, else ``-1``.
+    Without it: all ``+1``.
+
+Two generators build the permutations; a ring records which one made it (files: the
+``generator`` metadata; rings: ``RingSpec.generator``):
+
+version 1, ``splitmix64-sortperm``
+    ``permutation`` as above: a sort of ``n`` random keys (O(n log n); 1-3 s for ResNet18's 11M
+    weights on a busy 2-core machine). Files written before version 2 use it and still load.
+version 2, ``splitmix64-bijection`` (the default)
+    ``permutation(seed, tag, n)[i] = walk(f(i))``: ``f`` is a keyed bijection of the ``b``-bit
+    integers (``b = max(1, bit_length(n - 1))``) made of ``ROUNDS`` rounds of
+    ``x = (x * k_odd + c) mod 2**b; x ^= x >> ceil(b / 2)`` with the round keys
+    ``k_odd = stream_{2r} | 1`` and ``c = stream_{2r+1}`` of ``stream(seed, tag, 2 * ROUNDS)``;
+    ``walk`` applies ``f`` again while the value is ``>= n`` (cycle walking, which keeps a
+    bijection of ``0..n-1``). O(n), no sort; ``index_array`` and ``signs`` are otherwise the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import RPGConfigError
+
+GENERATORS = {1: "splitmix64-sortperm", 2: "splitmix64-bijection"}  # version -> id
+GENERATOR_VERSION = 2  # what new rings use
+GENERATOR_ID = GENERATORS[GENERATOR_VERSION]
+BIJECTION_ROUNDS = 4  # rounds of the version-2 bijection
+
+GAMMA = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+SEED_LIMIT = 1 << 63  # seeds are non-negative and fit a signed 64-bit integer (JSON-safe as text)
+
+# Stream tags: one independent stream per use.
+TAG_SELECT = 1  # which (m mod n) ring elements are used once more
+TAG_SHUFFLE = 2  # the shuffle of the whole index array
+TAG_SIGN = 3  # the sign flips (reflection)
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64_int(z: int) -> int:
+    """SplitMix64's finaliser on a Python int (the scalar reference of :func:`mix64`)."""
+    z &= MASK64
+    z ^= z >> 30
+    z = (z * 0xBF58476D1CE4E5B9) & MASK64
+    z ^= z >> 27
+    z = (z * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def mix64(z: np.ndarray) -> np.ndarray:
+    """Vectorised SplitMix64 finaliser on a uint64 array (modifies and returns ``z``)."""
+    z ^= z >> np.uint64(30)
+    z *= _M1
+    z ^= z >> np.uint64(27)
+    z *= _M2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """Return ``seed`` if it is an int in [0, 2**63), else raise naming the argument."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise RPGConfigError(f"{name} must be an integer, got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < SEED_LIMIT:
+        raise RPGConfigError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
+
+
+_CHUNK = 1 << 15  # elements per block: the arithmetic stays in the CPU cache (5x faster)
+
+
+def _stream_blocks(seed: int, tag: int, n: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, block) pairs covering ``stream(seed, tag, n)``; each block is a fresh array."""
+    s0 = mix64_int(check_seed(seed) ^ mix64_int(tag))
+    steps = np.arange(1, _CHUNK + 1, dtype=np.uint64) * np.uint64(GAMMA)
+    for start in range(0, n, _CHUNK):
+        k = min(_CHUNK, n - start)
+        z = steps[:k] + np.uint64((s0 + start * GAMMA) & MASK64)
+        yield start, mix64(z)
+
+
+def stream(seed: int, tag: int, n: int) -> np.ndarray:
+    """``n`` pseudo-random uint64 values of the stream (seed, tag)."""
+    out = np.empty(n, dtype=np.uint64)
+    for start, block in _stream_blocks(seed, tag, n):
+        out[start : start + len(block)] = block
+    return out
+
+
+def permutation(seed: int, tag: int, n: int) -> np.ndarray:
+    """A permutation of ``0..n-1`` (int64) fixed by (seed, tag): sort of distinct random keys."""
+    if n <= 1:
+        return np.zeros(max(n, 0), dtype=np.int64)
+    b = np.uint64((n - 1).bit_length())
+    keys = np.empty(n, dtype=np.uint64)
+    index = np.arange(_CHUNK, dtype=np.uint64)
+    for start, block in _stream_blocks(seed, tag, n):
+        block >>= b
+        block <<= b
+        block |= index[: len(block)] + np.uint64(start)
+        keys[start : start + len(block)] = block
+    keys.sort()
+    keys &= np.uint64((1 << int(b)) - 1)
+    return keys.view(np.int64)  # values < 2**b <= 2**63: the same bits as int64
+
+
+def check_version(version: int) -> int:
+    """``version`` if this rpg_core has that generator, else raise naming the known ones."""
+    if isinstance(version, bool) or version not in GENERATORS:
+        raise RPGConfigError(
+            f"generator version {version!r} is unknown; this rpg_core has "
+            + ", ".join(f"{v} ({name})" for v, name in GENERATORS.items())
+        )
+    return int(version)
+
+
+def _round_keys(seed: int, tag: int, dtype: type) -> list[tuple[Any, Any]]:
+    """(odd multiplier, addend) per round, reduced to ``dtype`` (only their low ``b`` bits
+    matter: the arithmetic is modulo ``2**b``, and ``b <= 32`` runs in uint32)."""
+    keys = [int(k) for k in stream(seed, tag, 2 * BIJECTION_ROUNDS)]
+    bits = np.iinfo(dtype).bits
+    low = (1 << bits) - 1
+    return [
+        (dtype((keys[2 * r] | 1) & low), dtype(keys[2 * r + 1] & low))
+        for r in range(BIJECTION_ROUNDS)
+    ]
+
+
+def _bijection(x: np.ndarray, keys: list[tuple[Any, Any]], b: int) -> np.ndarray:
+    """The keyed bijection of ``b``-bit integers (an unsigned array, modified and returned)."""
+    dtype = x.dtype.type
+    mask = dtype((1 << b) - 1)
+    shift = dtype((b + 1) // 2)
+    for mult, add in keys:
+        x *= mult
+        x += add
+        x &= mask
+        x ^= x >> shift
+    return x
+
+
+def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.ndarray:
+    """The first ``count`` (default ``n``) values of version 2's permutation of ``0..n-1``."""
+    count = n if count is None else count
+    if n <= 1:
+        return np.zeros(max(min(count, n), 0), dtype=np.int64)
+    check_seed(seed)
+    b = (n - 1).bit_length()
+    dtype = np.uint32 if b <= 32 else np.uint64
+    keys = _round_keys(seed, tag, dtype)
+    out = np.empty(count, dtype=np.int64)
+    limit = dtype(n)
+    base: np.ndarray = np.arange(_CHUNK, dtype=dtype)
+    for start in range(0, count, _CHUNK):
+        k = min(_CHUNK, count - start)
+        x = _bijection(base[:k] + start, keys, b)
+        out_of_range = np.flatnonzero(x >= limit)
+        while len(out_of_range):  # cycle walking: a bijection's cycle returns below n
+            y = _bijection(x[out_of_range], keys, b)
+            x[out_of_range] = y
+            out_of_range = out_of_range[y >= limit]
+        out[start : start + k] = x
+    return out
+
+
+def index_array(
+    seed: int, n: int, m: int, *, permute: bool = True, version: int = GENERATOR_VERSION
+) -> np.ndarray:
+    """The index array u (length ``m``, values in ``0..n-1``) of the paper's even sampling."""
+    if n <= 0 or m <= 0:
+        raise RPGConfigError(f"index_array needs n > 0 and m > 0, got n={n}, m={m}")
+    check_version(version)
+    dtype = np.int32 if n < 2**31 else np.int64
+    if not permute:
+        return (np.arange(m, dtype=np.int64) % n).astype(dtype)
+    q, r = divmod(m, n)
+    # u = base[shuffle] with base = [0..n-1] * q ++ extra; computed without the random-access
+    # gather: base[k] is k mod n for k < q*n, and extra[k - q*n] after.
+    if version == 1:
+        shuffle = permutation(seed, TAG_SHUFFLE, m)
+        extra = permutation(seed, TAG_SELECT, n)[:r] if r else None
+    else:
+        shuffle = permutation_v2(seed, TAG_SHUFFLE, m)
+        extra = permutation_v2(seed, TAG_SELECT, n, count=r) if r else None
+    u = _mod(shuffle, n, dtype) if q else np.empty(m, dtype=dtype)
+    if extra is not None:
+        tail = shuffle >= q * n
+        u[tail] = extra.astype(dtype)[shuffle[tail] - q * n]
+    return u
+
+
+def _mod(x: np.ndarray, n: int, dtype: type) -> np.ndarray:
+    """``x % n`` as ``dtype``, in cache-sized blocks."""
+    out: np.ndarray = np.empty(len(x), dtype=dtype)
+    for start in range(0, len(x), _CHUNK):
+        out[start : start + _CHUNK] = x[start : start + _CHUNK] % n
+    return out
+
+
+def signs(seed: int, m: int, *, reflect: bool = True) -> np.ndarray:
+    """The reflection b in {+1, -1}^m as int8."""
+    out = np.ones(m, dtype=np.int8)
+    if reflect:
+        for start, block in _stream_blocks(seed, TAG_SIGN, m):
+            top = (block >> np.uint64(63)).astype(np.int8)
+            out[start : start + len(block)] -= 2 * top
+    return out
+
+
+def fnv1a64(data: bytes) -> int:
+    """64-bit FNV-1a hash (used to derive a ring's seed from its name)."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h ^= byte
+        h = (h * 0x100000001B3) & MASK64
+    return h
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """The seed of the ring called ``name`` in a model converted with ``seed``.
+
+    ``mix64(seed ^ fnv1a64(utf8(name))) >> 1`` (63 bits, so it stays a non-negative int64).
+    """
+    return mix64_int(check_seed(seed) ^ fnv1a64(name.encode("utf-8"))) >> 1
+
+
+def digest(u: np.ndarray, b: np.ndarray) -> str:
+    """sha256 of an index array and sign vector (little-endian int64 then int8), for checks."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(u, dtype="<i8").tobytes())
+    h.update(np.ascontiguousarray(b, dtype="i1").tobytes())
+    return h.hexdigest()

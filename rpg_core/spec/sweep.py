@@ -1,0 +1,133 @@
+"""Sweeps: a base spec and a grid expand into experiments (shared by ``rpg sweep`` and the API).
+
+A sweep file (YAML or JSON)::
+
+    name: fig4-digits
+    base: {model: {arch: resnet18}, rpg: {ring_size: 1000}, data: {dataset: digits}}
+    grid:                      # dotted paths into the spec; the cartesian product is taken
+      rpg.ring_size: [250, 1000, 4000]
+      model.arch: [resnet18, resnet34]
+    extra:                     # optional: more experiments, each a partial override of base
+      - {name: plain, rpg: null}
+
+Each experiment's name is the sweep's name plus its grid values.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..exceptions import RPGConfigError
+from . import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
+
+MAX_EXPERIMENTS = 1000
+
+
+class SweepSpec(BaseModel):
+    """A sweep: ``base`` spec, ``grid`` of dotted-path values, and ``extra`` overrides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("sweep", pattern=NAME_RE)
+    base: dict[str, Any] = Field(default_factory=dict, description="the spec every run starts from")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values")
+    extra: list[dict[str, Any]] = Field(default_factory=list, description="partial overrides")
+    tags: list[str] = Field(default_factory=list)
+
+
+def _set_path(d: dict[str, Any], path: str, value: Any) -> None:
+    keys = path.split(".")
+    cur = d
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if nxt is None:
+            nxt = cur[k] = {}
+        if not isinstance(nxt, dict):
+            raise RPGConfigError(f"grid: {path!r} goes through {k!r}, which is not a section")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _label(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "", str(value))[:24] or "x"
+
+
+def parse_sweep(data: dict[str, Any] | SweepSpec) -> SweepSpec:
+    if isinstance(data, SweepSpec):
+        return data
+    if not isinstance(data, dict):
+        raise RPGConfigError(f"a sweep must be a mapping, got {type(data).__name__}")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise RPGConfigError(f"invalid sweep: {format_validation_error(err, SweepSpec)}") from None
+
+
+def expand(sweep: dict[str, Any] | SweepSpec) -> list[ExperimentSpec]:
+    """The experiments of a sweep, validated; errors name the experiment and the field."""
+    sw = parse_sweep(sweep)
+    for path, values in sw.grid.items():
+        if not values:
+            raise RPGConfigError(f"grid.{path}: give at least one value")
+    count = (len(list(itertools.product(*sw.grid.values()))) if sw.grid else 1) + len(sw.extra)
+    if count > MAX_EXPERIMENTS:
+        raise RPGConfigError(
+            f"sweep expands to {count} experiments; at most {MAX_EXPERIMENTS} are allowed"
+        )
+    raw: list[dict[str, Any]] = []
+    paths = list(sw.grid)
+    for combo in itertools.product(*sw.grid.values()) if paths else [()]:
+        d = copy.deepcopy(sw.base)
+        for path, value in zip(paths, combo, strict=True):
+            _set_path(d, path, value)
+        suffix = "-".join(
+            f"{p.split('.')[-1]}_{_label(v)}" for p, v in zip(paths, combo, strict=True)
+        )
+        d["name"] = f"{sw.name}-{suffix}"[:128] if suffix else sw.name
+        raw.append(d)
+    for i, over in enumerate(sw.extra):
+        d = _merge(sw.base, over)
+        d["name"] = f"{sw.name}-{over.get('name', f'extra{i}')}"[:128]
+        raw.append(d)
+    specs = []
+    for d in raw:
+        d["tags"] = sorted(set(d.get("tags", [])) | set(sw.tags))
+        try:
+            specs.append(parse_spec(d))
+        except RPGConfigError as err:
+            raise RPGConfigError(f"sweep experiment {d['name']!r}: {err}") from None
+    return specs
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read a sweep file (YAML or JSON)."""
+    from .safe_yaml import RPGYAMLError, loads
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = json.loads(text) if p.suffix == ".json" else loads(text)
+    except OSError as err:
+        raise RPGConfigError(f"cannot read sweep file {str(p)!r}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise RPGConfigError(f"sweep file {str(p)!r} is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError, RPGYAMLError) as err:
+        raise RPGConfigError(f"sweep file {str(p)!r} is not valid YAML/JSON: {err}") from None
+    return parse_sweep(data)

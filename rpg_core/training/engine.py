@@ -1,0 +1,481 @@
+"""The training engine: run an :class:`~rpg_core.spec.ExperimentSpec` to the end.
+
+``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (SGD with
+momentum, a per-step learning-rate schedule: :mod:`rpg_core.training.schedules`), writes a checkpoint every epoch, resumes from it, and returns a
+:class:`TrainResult` (:mod:`rpg_core.training.result`, the result contract). On the CPU a resumed run
+ends bit-identical to an uninterrupted one; on CUDA it trains in bf16 autocast with
+channels_last.
+
+Callbacks get ``on_step`` (throttled), ``on_epoch_end`` and are asked ``should_stop()`` before
+every step: a stopped run keeps its last checkpoint and its result says ``stopped``.
+
+Before an evaluation early in a run the batchnorm statistics are recomputed on training batches
+(``train.precise_bn``, :mod:`rpg_core.training.precise_bn`); a finished run's result carries the guard
+rails' flags (:mod:`rpg_core.training.health`).
+
+The steps and the evaluation pass are :mod:`rpg_core.training.loop`'s (the one training loop, which the
+fine-tuning of a pruned network shares); :mod:`rpg_core.training.epoch` holds a run's state and one
+epoch, :mod:`rpg_core.training.optim` the optimizer, :mod:`rpg_core.training.resume` the checkpoint's spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import (
+    BatchLoader,
+    Datasets,
+    TensorImages,
+    TensorSamples,
+    default_data_root,
+    load_datasets,
+    resolve_under,
+)
+from ..exceptions import RPGConfigError
+from ..models import create_model
+from ..rpg.params import count_macs, count_params
+from ..spec import (
+    ExperimentSpec,
+    auto_batch_lr_factor,
+    auto_batch_size,
+    parse_spec,
+    resolve_augment,
+    resolve_train,
+)
+from ..tasks import get_task
+from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
+from .epoch import (
+    PRECISE_BN_EPOCH,
+    _notify,
+    _Run,
+    _Stop,
+    _stop_requested,
+    evaluate,
+    precise_bn,
+    train_epoch,
+    wants_precise_bn,
+)
+from .health import check_baseline, check_run
+from .loop import deterministic, pick_device
+from .optim import RING_LR_USES, make_optimizer, ring_lr_factor
+from .result import Status, TrainResult
+from .resume import _for_checkpoint, _same_spec, load_trained_model, saved_spec
+from .schedules import make_scheduler
+from .timing import run_inference_ms
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PRECISE_BN_EPOCH",
+    "RING_LR_USES",
+    "Callback",
+    "Status",
+    "TrainResult",
+    "count_flops",
+    "evaluate",
+    "load_trained_model",
+    "make_optimizer",
+    "pick_device",
+    "precise_bn",
+    "ring_lr_factor",
+    "saved_spec",
+    "train",
+    "train_epoch",
+    "wants_precise_bn",
+]
+
+
+class Callback:
+    """Hooks into a run; subclass and override what you need (all are no-ops here).
+
+    Any object with some of these methods works as a callback too.
+    """
+
+    def on_step(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        """``step`` of ``total`` (whole run); throttled by ``train(step_interval_s=...)``."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        """After epoch ``epoch`` (1-based) is trained, evaluated and checkpointed."""
+
+    def on_resume(self, history: list[dict[str, float]]) -> None:
+        """Once, when a run resumes from a checkpoint, with the epochs already done.
+
+        A process that died between writing a checkpoint and reporting that epoch finds here
+        what it missed (the worker rewrites these metrics; its writes are idempotent).
+        """
+
+    def on_datasets(self, data: Datasets) -> None:
+        """Once, when the run's datasets are loaded (before training), e.g. to reuse the
+        validation data after training (:class:`rpg_core.analysis.SimilarityCallback`)."""
+
+    def should_stop(self) -> bool:
+        """Asked before every step: True stops the run cooperatively."""
+        return False
+
+    def on_train_end(self, result: TrainResult, model: nn.Module) -> None:
+        """Once, with the result and the trained model (e.g. to save a compact model file)."""
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of every Conv and Linear layer for one input of ``input_shape``
+    ([C, H, W]); what ``TrainResult.flops`` reports (see :func:`rpg_core.rpg.params.count_macs`)."""
+    c, h, w = (int(v) for v in input_shape)
+    return count_macs(model, (c, h, w))
+
+
+# --- set-up -------------------------------------------------------------------------------------
+def _pruned_source(
+    spec: ExperimentSpec, source: nn.Module | None, data: Datasets, data_root: str | Path | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A pruning job's starting model: ``source`` (or the .rpg file it names) pruned."""
+    from ..format import load_compact
+    from .pruning import prune_model
+
+    assert spec.prune is not None
+    if source is None:
+        if not isinstance(spec.prune.source, str):
+            raise RPGConfigError(
+                f"prune.source: experiment {spec.prune.source} is resolved by the service; "
+                f"locally, name a .rpg file under <data root>/models/ or pass source_model="
+            )
+        root = Path(data_root) if data_root is not None else default_data_root()
+        source = load_compact(resolve_under(root, "models", spec.prune.source))
+    size = (data.in_channels, data.image_size, data.image_size)
+    pruned = prune_model(source, spec.prune.fraction, input_size=size)
+    return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
+
+
+def _build(
+    spec: ExperimentSpec,
+    data_root: str | Path | None,
+    callbacks: Sequence[Any],
+    step_interval_s: float,
+    source_model: nn.Module | None = None,
+) -> _Run:
+    hp = resolve_train(spec.train)
+    device = pick_device(spec.train.device)
+    data_spec = spec.data.model_copy(update={"augment": resolve_augment(spec)})
+    data = load_datasets(data_spec, data_root=data_root)
+    hp["augment"] = data_spec.augment
+    batch_lr = 1.0  # an auto batch size below the recipe's lowers the lr (auto_batch_lr_factor)
+    if hp["batch_size"] is None:
+        batch_size = auto_batch_size(len(data.train))
+        hp["batch_size"], batch_lr = batch_size, auto_batch_lr_factor(batch_size)
+    torch.manual_seed(spec.train.seed)
+    prune: dict[str, Any] | None = None
+    if spec.prune is not None:
+        model, prune = _pruned_source(spec, source_model, data, data_root)
+    else:
+        model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+    if device.type == "cuda":
+        model = model.to(device).to(memory_format=torch.channels_last)
+    if spec.train.lr is None and (hp["lr_by_ring_uses"] or batch_lr < 1.0):
+        # Both factors bound the same thing, the size of a step, so the tighter one applies.
+        ring_lr = ring_lr_factor(model) if hp["lr_by_ring_uses"] else 1.0
+        hp["lr_factor"] = min(ring_lr, batch_lr)
+        hp["lr"] = hp["lr"] * hp["lr_factor"]
+    optimizer = make_optimizer(model, hp)
+    kw: dict[str, Any] = {"seed": spec.train.seed, "device": device}
+    workers = spec.data.num_workers
+    train_loader = BatchLoader(data, "train", hp["batch_size"], num_workers=workers, **kw)
+    return _Run(
+        spec=spec,
+        hp=hp,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, hp, len(train_loader)),
+        train_loader=train_loader,
+        val_loader=BatchLoader(data, "val", hp["batch_size"], num_workers=workers, **kw),
+        prune=prune,
+        device=device,
+        callbacks=callbacks,
+        step_interval_s=step_interval_s,
+        task=get_task(spec.task),
+    )
+
+
+def _resume(run: _Run, ckpt: Checkpoint, checkpoint_dir: Path) -> None:
+    if not _same_spec(ckpt.meta.get("spec"), run.spec):
+        raise RPGConfigError(
+            f"the checkpoint in {checkpoint_dir} was written for a different spec; "
+            f"use another checkpoint directory or resume=False"
+        )
+    if not restore_checkpoint(
+        ckpt, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler
+    ):  # an epoch-based scheduler of an older rpg_core: continue the per-step one from here
+        run.scheduler.last_epoch = ckpt.epoch * len(run.train_loader)
+        for group, lr in zip(run.optimizer.param_groups, run.scheduler.get_lr(), strict=True):
+            group["lr"] = lr
+        log.info("%s: epoch-based scheduler state converted to per-step", run.spec.name)
+    run.history = list(ckpt.meta.get("history", []))
+    run.start_epoch = ckpt.epoch
+    log.info("resumed %s from %s at epoch %d", run.spec.name, checkpoint_dir, ckpt.epoch)
+    _notify(run.callbacks, "on_resume", list(run.history))
+
+
+def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
+    save_checkpoint(
+        checkpoint_dir,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        epoch=epoch,
+        meta={
+            "spec": run.spec.model_dump(mode="json"),
+            "history": run.history,
+            "num_classes": run.data.num_classes,
+            "in_channels": run.data.in_channels,
+            "image_size": run.data.image_size,
+            "data_generator": "torch.Generator seeded by (train.seed, epoch): see data.py",
+        },
+    )
+
+
+def _best_record(run: _Run) -> dict[str, Any]:
+    """The history record with the best primary metric (the first best, as ``max`` picks)."""
+    metric = run.task.info.primary_metric
+    key = f"val_{metric.key}"
+    best: dict[str, Any] = {}
+    for record in run.history:
+        value = record.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if not best or metric.better(float(value), float(best[key])):
+            best = record
+    return best
+
+
+def _task_metrics(run: _Run, record: dict[str, Any]) -> dict[str, float | None]:
+    return {m.key: record.get(f"val_{m.key}") for m in run.task.info.metrics}
+
+
+def _best_metrics(run: _Run) -> dict[str, float | None]:
+    """Each metric's best value over the epochs (in its own direction)."""
+    out: dict[str, float | None] = {}
+    for m in run.task.info.metrics:
+        values = [float(v) for r in run.history if (v := r.get(f"val_{m.key}")) is not None]
+        out[m.key] = (max if m.higher_is_better else min)(values) if values else None
+    return out
+
+
+def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) -> TrainResult:
+    h = run.history
+    last = h[-1] if h else {}
+    best = _best_record(run)
+    final_val, train_acc = last.get("val_acc"), last.get("train_acc")
+    gap = train_acc - final_val if train_acc is not None and final_val is not None else None
+    primary = run.task.info.primary_metric.key
+    metrics = _task_metrics(run, last)
+    baseline = _baseline(run)
+    return TrainResult(
+        name=run.spec.name,
+        status=status,
+        epochs_run=len(h),
+        epochs=run.hp["epochs"],
+        final_val_acc=final_val,
+        best_val_acc=best.get("val_acc"),
+        best_epoch=int(best["epoch"]) if best else None,
+        final_val_top5=last.get("val_top5"),
+        best_val_top5=max((r["val_top5"] for r in h), default=None) if "val_top5" in last else None,
+        train_acc=train_acc,
+        train_val_gap=gap,
+        params=count_params(run.model).as_dict(),
+        flops=flops,
+        wall_time_s=time.perf_counter() - run.started,
+        images_per_s=run.images / run.train_seconds if run.train_seconds > 0 else 0.0,
+        device=str(run.device),
+        hyperparameters=dict(run.hp),
+        history=list(h),
+        checkpoint=str(checkpoint_dir) if checkpoint_dir is not None else None,
+        spec=run.spec.model_dump(mode="json"),
+        prune=run.prune,
+        health=[f.as_dict() for f in _health(run, baseline)],
+        ood=run.ood,
+        ood_acc=_mean_ood(run.ood),
+        task=run.task.info.name,
+        metrics=metrics,
+        best_metrics=_best_metrics(run),
+        primary_metric=primary,
+        primary_value=metrics.get(primary),
+        samples=_samples(run) if h else None,
+        baseline=baseline,
+    )
+
+
+SAMPLES = 3  # validation images with predictions in a dense task's result (the run page)
+
+
+def _samples(run: _Run) -> list[dict[str, Any]] | None:
+    """A few validation images with the model's predictions (pose, multitask; None for
+    classification, whose run page has no pictures)."""
+    val = run.data.val
+    if run.task.info.name == "classification" or not isinstance(val, TensorSamples):
+        return None
+    idx = torch.arange(min(SAMPLES, len(val)))
+    raw = val.x[idx]
+    targets = {k: v[idx] for k, v in val.targets.items()}
+    x = next(iter(run.val_loader.epoch(0)))[0][: len(idx)]
+    run.model.eval()
+    with torch.no_grad(), run.autocast():
+        outputs = run.model(run.prepare(x))
+    samples: list[dict[str, Any]] = run.task.samples(raw, outputs, targets, k=len(idx))
+    return samples
+
+
+def _ood_scorer(run: _Run) -> Any:
+    from ..evaluate.ood import Scorer
+
+    return Scorer(
+        model=run.model,
+        batch_size=run.hp["batch_size"],
+        device=run.device,
+        autocast=run.autocast,
+        prepare=run.prepare,
+        num_workers=run.spec.data.num_workers,
+    )
+
+
+def evaluate_ood(run: _Run) -> dict[str, float]:
+    """eval.ood's accuracies (rpg_core.evaluate.ood); only called when the spec lists OOD sets."""
+    from ..evaluate.ood import evaluate_ood as score
+
+    return score(_ood_scorer(run), run.data, run.spec.eval.ood, run.data_root)
+
+
+def _mean_ood(results: dict[str, float] | None) -> float | None:
+    if not results:
+        return None
+    from ..evaluate.ood import mean_ood
+
+    return mean_ood(results)
+
+
+def _baseline(run: _Run) -> dict[str, float] | None:
+    """A dense task's metrics for a constant prediction (rpg_core.tasks.Task.baseline)."""
+    train, val = run.data.train, run.data.val
+    if not isinstance(train, TensorSamples) or not isinstance(val, TensorSamples):
+        return None
+    return run.task.baseline(train.targets, val.targets) or None
+
+
+def _health(run: _Run, base: dict[str, float] | None) -> list[Any]:
+    """The guard rails' flags; ``base``: a dense task's constant-prediction metrics."""
+    val = run.data.val
+    if isinstance(val, TensorSamples):  # pose, multitask: no classes; a constant prediction
+        flags = check_run(run.history, num_classes=2, val_label_counts=[])
+        if run.history and base:
+            up = {m.key: m.higher_is_better for m in run.task.info.metrics}
+            flags += check_baseline(run.history[-1], base, up)
+    else:
+        labels = val.y.tolist() if isinstance(val, TensorImages) else list(val.labels)
+        counts = [0] * run.data.num_classes
+        for label in labels:
+            counts[int(label)] += 1
+        flags = check_run(run.history, num_classes=run.data.num_classes, val_label_counts=counts)
+    for f in flags:
+        log.warning("%s: %s: %s", run.spec.name, f.code, f.message)
+    return flags
+
+
+# --- the engine ---------------------------------------------------------------------------------
+def _epoch_ood(run: _Run) -> dict[str, float]:
+    """``{"ood_acc": mean}`` at every evaluation when eval.ood_each_epoch asks for it."""
+    if not (run.spec.eval.ood and run.spec.eval.ood_each_epoch):
+        return {}
+    mean = _mean_ood(evaluate_ood(run))
+    return {"ood_acc": mean} if mean is not None else {}
+
+
+def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
+    for epoch in range(run.start_epoch, run.hp["epochs"]):
+        t0 = time.perf_counter()
+        try:
+            train_loss, train_acc = train_epoch(run, epoch)
+        except _Stop:
+            log.info("%s: stop requested during epoch %d", run.spec.name, epoch + 1)
+            return "stopped"
+        if wants_precise_bn(run, (epoch + 1) * len(run.train_loader)):
+            precise_bn(run, epoch)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            **({"train_acc": train_acc} if train_acc is not None else {}),
+            **evaluate(run),
+            **_epoch_ood(run),
+            "lr": run.last_lr,
+            "seconds": time.perf_counter() - t0,
+        }
+        run.history.append(record)
+        if checkpoint_dir is not None:
+            _save(run, checkpoint_dir, epoch + 1)
+        log.info("%s epoch %d: %s", run.spec.name, epoch + 1, record)
+        _notify(run.callbacks, "on_epoch_end", epoch + 1, dict(record))
+        if epoch + 1 < run.hp["epochs"] and _stop_requested(run.callbacks):
+            return "stopped"
+    return "completed"
+
+
+def train(
+    spec: ExperimentSpec | dict[str, Any],
+    *,
+    callbacks: Sequence[Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    resume: bool = True,
+    step_interval_s: float = 1.0,
+    source_model: nn.Module | None = None,
+) -> TrainResult:
+    """Train ``spec`` to its last epoch (or until a callback stops it) and return the result.
+
+    ``checkpoint_dir``: a checkpoint is written there after every epoch; with ``resume`` a run
+    continues from it. ``data_root``: where datasets live (default ``$RPG_DATA_ROOT`` or
+    ``./data``). ``step_interval_s``: the least time between two ``on_step`` calls.
+    ``source_model``: for a pruning job (``spec.prune``), the trained model to prune (else the
+    .rpg file ``prune.source`` names is read from ``<data_root>/models/``).
+    Raises RPGTrainingError when the loss becomes NaN or inf.
+    """
+    spec = parse_spec(spec)
+    cbs = list(callbacks or [])
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt = load_checkpoint(ckpt_dir) if ckpt_dir is not None and resume else None
+    spec = _for_checkpoint(spec, ckpt)
+    device = pick_device(spec.train.device)
+    with deterministic(spec.train.deterministic, device):
+        run = _build(spec, data_root, cbs, step_interval_s, source_model)
+        if data_root is not None:
+            run.data_root = Path(data_root)
+        _notify(cbs, "on_datasets", run.data)
+        if spec.eval.ood:  # a missing folder or a bad class map fails before any training
+            from ..evaluate.ood import check_ood_sources
+
+            check_ood_sources(spec.eval.ood, run.data, run.data_root)
+        d = run.data
+        flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))
+        if ckpt is not None and ckpt_dir is not None:
+            _resume(run, ckpt, ckpt_dir)
+        status = _run_epochs(run, ckpt_dir)
+        if spec.eval.ood and status == "completed":
+            run.ood = evaluate_ood(run)
+    result = _result(run, status, ckpt_dir, flops)
+    result = result.model_copy(update={"inference_ms_per_image": run_inference_ms(run)})
+    _notify(cbs, "on_train_end", result, run.model)
+    log.info(
+        "%s %s after %d/%d epochs: val %s %s",
+        spec.name,
+        status,
+        result.epochs_run,
+        result.epochs,
+        result.primary_metric,
+        result.primary_value,
+    )
+    return result

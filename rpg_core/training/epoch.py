@@ -1,0 +1,161 @@
+"""One epoch of a run: the run's mutable state, the training pass (through
+:func:`rpg_core.training.loop.train_steps`) with its callbacks, precise batchnorm, and evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import BatchLoader, Datasets, default_data_root
+from ..spec import PRECISE_BN_STEPS, ExperimentSpec
+from ..tasks import Task, get_task
+from .loop import EpochSums, evaluate_batches, train_steps
+from .precise_bn import recompute_batchnorm
+
+
+def _notify(callbacks: Sequence[Any], method: str, *args: Any) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, method, None)
+        if fn is not None:
+            fn(*args)
+
+
+def _stop_requested(callbacks: Sequence[Any]) -> bool:
+    return any(bool(getattr(cb, "should_stop", lambda: False)()) for cb in callbacks)
+
+
+class _Stop(Exception):
+    """Raised inside an epoch when a callback asked to stop."""
+
+
+@dataclass
+class _Run:
+    """The mutable state of one run."""
+
+    spec: ExperimentSpec
+    hp: dict[str, Any]
+    data: Datasets
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    device: torch.device
+    callbacks: Sequence[Any]
+    step_interval_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    images: int = 0
+    train_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    last_notify: float = -math.inf
+    start_epoch: int = 0
+    prune: dict[str, Any] | None = None  # a pruning job's report
+    last_lr: float = 0.0  # the learning rate of the last step taken
+    data_root: Path = field(default_factory=default_data_root)
+    ood: dict[str, float] | None = None  # eval.ood's accuracies after training
+    task: Task = field(default_factory=lambda: get_task("classification"))
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.train_loader) * self.hp["epochs"]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+def _step_metrics(run: _Run, epoch: int, step: int, sums: EpochSums, t0: float) -> dict[str, Any]:
+    n_steps = len(run.train_loader)
+    done = epoch * n_steps + step
+    elapsed = time.perf_counter() - t0
+    rate = step / elapsed if elapsed > 0 else 0.0
+    remaining = run.total_steps - done
+    return {
+        "epoch": epoch + 1,
+        "epochs": run.hp["epochs"],
+        "step_in_epoch": step,
+        "steps_per_epoch": n_steps,
+        "loss": sums.mean_loss,
+        **({"acc": sums.accuracy} if sums.accuracy is not None else {}),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "eta_s": remaining / rate if rate > 0 else float("nan"),
+    }
+
+
+def train_epoch(run: _Run, epoch: int) -> tuple[float, float | None]:
+    """One pass over the training set; (mean loss, accuracy: None for a task that tracks no
+    training metric). ``epoch`` is 0-based."""
+    t0 = time.perf_counter()
+    n_steps = len(run.train_loader)
+
+    def before_step(step: int) -> None:
+        if _stop_requested(run.callbacks):
+            raise _Stop
+
+    def after_step(step: int, lr: float, sums: EpochSums) -> None:
+        run.last_lr = lr
+        now = time.perf_counter()
+        if now - run.last_notify >= run.step_interval_s or step == n_steps:
+            run.last_notify = now
+            metrics = _step_metrics(run, epoch, step, sums, t0)
+            _notify(run.callbacks, "on_step", epoch * n_steps + step, run.total_steps, metrics)
+
+    sums = train_steps(
+        run.model,
+        run.train_loader.epoch(epoch),
+        run.optimizer,
+        scheduler=run.scheduler,
+        epoch=epoch + 1,
+        label_smoothing=run.hp["label_smoothing"],
+        autocast=run.autocast,
+        prepare=run.prepare,
+        before_step=before_step,
+        after_step=after_step,
+        task=run.task,
+    )
+    run.images += sums.images
+    run.train_seconds += time.perf_counter() - t0
+    return sums.mean_loss, sums.accuracy
+
+
+def wants_precise_bn(run: _Run, steps_done: int) -> bool:
+    """Whether to recompute batchnorm statistics before evaluating after ``steps_done`` steps."""
+    mode = run.hp["precise_bn"]
+    return mode == "on" or (mode == "auto" and steps_done < PRECISE_BN_STEPS)
+
+
+PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1e6 + e would
+
+
+def precise_bn(run: _Run, epoch: int) -> None:
+    """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
+    batches = (run.prepare(x) for x, _ in run.train_loader.epoch(PRECISE_BN_EPOCH + epoch))
+    recompute_batchnorm(run.model, batches, autocast=run.autocast)
+
+
+def evaluate(run: _Run) -> dict[str, float]:
+    """Validation loss and the task's metrics (classification: top-1 and, with 100+ classes,
+    top-5 accuracy)."""
+    return evaluate_batches(
+        run.model,
+        run.val_loader.epoch(0),
+        task=run.task,
+        top5=run.task.info.name == "classification" and run.data.num_classes >= 100,
+        autocast=run.autocast,
+        prepare=run.prepare,
+    )

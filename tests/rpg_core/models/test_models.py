@@ -1,0 +1,106 @@
+"""The model zoo: every registered model builds from a spec, plain and RPG, and trains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+
+from rpg_core import RPGConfigError, count_params, rings
+from rpg_core.catalog.tasks import task_info, task_of_arch
+from rpg_core.models import create_model, list_models, model_spec_of, register_model
+from rpg_core.tasks import get_task
+
+
+def test_registry_lists_the_resnets() -> None:
+    assert {"resnet18", "resnet34"} <= set(list_models())
+    with pytest.raises(RPGConfigError, match="already registered"):
+        register_model("resnet18")(lambda **kw: torch.nn.Identity())
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+def test_imagenet_form_matches_torchvision(arch: str) -> None:
+    ours = create_model({"model": {"arch": arch, "variant": "imagenet", "num_classes": 1000}})
+    theirs = getattr(torchvision.models, arch)()
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [
+        (n, p.shape) for n, p in theirs.named_parameters()
+    ]
+    assert count_params(ours).total == sum(p.numel() for p in theirs.parameters())
+
+
+@pytest.mark.parametrize("arch", list_models())
+@pytest.mark.parametrize("rpg", [None, {"ring_size": 0.02}, {"ring_size": 5000, "scope": "stage"}])
+def test_every_model_builds_and_trains_a_step(arch: str, rpg: dict | None) -> None:
+    """Every registered model, with its task's loss: a classifier's logits, a stacked model's
+    per-sub-network predictions (sharing rpg when there is an rpg section)."""
+    torch.manual_seed(0)
+    task = task_of_arch(arch)
+    model_spec: dict[str, Any] = {"arch": arch, "width": 0.125, "in_channels": 1}
+    if task != "classification":
+        model_spec["sharing"] = "rpg" if rpg is not None else task_info(task).sharing[0]
+        if rpg is not None and rpg.get("scope") == "stage":  # sharing rpg picks its rings
+            with pytest.raises(RPGConfigError, match="sharing rpg chooses the rings itself"):
+                create_model({"task": task, "model": model_spec, "rpg": rpg})
+            return
+    model = create_model({"task": task, "model": model_spec, "rpg": rpg}, num_classes=7)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 1, 16, 16)
+    loss = get_task(task).loss(model(x), _targets(task, x))
+    loss.backward()
+    # the one exception: the last sub-network of a stacked model feeds no next one, so its
+    # merge convs (the re-injection) get no gradient (when it has its own: sharing none, single)
+    idle = {n for n, p in model.named_parameters() if p.grad is None}
+    last = f"stacks.{len(getattr(model, 'stacks', [])) - 1}."
+    assert all(n.startswith(last) and ".merge_" in n for n in idle), idle
+    trained = [p for n, p in model.named_parameters() if n not in idle]
+    before = [p.detach().clone() for p in trained]
+    opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, trained, strict=True))
+    out = model(x)
+    if task == "classification":
+        assert out.shape == (4, 7)
+    else:
+        saved = model_spec_of(model)
+        assert saved is not None and saved["task"] == task
+        assert isinstance(out, list) and len(out) == saved["model"]["stacks"]
+        assert saved["model"]["stacks"] == (1 if model_spec["sharing"] == "single" else 2)
+    assert bool(rings(model)) == (rpg is not None)
+
+
+def _targets(task: str, x: torch.Tensor) -> Any:
+    n, size = x.shape[0], x.shape[-1]
+    if task == "classification":
+        return torch.randint(0, 7, (n,))
+    if task == "pose":
+        joints = torch.rand(n, 7, 2) * (size - 1)
+        return {"joints": joints, "visible": torch.ones(n, 7), "head": torch.full((n,), 3.0)}
+    normal = torch.nn.functional.normalize(torch.randn(n, 3, size, size), dim=1)
+    return {"depth": torch.rand(n, 1, size, size) + 1, "normal": normal,
+            "mask": torch.ones(n, 1, size, size)}  # fmt: skip
+
+
+def test_width_multiplier_matches_a_plain_baseline_to_an_rpg_budget() -> None:
+    rpg = create_model({"model": {"arch": "resnet18"}, "rpg": {"ring_size": 45000}})
+    narrow = create_model({"model": {"arch": "resnet18", "width": 0.0625}})
+    assert count_params(narrow).backbone == pytest.approx(45000, rel=0.1)
+    assert count_params(rpg).backbone == 45000
+
+
+def test_model_carries_the_spec_that_rebuilds_it() -> None:
+    model = create_model({"model": {"arch": "resnet34"}, "rpg": {"ring_size": 900, "seed": 3}})
+    spec = model_spec_of(model)
+    assert spec is not None
+    assert spec["model"]["num_classes"] == 10 and spec["model"]["in_channels"] == 3
+    twin = create_model(spec)
+    assert torch.equal(rings(twin)["global"].index, rings(model)["global"].index)
+
+
+def test_bad_model_specs() -> None:
+    with pytest.raises(RPGConfigError, match="model.arch: unknown arch 'resnet99'"):
+        create_model({"model": {"arch": "resnet99"}})
+    with pytest.raises(RPGConfigError, match="model.variant"):
+        create_model({"model": {"arch": "resnet18", "variant": "mnist"}})
+    with pytest.raises(RPGConfigError, match="create_model needs"):
+        create_model(42)
