@@ -223,18 +223,47 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _distinct(values: list[Any]) -> int:
+    return len({json.dumps(v, sort_keys=True) for v in values})
+
+
 def differing_fields(specs: list[Any]) -> list[str]:
-    """The dotted spec paths whose values are not the same in every experiment (name aside)."""
+    """The dotted spec paths whose values are not the same in every experiment (name aside).
+
+    A section that is null in some experiments and set in others (``rpg`` of a plain baseline
+    beside RPG runs) is one field, ``rpg``; inside it, only the values that differ between the
+    experiments that set it are listed.
+    """
     flats = [_flat(s.model_dump(mode="json")) for s in specs]
-    missing = object()
-    paths = sorted({p for f in flats for p in f} - {"name"})
-    return [
-        p for p in paths if len({json.dumps(f.get(p, missing), default=repr) for f in flats}) > 1
-    ]
+    out: set[str] = set()
+    for path in sorted(set().union(*flats) - {"name"}):
+        values = [f[path] for f in flats if path in f]
+        if len(values) < len(flats):  # its section is null in some experiments
+            parts = path.split(".")
+            for i in range(1, len(parts)):
+                if any(".".join(parts[:i]) in f for f in flats):
+                    out.add(".".join(parts[:i]))
+                    break
+        if _distinct(values) > 1:
+            out.add(path)
+    return sorted(out)
 
 
 def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _field_value(spec: Any, flat: dict[str, Any], path: str) -> str | None:
+    """``path``'s value in ``spec`` as text: a leaf, or a whole section as the JSON of its
+    non-default fields; None when the spec has no such field."""
+    if path in flat:
+        return _shown(flat[path])
+    section: Any = spec.model_dump(mode="json", exclude_defaults=True)
+    for key in path.split("."):
+        if not isinstance(section, dict) or key not in section:
+            return None
+        section = section[key]
+    return _shown(section)
 
 
 def _dry_run(specs: list[Any], rows: list[dict[str, Any]]) -> None:
@@ -244,7 +273,8 @@ def _dry_run(specs: list[Any], rows: list[dict[str, Any]]) -> None:
     width = max(len(s.name) for s in specs)
     for s, r in zip(specs, rows, strict=True):
         flat = _flat(s.model_dump(mode="json"))
-        values = " ".join(f"{p}={_shown(flat[p])}" for p in fields if p in flat)
+        shown = [(p, _field_value(s, flat, p)) for p in fields]
+        values = " ".join(f"{p}={v}" for p, v in shown if v is not None)
         print(f"{s.name:<{width}}  {r['backbone_params']:>12,}  {values}".rstrip())
     print(f"{len(specs)} experiments ({sum(_epochs(s) for s in specs)} epochs in all)")
 
