@@ -253,11 +253,13 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def _field_value(spec: Any, flat: dict[str, Any], path: str) -> str | None:
+def _field_value(spec: Any, flat: dict[str, Any], path: str, fields: list[str]) -> str | None:
     """``path``'s value in ``spec`` as text: a leaf, or a whole section as the JSON of its
     non-default fields; None when the spec has no such field."""
     if path in flat:
         return _shown(flat[path])
+    if any(f.startswith(f"{path}.") for f in fields):
+        return None  # the section is set here: its differing fields are shown one by one
     section: Any = spec.model_dump(mode="json", exclude_defaults=True)
     for key in path.split("."):
         if not isinstance(section, dict) or key not in section:
@@ -273,7 +275,7 @@ def _dry_run(specs: list[Any], rows: list[dict[str, Any]]) -> None:
     width = max(len(s.name) for s in specs)
     for s, r in zip(specs, rows, strict=True):
         flat = _flat(s.model_dump(mode="json"))
-        shown = [(p, _field_value(s, flat, p)) for p in fields]
+        shown = [(p, _field_value(s, flat, p, fields)) for p in fields]
         values = " ".join(f"{p}={v}" for p, v in shown if v is not None)
         print(f"{s.name:<{width}}  {r['backbone_params']:>12,}  {values}".rstrip())
     print(f"{len(specs)} experiments ({sum(_epochs(s) for s in specs)} epochs in all)")
