@@ -47,6 +47,7 @@ def test_seeds_set_train_and_rpg_seed_of_every_run() -> None:
 
 def test_without_seeds_a_sweep_is_unchanged() -> None:
     (spec,) = expand(_sweep())
+    assert spec.rpg is not None
     assert spec.name == "rep" and spec.train.seed == 9 and spec.rpg.seed == 7
 
 
