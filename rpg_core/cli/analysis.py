@@ -307,7 +307,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     progress = SweepProgress([_epochs(s) for s in specs])
     runs, failed = [], 0
     for i, (spec, row) in enumerate(zip(specs, rows, strict=True)):
-        print(f"[{i + 1}/{len(specs)}] {spec.name} ({progress.epochs[i]} epochs)", flush=True)
+        n = progress.epochs[i]
+        print(f"[{i + 1}/{len(specs)}] {spec.name} ({n} epoch{'s' if n != 1 else ''})", flush=True)
         progress.start_run(i)
         run: dict[str, Any] = {**row, "spec": spec.model_dump(mode="json")}
         run["checkpoint"] = str(out / spec.name)
