@@ -3,6 +3,7 @@ computed, a note for what is not fitted, per-epoch progress, the same stored res
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from rpg_core.cli import main
+from rpg_core.cli.analysis import SweepProgress
 from rpg_core.result import ExperimentResult, TrainResult
 
 
@@ -260,3 +262,20 @@ def test_a_local_sweep_run_stores_the_similarity_histogram(tmp_path: Path) -> No
     assert len(hist["bin_edges"]) == len(hist["fractions"]) + 1
     stored = ExperimentResult.model_validate(result)  # the service's stored result, as it is
     assert stored.backbone_params == result["params"]["backbone"] and stored.val_acc is not None
+
+
+def test_the_sweep_eta_counts_only_epochs_left_to_train() -> None:
+    stream = io.StringIO()
+    progress = SweepProgress([2, 3, 4], stream=stream)
+    progress.start_run(0)
+    assert progress.remaining() == 9 and progress.eta_s() == math.inf  # nothing timed yet
+    progress.on_resume([{"epoch": 1}])  # a resumed run: its first epoch is done
+    assert progress.remaining() == 8 and "resumed at epoch 1" in stream.getvalue()
+    record = {"train_loss": 0.5, "val_loss": 0.4, "lr": 0.1, "seconds": 0.01}
+    progress.on_epoch_end(2, record)
+    assert progress.remaining() == 7 and math.isfinite(progress.eta_s())
+    progress.end_run()
+    progress.start_run(1)
+    progress.end_run()  # a run that failed at once: its epochs are not waited for
+    assert progress.remaining() == 4
+    assert "epoch 2/2: train loss 0.5000" in stream.getvalue()
