@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rpg_core.training.experiment import SIMILARITY_IMAGES
+
 
 class WorkerSettings(BaseSettings):
     """How a worker runs, reports and recovers jobs. Every field can be set as ``RPG_<FIELD>``."""
@@ -25,7 +27,9 @@ class WorkerSettings(BaseSettings):
     requeue_after_s: float = Field(
         120.0, gt=0, description="re-dispatch a queued job no broker holds after this long"
     )
-    similarity_images: int = Field(256, ge=2, le=10_000, description="images for the histogram")
+    similarity_images: int = Field(
+        SIMILARITY_IMAGES, ge=2, le=10_000, description="images for the histogram"
+    )
 
 
 @lru_cache(maxsize=1)

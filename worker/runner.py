@@ -192,16 +192,18 @@ def _train(
     control: JobControl,
 ) -> tuple[ExperimentResult, list[stored.FileRecord]] | None:
     """Run (or resume) the training: its stored result and files; None when it was stopped."""
-    from rpg_core.analysis.similarity import SimilarityCallback
-    from rpg_core.training.engine import train
+    from rpg_core.training.experiment import (
+        train_experiment,  # the one path of `rpg train`/`rpg sweep`
+    )
 
     ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)
     keep = _KeepModel()
-    similarity = SimilarityCallback(wcfg.similarity_images)
-    result = train(
+    result = train_experiment(
         lease.spec,
-        callbacks=[Reporter(control, _epochs_of(lease.spec)), keep, similarity],
+        callbacks=[Reporter(control, _epochs_of(lease.spec)), keep],
+        similarity_images=wcfg.similarity_images,
+        attempt=lease.attempt,
         checkpoint_dir=ckpt,
         data_root=settings.data_root,
         resume=True,
@@ -211,11 +213,7 @@ def _train(
     if result.stopped or control.lost:
         return None
     files = save_outputs(Path(settings.artifact_dir), lease.experiment_id, keep.model, keep.data)
-    hist = similarity.histogram
-    stored_result = ExperimentResult.of(
-        result, similarity=hist.as_dict() if hist is not None else None, attempt=lease.attempt
-    )
-    return stored_result, files
+    return result, files
 
 
 def _on_error(

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Form = Literal["power", "saturating"]
 MIN_POINTS = 3
 MIN_POINTS_SATURATING = 5
+CI_MIN_POINTS = 5  # below this the bootstrap interval of b is rough (few distinct resamples)
 _GRID = 64
 
 
@@ -49,7 +50,7 @@ class SaturatingFit:
             "b": self.b,
             "c": self.c,
             "r2": self.r2,
-            "adj_r2": self.adj_r2,
+            "adj_r2": _finite_or_none(self.adj_r2),
             "aicc": _finite_or_none(self.aicc),
         }
 
@@ -60,7 +61,8 @@ class PowerLawFit:
 
     ``r2`` is the coefficient of determination of the log-log fit; ``b_ci`` the 95% bootstrap
     interval of ``b`` (``None`` when ``bootstrap=0``); ``saturating`` the fit with an irreducible
-    error (``None`` with fewer than 5 points); ``best`` the form with the lower AICc.
+    error (``None`` with fewer than 5 points); ``best`` the form with the lower AICc (``as_dict``
+    writes ``None`` when only one form was fitted).
     """
 
     a: float
@@ -125,18 +127,40 @@ class PowerLawFit:
             "a": self.a,
             "b": self.b,
             "r2": self.r2,
-            "adj_r2": self.adj_r2,
+            "adj_r2": _finite_or_none(self.adj_r2),  # None: 3 points leave no degree of freedom
             "aicc": _finite_or_none(self.aicc),
             "b_ci": list(self.b_ci) if self.b_ci is not None else None,
             "ci_level": 0.95,
+            "ci_note": self.ci_note,
             "n": self.n,
             "bootstrap": self.bootstrap,
             "params": list(self.params),
             "accuracy": list(self.accuracy),
             "saturating": self.saturating.as_dict() if self.saturating else None,
-            "best": self.best,
-            "criterion": "AICc on log(error) residuals",
+            # the forms were compared only when the saturating one was fitted (5 points)
+            "best": self.best if self.saturating is not None else None,
+            "criterion": self.criterion,
         }
+
+    @property
+    def criterion(self) -> str:
+        """How ``best`` was chosen, or why no form was compared."""
+        if self.saturating is not None:
+            return "AICc on log(error) residuals"
+        return (
+            f"not compared: the saturating form needs {MIN_POINTS_SATURATING} points, "
+            f"this fit has {self.n}"
+        )
+
+    @property
+    def ci_note(self) -> str | None:
+        """A caveat on ``b_ci`` when it rests on few points (None when it needs none)."""
+        if self.b_ci is None or self.n >= CI_MIN_POINTS:
+            return None
+        return (
+            f"rough: a bootstrap of only {self.n} points has few distinct resamples; "
+            f"{CI_MIN_POINTS} or more points give a usable interval"
+        )
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -71,6 +71,7 @@ def archs_of_task(task: str) -> tuple[str, ...]:
     """The built-in architectures that serve ``task``."""
     return tuple(a.name for a in ARCHS.values() if a.task == task)
 
+
 _REGISTRY: dict[str, ModelFn] = {}
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import RPGConfigError
+from .output import to_json
 
 EXPORT_FORMATS = ("onnx", "safetensors")
 
@@ -103,7 +104,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     info = inspect_compact(args.file, build=args.build, key=args.key)
     if args.json:
-        _say(json.dumps(info, indent=2))
+        _say(to_json(info))
     else:
         _print_report(info)
     return 0
@@ -130,7 +131,7 @@ def run_predict(args: argparse.Namespace) -> int:
     results = predict(args.file, args.images, top_k=args.top_k, key=args.key)
     if args.json:
         rows = [{"image": i, **r.as_dict()} for i, r in zip(args.images, results, strict=True)]
-        _say(json.dumps(rows, indent=2))
+        _say(to_json(rows))
         return 0
     for image, r in zip(args.images, results, strict=True):
         top = ", ".join(f"{_label(i, n)} {100 * p:.1f}%" for i, n, p in r.top)

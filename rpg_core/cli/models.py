@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from .output import to_json
 
 
 def register(sub: Any) -> None:
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         task = task_of_arch(name)
         rows.append({"model": name, "task": task, "variant": args.variant, **c.as_dict()})
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows))
         return 0
     print(
         f"{'model':<12}{'task':<16}{'variant':<10}{'total':>12}{'backbone':>12}{'stem':>8}{'bn':>8}{'head':>9}"

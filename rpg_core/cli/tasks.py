@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from .output import to_json
 
 
 def register(sub: Any) -> None:
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from ..catalog.tasks import TASKS, task_of_arch
 
     if args.json:
-        print(json.dumps([t.as_dict() for t in TASKS.values()], indent=2))
+        print(to_json([t.as_dict() for t in TASKS.values()]))
         return 0
     for t in TASKS.values():
         metrics = ", ".join(f"{m.key} ({m.label}, {m.direction} is better)" for m in t.metrics)

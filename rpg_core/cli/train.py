@@ -1,15 +1,16 @@
-"""``rpg train SPEC.yaml``: train locally with a progress line on stderr, write the result JSON."""
+"""``rpg train SPEC.yaml``: train locally with a progress line on stderr, write the result JSON
+(the result the service stores, :func:`rpg_core.training.experiment.train_experiment`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import RPGConfigError
+from .output import to_json
 
 
 def register(sub: Any) -> None:
@@ -48,13 +49,30 @@ class ProgressLine:
         self.stream.flush()
 
     def on_epoch_end(self, epoch: int, m: dict[str, Any]) -> None:
-        train_acc = f" acc {100 * m['train_acc']:.1f}%" if m.get("train_acc") is not None else ""
-        self.stream.write(
-            f"\repoch {epoch}: train loss {m['train_loss']:.4f}{train_acc}"
-            f"  val loss {m['val_loss']:.4f}{_val_metrics(m)}  lr {m['lr']:.4g}"
-            f"  ({m['seconds']:.1f}s)\n"
-        )
+        self.stream.write(f"\r{epoch_line(epoch, m)}\n")
         self.stream.flush()
+
+
+def epoch_line(epoch: int, m: dict[str, Any], epochs: int | None = None) -> str:
+    """``epoch 2/5: train loss 0.41 acc 85.1%  val loss 0.39 acc 86.0%  lr 0.05  (12.3s)``."""
+    train_acc = f" acc {100 * m['train_acc']:.1f}%" if m.get("train_acc") is not None else ""
+    of = f"/{epochs}" if epochs is not None else ""
+    return (
+        f"epoch {epoch}{of}: train loss {m['train_loss']:.4f}{train_acc}"
+        f"  val loss {m['val_loss']:.4f}{_val_metrics(m)}  lr {m['lr']:.4g}"
+        f"  ({m['seconds']:.1f}s)"
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU threads (None: torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise RPGConfigError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _primary(key: str | None, value: float | None) -> str:
@@ -77,23 +95,19 @@ def _val_metrics(m: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..spec import load_spec
-    from ..training.engine import train
+    from ..training.experiment import train_experiment
 
     spec = load_spec(args.spec)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise RPGConfigError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-    result = train(
+    set_threads(args.threads)
+    result = train_experiment(  # the service's path: the same result, similarity included
         spec,
         callbacks=[] if args.quiet else [ProgressLine()],
         checkpoint_dir=args.checkpoint_dir,
         data_root=args.data_root,
         resume=not args.no_resume,
     )
-    text = json.dumps(result.as_dict(), indent=2)
+    checkpoint = {"checkpoint": str(args.checkpoint_dir)} if args.checkpoint_dir else {}
+    text = to_json({**result.stored(), **checkpoint})
     for flag in result.health:
         print(f"WARNING {flag['code']}: {flag['message']}", file=sys.stderr)
     if args.out:

@@ -9,8 +9,11 @@ A sweep file (YAML or JSON)::
       model.arch: [resnet18, resnet34]
     extra:                     # optional: more experiments, each a partial override of base
       - {name: plain, rpg: null}
+    seeds: [0, 1, 2]           # optional: replicates, each experiment once per seed
 
-Each experiment's name is the sweep's name plus its grid values.
+Each experiment's name is the sweep's name plus its grid values (and ``-seed_<s>``). A seed
+sets ``train.seed`` and ``rpg.seed`` together: :mod:`rpg_core.spec.replicates` says which seed drives
+what.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import itertools
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from .. import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
 from ..exceptions import RPGConfigError
-from . import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
+from .replicates import MAX_SEEDS, SEEDS_DESCRIPTION, Seed, replicate_all, unique_seeds
 
 MAX_EXPERIMENTS = 1000
 
@@ -40,6 +44,9 @@ class SweepSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values")
     extra: list[dict[str, Any]] = Field(default_factory=list, description="partial overrides")
     tags: list[str] = Field(default_factory=list)
+    seeds: Annotated[list[Seed], AfterValidator(unique_seeds)] = Field(
+        default_factory=list, max_length=MAX_SEEDS, description=SEEDS_DESCRIPTION
+    )
 
 
 def _set_path(d: dict[str, Any], path: str, value: Any) -> None:
@@ -113,6 +120,8 @@ def expand(sweep: dict[str, Any] | SweepSpec) -> list[ExperimentSpec]:
             specs.append(parse_spec(d))
         except RPGConfigError as err:
             raise RPGConfigError(f"sweep experiment {d['name']!r}: {err}") from None
+    if sw.seeds:  # replicates: each experiment once per seed (rpg_core.spec.replicates)
+        specs = replicate_all(specs, sw.seeds, sw.grid, sw.extra, MAX_EXPERIMENTS)
     return specs
 
 

@@ -89,6 +89,38 @@ def test_one_bad_experiment_rejects_the_sweep(
     assert _rows(session) == (0, 0)
 
 
+def test_sweep_seeds_run_replicates_that_redraw_the_rings(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    body = {**SWEEP, "base": {**SWEEP["base"], "rpg": {"ring_size": 100}}, "seeds": [0, 1]}
+    r = client.post("/api/sweeps", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    ids = r.json()["experiment_ids"]
+    assert len(ids) == 8  # 3 ring sizes and the plain baseline, two seeds each
+    specs = [client.get(f"/api/experiments/{i}").json()["spec"] for i in ids]
+    assert [s["name"] for s in specs[:2]] == [
+        "fig4-ring_size_100-seed_0",
+        "fig4-ring_size_100-seed_1",
+    ]
+    assert [s["train"]["seed"] for s in specs] == [0, 1] * 4
+    assert [s["rpg"]["seed"] for s in specs if s["rpg"]] == [0, 1] * 3
+    assert specs[-1]["rpg"] is None and specs[-1]["name"] == "fig4-plain-seed_1"
+    assert client.get(f"/api/sweeps/{r.json()['id']}").json()["spec"]["seeds"] == [0, 1]
+
+
+def test_sweep_seeds_varied_twice_are_refused(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    both = {**SWEEP, "grid": {**SWEEP["grid"], "train.seed": [0, 1]}, "seeds": [0, 1]}
+    r = client.post("/api/sweeps", json=both, headers=auth)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["field"] == "sweep" and "grid.train.seed: seeds sets" in err["message"]
+    r = client.post("/api/sweeps", json={**SWEEP, "seeds": [3, 3]}, headers=auth)
+    assert r.status_code == 422 and "repeated: 3" in r.text
+    assert _rows(session) == (0, 0)
+
+
 def test_unknown_sweep_is_404(client: TestClient) -> None:
     assert client.get("/api/sweeps/12345").status_code == 404
 

@@ -116,6 +116,17 @@ def test_as_dict_is_json_ready() -> None:
     assert len(d["params"]) == len(d["accuracy"]) == len(PARAMS)
 
 
+def test_as_dict_of_three_points_is_strict_json_and_claims_only_what_was_fitted() -> None:
+    fit = fit_power_law([1e3, 1e4, 1e5], [0.71, 0.80, 0.86], bootstrap=100)
+    assert math.isnan(fit.adj_r2)  # n - k - 1 = 0: undefined
+    d = json.loads(json.dumps(fit.as_dict(), allow_nan=False))
+    assert d["adj_r2"] is None and d["saturating"] is None
+    assert d["best"] is None and d["criterion"].startswith("not compared")
+    assert d["b_ci"] is not None and d["ci_note"].startswith("rough")
+    five = fit_power_law(*noisy_points(a=3.0, b=0.25), bootstrap=100).as_dict()
+    assert five["ci_note"] is None and five["criterion"] == "AICc on log(error) residuals"
+
+
 @pytest.mark.parametrize(
     ("params", "accuracy", "argument"),
     [

@@ -15,6 +15,7 @@ from rpg_core.analysis import fit_power_law
 from rpg_core.cli import main
 from rpg_core.exceptions import RPGTrainingError
 from rpg_core.spec.sweep import expand, load_sweep
+from rpg_core.training.result import TrainResult
 
 from ._digits import one_thread
 
@@ -127,18 +128,11 @@ def test_paper_templates_follow_the_paper() -> None:
 def _fake_engine(fail: str | None = None) -> types.ModuleType:
     module = types.ModuleType("rpg_core.training.engine")
 
-    class Result:
-        def __init__(self, acc: float) -> None:
-            self.acc = acc
-
-        def as_dict(self) -> dict[str, Any]:
-            return {"final_val_acc": self.acc, "epochs": 1}
-
-    def train(spec: Any, **_: Any) -> Result:
+    def train(spec: Any, **_: Any) -> TrainResult:
         if spec.name == fail:
             raise RPGTrainingError("loss became NaN")
         ring = spec.rpg.ring_size if spec.rpg is not None else 1e7
-        return Result(1.0 - 2.0 * ring**-0.3)
+        return TrainResult(name=spec.name, final_val_acc=1.0 - 2.0 * ring**-0.3, epochs=1)
 
     module.train = train  # type: ignore[attr-defined]
     return module

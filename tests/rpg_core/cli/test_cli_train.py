@@ -42,6 +42,9 @@ def test_cli_train_writes_result_json(tmp_path: Path, capsys: pytest.CaptureFixt
     assert result["name"] == "cli-tiny" and result["status"] == "completed"
     assert result["epochs_run"] == 2 and len(result["history"]) == 2
     assert 0 <= result["final_val_acc"] <= 1 and result["params"]["ring"] > 0
+    # the result the service stores (rpg_core.training.experiment.train_experiment), histogram included
+    assert result["similarity"]["layer"] == "layer3" and result["val_acc"] is not None
+    assert result["checkpoint"] == str(ckpt)
     err = capsys.readouterr().err
     assert "\repoch 1/2  step 2/2" in err and "ETA" in err and "val loss" in err
     assert load_checkpoint(ckpt).epoch == 2  # type: ignore[union-attr]
