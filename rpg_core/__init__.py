@@ -76,7 +76,7 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "train": "training.engine",
 }
 
-__version__ = "0.1.0"
+from .version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -90,7 +90,7 @@ def _check_version(path: Path, meta: dict[str, Any]) -> tuple[int, str]:
         raise _fail(path, f"metadata: format_version {text[:20]!r} is not a positive integer")
     version = int(text)
     if version > FORMAT_VERSION:
-        from .. import __version__
+        from ..version import __version__
 
         raise _fail(path, f"written by {writer} in format version {version}; this is "
                           f"rpg-studio {__version__}, which reads versions up to "

@@ -73,7 +73,7 @@ def _layout(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Any], list[byte
 
 
 def _writer() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return f"rpg-studio {__version__}"
 
