@@ -14,6 +14,8 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from .version import __version__
+
 if TYPE_CHECKING:
     from .catalog.tasks import list_tasks, task_info
     from .data import Datasets, load_datasets
@@ -76,7 +78,6 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "train": "training.engine",
 }
 
-from .version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
