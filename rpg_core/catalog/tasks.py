@@ -31,6 +31,7 @@ from .datasets import dataset_pattern, datasets_help
 
 __all__ = [
     "CLASSIFICATION_DATASETS",
+    "DEFAULT_TASK",
     "TASKS",
     "MetricInfo",
     "TaskInfo",
@@ -85,6 +86,10 @@ class TaskInfo:
     primary: tuple[str, ...]  # the primary metric keys; the first is what a power law fits
     train_metric: str | None  # the metric a training pass also tracks (history: train_<key>)
     default_dataset: str = "digits"  # data.dataset when a spec of this task names none
+    # what the task's runs can do beyond training: prune jobs and eval.ood sets (classifiers)
+    prune_and_ood: bool = False
+    top5: bool = False  # its evaluation also reports top-5 accuracy (100 classes or more)
+    pictures: bool = False  # its result holds validation pictures with predictions (run page)
 
     @property
     def primary_metric(self) -> MetricInfo:
@@ -113,6 +118,9 @@ class TaskInfo:
 
 
 CLASSIFICATION_DATASETS = dataset_pattern("classification")  # fullmatch
+# the task of a spec (and of an architecture) that names none; files of its models keep the
+# {model, rpg} header that readers from before tasks accept
+DEFAULT_TASK = "classification"
 
 ACC = MetricInfo("acc", "top-1 accuracy", True)
 PCKH = MetricInfo("pckh", "PCKh@0.5", True)
@@ -131,6 +139,8 @@ TASKS: dict[str, TaskInfo] = {
         metrics=(ACC,),
         primary=("acc",),
         train_metric="acc",
+        prune_and_ood=True,
+        top5=True,
     ),
     "pose": TaskInfo(
         name="pose",
@@ -144,6 +154,7 @@ TASKS: dict[str, TaskInfo] = {
         primary=("pckh",),
         train_metric=None,
         default_dataset="synthetic-pose",
+        pictures=True,
     ),
     "multitask": TaskInfo(
         name="multitask",
@@ -158,6 +169,7 @@ TASKS: dict[str, TaskInfo] = {
         primary=("depth_rmse", "normal_rmse"),
         train_metric=None,
         default_dataset="synthetic-scenes",
+        pictures=True,
     ),
 }
 
@@ -193,7 +205,7 @@ def task_of_arch(arch: str) -> str:
     for t in TASKS.values():
         if t.archs is not None and arch in t.archs:
             return t.name
-    return "classification"
+    return DEFAULT_TASK
 
 
 def task_of_dataset(dataset: str) -> str | None:

@@ -17,7 +17,7 @@ from ..catalog.archs import (
     register_model,
     supports_recurrence,
 )
-from ..catalog.tasks import task_of_arch
+from ..catalog.tasks import DEFAULT_TASK, task_of_arch
 from ..exceptions import RPGConfigError
 from ..spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg, sharing_rpg
 
@@ -167,7 +167,7 @@ def create_model(
         "rpg": rpg.model_dump() if rpg is not None else None,
     }
     task = task_of_arch(model_spec.arch)
-    if task != "classification":
+    if task != DEFAULT_TASK:
         saved = {"task": task, **saved}
     model.rpg_spec = saved  # type: ignore[assignment]
     return model

@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from ..catalog.datasets import DATASET_RE, datasets_help
-from ..catalog.tasks import TASKS, check_task, list_tasks
+from ..catalog.tasks import DEFAULT_TASK, TASKS, check_task, list_tasks
 from ..exceptions import RPGConfigError
 from .eval import KEY_RE, MAX_SEVERITY, SHIFTS, EvalSpec, OODSetSpec, ShiftName
 from .model import (
@@ -231,7 +231,7 @@ class ExperimentSpec(_Spec):
 
     name: str = Field("experiment", pattern=NAME_RE, description="a short label")
     task: str = Field(
-        "classification",
+        DEFAULT_TASK,
         description="classification | pose | multitask (rpg tasks lists them); sets the "
         "datasets, architectures, loss and metrics a spec can use",
     )
@@ -306,10 +306,11 @@ class ExperimentSpec(_Spec):
     @model_validator(mode="after")
     def _task_fits(self) -> ExperimentSpec:
         check_task(self.task, dataset=self.data.dataset, arch=self.model.arch)
-        if self.task != "classification" and (self.prune is not None or self.eval.ood):
+        if not TASKS[self.task].prune_and_ood and (self.prune is not None or self.eval.ood):
+            able = ", ".join(t.name for t in TASKS.values() if t.prune_and_ood)
             raise ValueError(
                 f"prune/eval.ood: task {self.task!r} has no pruning jobs or OOD sets yet "
-                f"(classification only); remove prune and eval.ood"
+                f"({able} only); remove prune and eval.ood"
             )
         return self
 

@@ -319,7 +319,7 @@ def _samples(run: _Run) -> list[dict[str, Any]] | None:
     """A few validation images with the model's predictions (pose, multitask; None for
     classification, whose run page has no pictures)."""
     val = run.data.val
-    if run.task.info.name == "classification" or not isinstance(val, TensorSamples):
+    if not run.task.info.pictures or not isinstance(val, TensorSamples):
         return None
     idx = torch.arange(min(SAMPLES, len(val)))
     raw = val.x[idx]

@@ -155,7 +155,7 @@ def evaluate(run: _Run) -> dict[str, float]:
         run.model,
         run.val_loader.epoch(0),
         task=run.task,
-        top5=run.task.info.name == "classification" and run.data.num_classes >= 100,
+        top5=run.task.info.top5 and run.data.num_classes >= 100,
         autocast=run.autocast,
         prepare=run.prepare,
     )
