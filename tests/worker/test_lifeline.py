@@ -216,3 +216,24 @@ def test_kill_9_of_rpg_serve_leaves_no_process_and_frees_its_home(tmp_path: Path
             os.killpg(srv.pid, signal.SIGKILL)
             srv.wait()
         _kill(tree)
+
+
+def test_the_demo_refuses_a_home_already_served(tmp_path: Path) -> None:
+    home = tmp_path / ".rpg-studio"
+    lock = HomeLock(home)
+    lock.acquire(note="rpg serve on http://127.0.0.1:1")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "worker.demo", "--port", str(PORT + 2), "--tiny"],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        lock.release()
+    assert out.returncode == 2
+    assert f"pid {os.getpid()}, rpg serve on http://127.0.0.1:1" in out.stderr
+    assert "already served" in out.stderr
+    assert not (home / "serve.log").exists()  # refused before any server started
