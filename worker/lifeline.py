@@ -28,6 +28,7 @@ import ctypes
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -108,10 +109,10 @@ def _lifeline_fd() -> int | None:
         return None
     fd = int(raw)
     try:
-        os.fstat(fd)
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
         return None
-    return fd
+    return fd if is_pipe else None  # not inherited here (the number may name another file)
 
 
 _watching: int | None = None  # the pid whose watcher thread runs (a forked child has none)
