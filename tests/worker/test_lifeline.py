@@ -154,6 +154,25 @@ def _wait_up(url: str, srv: subprocess.Popen[bytes], log: Path, timeout: float =
         time.sleep(0.3)
 
 
+def _worker_and_pool(server: int, timeout: float = 90) -> list[int]:
+    """The Celery worker below ``server`` and its pool child, once both are up: [worker, child]."""
+    deadline = time.monotonic() + timeout
+    while True:
+        below = [p for p in descendants(server) if _alive(p)]
+        workers = [p for p in below if _ppid(p) == server]
+        if len(workers) == 1 and any(_ppid(p) == workers[0] for p in below):
+            return [workers[0], *(p for p in below if p != workers[0])]
+        assert time.monotonic() < deadline, f"no worker with a pool child below {server}"
+        time.sleep(0.2)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return -1
+
+
 def test_kill_9_of_rpg_serve_leaves_no_process_and_frees_its_home(tmp_path: Path) -> None:
     home, log = tmp_path / "home", tmp_path / "serve.log"
     url = f"http://127.0.0.1:{PORT}"
@@ -161,6 +180,14 @@ def test_kill_9_of_rpg_serve_leaves_no_process_and_frees_its_home(tmp_path: Path
     tree: list[int] = []
     try:
         _wait_up(url, srv, log)
+        # kill -9 of the Celery worker alone: its pool child goes too, and the supervisor starts
+        # another worker (from its watch thread: that one has only the lifeline pipe)
+        first = _worker_and_pool(srv.pid)
+        os.kill(first[0], signal.SIGKILL)
+        left = _wait_gone(first, 5.0)
+        assert not left, f"the killed worker's pool child outlived it by 5 s: {left}"
+        restarted = _worker_and_pool(srv.pid)
+        assert not set(restarted) & set(first)
         token = subprocess.run(
             [sys.executable, "-m", "rpg_core.cli", "token", "create", "kill9"],
             env=_env(RPG_HOME=str(home)),
