@@ -2,15 +2,19 @@
 
 The broker comes from ``Settings.broker_url``, its transport options and the task's name from
 ``api.dispatch`` (the API sends by name through it and never imports this package); the training
-task is registered by ``worker.tasks``, imported when a worker starts.
+task is registered by ``worker.tasks``, imported when a worker starts. A worker a supervisor
+started, and each of its pool children, exits when that supervisor dies (``worker.lifeline``).
 """
 
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_init
 
 from api.dispatch import TRAIN_TASK, transport_options
 from api.settings import Settings, get_settings
+
+from .lifeline import watch_lifeline
 
 __all__ = ["TRAIN_TASK", "celery_app", "make_celery"]
 
@@ -37,3 +41,15 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 
 celery_app = make_celery()
+
+
+@worker_init.connect
+def _die_with_the_server(**_: object) -> None:
+    """A worker started by ``rpg serve`` / ``rpg worker`` exits when its server dies."""
+    watch_lifeline()
+
+
+@worker_process_init.connect
+def _pool_child_dies_with_the_server(**_: object) -> None:
+    """So does each prefork pool child (without waiting for the Celery main process)."""
+    watch_lifeline()

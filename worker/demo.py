@@ -182,6 +182,18 @@ def run(args: argparse.Namespace) -> int:
     if port_taken("127.0.0.1", args.port):
         print(f"make demo: error: {port_taken_message(args.port)}", file=sys.stderr, flush=True)
         return 2
+    from .lifeline import holder_of
+
+    holder = holder_of(home)  # rpg serve takes this lock itself; here to say so up front
+    if holder is not None:
+        print(
+            f"make demo: error: the home {home} is already served by another rpg serve or "
+            f"make demo ({holder}); stop it first, or use another home: "
+            "RPG_HOME=OTHER_FOLDER make demo",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPG_BROKER")}
     env["RPG_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)

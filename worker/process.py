@@ -3,6 +3,8 @@
 Each Celery worker runs one job at a time (concurrency 1, prefetch 1, late acks) in a child
 process that is replaced after every job (``--max-tasks-per-child 1``: GPU memory and any leak
 go with it). The supervisor restarts a worker that exits, and stops them all on SIGINT/SIGTERM.
+Its workers die with it even when it is killed with SIGKILL (:mod:`worker.lifeline`: a
+parent-death signal and a lifeline pipe every worker and pool child watches).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from .lifeline import Lifeline, preexec_for_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class Supervisor:
     slots: list[Slot]
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     restart_delay_s: float = 1.0
+    lifeline: Lifeline = field(default_factory=Lifeline)  # its workers die when it does
 
     @classmethod
     def for_devices(cls, queue: str, gpus: Sequence[str], cpu_workers: int) -> Supervisor:
@@ -108,7 +113,13 @@ class Supervisor:
         if not slot.device and "OMP_NUM_THREADS" not in env:
             # CPU workers share the cores: oversubscribed OpenMP threads spin and run 5-20x slower.
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
-        slot.process = subprocess.Popen(celery_command(self.queue, slot.name), env=env)
+        env.update(self.lifeline.child_env())
+        slot.process = subprocess.Popen(
+            celery_command(self.queue, slot.name),
+            env=env,
+            pass_fds=self.lifeline.pass_fds,
+            preexec_fn=preexec_for_this_thread(),  # prctl only: safe between fork and exec
+        )
         slot.starts += 1
         log.info(
             "started %s (pid %d, device %r)", slot.name, slot.process.pid, slot.device or "cpu"

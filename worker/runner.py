@@ -144,9 +144,14 @@ def _run_leased(
             return _on_error(settings, wcfg, session, lease, err, control.cancelled)
     if control.lost:
         return "lost"
-    if outcome is None:
+    # a cancel that came while the last steps ran (OOD evaluation, outputs) still wins: a
+    # cancelled run never ends succeeded
+    cancelled = outcome is None or lifecycle.is_cancel_requested(session, exp_id)
+    session.rollback()
+    if cancelled:
         ok = lifecycle.mark_cancelled(session, exp_id, lease.token)
         return "cancelled" if ok else "lost"
+    assert outcome is not None
     result, files = outcome
     ok = lifecycle.finish_experiment(session, exp_id, lease.token, result=result, files=files)
     return "succeeded" if ok else "lost"

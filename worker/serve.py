@@ -8,7 +8,9 @@ the database SQLite in ``HOME/rpg-studio.db``, the artifacts in ``HOME/artifacts
 URL in ``HOME/server.json`` (where the ``rpg`` client finds it); one CPU/GPU worker process is
 started next to the API. The task code is the same Celery code as in production.
 
-It refuses to start when its port is taken, stops on SIGINT, SIGTERM or SIGHUP (its worker too),
+It refuses to start when its home is already served (a lock in the home, naming the PID that
+holds it) or its port is taken, stops on SIGINT, SIGTERM or SIGHUP (its worker too; a SIGKILL
+takes the worker with it as well: ``worker.lifeline``),
 and on start resumes the runs that were training when it last stopped (from their checkpoints).
 
 Production mode (``RPG_BROKER_URL`` and ``RPG_DATABASE_URL`` set): the API and the reconciler
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from api.dispatch import FILESYSTEM_SCHEME
+
+from .lifeline import HomeLock, HomeTakenError, descendants, kill_all
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +79,55 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
 
 def serve(cfg: ServeConfig, build_app: Callable[[Any], Any]) -> int:
     """Run ``build_app(settings)`` (the composed web app, ``studio.app.create_app``) with a
-    reconciler and, in embedded mode, a worker, until SIGINT, SIGTERM or SIGHUP."""
+    reconciler and, in embedded mode, a worker, until SIGINT, SIGTERM or SIGHUP.
+
+    One server per home: it holds ``HOME/serve.lock`` (``flock``) while it runs, and a second
+    one on the same home is refused with the PID of the first. Its worker (and the worker's
+    pool children) die with it, even by SIGKILL (:mod:`worker.lifeline`)."""
+    from api.settings import home_dir
+
+    home = (cfg.workdir or home_dir()).resolve()
+    url = f"http://{cfg.host}:{cfg.port}"
+    lock = lock_home(home, url)
+    try:
+        check_port(cfg.host, cfg.port)
+        return _serve(cfg, build_app, home, url)
+    finally:
+        lock.release()
+
+
+def lock_home(home: Path, url: str) -> HomeLock:
+    """Take ``home``'s lock for this server's lifetime, or refuse naming the PID that holds it."""
+    from rpg_core.exceptions import RPGConfigError
+
+    lock = HomeLock(home)
+    try:
+        lock.acquire(note=f"rpg serve on {url}")
+    except HomeTakenError as err:
+        raise RPGConfigError(
+            f"the home {home} is already served by another rpg serve or make demo "
+            f"({err.holder}; lock {lock.path}); stop that one first, or use another home: "
+            f"rpg serve --home OTHER_FOLDER"
+        ) from None
+    return lock
+
+
+def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: str) -> int:
     import uvicorn
 
     from api.migrate import upgrade
-    from api.settings import Settings, ensure_sqlite_dir, home_dir, safe_url
+    from api.settings import Settings, ensure_sqlite_dir, safe_url
 
     from .config import WorkerSettings
     from .process import Supervisor, detect_gpus, parse_gpus
     from .reconcile import ReconcilerThread
 
-    check_port(cfg.host, cfg.port)
     embedded = is_embedded(os.environ)
-    home = (cfg.workdir or home_dir()).resolve()
     env = embedded_env(os.environ, home) if embedded else dict(os.environ)
     with _environment(env):
         settings, wcfg = Settings(), WorkerSettings()
-    home.mkdir(parents=True, exist_ok=True)
     ensure_sqlite_dir(settings.database_url)
     upgrade(settings.database_url)
-    url = f"http://{cfg.host}:{cfg.port}"
     log.info(
         "home %s; database %s; artifacts %s", home, safe_url(settings.database_url),
         settings.artifact_dir,
@@ -148,6 +181,7 @@ def serve(cfg: ServeConfig, build_app: Callable[[Any], Any]) -> int:
             ]
             supervisor.stop_all(timeout_s=10)
             kill_all(leftovers)  # a Celery pool child left by a killed worker
+            supervisor.lifeline.close()  # anything still left sees its server gone
         _remove_server_file(info, url)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -204,31 +238,6 @@ def resume_interrupted(settings: Any) -> list[int]:
         if ids:
             lifecycle.dispatch_jobs(session, settings, ids)
     return ids
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _mode(embedded: bool) -> str:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..exceptions import RPGConfigError
 from ..spec import DATASET_RE, DataSpec
+from ..stopping import StopCheck
 from .dense import TensorSamples
 from .images import Datasets, SampleSet, TensorImages
 from .paths import default_data_root
@@ -33,9 +34,15 @@ Targets: TypeAlias = torch.Tensor | dict[str, torch.Tensor]
 
 
 def load_datasets(
-    spec: DataSpec | dict[str, Any], *, data_root: str | Path | None = None, download: bool = False
+    spec: DataSpec | dict[str, Any],
+    *,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    should_stop: StopCheck | None = None,
 ) -> Datasets:
-    """The train and val images a data spec names. ``download``: fetch CIFAR when missing."""
+    """The train and val images a data spec names. ``download``: fetch CIFAR when missing.
+    ``should_stop``: checked per sample (or chunk) while a pose or multitask set is generated
+    or decoded; True raises ``rpg_core.stopping.Stopped``."""
     if isinstance(spec, dict):
         try:
             spec = DataSpec.model_validate(spec)
@@ -54,14 +61,14 @@ def load_datasets(
     if spec.dataset in ("cifar10", "cifar100"):
         return load_cifar(spec, root, download=download)
     if spec.dataset == "synthetic-pose":
-        return load_synthetic_pose(spec)
+        return load_synthetic_pose(spec, should_stop)
     if spec.dataset == "synthetic-scenes":
-        return load_synthetic_scenes(spec)
+        return load_synthetic_scenes(spec, should_stop)
     kind = spec.dataset.split(":", 1)[0]
     if kind == "mpii":
-        return load_mpii(spec, root)
+        return load_mpii(spec, root, should_stop)
     if kind == "scenes":
-        return load_scene_folder(spec, root)
+        return load_scene_folder(spec, root, should_stop)
     return load_image_folder(spec, root)
 
 

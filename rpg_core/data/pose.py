@@ -28,6 +28,7 @@ import torch
 
 from ..exceptions import RPGDataError
 from ..spec import DataSpec
+from ..stopping import StopCheck, check_stop
 from .dense import TensorSamples, check_memory, dense_datasets, subset_indices
 from .images import SPLIT_SEED, Datasets
 from .paths import resolve_under
@@ -149,22 +150,38 @@ def _colour(rng: np.random.Generator, hue: float, sat: tuple[float, float] = (0.
     return (int(r * 255), int(g * 255), int(b * 255))
 
 
-def _background(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A textured gradient: two colours along a random direction plus coarse colour noise."""
+_BAND_PIXELS = 1 << 20  # the background is computed in bands of rows this large (stop checks)
+
+
+def _background(
+    rng: np.random.Generator, n: int, should_stop: StopCheck | None = None
+) -> np.ndarray:
+    """A textured gradient: two colours along a random direction plus coarse colour noise
+    (computed in bands of rows, ``should_stop`` checked before each: the same pixels)."""
     c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     a = rng.uniform(0, 2 * math.pi)
     ramp = np.linspace(-0.5, 0.5, n)
-    t = (math.cos(a) * ramp[None, :] + math.sin(a) * ramp[:, None]) + 0.5
-    img = c1 + (c2 - c1) * t[..., None]
     k = int(rng.integers(3, 9))
     coarse = rng.normal(0, rng.uniform(10, 40), (k, k, 3))
     reps = -(-n // k)
-    img = img + np.repeat(np.repeat(coarse, reps, 0), reps, 1)[:n, :n]
-    return np.clip(img, 0, 255).astype(np.uint8)
+    noise = np.repeat(np.repeat(coarse, reps, 0), reps, 1)[:n, :n]
+    out = np.empty((n, n, 3), np.uint8)
+    rows = max(1, _BAND_PIXELS // max(n, 1))
+    for r0 in range(0, n, rows):
+        check_stop(should_stop)
+        band = slice(r0, r0 + rows)
+        t = (math.cos(a) * ramp[None, :] + math.sin(a) * ramp[band, None]) + 0.5
+        img = c1 + (c2 - c1) * t[..., None]
+        out[band] = np.clip(img + noise[band], 0, 255).astype(np.uint8)
+    return out
 
 
 def render_pose(
-    rng: np.random.Generator, size: int, joints: np.ndarray, occluders: list[Occluder]
+    rng: np.random.Generator,
+    size: int,
+    joints: np.ndarray,
+    occluders: list[Occluder],
+    should_stop: StopCheck | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw the figure with ``joints`` over a cluttered background, then the occluders: the
     image (uint8 [size, size, 3]) and ``visible`` (float32 [16]: inside the image and under no
@@ -173,7 +190,7 @@ def render_pose(
     from PIL import Image, ImageDraw
 
     n = size * _SS
-    img = Image.fromarray(_background(rng, n))
+    img = Image.fromarray(_background(rng, n, should_stop))
     draw = ImageDraw.Draw(img)
     off = (_SS - 1) / 2
 
@@ -234,6 +251,7 @@ def render_pose(
             for y in range(int(box[1]), int(box[3]), step * 2):
                 draw.rectangle([box[0], y, box[2], min(y + step - 1, box[3])], fill=dark)
 
+    check_stop(should_stop)
     out = np.asarray(img.reduce(_SS), dtype=np.float32)
     out += rng.normal(0.0, rng.uniform(2.0, 8.0), out.shape).astype(np.float32)
     inside = (joints >= 0).all(1) & (joints <= size - 1).all(1)
@@ -244,23 +262,29 @@ def render_pose(
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), visible
 
 
-def _pose_sample(stream: int, i: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pose_sample(
+    stream: int, i: int, size: int, should_stop: StopCheck | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng([SPLIT_SEED, _SEED_TAG, stream, i])
     joints = random_pose(rng, size)
     occluders = random_occluders(rng, size, joints)
-    img, visible = render_pose(rng, size, joints, occluders)
+    img, visible = render_pose(rng, size, joints, occluders, should_stop)
     return img, joints, visible
 
 
-def synthetic_pose(indices: list[int], size: int, *, split: str) -> TensorSamples:
+def synthetic_pose(
+    indices: list[int], size: int, *, split: str, should_stop: StopCheck | None = None
+) -> TensorSamples:
     """The synthetic-pose samples ``indices`` of ``split`` (train or val: different seeds).
-    Sample ``i`` depends only on (split, i, size), so a subset draws only what it keeps."""
+    Sample ``i`` depends only on (split, i, size), so a subset draws only what it keeps.
+    ``should_stop`` is checked before each sample (raises ``rpg_core.stopping.Stopped``)."""
     stream = {"train": 1, "val": 2}[split]
     imgs = np.zeros((len(indices), size, size, 3), np.uint8)
     joints = np.zeros((len(indices), NUM_JOINTS, 2), np.float32)
     visible = np.zeros((len(indices), NUM_JOINTS), np.float32)
     for k, i in enumerate(indices):
-        imgs[k], joints[k], visible[k] = _pose_sample(stream, i, size)
+        check_stop(should_stop)
+        imgs[k], joints[k], visible[k] = _pose_sample(stream, i, size, should_stop)
     return _pose_samples(imgs, joints, visible)
 
 
@@ -280,7 +304,7 @@ def _pose_bytes(size: int) -> int:
     return 3 * size * size + 4 * (NUM_JOINTS * 3 + 1)
 
 
-def load_synthetic_pose(spec: DataSpec) -> Datasets:
+def load_synthetic_pose(spec: DataSpec, should_stop: StopCheck | None = None) -> Datasets:
     """``synthetic-pose``: ``num_train`` (2000) / ``num_val`` (400) figures at ``image_size``
     (64); ``train_subset`` / ``val_subset`` keep a seeded subset (drawing only those)."""
     size = spec.image_size or POSE_SIZE
@@ -293,8 +317,8 @@ def load_synthetic_pose(spec: DataSpec) -> Datasets:
         _pose_bytes(size),
         "lower data.num_train, num_val or image_size",
     )
-    train = synthetic_pose(tr, size, split="train")
-    val = synthetic_pose(va, size, split="val")
+    train = synthetic_pose(tr, size, split="train", should_stop=should_stop)
+    val = synthetic_pose(va, size, split="val", should_stop=should_stop)
     return dense_datasets(
         "synthetic-pose", train, val, task="pose", num_classes=NUM_JOINTS, classes=JOINT_NAMES
     )
@@ -391,7 +415,9 @@ def _crop(image: Any, rec: _Record, size: int) -> tuple[np.ndarray, np.ndarray, 
     return arr, mapped.astype(np.float32), (annotated & inside).astype(np.float32)
 
 
-def _decode(recs: list[_Record], size: int, path: Path) -> TensorSamples:
+def _decode(
+    recs: list[_Record], size: int, path: Path, should_stop: StopCheck | None = None
+) -> TensorSamples:
     from PIL import Image
 
     imgs = np.zeros((len(recs), size, size, 3), np.uint8)
@@ -399,6 +425,7 @@ def _decode(recs: list[_Record], size: int, path: Path) -> TensorSamples:
     visible = np.zeros((len(recs), NUM_JOINTS), np.float32)
     cache: tuple[Path, Any] | None = None
     for k, rec in enumerate(recs):
+        check_stop(should_stop)
         if cache is None or cache[0] != rec.image:
             try:
                 with Image.open(rec.image) as raw:
@@ -421,7 +448,7 @@ def _decode(recs: list[_Record], size: int, path: Path) -> TensorSamples:
     return samples
 
 
-def load_mpii(spec: DataSpec, root: Path) -> Datasets:
+def load_mpii(spec: DataSpec, root: Path, should_stop: StopCheck | None = None) -> Datasets:
     """``mpii:<name>``: ``<root>/<name>/mpii_annotations.json`` and ``<root>/<name>/images/``.
 
     Every record is checked before any image is read. The people are cropped, resized to
@@ -461,8 +488,8 @@ def load_mpii(spec: DataSpec, root: Path) -> Datasets:
     log.info("%s: decoding %d train and %d val people", spec.dataset, len(train), len(val))
     return dense_datasets(
         spec.dataset,
-        _decode(train, size, path),
-        _decode(val, size, path),
+        _decode(train, size, path, should_stop),
+        _decode(val, size, path, should_stop),
         task="pose",
         num_classes=NUM_JOINTS,
         classes=JOINT_NAMES,

@@ -26,6 +26,7 @@ import torch
 
 from ..exceptions import RPGDataError
 from ..spec import DataSpec
+from ..stopping import StopCheck, check_stop
 from .dense import TensorSamples, check_memory, dense_datasets, subset_indices
 from .images import SPLIT_SEED, Datasets
 from .paths import resolve_under
@@ -54,6 +55,7 @@ SCENES_TRAIN, SCENES_VAL, SCENES_SIZE = 2000, 200, 32
 SCENE_FOLDER_SIZE = 64  # scenes:<name>: data.image_size unset
 _SEED_TAG = 0x5CE7  # the synthetic-scenes stream; train and val add 1 and 2
 _CHUNK = 32  # scenes ray cast together
+_CHUNK_PIXELS = 16 * 64 * 64  # at most this many rays at once (a stop check between chunks)
 _GRID = 8  # the noise texture's lattice
 _EPS = 1e-4
 
@@ -389,16 +391,22 @@ def _pad_textures(s: SceneParams, nb: int, nsph: int) -> tuple[Texture, ...]:
     )
 
 
-def synthetic_scenes(indices: list[int], size: int, *, split: str) -> TensorSamples:
+def synthetic_scenes(
+    indices: list[int], size: int, *, split: str, should_stop: StopCheck | None = None
+) -> TensorSamples:
     """The synthetic-scenes samples ``indices`` of ``split`` (train or val: different seeds).
-    Scene ``i`` depends only on (split, i, size), so a subset renders only what it keeps."""
+    Scene ``i`` depends only on (split, i, size), so a subset renders only what it keeps.
+    ``should_stop`` is checked before each chunk (at most :data:`_CHUNK_PIXELS` rays; raises
+    ``rpg_core.stopping.Stopped``)."""
     stream = {"train": 1, "val": 2}[split]
     n = len(indices)
     x = np.zeros((n, 3, size, size), np.uint8)
     depth = np.zeros((n, 1, size, size), np.float32)
     normal = np.zeros((n, 3, size, size), np.float32)
-    for start in range(0, n, _CHUNK):
-        chunk = indices[start : start + _CHUNK]
+    step = max(1, min(_CHUNK, _CHUNK_PIXELS // (size * size)))
+    for start in range(0, n, step):
+        check_stop(should_stop)
+        chunk = indices[start : start + step]
         scenes = [random_scene(np.random.default_rng([SPLIT_SEED, _SEED_TAG, stream, i])) for i in chunk]  # fmt: skip
         sl = slice(start, start + len(chunk))
         x[sl], depth[sl], normal[sl] = render_scenes(scenes, size)
@@ -422,7 +430,7 @@ def _scene_bytes(size: int) -> int:
     return size * size * (3 + 4 * 5)
 
 
-def load_synthetic_scenes(spec: DataSpec) -> Datasets:
+def load_synthetic_scenes(spec: DataSpec, should_stop: StopCheck | None = None) -> Datasets:
     """``synthetic-scenes``: ``num_train`` (2000) / ``num_val`` (200) rooms at ``image_size``
     (32); ``train_subset`` / ``val_subset`` keep a seeded subset (rendering only those)."""
     size = spec.image_size or SCENES_SIZE
@@ -435,8 +443,8 @@ def load_synthetic_scenes(spec: DataSpec) -> Datasets:
         _scene_bytes(size),
         "lower data.num_train, num_val or image_size",
     )
-    train = synthetic_scenes(tr, size, split="train")
-    val = synthetic_scenes(va, size, split="val")
+    train = synthetic_scenes(tr, size, split="train", should_stop=should_stop)
+    val = synthetic_scenes(va, size, split="val", should_stop=should_stop)
     return dense_datasets(
         "synthetic-scenes", train, val, task="multitask", num_classes=4, classes=MAP_NAMES
     )
@@ -526,7 +534,7 @@ def _read_scene(base: Path, split_dir: Path, sid: str, size: int, scale: float) 
     return x, depth[None], nrm.transpose(2, 0, 1), mask[None].astype(np.float32)
 
 
-def _scene_split(base: Path, split_dir: Path, subset: int | None, size: int, scale: float) -> TensorSamples:  # fmt: skip
+def _scene_split(base: Path, split_dir: Path, subset: int | None, size: int, scale: float, should_stop: StopCheck | None = None) -> TensorSamples:  # fmt: skip
     ids = _ids(split_dir)
     if not ids:
         raise RPGDataError(f"{split_dir / 'rgb'} holds no <id>.png images")
@@ -537,11 +545,12 @@ def _scene_split(base: Path, split_dir: Path, subset: int | None, size: int, sca
     normal = np.zeros((n, 3, size, size), np.float32)
     mask = np.zeros((n, 1, size, size), np.float32)
     for k, sid in enumerate(ids):
+        check_stop(should_stop)
         x[k], depth[k], normal[k], mask[k] = _read_scene(base, split_dir, sid, size, scale)
     return _scene_samples(x, depth, normal, mask)
 
 
-def load_scene_folder(spec: DataSpec, root: Path) -> Datasets:
+def load_scene_folder(spec: DataSpec, root: Path, should_stop: StopCheck | None = None) -> Datasets:
     """``scenes:<name>``: ``<root>/<name>/{train,val}/{rgb,depth,normal}/<id>.png`` and an
     optional ``scene.json`` (``depth_scale``, default 512). Decoded into memory at
     ``image_size`` (64): shorter side resized (bilinear RGB, nearest depth / normal / mask),
@@ -559,8 +568,8 @@ def load_scene_folder(spec: DataSpec, root: Path) -> Datasets:
     check_memory(spec.dataset, n, _scene_bytes(size), "lower data.image_size or set data.train_subset")  # fmt: skip
     return dense_datasets(
         spec.dataset,
-        _scene_split(base, tr_dir, spec.train_subset, size, scale),
-        _scene_split(base, va_dir, spec.val_subset, size, scale),
+        _scene_split(base, tr_dir, spec.train_subset, size, scale, should_stop),
+        _scene_split(base, va_dir, spec.val_subset, size, scale, should_stop),
         task="multitask",
         num_classes=4,
         classes=MAP_NAMES,

@@ -45,6 +45,7 @@ from ..data import (
 )
 from ..exceptions import RPGDataError
 from ..spec import OODSetSpec
+from ..stopping import StopCheck, check_stop, checked
 
 log = logging.getLogger(__name__)
 
@@ -190,15 +191,18 @@ class ShiftedFolderImages(FolderImages):
         return out[0], y
 
 
-def shifted_set(images: ImageSet, shift: str, severity: int, seed: int) -> ImageSet:
-    """``images`` with every image shifted (labels unchanged)."""
+def shifted_set(
+    images: ImageSet, shift: str, severity: int, seed: int, should_stop: StopCheck | None = None
+) -> ImageSet:
+    """``images`` with every image shifted (labels unchanged); ``should_stop`` is checked
+    before each chunk of an in-memory set (raises ``rpg_core.stopping.Stopped``)."""
     if severity == 0:
         return images
     if isinstance(images, TensorImages):
         n = len(images)
         parts = [
             shift_images(images.x[i : i + CHUNK], shift, severity, seed, i, n)
-            for i in range(0, n, CHUNK)
+            for i in checked(range(0, n, CHUNK), should_stop)
         ]
         x = torch.cat(parts) if parts else images.x
         return TensorImages(x, images.y)
@@ -340,6 +344,7 @@ class Scorer:
     autocast: Callable[[], AbstractContextManager[Any]]
     prepare: Callable[[torch.Tensor], torch.Tensor]
     num_workers: int = 0
+    should_stop: StopCheck | None = None  # checked per batch and per shifted chunk
 
 
 def _accuracy(
@@ -355,7 +360,7 @@ def _accuracy(
     right, n = 0.0, 0
     ok = allowed.to(scorer.device) if allowed is not None else None
     with torch.no_grad():
-        for x, y in loader.epoch(0):
+        for x, y in checked(loader.epoch(0), scorer.should_stop):
             with scorer.autocast():
                 pred = scorer.model(scorer.prepare(x)).float().argmax(1)
             hit = ok[y, pred] if ok is not None else pred == y
@@ -371,7 +376,9 @@ def _subset(images: ImageSet, n: int | None) -> ImageSet:
 def evaluate_ood(
     scorer: Scorer, data: Datasets, sets: Sequence[OODSetSpec], data_root: str | Path
 ) -> dict[str, float]:
-    """Accuracy on every OOD set: ``{"<shift>@<severity>": acc, "folder:<name>": acc}``."""
+    """Accuracy on every OOD set: ``{"<shift>@<severity>": acc, "folder:<name>": acc}``.
+    Raises ``rpg_core.stopping.Stopped`` as soon as ``scorer.should_stop`` says so (checked
+    per batch, per shifted chunk and per set)."""
     if isinstance(data.val, TensorSamples):
         raise RPGDataError(
             f"eval.ood: OOD accuracy is for classification; {data.name} is a {data.task} dataset"
@@ -384,9 +391,11 @@ def evaluate_ood(
             if s.shift is not None:
                 base = _subset(data.val, s.max_images)
                 for sev in s.levels:
-                    images = shifted_set(base, s.shift, sev, s.seed)
+                    check_stop(scorer.should_stop)
+                    images = shifted_set(base, s.shift, sev, s.seed, scorer.should_stop)
                     out[f"{s.shift}@{sev}"] = _accuracy(scorer, data, images)
             else:
+                check_stop(scorer.should_stop)
                 val_size = data.val.size if isinstance(data.val, FolderImages) else None
                 fs = load_folder_set(s, Path(data_root), data, val_size)
                 out[f"folder:{s.folder}"] = _accuracy(scorer, data, fs.images, fs.allowed)

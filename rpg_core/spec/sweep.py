@@ -27,8 +27,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from . import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
 from ..exceptions import RPGConfigError
+from . import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
 from .replicates import MAX_SEEDS, SEEDS_DESCRIPTION, Seed, replicate_all, unique_seeds
 
 MAX_EXPERIMENTS = 1000

@@ -7,7 +7,9 @@ ends bit-identical to an uninterrupted one; on CUDA it trains in bf16 autocast w
 channels_last.
 
 Callbacks get ``on_step`` (throttled), ``on_epoch_end`` and are asked ``should_stop()`` before
-every step: a stopped run keeps its last checkpoint and its result says ``stopped``.
+every step, and at least once a second in the rest of a run (data generation, pruning,
+evaluation, OOD evaluation: :mod:`rpg_core.stopping`): a stopped run keeps its last checkpoint
+and its result says ``stopped``, whenever the stop came.
 
 Before an evaluation early in a run the batchnorm statistics are recomputed on training batches
 (``train.precise_bn``, :mod:`rpg_core.training.precise_bn`); a finished run's result carries the guard
@@ -50,13 +52,13 @@ from ..spec import (
     resolve_augment,
     resolve_train,
 )
+from ..stopping import StopCheck, Stopped, callbacks_stop, check_stop
 from ..tasks import get_task
 from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
 from .epoch import (
     PRECISE_BN_EPOCH,
     _notify,
     _Run,
-    _Stop,
     _stop_requested,
     evaluate,
     precise_bn,
@@ -117,11 +119,13 @@ class Callback:
         validation data after training (:class:`rpg_core.analysis.SimilarityCallback`)."""
 
     def should_stop(self) -> bool:
-        """Asked before every step: True stops the run cooperatively."""
+        """Asked before every step (and at least once a second while data is generated, a
+        source pruned, or the model evaluated): True stops the run cooperatively."""
         return False
 
     def on_train_end(self, result: TrainResult, model: nn.Module) -> None:
-        """Once, with the result and the trained model (e.g. to save a compact model file)."""
+        """Once, with the result and the trained model (e.g. to save a compact model file);
+        not called for a run stopped before its model was built."""
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -134,7 +138,11 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
 
 # --- set-up -------------------------------------------------------------------------------------
 def _pruned_source(
-    spec: ExperimentSpec, source: nn.Module | None, data: Datasets, data_root: str | Path | None
+    spec: ExperimentSpec,
+    source: nn.Module | None,
+    data: Datasets,
+    data_root: str | Path | None,
+    should_stop: StopCheck | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A pruning job's starting model: ``source`` (or the .rpg file it names) pruned."""
     from ..format import load_compact
@@ -150,7 +158,7 @@ def _pruned_source(
         root = Path(data_root) if data_root is not None else default_data_root()
         source = load_compact(resolve_under(root, "models", spec.prune.source))
     size = (data.in_channels, data.image_size, data.image_size)
-    pruned = prune_model(source, spec.prune.fraction, input_size=size)
+    pruned = prune_model(source, spec.prune.fraction, input_size=size, should_stop=should_stop)
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
 
 
@@ -164,7 +172,8 @@ def _build(
     hp = resolve_train(spec.train)
     device = pick_device(spec.train.device)
     data_spec = spec.data.model_copy(update={"augment": resolve_augment(spec)})
-    data = load_datasets(data_spec, data_root=data_root)
+    should_stop = callbacks_stop(callbacks)
+    data = load_datasets(data_spec, data_root=data_root, should_stop=should_stop)
     hp["augment"] = data_spec.augment
     batch_lr = 1.0  # an auto batch size below the recipe's lowers the lr (auto_batch_lr_factor)
     if hp["batch_size"] is None:
@@ -173,7 +182,7 @@ def _build(
     torch.manual_seed(spec.train.seed)
     prune: dict[str, Any] | None = None
     if spec.prune is not None:
-        model, prune = _pruned_source(spec, source_model, data, data_root)
+        model, prune = _pruned_source(spec, source_model, data, data_root, should_stop)
     else:
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
     if device.type == "cuda":
@@ -342,11 +351,13 @@ def _ood_scorer(run: _Run) -> Any:
         autocast=run.autocast,
         prepare=run.prepare,
         num_workers=run.spec.data.num_workers,
+        should_stop=run.should_stop,
     )
 
 
 def evaluate_ood(run: _Run) -> dict[str, float]:
-    """eval.ood's accuracies (rpg_core.evaluate.ood); only called when the spec lists OOD sets."""
+    """eval.ood's accuracies (rpg_core.evaluate.ood); only called when the spec lists OOD sets. Raises
+    Stopped when a callback asks to stop (checked per batch and per shifted chunk)."""
     from ..evaluate.ood import evaluate_ood as score
 
     return score(_ood_scorer(run), run.data, run.spec.eval.ood, run.data_root)
@@ -401,20 +412,20 @@ def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
         t0 = time.perf_counter()
         try:
             train_loss, train_acc = train_epoch(run, epoch)
-        except _Stop:
+            if wants_precise_bn(run, (epoch + 1) * len(run.train_loader)):
+                precise_bn(run, epoch)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                **({"train_acc": train_acc} if train_acc is not None else {}),
+                **evaluate(run),
+                **_epoch_ood(run),
+                "lr": run.last_lr,
+                "seconds": time.perf_counter() - t0,
+            }
+        except Stopped:  # the steps (_Stop), precise BN, evaluation or OOD evaluation
             log.info("%s: stop requested during epoch %d", run.spec.name, epoch + 1)
             return "stopped"
-        if wants_precise_bn(run, (epoch + 1) * len(run.train_loader)):
-            precise_bn(run, epoch)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            **({"train_acc": train_acc} if train_acc is not None else {}),
-            **evaluate(run),
-            **_epoch_ood(run),
-            "lr": run.last_lr,
-            "seconds": time.perf_counter() - t0,
-        }
         run.history.append(record)
         if checkpoint_dir is not None:
             _save(run, checkpoint_dir, epoch + 1)
@@ -423,6 +434,19 @@ def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
         if epoch + 1 < run.hp["epochs"] and _stop_requested(run.callbacks):
             return "stopped"
     return "completed"
+
+
+def _stopped_before_training(spec: ExperimentSpec, device: torch.device) -> TrainResult:
+    """The result of a run stopped before its model existed (no epoch, no checkpoint)."""
+    log.info("%s stopped before training (while loading its data or pruning)", spec.name)
+    return TrainResult(
+        name=spec.name,
+        status="stopped",
+        epochs=int(resolve_train(spec.train)["epochs"]),
+        device=str(device),
+        spec=spec.model_dump(mode="json"),
+        task=spec.task,
+    )
 
 
 def train(
@@ -451,7 +475,10 @@ def train(
     spec = _for_checkpoint(spec, ckpt)
     device = pick_device(spec.train.device)
     with deterministic(spec.train.deterministic, device):
-        run = _build(spec, data_root, cbs, step_interval_s, source_model)
+        try:
+            run = _build(spec, data_root, cbs, step_interval_s, source_model)
+        except Stopped:  # while its data was generated or its source pruned
+            return _stopped_before_training(spec, device)
         if data_root is not None:
             run.data_root = Path(data_root)
         _notify(cbs, "on_datasets", run.data)
@@ -465,9 +492,15 @@ def train(
             _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)
         if spec.eval.ood and status == "completed":
-            run.ood = evaluate_ood(run)
+            try:
+                check_stop(run.should_stop)
+                run.ood = evaluate_ood(run)
+            except Stopped:
+                log.info("%s: stop requested during the OOD evaluation", spec.name)
+                status = "stopped"
     result = _result(run, status, ckpt_dir, flops)
-    result = result.model_copy(update={"inference_ms_per_image": run_inference_ms(run)})
+    if not result.stopped:
+        result = result.model_copy(update={"inference_ms_per_image": run_inference_ms(run)})
     _notify(cbs, "on_train_end", result, run.model)
     log.info(
         "%s %s after %d/%d epochs: val %s %s",

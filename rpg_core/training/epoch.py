@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data import BatchLoader, Datasets, default_data_root
 from ..spec import PRECISE_BN_STEPS, ExperimentSpec
+from ..stopping import StopCheck, Stopped, callbacks_stop, checked
 from ..tasks import Task, get_task
 from .loop import EpochSums, evaluate_batches, train_steps
 from .precise_bn import recompute_batchnorm
@@ -32,7 +33,7 @@ def _stop_requested(callbacks: Sequence[Any]) -> bool:
     return any(bool(getattr(cb, "should_stop", lambda: False)()) for cb in callbacks)
 
 
-class _Stop(Exception):
+class _Stop(Stopped):
     """Raised inside an epoch when a callback asked to stop."""
 
 
@@ -62,6 +63,12 @@ class _Run:
     data_root: Path = field(default_factory=default_data_root)
     ood: dict[str, float] | None = None  # eval.ood's accuracies after training
     task: Task = field(default_factory=lambda: get_task("classification"))
+
+    @property
+    def should_stop(self) -> StopCheck:
+        """The callbacks' stop request, for the loops outside the training steps
+        (evaluation, OOD evaluation: :mod:`rpg_core.stopping`)."""
+        return callbacks_stop(self.callbacks)
 
     @property
     def total_steps(self) -> int:
@@ -144,16 +151,18 @@ PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1
 
 def precise_bn(run: _Run, epoch: int) -> None:
     """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
-    batches = (run.prepare(x) for x, _ in run.train_loader.epoch(PRECISE_BN_EPOCH + epoch))
+    epoch_batches = run.train_loader.epoch(PRECISE_BN_EPOCH + epoch)
+    batches = (run.prepare(x) for x, _ in checked(epoch_batches, run.should_stop))
     recompute_batchnorm(run.model, batches, autocast=run.autocast)
 
 
 def evaluate(run: _Run) -> dict[str, float]:
     """Validation loss and the task's metrics (classification: top-1 and, with 100+ classes,
-    top-5 accuracy)."""
+    top-5 accuracy). Raises :class:`~rpg_core.stopping.Stopped` when a callback asks to stop
+    (checked between batches)."""
     return evaluate_batches(
         run.model,
-        run.val_loader.epoch(0),
+        checked(run.val_loader.epoch(0), run.should_stop),
         task=run.task,
         top5=run.task.info.top5 and run.data.num_classes >= 100,
         autocast=run.autocast,

@@ -26,6 +26,7 @@ from ..exceptions import RPGConfigError
 from ..rpg.params import count_macs, count_params
 from ..rpg.rpgify import materialize, rings
 from ..spec import MAX_PRUNE_FRACTION, PruneSpec
+from ..stopping import StopCheck, check_stop, checked
 from .loop import Batches, evaluate_batches, train_steps
 
 log = logging.getLogger(__name__)
@@ -227,20 +228,24 @@ def prune_model(
     fraction: float,
     *,
     input_size: tuple[int, int, int] | None = None,
+    should_stop: StopCheck | None = None,
 ) -> PruneResult:
     """Prune ``fraction`` of the backbone of ``model`` (RPG or plain); ``model`` is not changed.
 
     Returns the smaller plain network and a report (parameters and MACs before and after).
     ``input_size`` (C, H, W) sets the image the MACs are counted for (default: the stem's
-    channels at 32x32).
+    channels at 32x32). ``should_stop`` is checked between the steps and before each block
+    (raises ``rpg_core.stopping.Stopped``).
     """
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
         raise RPGConfigError(f"fraction must be a number in (0, {MAX_FRACTION}], got {fraction!r}")
     if not 0 < fraction <= MAX_FRACTION:
         raise RPGConfigError(f"fraction must be in (0, {MAX_FRACTION}], got {fraction}")
     size = input_size or _default_input_size(model)
+    check_stop(should_stop)
     plain = materialize(model)
     plain.__dict__.pop("rpg_spec", None)  # the pruned shapes no longer follow the spec
+    check_stop(should_stop)
     blocks = prunable_blocks(plain)
     if not blocks:
         raise RPGConfigError(
@@ -248,6 +253,7 @@ def prune_model(
         )
     before = count_params(plain)
     macs_before = count_macs(plain, size)
+    check_stop(should_stop)
     target = fraction * before.backbone
     plans = plan_pruning(blocks, target)
     reachable = sum((p.channels - 1) * p.cost for p in plans)
@@ -257,7 +263,9 @@ def prune_model(
             f"at most {reachable / before.backbone:.3f} of the backbone"
         )
     for (_, block), plan in zip(blocks, plans, strict=True):
+        check_stop(should_stop)
         _prune_block(block, plan.kept)
+    check_stop(should_stop)
     after = count_params(plain)
     plain.rpg_pruned = {  # type: ignore[assignment]
         "source_spec": copy.deepcopy(model.__dict__.get("rpg_spec")),
@@ -309,12 +317,16 @@ def rebuild_pruned(model: nn.Module, kept: dict[str, int]) -> nn.Module:
 
 
 # --- fine-tuning (the engine's loop: rpg_core.training.loop) ------------------------------------------------
-def evaluate(model: nn.Module, loader: Batches) -> float:
-    """Top-1 accuracy of ``model`` over ``loader``'s (images, labels) batches (its mode kept)."""
+def evaluate(model: nn.Module, loader: Batches, should_stop: StopCheck | None = None) -> float:
+    """Top-1 accuracy of ``model`` over ``loader``'s (images, labels) batches (its mode kept);
+    ``should_stop`` is checked between batches."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
+    batches = checked(loader, should_stop)
     try:
-        metrics = evaluate_batches(model, loader, prepare=lambda x: x.to(device), allow_empty=False)
+        metrics = evaluate_batches(
+            model, batches, prepare=lambda x: x.to(device), allow_empty=False
+        )
     finally:
         model.train(was_training)
     return metrics["val_acc"]
@@ -328,9 +340,11 @@ def finetune(
     lr: float = 0.01,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    should_stop: StopCheck | None = None,
 ) -> list[float]:
     """SGD with cosine decay over ``epochs`` passes of ``loader`` (the engine's training steps);
-    returns the mean loss per epoch. Raises RPGTrainingError when the loss becomes NaN or inf."""
+    returns the mean loss per epoch. Raises RPGTrainingError when the loss becomes NaN or inf,
+    ``rpg_core.stopping.Stopped`` when ``should_stop`` (checked before each step) says so."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise RPGConfigError(f"epochs must be an int >= 0, got {epochs!r}")
     if epochs == 0:
@@ -340,7 +354,14 @@ def finetune(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     losses = []
     for epoch in range(1, epochs + 1):
-        sums = train_steps(model, loader, opt, epoch=epoch, prepare=lambda x: x.to(device))
+        sums = train_steps(
+            model,
+            loader,
+            opt,
+            epoch=epoch,
+            prepare=lambda x: x.to(device),
+            before_step=lambda _step: check_stop(should_stop),
+        )
         sched.step()  # per epoch
         losses.append(sums.mean_loss)
     model.eval()
@@ -356,6 +377,7 @@ def run_prune(
     input_size: tuple[int, int, int] | None = None,
     lr: float = 0.01,
     finetune_epochs: int = 0,
+    should_stop: StopCheck | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Prune ``model`` as ``spec`` says, fine-tune for ``finetune_epochs``, and measure.
 
@@ -365,22 +387,23 @@ def run_prune(
     Returns the pruned network and a JSON-ready dict: the report plus ``accuracy_before``,
     ``accuracy_pruned`` (before fine-tuning) and ``accuracy_after`` when ``val_loader`` is given,
     and ``finetune_losses``. ``spec.source`` is resolved by the caller (it loads ``model``).
+    ``should_stop`` is checked throughout (raises ``rpg_core.stopping.Stopped``).
     """
     if finetune_epochs and train_loader is None:
         raise RPGConfigError("finetune_epochs > 0 needs a train_loader")
     out: dict[str, Any] = {"spec": spec.model_dump()}
     if val_loader is not None:
-        out["accuracy_before"] = evaluate(model, val_loader)
-    result = prune_model(model, spec.fraction, input_size=input_size)
+        out["accuracy_before"] = evaluate(model, val_loader, should_stop)
+    result = prune_model(model, spec.fraction, input_size=input_size, should_stop=should_stop)
     out["report"] = result.report.as_dict()
     if val_loader is not None:
-        out["accuracy_pruned"] = evaluate(result.model, val_loader)
+        out["accuracy_pruned"] = evaluate(result.model, val_loader, should_stop)
     losses = (
-        finetune(result.model, train_loader, epochs=finetune_epochs, lr=lr)
+        finetune(result.model, train_loader, epochs=finetune_epochs, lr=lr, should_stop=should_stop)
         if train_loader is not None
         else []
     )
     out["finetune_losses"] = losses
     if val_loader is not None:
-        out["accuracy_after"] = evaluate(result.model, val_loader)
+        out["accuracy_after"] = evaluate(result.model, val_loader, should_stop)
     return result.model, out

@@ -14,10 +14,14 @@ from worker import process
 class FakePopen:
     started: list[dict[str, str]] = []
 
-    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+    def __init__(self, cmd: list[str], env: dict[str, str], **kw: Any) -> None:
         self.pid = 1234
         FakePopen.started.append(env)
         assert "--concurrency" in cmd and cmd[cmd.index("--concurrency") + 1] == "1"
+        # the worker gets the supervisor's lifeline (and, started from the main thread, the
+        # parent-death signal): it dies with the supervisor (worker.lifeline)
+        assert kw["pass_fds"] == (int(env["RPG_LIFELINE_FD"]),)
+        assert kw["preexec_fn"] is not None
 
 
 def test_cpu_workers_split_the_cores_and_gpu_workers_get_one_device(
