@@ -131,7 +131,7 @@ def load_rows(tmp: Path, repeats: int = 3) -> list[list[str]]:
 
 def _generator_rows(seed: int, n: int, m: int, repeats: int) -> list[list[str]]:
     """The index array alone, generator 1 (sort) against 2 (bijection), alternating."""
-    from rpg_core import generator
+    from rpg_core.rpg import generator
 
     cpu: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(repeats):

@@ -202,7 +202,7 @@ def test_linear_alone_on_a_resnet_is_an_error_that_says_how_to_generate_the_head
 
 
 def test_a_file_with_broken_inference_metadata_is_refused(tmp_path: Path) -> None:
-    from rpg_core import compact
+    from rpg_core import format as compact
 
     path = tmp_path / "m.rpg"
     rpg_core.save_compact(_fashion_model(), path, inference=FASHION_INFO)

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from rpg_core import RPGConfigError, generator
+from rpg_core import RPGConfigError
+from rpg_core.rpg import generator
 
 MASK = (1 << 64) - 1
 
@@ -187,7 +188,7 @@ def test_ablation_switches() -> None:
 def test_same_tables_in_a_separate_process() -> None:
     here = generator.digest(generator.index_array(0, 45000, 300_000), generator.signs(0, 300_000))
     code = (
-        "from rpg_core import generator as g;"
+        "from rpg_core.rpg import generator as g;"
         "print(g.digest(g.index_array(0, 45000, 300000), g.signs(0, 300000)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
