@@ -1,8 +1,11 @@
 """The model registry: architecture names, known without importing torch (timm's ``_registry``).
 
-A built-in architecture is one line in :data:`BUILTIN_MODELS` (its name and the module whose
-``@register_model`` defines it); that module is imported, with torch, only when the builder is
-first asked for. A plugin registers at runtime with the same decorator.
+A built-in architecture is its builder, decorated with ``@register_model`` in its module, and its
+line in :data:`BUILTIN_MODELS` (the name and that module, which is imported, with torch, only
+when the builder is first asked for); one that takes ``model.recurrence`` or stacks sub-networks
+is also named in :data:`RECURRENT_BUILTINS` or :data:`STACKED_BUILTINS`, and one that is not a
+classifier in its task's ``archs`` (:data:`rpg_core._tasks.TASKS`). A plugin registers at
+runtime with the same decorator.
 
 This module imports nothing heavy: the spec validates ``model.arch`` against :func:`list_models`
 in processes (the API) that never build a network.
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 else:
     ModelFn = Callable[..., Any]
 
-# name -> the module that registers it (imported on first use). Adding a model: one line here.
+# name -> the module that registers it (imported on first use; see the module's docstring)
 BUILTIN_MODELS: dict[str, str] = {
     "resnet18": "rpg_core.resnet",
     "resnet34": "rpg_core.resnet",

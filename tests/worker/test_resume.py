@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import Serve, free_port, tiny_spec
+
+pytestmark = pytest.mark.e2e  # starts real server / worker processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
