@@ -1,26 +1,36 @@
 # RPG Studio: two commands do all the set-up on a fresh machine.
 #   make demo   sets up, then runs the main job on embedded defaults (PORT=8000, home .rpg-studio)
-#   make test   sets up, then runs ruff, mypy and the test suite
+#   make test   sets up, then runs ruff, mypy and the whole test suite
+#   make test-fast   the inner loop: ruff, mypy and the tests not marked slow, browser or e2e
+# Installs are pinned by constraints.txt (make constraints regenerates it from the venv).
 # VENV can live outside the clone (CI keeps one across runs): make test VENV=/path/to/venv
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.rpg-studio-installed
-TORCH := torch==2.14.1 torchvision==0.29.1
+CONSTRAINTS := constraints.txt
+# torch==2.14.1 torchvision==0.29.1 (local wheels), pinned in constraints.txt like the rest
+TORCH := $(shell grep -E '^torch(vision)?==' $(CONSTRAINTS))
 PYTEST_ARGS ?=
+FAST := not slow and not browser and not e2e
 PORT ?= 8000
 
-.PHONY: setup test lint typecheck pytest demo bench clean system-deps
+.PHONY: setup test test-fast lint typecheck pytest pytest-fast demo bench clean system-deps constraints
 
 setup: $(STAMP) system-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[service,dev]"
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q -c $(CONSTRAINTS) $(TORCH)
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[service,dev]"
 	touch $(STAMP)
+
+# the pinned versions: what the working venv holds, without the editable project
+constraints:
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(PIP) freeze --exclude-editable | grep -v '^#'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 # System packages the demo and the tests use (installed as root where apt exists; skipped else):
 # Fashion-MNIST (real data a package ships), chromium (browser tests), docker-compose (its parser).
@@ -47,6 +57,12 @@ pytest: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# the fast lane (see README, "Tests"): no test marked slow, browser (chromium) or e2e (processes)
+pytest-fast: setup
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+test-fast: lint typecheck pytest-fast
 
 # the demo's server port: make demo PORT=8010 when 8000 is taken
 demo: setup

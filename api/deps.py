@@ -18,6 +18,7 @@ from rpg_core.catalog.tasks import TASKS, list_tasks
 from .crud.listing import ListFilter
 from .crud.tokens import check_token
 from .settings import Settings
+from .status import JobStatus
 from .validation import TAG_QUERY_PATTERN
 
 bearer = HTTPBearer(auto_error=False, description="an API token from `rpg token create NAME`")
@@ -118,7 +119,6 @@ Sort = Literal[
     "id", "-id", "created", "-created", "name", "-name",
     "best_val_acc", "-best_val_acc", "updated", "-updated",
 ]  # fmt: skip
-Status = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed"]
 Label = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
@@ -131,7 +131,7 @@ class ListQuery:
 
 
 def list_query(
-    status: Status | None = None,
+    status: JobStatus | None = None,
     arch: Label | None = None,
     dataset: Label | None = None,
     scope: Label | None = None,

@@ -16,6 +16,7 @@ from rpg_core.spec import ExperimentSpec, field_hint
 from rpg_core.spec.sweep import SweepSpec
 
 from .crud.errors import ConflictError, CursorError
+from .status import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +116,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(sa_exc.OperationalError, _unavailable_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ConflictError, _conflict_handler)
+    app.add_exception_handler(IllegalTransition, _conflict_handler)
     app.add_exception_handler(CursorError, _cursor_handler)

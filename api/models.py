@@ -23,16 +23,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from .status import JobStatus
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-STATUSES = ("queued", "running", "cancelling", "cancelled", "succeeded", "failed")
-FINISHED = ("cancelled", "succeeded", "failed")
-ACTIVE = ("running", "cancelling")
 
 
 def utcnow() -> datetime:
@@ -87,7 +85,7 @@ class Experiment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     spec: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)  # a JobStatus
     arch: Mapped[str] = mapped_column(String(64))
     dataset: Mapped[str] = mapped_column(String(128))
     ring_size: Mapped[float | None] = mapped_column(Float)

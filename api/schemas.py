@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rpg_core.training.result import ExperimentResult
 
+from .status import JobStatus
+
 
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -16,14 +18,14 @@ class Out(BaseModel):
 
 class Created(Out):
     id: int = Field(examples=[42])
-    status: str = Field(examples=["queued"])
+    status: JobStatus = Field(examples=["queued"])
     dispatched: bool = Field(description="False: the broker was unreachable; the run stays queued")
 
 
 class ExperimentSummary(Out):
     id: int
     name: str
-    status: str
+    status: JobStatus
     arch: str
     dataset: str
     scope: str
@@ -78,7 +80,7 @@ class ExperimentPage(BaseModel):
 
 class StatusOut(BaseModel):
     id: int
-    status: str
+    status: JobStatus
 
 
 class SweepCreated(BaseModel):

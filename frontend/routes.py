@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import logging
 import statistics
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from api.deps import (
     SweepId,
 )
 from api.models import Experiment
+from api.status import STATUSES, JobStatus, page_data
 from api.storage import resolve_inside
 from rpg_core.catalog.tasks import TASKS
 
@@ -83,10 +85,25 @@ def _arch_options() -> str:
                    for m in list_models() if task_of_arch(m) == "classification")  # fmt: skip
 
 
+def _status_options() -> str:
+    """The runs filter's statuses (``api.status`` owns them)."""
+    return "".join(f"<option>{html.escape(s)}</option>" for s in STATUSES)
+
+
+def _page_json(data: object) -> str:
+    """``data`` as JSON for a ``<script type="application/json">`` (no ``</script>`` inside)."""
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+
+
 def render(page: str, **data: str) -> HTMLResponse:
-    """The page ``page`` inside the layout; ``data`` becomes data-* attributes of <main>."""
+    """The page ``page`` inside the layout; ``data`` becomes data-* attributes of <main>; the
+    job statuses (``api.status.page_data``) travel in ``#job-statuses`` for ``common.js``."""
     title, body_file = PAGES[page]
-    body = _template(body_file).replace("{{arch_options}}", _arch_options())
+    body = (
+        _template(body_file)
+        .replace("{{arch_options}}", _arch_options())
+        .replace("{{status_options}}", _status_options())
+    )
     attrs = " ".join(f'data-{k}="{html.escape(v)}"' for k, v in data.items())
     text = (
         _template("layout.html")
@@ -96,6 +113,7 @@ def render(page: str, **data: str) -> HTMLResponse:
         .replace("{{page}}", page)
         .replace("{{data}}", attrs)
         .replace("{{plotly}}", PLOTLY_URL)
+        .replace("{{job_statuses}}", _page_json(page_data()))
     )
     return HTMLResponse(text, headers={"Cache-Control": "no-cache"})
 
@@ -329,7 +347,7 @@ def ablation_bars(rows: list[Experiment]) -> list[figures.AblationBar]:
     groups: dict[tuple[bool, bool], list[float]] = {}
     for exp in rows:
         rpg = (exp.spec or {}).get("rpg")
-        if exp.status != "succeeded" or not rpg or exp.best_val_acc is None:
+        if exp.status != JobStatus.succeeded or not rpg or exp.best_val_acc is None:
             continue
         key = (bool(rpg.get("permute", True)), bool(rpg.get("reflect", True)))
         groups.setdefault(key, []).append(exp.best_val_acc)

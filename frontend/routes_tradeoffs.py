@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException
 from api import analysis, crud
 from api.deps import AnalysisFilterDep, ExperimentId, ReadAuth, SessionDep, SweepId
 from api.models import Experiment
+from api.status import JobStatus
 from rpg_core.catalog.tasks import task_info
 from rpg_core.spec.model import sharing_and_stacks
 
@@ -94,7 +95,7 @@ def speed_points(rows: list[Experiment], results: dict[int, Any]) -> list[tradeo
         ms = result.get("inference_ms_per_image")
         # classification: the best val accuracy; pose, multitask: the primary metric
         value = exp.best_val_acc if exp.task == "classification" else exp.primary_value
-        if exp.status != "succeeded" or value is None or not isinstance(ms, int | float):
+        if exp.status != JobStatus.succeeded or value is None or not isinstance(ms, int | float):
             continue
         group = speed_group(exp.spec or {})
         out.append(tradeoffs.SpeedPoint(exp.id, exp.name, group, ms, value, exp.backbone_params))

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from api.status import FINISHED
 from rpg_core.catalog.datasets import DATASETS
 
 RING_SIZES = (100, 500, 2_500)  # 3 epochs of 3,000 images saturate near 80% from 2K up
 TINY_RING_SIZES = (500, 1_000, 2_000)
 WIDTHS = (0.25, 0.0625)  # the RPG width, and the smallest plain net (43.6K params)
 DEFAULT_PORT = 8000
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class Stop(Exception):
@@ -282,7 +282,7 @@ def _wait_done(client: Any, ids: list[int], server: Any) -> list[dict[str, Any]]
             raise SystemExit("rpg serve stopped before the sweep finished; see its log")
         for i in sorted(pending):
             exp = client.experiment(i)
-            if exp["status"] in TERMINAL:
+            if exp["status"] in FINISHED:
                 pending.discard(i)
                 rows[i] = exp
                 acc = exp.get("best_val_acc")

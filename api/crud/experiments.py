@@ -13,8 +13,9 @@ from rpg_core.catalog.archs import ARCHS
 from rpg_core.spec.model import sharing_and_stacks
 
 from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
+from ..status import FINISHED
 from .errors import ConflictError
-from .lifecycle import FINISHED, new_job_values
+from .lifecycle import new_job_values
 
 
 def _scope_of(spec: dict[str, Any]) -> str:

@@ -1,19 +1,16 @@
 """The job lifecycle: the one owner of an experiment's status, lease, fencing and dispatch.
 
 Every status change of an experiment after its creation happens here, for the API, the worker
-and the reconciler alike (none of them writes these columns itself)::
+and the reconciler alike (none of them writes these columns itself). The statuses, their groups
+and ``TRANSITIONS`` (the state machine) are ``api.status``'s; every change here passes
+``api.status.check_transition`` (an ORM object through ``_move``, an UPDATE through ``_moving``,
+which checks each status its WHERE accepts), so a change ``TRANSITIONS`` does not list raises
+``IllegalTransition`` instead of being written.
 
-    queued --claim--> running --finish--> succeeded
-      |                 |  \\--fail-----> failed
-      |                 |  \\--requeue--> queued          (a transient error; keeps its checkpoint)
-      |                 \\--cancel--> cancelling --mark_cancelled / lease expired--> cancelled
-      \\--cancel--> cancelled
-    failed, cancelled --retry--> queued
-
-``TRANSITIONS`` is that diagram as data. A claim takes a lease (``lease_token`` is incremented,
-the *fencing token*); every later worker write names its token and is refused (returns False)
-once another claim took the run over or the run left ``ACTIVE``: the worker must then stop
-without writing anything more. Worker protocol::
+A claim takes a lease (``lease_token`` is incremented, the *fencing token*); every later worker
+write names its token and is refused (returns False) once another claim took the run over or
+the run left ``LEASED``: the worker must then stop without writing anything more. Worker
+protocol::
 
     lease = claim_experiment(s, exp_id, worker="host:pid", lease_s=60)   # None: not claimable
     heartbeat(s, exp_id, lease.token, lease_s=60)      # -> HeartbeatState(alive, cancel_requested)
@@ -42,19 +39,13 @@ from sqlalchemy.orm import Session
 from rpg_core.training.result import ExperimentResult, result_columns
 
 from .. import dispatch as broker
-from ..models import ACTIVE, FINISHED, Experiment, MetricPoint, Result, StoredFile, utcnow
+from ..models import Experiment, MetricPoint, Result, StoredFile, utcnow
 from ..settings import Settings
+from ..status import FINISHED, LEASED, IllegalTransition, JobStatus, check_transition
+from ..status import TRANSITIONS as TRANSITIONS  # the state machine, re-exported
 from .errors import ConflictError
 from .files import FileRecord
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running", "cancelled"}),
-    "running": frozenset({"running", "succeeded", "failed", "queued", "cancelling"}),
-    "cancelling": frozenset({"cancelling", "cancelled", "succeeded", "failed"}),
-    "succeeded": frozenset(),
-    "failed": frozenset({"queued"}),
-    "cancelled": frozenset({"queued"}),
-}
 RESULT_COLUMNS = result_columns()  # the result fields that are experiments columns
 MAX_ERROR = 10_000
 
@@ -87,7 +78,7 @@ class JobState:
 def new_job_values() -> dict[str, Any]:
     """The lifecycle columns of a new experiment: queued, never claimed."""
     return {
-        "status": "queued",
+        "status": JobStatus.queued,
         "progress": 0.0,
         "attempts": 0,
         "lease_token": 0,
@@ -108,10 +99,27 @@ def job_state(session: Session, experiment_id: int) -> JobState | None:
     return None if row is None else JobState(*row)
 
 
+# ---------------------------------------------------------------- status changes
+
+
+def _move(exp: Experiment, new: JobStatus) -> None:
+    """Change a loaded (locked) row's status; :class:`IllegalTransition` unless ``TRANSITIONS``
+    allows it."""
+    exp.status = check_transition(exp.status, new)
+
+
+def _moving(new: JobStatus, *sources: JobStatus) -> tuple[ColumnElement[bool], dict[str, Any]]:
+    """An UPDATE's status change: its WHERE (the row is in one of ``sources``) and its values;
+    :class:`IllegalTransition` unless ``TRANSITIONS`` allows every ``source -> new``."""
+    for source in sources:
+        check_transition(source, new)
+    return Experiment.status.in_(sources), {"status": new}
+
+
 # ---------------------------------------------------------------- API side
 
 
-def request_cancel(session: Session, experiment_id: int) -> str:
+def request_cancel(session: Session, experiment_id: int) -> JobStatus:
     """Cancel a run: queued -> cancelled, running -> cancelling (the worker stops at its next
     check). Returns the new status; raises ConflictError on a finished run, KeyError if absent."""
     exp = session.get(Experiment, experiment_id, with_for_update=True)
@@ -120,13 +128,13 @@ def request_cancel(session: Session, experiment_id: int) -> str:
     if exp.status in FINISHED:
         raise ConflictError(f"experiment {experiment_id} is already {exp.status}")
     exp.cancel_requested = True
-    if exp.status == "queued":
-        exp.status = "cancelled"
+    if exp.status == JobStatus.queued:
+        _move(exp, JobStatus.cancelled)
         exp.finished_at = utcnow()
     else:
-        exp.status = "cancelling"
+        _move(exp, JobStatus.cancelling)
     session.flush()
-    return exp.status
+    return JobStatus(exp.status)
 
 
 def retry_experiment(session: Session, experiment_id: int) -> None:
@@ -134,11 +142,14 @@ def retry_experiment(session: Session, experiment_id: int) -> None:
     exp = session.get(Experiment, experiment_id, with_for_update=True)
     if exp is None:
         raise KeyError(experiment_id)
-    if "queued" not in TRANSITIONS[exp.status]:
+    try:
+        if exp.status not in FINISHED:  # running -> queued is a worker's requeue, not a retry
+            raise IllegalTransition(exp.status, JobStatus.queued)
+        _move(exp, JobStatus.queued)
+    except IllegalTransition:
         raise ConflictError(
             f"experiment {experiment_id} is {exp.status}; only failed or cancelled runs can retry"
-        )
-    exp.status = "queued"
+        ) from None
     exp.cancel_requested = False
     exp.error = None
     exp.progress = 0.0
@@ -158,7 +169,10 @@ def mark_dispatched(session: Session, experiment_ids: Sequence[int]) -> None:
     if experiment_ids:
         session.execute(
             update(Experiment)
-            .where(Experiment.id.in_(experiment_ids), Experiment.status.in_(("queued", "running")))
+            .where(
+                Experiment.id.in_(experiment_ids),
+                Experiment.status.in_((JobStatus.queued, JobStatus.running)),
+            )
             .values(dispatched_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -182,7 +196,7 @@ def _fenced(experiment_id: int, token: int) -> list[ColumnElement[bool]]:
     return [
         Experiment.id == experiment_id,
         Experiment.lease_token == token,
-        Experiment.status.in_(ACTIVE),
+        Experiment.status.in_(LEASED),
     ]
 
 
@@ -192,15 +206,15 @@ def claim_experiment(
     """Take a queued run (or one whose lease expired) and commit. None: nothing to run
     (finished, cancelled, or another worker holds a live lease)."""
     now = utcnow()
-    claimable = or_(
-        Experiment.status == "queued",
-        and_(Experiment.status.in_(ACTIVE), Experiment.lease_expires_at < now),
-    )
+    from_queued, to_running = _moving(JobStatus.running, JobStatus.queued)
+    from_running, _ = _moving(JobStatus.running, JobStatus.running)
+    # a cancelling run is never claimed: it has cancel_requested
+    claimable = or_(from_queued, and_(from_running, Experiment.lease_expires_at < now))
     stmt = (
         update(Experiment)
         .where(Experiment.id == experiment_id, claimable, Experiment.cancel_requested.is_(False))
         .values(
-            status="running",
+            **to_running,
             lease_owner=worker,
             worker=worker,
             lease_token=Experiment.lease_token + 1,
@@ -342,11 +356,12 @@ def finish_experiment(
     if not isinstance(result, ExperimentResult):
         result = ExperimentResult.model_validate(dict(result))
     columns = result_column_values(result)
+    leased, to_succeeded = _moving(JobStatus.succeeded, *LEASED)
     res = session.execute(
         update(Experiment)
-        .where(*_fenced(experiment_id, token))
+        .where(*_fenced(experiment_id, token), leased)
         .values(
-            status="succeeded",
+            **to_succeeded,
             progress=1.0,
             finished_at=now,
             updated_at=now,
@@ -382,11 +397,13 @@ def fail_experiment(
     """Fenced: the run ends failed with ``error``; ``attempts`` corrects the count (a claim that
     only records giving up is not an attempt)."""
     extra: dict[str, Any] = {} if attempts is None else {"attempts": attempts}
+    leased, to_failed = _moving(JobStatus.failed, *LEASED)
     return _fenced_update(
         session,
         experiment_id,
         token,
-        status="failed",
+        leased,
+        **to_failed,
         error=error[:MAX_ERROR],
         finished_at=utcnow(),
         lease_expires_at=None,
@@ -395,11 +412,16 @@ def fail_experiment(
 
 
 def mark_cancelled(session: Session, experiment_id: int, token: int) -> bool:
+    """Fenced: cancelling -> cancelled (the worker saw the cancel and stopped). False when the
+    lease is lost or the run is not cancelling (a cancel always makes a running run cancelling
+    first)."""
+    cancelling, to_cancelled = _moving(JobStatus.cancelled, JobStatus.cancelling)
     return _fenced_update(
         session,
         experiment_id,
         token,
-        status="cancelled",
+        cancelling,
+        **to_cancelled,
         finished_at=utcnow(),
         lease_expires_at=None,
     )
@@ -409,13 +431,14 @@ def requeue(session: Session, experiment_id: int, token: int, error: str) -> boo
     """Fenced: running -> queued after a transient error (the lease is given back, the
     checkpoint kept). False when the lease is lost or a cancel came in meanwhile (the run is
     ``cancelling``: the caller ends it with ``mark_cancelled``, never back in the queue)."""
+    running, to_queued = _moving(JobStatus.queued, JobStatus.running)
     return _fenced_update(
         session,
         experiment_id,
         token,
-        Experiment.status == "running",
+        running,
         Experiment.cancel_requested.is_(False),
-        status="queued",
+        **to_queued,
         error=error[:MAX_ERROR],
         lease_owner=None,
         lease_expires_at=None,
@@ -437,8 +460,8 @@ def redispatch_candidates(session: Session, stale_s: float = 60.0, limit: int = 
         select(Experiment.id)
         .where(
             or_(
-                and_(Experiment.status == "queued", Experiment.cancel_requested.is_(False)),
-                and_(Experiment.status == "running", Experiment.lease_expires_at < now),
+                and_(Experiment.status == JobStatus.queued, Experiment.cancel_requested.is_(False)),
+                and_(Experiment.status == JobStatus.running, Experiment.lease_expires_at < now),
             ),
             not_recent,
         )
@@ -452,13 +475,14 @@ def finalize_abandoned_cancels(session: Session) -> list[int]:
     """``cancelling`` runs whose worker stopped heart-beating (lease expired) become
     ``cancelled``. Commits; returns their ids."""
     now = utcnow()
-    abandoned = (Experiment.status == "cancelling", Experiment.lease_expires_at < now)
+    cancelling, to_cancelled = _moving(JobStatus.cancelled, JobStatus.cancelling)
+    abandoned = (cancelling, Experiment.lease_expires_at < now)
     ids = list(session.scalars(select(Experiment.id).where(*abandoned).order_by(Experiment.id)))
     if ids:
         session.execute(
             update(Experiment)
             .where(Experiment.id.in_(ids), *abandoned)
-            .values(status="cancelled", finished_at=now, updated_at=now, lease_expires_at=None)
+            .values(**to_cancelled, finished_at=now, updated_at=now, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
     session.commit()
@@ -482,7 +506,11 @@ def settled_among(session: Session, experiment_ids: Iterable[int]) -> set[int]:
         r.id
         for r in rows
         if r.status in FINISHED
-        or (r.status != "queued" and r.lease_expires_at is not None and r.lease_expires_at < now)
+        or (
+            r.status != JobStatus.queued
+            and r.lease_expires_at is not None
+            and r.lease_expires_at < now
+        )
     }
     return settled | (ids - {r.id for r in rows})
 
@@ -492,16 +520,15 @@ def requeue_interrupted(
 ) -> list[int]:
     """running -> queued for the runs whose lease owner ``owner_is_gone`` (without waiting for
     the lease to expire: ``rpg serve`` knows its own dead workers). Commits; returns their ids."""
-    rows = session.execute(
-        select(Experiment.id, Experiment.lease_owner).where(Experiment.status == "running")
-    ).all()
+    running, to_queued = _moving(JobStatus.queued, JobStatus.running)
+    rows = session.execute(select(Experiment.id, Experiment.lease_owner).where(running)).all()
     ids = [i for i, owner in rows if owner_is_gone(owner)]
     if ids:
         session.execute(
             update(Experiment)
-            .where(Experiment.id.in_(ids), Experiment.status == "running")
+            .where(Experiment.id.in_(ids), running)
             .values(
-                status="queued",
+                **to_queued,
                 lease_owner=None,
                 lease_expires_at=None,
                 dispatched_at=None,

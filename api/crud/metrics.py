@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import Experiment, MetricPoint, Result
+from ..status import JobStatus
 from .listing import ListFilter, filtered
 
 
@@ -50,7 +51,7 @@ def power_law_points(
         Experiment.flags,
     )
     q = filtered(q, f).where(
-        Experiment.status == "succeeded",
+        Experiment.status == JobStatus.succeeded,
         Experiment.backbone_params.is_not(None),
         col.is_not(None),
     )
@@ -76,7 +77,7 @@ def gap_points(session: Session, f: ListFilter, limit: int = 10_000) -> list[tup
         Experiment.train_acc,
     )
     q = filtered(q, f).where(
-        Experiment.status == "succeeded",
+        Experiment.status == JobStatus.succeeded,
         Experiment.backbone_params.is_not(None),
         Experiment.val_acc.is_not(None),
         Experiment.train_acc.is_not(None),
@@ -95,7 +96,7 @@ def ood_results(
     """Succeeded runs whose result holds out-of-distribution accuracies (eval.ood), oldest
     first, with their result JSON."""
     q = select(Experiment, Result.data).join(Result, Result.experiment_id == Experiment.id)
-    q = filtered(q, f).where(Experiment.status == "succeeded")
+    q = filtered(q, f).where(Experiment.status == JobStatus.succeeded)
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
     return [(r[0], r[1]) for r in rows if isinstance(r[1], dict) and r[1].get("ood")]
 
@@ -132,7 +133,7 @@ def task_metric_points(
         Experiment.spec,
     ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
     q = filtered(q, dataclasses.replace(f, task=task)).where(
-        Experiment.status == "succeeded", params.is_not(None), value.is_not(None)
+        Experiment.status == JobStatus.succeeded, params.is_not(None), value.is_not(None)
     )
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
     out = []
@@ -171,7 +172,7 @@ def comparison_runs(session: Session, f: ListFilter, limit: int = 5_000) -> list
         Experiment.primary_value,
         Result.data["metrics"],
     ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
-    q = filtered(q, f).where(Experiment.status == "succeeded")
+    q = filtered(q, f).where(Experiment.status == JobStatus.succeeded)
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
     out = []
     for r in rows:

@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import crud
 from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep
-from ..models import FINISHED, utcnow
+from ..models import utcnow
+from ..status import FINISHED
 
 router = APIRouter(tags=["events"])
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from ..crud import lifecycle
 from ..deps import ExperimentId, ListQueryDep, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..redact import redact
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
+from ..status import JobStatus
 from ..storage import remove_files
 from ..validation import check_limits
 from ..yaml_body import YamlBodyRoute, yaml_request_body
@@ -59,7 +60,7 @@ def submit(
     exp_id = crud.create_experiment(session, spec.model_dump(mode="json"))
     session.commit()
     sent = lifecycle.dispatch_jobs(session, settings, [exp_id])
-    return Created(id=exp_id, status="queued", dispatched=bool(sent))
+    return Created(id=exp_id, status=JobStatus.queued, dispatched=bool(sent))
 
 
 @router.get("", response_model=ExperimentPage)
@@ -114,7 +115,7 @@ def retry(
         raise _not_found(experiment_id) from None
     session.commit()
     lifecycle.dispatch_jobs(session, settings, [experiment_id])
-    return StatusOut(id=experiment_id, status="queued")
+    return StatusOut(id=experiment_id, status=JobStatus.queued)
 
 
 @router.delete("/{experiment_id}", status_code=204)

@@ -14,6 +14,7 @@ from .. import crud
 from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..middleware import BodyTooLarge
 from ..redact import redact_values
+from ..status import JobStatus
 from ..storage import resolve_inside
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def download_model(
         exp = crud.get_experiment(session, experiment_id)
         if exp is None:
             raise HTTPException(404, detail=f"experiment {experiment_id} not found")
-        if exp.status != "succeeded":
+        if exp.status != JobStatus.succeeded:
             raise HTTPException(
                 404,
                 detail=f"experiment {experiment_id} has no model yet: it is {exp.status}, and a "

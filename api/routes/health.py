@@ -14,6 +14,7 @@ from sqlalchemy import text
 from .. import crud
 from ..deps import ReadAuth, SessionDep, SettingsDep
 from ..schemas import HealthOut
+from ..status import STATUSES
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -75,6 +76,6 @@ def metrics(request: Request, session: SessionDep, _auth: ReadAuth) -> Response:
     except Exception as err:  # noqa: BLE001 - a scrape must not fail on the database
         log.warning("metrics: cannot count experiments: %s", err)
         counts = {}
-    for status in ("queued", "running", "cancelling", "cancelled", "succeeded", "failed"):
+    for status in STATUSES:
         gauge.labels(status).set(counts.get(status, 0))
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,13 @@
-"""The safetensors container of an ``.rpg`` file, read strictly and written byte for byte.
+"""The safetensors container of an ``.rpg`` file: the strict checks docs/FORMAT.md promises, in
+front of the ``safetensors`` library (:mod:`rpg_core.safetensors_codec`), which decodes and
+encodes the tensors.
 
 Layout: an 8-byte little-endian header length, a JSON header (``__metadata__``, a map of
 strings, and one ``{dtype, shape, data_offsets}`` entry per tensor), then the raw little-endian
-tensor bytes, which the entries must tile exactly. Nothing here knows what the tensors mean
-(:mod:`.header` does) and nothing imports torch.
+tensor bytes, which the entries must tile exactly. :func:`read_container` checks all of that
+from the header alone (size bounds, strict JSON, dtypes, shapes, offsets; each error names the
+tensor) before any tensor is read. Nothing here knows what the tensors mean (:mod:`.header`
+does) and nothing imports torch.
 
 Every failure is a :class:`ContainerError` (an :class:`~rpg_core.exceptions.RPGFormatError`) whose
 ``code`` names it, as safetensors' own core does with its error enum::
@@ -18,13 +22,10 @@ import enum
 import json
 import math
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
-
-import numpy as np
 
 from ..exceptions import RPGFormatError
 
@@ -295,15 +296,19 @@ def iter_data(c: Container, chunk: int = 1 << 20) -> Any:
             left -= len(part)
 
 
-def to_numpy(e: TensorEntry, data: bytes) -> np.ndarray:
-    """Tensor ``e`` of ``data`` as a native-order array (BF16 widened to float32)."""
-    arr = np.frombuffer(data, dtype=CODE_TO_NUMPY[e.dtype], count=e.numel, offset=e.start)
-    if e.dtype == "BF16":
-        arr = (arr.astype(np.uint32) << np.uint32(16)).view(np.float32)
-    return arr.astype(arr.dtype.newbyteorder("="), copy=True).reshape(e.shape)
+def as_safetensors(c: Container, data: bytes) -> bytes:
+    """The validated tensors of ``c`` over ``data`` (its data section, read and checksummed
+    once) as a safetensors file in memory, for the library to decode (the metadata, already
+    parsed, is left out: the data section and its offsets are the file's own)."""
+    entries = {
+        e.name: {"dtype": e.dtype, "shape": list(e.shape), "data_offsets": [e.start, e.end]}
+        for e in c.tensors.values()
+    }
+    header = header_bytes(entries, {})
+    return len(header).to_bytes(8, "little") + header + data
 
 
-# --- writing ---------------------------------------------------------------------------------
+# --- hand-built containers (the writer is the library: rpg_core.safetensors_codec) -------------
 def layout(
     tensors: dict[str, tuple[str, list[int], bytes]],
 ) -> tuple[dict[str, Any], list[bytes]]:
@@ -324,17 +329,3 @@ def layout(
 def header_bytes(entries: dict[str, Any], meta: dict[str, str]) -> bytes:
     header = json.dumps({"__metadata__": meta, **entries}, separators=(",", ":")).encode()
     return header + b" " * (-len(header) % 8)  # pad to 8 bytes, as safetensors does
-
-
-def write_atomic(path: Path, header: bytes, chunks: list[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(len(header).to_bytes(8, "little"))
-            f.write(header)
-            for c in chunks:
-                f.write(c)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

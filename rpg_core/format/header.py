@@ -100,6 +100,9 @@ def _check_version(path: Path, meta: dict[str, Any]) -> tuple[int, str]:
     return version, writer
 
 
+_GENERATOR_KEYS = {"id", "version"}
+
+
 def _check_generator(path: Path, meta: dict[str, Any]) -> int:
     gen = _loads(_metadata_str(path, meta, "generator"), "metadata 'generator'", path)
     if not isinstance(gen, dict):
@@ -111,6 +114,12 @@ def _check_generator(path: Path, meta: dict[str, Any]) -> int:
         raise _fail(path, f"needs generator {str(gen.get('id'))[:40]!r} version "
                           f"{str(version)[:10]}; this rpg-studio has {have}: "
                           "upgrade to read it")  # fmt: skip
+    unknown = sorted(set(gen) - _GENERATOR_KEYS)
+    if unknown:  # docs/FORMAT.md section 2: exactly id and version
+        raise _fail(path, f"metadata 'generator': unknown key {str(unknown[0])[:40]!r}; the "
+                          "generator object has exactly the keys 'id' and 'version' (a file "
+                          "from another writer: remove the key, or read it with the rpg-studio "
+                          "that wrote it)")  # fmt: skip
     return int(version)
 
 

@@ -15,24 +15,25 @@ from torch import nn
 from ..exceptions import RPGConfigError, RPGFormatError
 from ..models.torchvision import TORCHVISION_PREFIX, build_torchvision
 from ..rpg.ring import Ring, RingSpec
-from .container import TensorEntry, to_numpy
+from .container import as_safetensors
 from .container import fail as _fail
 from .header import CompactHeader, read_data, read_header
 from .inference import INFERENCE_ATTR
 from .keys import _seeds_for
-from .plan import DEFAULT_MAX_PARAMS, TORCH_TO_CODE, plan
-
-_CODE_TO_TORCH = {v: k for k, v in TORCH_TO_CODE.items()}
-
-
-def _to_tensor(e: TensorEntry, data: bytes) -> torch.Tensor:
-    if e.numel == 0:
-        return torch.empty(e.shape, dtype=_CODE_TO_TORCH[e.dtype])
-    return torch.from_numpy(to_numpy(e, data))
+from .plan import DEFAULT_MAX_PARAMS, plan
+from .safetensors_codec import SafetensorError, decode
 
 
-def _ring_values(h: CompactHeader, name: str, data: bytes) -> torch.Tensor:
-    values = _to_tensor(h.tensors[h.ring_keys[name]], data).to(torch.float32)
+def _tensors(h: CompactHeader, data: bytes) -> dict[str, torch.Tensor]:
+    """The file's tensors, decoded by the safetensors library from the checked data section."""
+    try:
+        return decode(as_safetensors(h.container, data))
+    except SafetensorError as err:  # every entry was checked: a last guard
+        raise _fail(h.path, f"the tensor data cannot be decoded: {str(err)[:300]}") from None
+
+
+def _ring_values(h: CompactHeader, name: str, stored: torch.Tensor) -> torch.Tensor:
+    values = stored.to(torch.float32)
     if h.ring_dtype == "int8":
         values = values * torch.tensor(h.ring_scales[name], dtype=torch.float32)
     return values
@@ -95,9 +96,9 @@ def load_compact(
     seed, ring_seeds = _seeds_for(h, key)
     data = read_data(h)
     model = _build(h, seed, ring_seeds)
-    state = {n: _to_tensor(e, data) for n, e in h.tensors.items()}
+    state = _tensors(h, data)
     for name, tensor_name in h.ring_keys.items():
-        state[tensor_name] = _ring_values(h, name, data)
+        state[tensor_name] = _ring_values(h, name, state[tensor_name])
     try:
         with torch.no_grad():
             model.load_state_dict(state, strict=True)

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ from ..exceptions import RPGConfigError
 from ..models.torchvision import torchvision_spec
 from ..rpg import generator
 from ..rpg.ring import Ring
-from . import container
+from . import safetensors_codec as codec
 from .header import FORMAT_NAME, FORMAT_VERSION, RING_DTYPES
 from .inference import INFERENCE_ATTR, check_inference
 from .keys import _make_keyed
@@ -54,22 +53,10 @@ def _state_with_rings(
     return tensors, scales
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().to("cpu").contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    arr = t.numpy()
-    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def _layout(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Any], list[bytes]]:
-    """Header entries and data chunks; larger dtypes first, so every tensor is aligned."""
+def _check_dtypes(tensors: dict[str, torch.Tensor]) -> None:
     for name, t in tensors.items():
         if t.dtype not in TORCH_TO_CODE:
             raise RPGConfigError(f"save_compact: tensor {name!r} has unsupported dtype {t.dtype}")
-    return container.layout(
-        {n: (TORCH_TO_CODE[t.dtype], list(t.shape), _tensor_bytes(t)) for n, t in tensors.items()}
-    )
 
 
 def _writer() -> str:
@@ -131,10 +118,11 @@ def save_compact(
     if keyed and not ring_mods:
         raise RPGConfigError("keyed=True needs an RPG model (a plain model has no seeds to hide)")
     tensors, scales = _state_with_rings(model, ring_dtype)
-    entries, chunks = _layout(tensors)
-    digest = hashlib.sha256()
-    for c in chunks:
-        digest.update(c)
+    _check_dtypes(tensors)
+    # the library lays out the data section (larger dtypes first); it does not depend on the
+    # metadata, so the checksum of a first encoding is the final file's
+    data = codec.data_section(codec.encode(tensors, {}))
+    digest = hashlib.sha256(data)
     spec = json.loads(json.dumps(spec))
     ring_specs = [r.spec.to_dict() for r in ring_mods.values()]
     versions = {r.spec.generator for r in ring_mods.values()} or {generator.GENERATOR_VERSION}
@@ -147,6 +135,9 @@ def save_compact(
     if info is not None:
         meta["inference"] = json.dumps(info, separators=(",", ":"))
     key = _make_keyed(spec, ring_specs, meta) if keyed else None
-    container.write_atomic(Path(path), container.header_bytes(entries, meta), chunks)
-    log.info("saved %s (%s rings, %d tensors)", path, ring_dtype, len(entries))
+    blob = codec.encode(tensors, meta)
+    if codec.data_section(blob) != data:  # a library that ordered by metadata would break it
+        raise RuntimeError("save_compact: the safetensors library laid the data out twice apart")
+    codec.write_atomic(path, blob)
+    log.info("saved %s (%s rings, %d tensors)", path, ring_dtype, len(tensors))
     return key

@@ -1,8 +1,9 @@
 """The experiment spec: one pydantic model shared by the CLI, the API and the worker.
 
 A spec names everything by key (architecture, dataset, recipe), never by a path. Unknown fields
-are rejected; every error names the field and what is allowed. ``task`` keeps the spec open to
-other tasks than classification (pose estimation, multitask regression) later.
+are rejected; every error names the field and what is allowed. ``task`` (``classification``, the
+default, ``pose`` or ``multitask``: :mod:`rpg_core._tasks`) picks the loss and the metrics, and
+which architectures and datasets the spec may name.
 
 Example (YAML)::
 

@@ -3,26 +3,29 @@
 Tensors (model state, optimizer state, RNG states) go in the safetensors body under prefixed
 names (``model/``, ``optim/<param index>/<key>``, ``rng/``); everything else (epoch, history, the
 spec, optimizer hyper-parameters, scheduler state) goes, as JSON, in the file's metadata under
-``rpg_checkpoint``. Nothing is pickled; loading never runs code.
+``rpg_checkpoint``. Nothing is pickled; loading never runs code. The file goes through the one
+safetensors codec (:mod:`rpg_core.safetensors_codec`: written by the library, atomically and
+fsynced) and is read after the ``.rpg`` container's strict checks
+(:func:`rpg_core.fileformat.container.read_container`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from ..exceptions import RPGFormatError
+from ..format.container import ContainerError, read_container
+from ..format.safetensors_codec import SafetensorError, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,8 @@ def save_checkpoint(
     epoch: int,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``directory/last.safetensors`` atomically (temp file, fsync, ``os.replace``).
+    """Write ``directory/last.safetensors`` atomically (:func:`~rpg_core.safetensors_codec.
+    write_atomic`: temp file, fsync, rename, fsync of the directory).
 
     ``meta`` (JSON-serialisable: history, spec, ...) is stored in the header beside the state.
     """
@@ -124,17 +128,8 @@ def save_checkpoint(
         "scheduler": _scheduler_json(scheduler),
         **(meta or {}),
     }
-    target = checkpoint_path(d)
-    fd, tmp = tempfile.mkstemp(prefix=".last-", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(header)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    metadata = {META_KEY: json.dumps(header)}
+    target = write_atomic(checkpoint_path(d), lambda tmp: save_file(tensors, tmp, metadata))
     log.info("checkpoint: epoch %d -> %s", epoch, target)
     return target
 
@@ -145,10 +140,11 @@ def load_checkpoint(directory: str | Path) -> Checkpoint | None:
     if not path.is_file():
         return None
     try:
+        read_container(path)  # the strict checks, before the library reads it
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = json.loads((f.metadata() or {})[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
-    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as err:
+    except (ContainerError, SafetensorError, KeyError, json.JSONDecodeError, OSError) as err:
         raise RPGFormatError(f"{path} is not a valid RPG checkpoint: {err}") from None
     if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
         raise RPGFormatError(

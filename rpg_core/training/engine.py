@@ -1,8 +1,10 @@
 """The training engine: run an :class:`~rpg_core.spec.ExperimentSpec` to the end.
 
-``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (SGD with
-momentum, a per-step learning-rate schedule: :mod:`rpg_core.training.schedules`), writes a checkpoint every epoch, resumes from it, and returns a
-:class:`TrainResult` (:mod:`rpg_core.training.result`, the result contract). On the CPU a resumed run
+``train(spec, callbacks=..., checkpoint_dir=...)`` trains with the spec's recipe (its optimizer,
+SGD with momentum as in the paper or AdamW: :func:`rpg_core.training.optim.make_optimizer`; a per-step
+learning-rate schedule: :mod:`rpg_core.training.schedules`), writes a checkpoint every epoch,
+resumes from it, and returns a :class:`TrainResult` (:mod:`rpg_core.training.result`, the result
+contract). On the CPU a resumed run
 ends bit-identical to an uninterrupted one; on CUDA it trains in bf16 autocast with
 channels_last.
 
@@ -81,7 +83,6 @@ __all__ = [
     "Callback",
     "Status",
     "TrainResult",
-    "count_flops",
     "evaluate",
     "load_trained_model",
     "make_optimizer",
@@ -129,13 +130,6 @@ class Callback:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of every Conv and Linear layer for one input of ``input_shape``
-    ([C, H, W]); what ``TrainResult.flops`` reports (see :func:`rpg_core.rpg.params.count_macs`)."""
-    c, h, w = (int(v) for v in input_shape)
-    return count_macs(model, (c, h, w))
-
-
 # --- set-up -------------------------------------------------------------------------------------
 def _pruned_source(
     spec: ExperimentSpec,
@@ -487,7 +481,8 @@ def train(
 
             check_ood_sources(spec.eval.ood, run.data, run.data_root)
         d = run.data
-        flops = count_flops(run.model, (d.in_channels, d.image_size, d.image_size))
+        # TrainResult.flops holds multiply-accumulates (MACs) of the conv and linear layers
+        flops = count_macs(run.model, (d.in_channels, d.image_size, d.image_size))
         if ckpt is not None and ckpt_dir is not None:
             _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)

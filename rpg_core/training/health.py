@@ -2,8 +2,11 @@
 
 - ``diverged``: the last evaluation's loss is not finite, or far above both the training loss
   and the loss of a uniform guess (``ln C``): the network's evaluation-mode outputs blew up.
-- ``near-chance``: the final validation accuracy is within ``CHANCE_SIGMAS`` binomial standard
-  deviations (and at least a quarter) of what always guessing the most frequent class scores.
+- ``near-chance``: a classifier's final validation accuracy is within ``CHANCE_SIGMAS``
+  binomial standard deviations (and at least a quarter) of what always guessing the most
+  frequent class scores (:func:`check_run`); a dense task's (pose, multitask) validation metric is no
+  better than a constant prediction from the training targets (:func:`check_baseline`, in each
+  metric's own direction).
 
 A flagged run is stored with its flags, shown with a badge by the CLI and the dashboard, and
 left out of power-law fits unless they are asked to include it. A run whose training loss

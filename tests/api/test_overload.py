@@ -28,6 +28,8 @@ from api.db import make_engine, make_sessionmaker
 from ..pg import throwaway_database
 from .conftest import SPEC
 
+pytestmark = pytest.mark.e2e  # starts real server / worker processes
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 100
 PER_CLIENT = 2

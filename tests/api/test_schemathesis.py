@@ -23,6 +23,8 @@ from api.migrate import upgrade
 
 from .test_overload import api_server
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real server, fuzzed
+
 ST = Path(sys.executable).with_name("st")
 EXAMPLES = os.environ.get("RPG_SCHEMATHESIS_EXAMPLES", "5")
 MAX_TIME_S = int(os.environ.get("RPG_SCHEMATHESIS_MAX_TIME", "60"))

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.models import StoredFile
+from api.status import page_data
 from rpg_core.format import load_compact, save_compact
 from rpg_core.models import create_model, model_spec_of
 
@@ -185,6 +186,24 @@ def test_runs_page_lists_seeded_runs_with_states(page: Any, live: LiveServer) ->
     screenshot(page, "runs")
     page.set_viewport_size({"width": 3840, "height": 2160})
     screenshot(page, "runs-4k")
+    assert page.console.errors == []
+
+
+def test_the_page_reads_the_served_statuses(page: Any, live: LiveServer) -> None:
+    """common.js takes the job statuses from the page (api.status), not from a copy."""
+    page.goto(live.url + "/")
+    page.wait_for_selector("#runs-body[data-loaded='1']")
+    seen = page.evaluate(
+        """async () => { const m = await import('/static/js/common.js');
+        return {statuses: m.STATUSES, active: [...m.ACTIVE], finished: [...m.FINISHED],
+                cancellable: [...m.CANCELLABLE]}; }"""
+    )
+    assert seen == page_data()
+    options = page.locator("#filters select[name=status] option").all_inner_texts()
+    assert options == ["any", *page_data()["statuses"]]
+    for key, cancels in (("queued", 1), ("running", 1), ("failed", 0)):
+        row = page.locator(f"tr[data-id='{live.extra[key]}']")
+        assert row.locator("button[data-action=cancel]").count() == cancels, key
     assert page.console.errors == []
 
 

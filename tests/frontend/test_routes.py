@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from fastapi.testclient import TestClient
 from api import crud
 from api.migrate import upgrade
 from api.settings import Settings
-from frontend.routes import PLOTLY_URL
+from api.status import STATUSES, page_data
+from frontend.routes import PLOTLY_URL, _page_json
 from studio.app import create_app
 
 from .conftest import spec
@@ -40,6 +42,18 @@ def test_pages_are_html_with_their_script(client: TestClient, path: str) -> None
     assert 'type="module"' in r.text and "cdn" not in r.text.lower()
     script = r.text.split('<script type="module" src="')[1].split('"')[0]
     assert client.get(script).status_code == 200
+
+
+def test_pages_carry_the_job_statuses_of_api_status(client: TestClient) -> None:
+    text = client.get("/").text
+    served = text.split('<script type="application/json" id="job-statuses">')[1]
+    assert json.loads(served.split("</script>")[0]) == page_data()
+    assert "".join(f"<option>{s}</option>" for s in STATUSES) in text  # the runs filter
+
+
+def test_page_json_cannot_close_its_script_tag() -> None:
+    assert "</script>" not in _page_json({"x": "</script><b>"})
+    assert json.loads(_page_json({"x": "</script>"})) == {"x": "</script>"}
 
 
 def test_plotly_is_served_from_the_installed_package(client: TestClient) -> None:

@@ -54,6 +54,7 @@ def test_the_spec_checks_model_names_without_torch() -> None:
     assert not _loads_torch(statement)
 
 
+@pytest.mark.slow
 def test_the_engine_does_load_torch() -> None:
     # the check above can fail: importing what builds a network does load torch
     assert _loads_torch("from rpg_core import train")

@@ -165,6 +165,7 @@ def test_the_demo_submits_one_sweep() -> None:
     assert sweep["name"] == "demo" and sweep["grid"]["rpg.ring_size"]
 
 
+@pytest.mark.e2e
 def test_demo_token_flow_from_its_printout_then_sigterm_leaves_nothing(tmp_path: Path) -> None:
     cwd = tmp_path / "clone"
     cwd.mkdir()
@@ -206,6 +207,7 @@ def test_demo_token_flow_from_its_printout_then_sigterm_leaves_nothing(tmp_path:
         demo.kill()
 
 
+@pytest.mark.e2e
 def test_sighup_stops_the_demo_and_its_server(tmp_path: Path) -> None:
     port = _free_port()
     demo = Demo(tmp_path, port, "--no-wait")
@@ -216,6 +218,7 @@ def test_sighup_stops_the_demo_and_its_server(tmp_path: Path) -> None:
         demo.kill()
 
 
+@pytest.mark.e2e
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,6 +240,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
         assert f"port {port} on 127.0.0.1 is already in use" in serve.stderr
 
 
+@pytest.mark.e2e
 def test_make_demo_takes_the_port(tmp_path: Path) -> None:
     import shutil
 

@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .conftest import tiny_spec
+
+pytestmark = pytest.mark.e2e  # starts real server / worker processes
 
 PORT = 8765
 

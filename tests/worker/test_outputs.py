@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import rpg_core
@@ -22,6 +23,7 @@ from .conftest import tiny_spec
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_stored_model_has_inference_metadata_and_predicts(tmp_path: Path) -> None:
     spec = tiny_spec("stored", epochs=1)
     model = rpg_core.create_model(spec, num_classes=4, in_channels=3)

@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import Serve, free_port, tiny_spec
+
+pytestmark = pytest.mark.e2e  # starts real server / worker processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,16 +63,25 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
         started = time.monotonic()
         srv = Serve(env, port, log)
         # resumed at once (well before the 60 s lease of the dead worker expires) ...
+        _wait(
+            "the run resumed",
+            lambda: (
+                (e := srv.experiment(exp_id))["status"] == "running"
+                and "resumed from its checkpoint" in (e.get("error") or "")
+            ),
+            55,
+        )
+        assert time.monotonic() - started < 55
+        # ... and training on (a loaded machine takes a while to start torch and the epoch)
         exp = _wait(
-            "the resumed run",
+            "the resumed run's next epoch",
             lambda: (
                 (e := srv.experiment(exp_id))["status"] == "running"
                 and (e.get("epoch") or 0) > stopped_at
                 and e
             ),
-            45,
+            120,
         )
-        assert time.monotonic() - started < 45
         # ... from its checkpoint (not from epoch 0), and visibly
         assert exp["epoch"] >= stopped_at
         text = log.read_text()

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .conftest import Serve, free_port, tiny_spec
+
+pytestmark = pytest.mark.e2e  # starts real server / worker processes
 
 
 def _group_alive(pgid: int) -> bool:

@@ -86,7 +86,12 @@ export function flagBadges(flags, messages) {
     return `<span class="flag fl-${esc(f)}" title="${esc(msg)}" data-flag="${esc(f)}">⚠ ${esc(f)}</span>`;
   }).join(" ");
 }
-export const ACTIVE = new Set(["queued", "running", "cancelling"]);
+// Job statuses: api.status owns them; the page carries them (#job-statuses, frontend.routes.render).
+const JOB = JSON.parse(document.getElementById("job-statuses").textContent);
+export const STATUSES = JOB.statuses;                // every status, in lifecycle order
+export const ACTIVE = new Set(JOB.active);           // not finished: the page follows them
+export const FINISHED = new Set(JOB.finished);       // terminal
+export const CANCELLABLE = new Set(JOB.cancellable); // a cancel changes them
 
 // --- live updates: EventSource with the browser's own reconnects
 export function stream(url, handlers) {

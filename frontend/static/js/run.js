@@ -1,5 +1,5 @@
 // Run page: live progress and curves from the run's event stream, spec, params, similarity.
-import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, flagBadges, ACTIVE, stream,
+import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, flagBadges, ACTIVE, CANCELLABLE, stream,
   throttle, errorText, plot } from "./common.js";
 
 const id = Number($("main").dataset.runId);
@@ -74,7 +74,7 @@ function renderHead() {
   err.hidden = !run.error; err.textContent = run.error ? `Error: ${run.error}` : "";
   const dl = $("#run-download");
   dl.hidden = !run.has_model; dl.href = `/api/experiments/${id}/model`; dl.setAttribute("download", `experiment-${id}.rpg`);
-  $("#run-cancel").hidden = !(ACTIVE.has(run.status) && run.status !== "cancelling");
+  $("#run-cancel").hidden = !CANCELLABLE.has(run.status);
   $("#run-retry").hidden = !(run.status === "failed" || run.status === "cancelled");
   $("#run-compare").href = `/similarity?ids=${id}`;
   $("#run-spec").textContent = JSON.stringify(run.spec, null, 2);

@@ -1,5 +1,5 @@
 // Runs page: server-side filtered/sorted/paginated table, live progress, actions, submit forms.
-import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, flagBadges, ACTIVE, stream,
+import { $, api, onRetry, esc, fmtInt, fmtPct, fmtDuration, statusBadge, flagBadges, ACTIVE, CANCELLABLE, stream,
   throttle, errorText, showFieldErrors } from "./common.js";
 
 const body = $("#runs-body");
@@ -24,7 +24,7 @@ function fromUrl() {
 function actions(r) {
   const out = [];
   if (r.has_model) out.push(`<a class="btn" href="/api/experiments/${r.id}/model" download="experiment-${r.id}.rpg" data-action="download">Download</a>`);
-  if (ACTIVE.has(r.status) && r.status !== "cancelling") out.push(`<button type="button" class="btn" data-action="cancel" data-id="${r.id}">Cancel</button>`);
+  if (CANCELLABLE.has(r.status)) out.push(`<button type="button" class="btn" data-action="cancel" data-id="${r.id}">Cancel</button>`);
   if (r.status === "failed" || r.status === "cancelled") out.push(`<button type="button" class="btn" data-action="retry" data-id="${r.id}">Retry</button>`);
   return out.join(" ");
 }

@@ -1,12 +1,12 @@
 // Sweeps page: progress of each sweep (live), and the ablation bars (paper Fig. 5).
-import { $, api, onRetry, esc, errorText, plot, stream, throttle } from "./common.js";
+import { $, api, onRetry, esc, errorText, plot, stream, throttle, FINISHED } from "./common.js";
 import { loadTasks } from "./tasks.js";
 
 const tbody = $("#sweeps tbody");
 let cursor = null;
 let shown = [];
 
-function finished(c) { return (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0); }
+function finished(c) { return [...FINISHED].reduce((n, s) => n + (c[s] || 0), 0); }
 
 // A sweep's task: its base spec's (classification when it names none).
 function taskOf(s) { return s.task || "classification"; }

@@ -198,6 +198,7 @@ def test_rpg_fit_rejects_foreign_files(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 # --- a real three-point ring-size sweep on digits, through `rpg sweep` and the engine ---------
+@pytest.mark.slow
 def test_digits_ring_size_sweep_accuracy_rises(tmp_path: Path) -> None:
     base = load_sweep(PAPER / "digits" / "fig4_table3.yaml").base
     # batch 32: the regime this sweep's spread was measured in (an auto batch of 16 trains even

@@ -53,6 +53,7 @@ def _pngs(tmp_path: Path, n: int = 2, size: int = 28, mode: str = "L") -> list[s
     return out
 
 
+@pytest.mark.slow
 def test_predict_from_a_saved_file_in_a_fresh_process(tmp_path: Path) -> None:
     model = _fashion_model()
     path = tmp_path / "m.rpg"
@@ -174,6 +175,7 @@ def test_rpgify_converted_torchvision_model_saves_and_loads_bit_for_bit(tmp_path
     assert read_header(tmp_path / "again.rpg").spec == spec
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_be_rebuilt_by_name_gets_what_to_do() -> None:
     class Mine(torch.nn.Module):
         def __init__(self) -> None:

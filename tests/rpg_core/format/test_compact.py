@@ -76,6 +76,7 @@ def test_float32_round_trip_is_exact(model: nn.Module, saved: Path) -> None:
     assert not loaded.training
 
 
+@pytest.mark.slow
 def test_fresh_process_gives_bit_identical_outputs(
     model: nn.Module, saved: Path, tmp_path: Path
 ) -> None:
@@ -247,6 +248,7 @@ def test_inspect_reports_parts_and_ratios(model: nn.Module, saved: Path) -> None
     json.dumps(info)  # the API returns it as JSON
 
 
+@pytest.mark.slow
 def test_materialized_model_traces_and_exports_to_onnx(
     model: nn.Module, saved: Path, tmp_path: Path
 ) -> None:
@@ -456,6 +458,10 @@ BAD: dict[str, tuple[Any, str]] = {
     "generator-id-mismatch": (
         _header_case(_edit_json_meta("generator", lambda g: g.update(id="splitmix64-sortperm"))),
         "generator",
+    ),
+    "generator-extra-key": (  # FORMAT.md section 2: exactly id and version
+        _header_case(_edit_json_meta("generator", lambda g: g.update(extra=1))),
+        "metadata 'generator': unknown key 'extra'; the generator object has exactly the keys",
     ),
     "unknown-arch": (
         _header_case(_edit_json_meta("spec", lambda s: s["model"].update(arch="vit_h14"))),

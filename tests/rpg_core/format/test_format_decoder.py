@@ -259,7 +259,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 def test_a_file_written_before_generator_2_loads_bit_for_bit() -> None:
     """tests/fixtures/generator1-resnet18.rpg was written by rpg_core before generator 2 (commit
-    9c031bc) with its logits on a fixed input; today's rpg_core rebuilds it exactly."""
+    9c031bc) with its logits on a fixed input; today's rpg_core rebuilds its weights exactly."""
     import torch
 
     from rpg_core.format import load_compact, read_header
@@ -276,7 +276,11 @@ def test_a_file_written_before_generator_2_loads_bit_for_bit() -> None:
     x = torch.linspace(-1, 1, 2 * 3 * 16 * 16).reshape(2, 3, 16, 16)
     with torch.no_grad():
         logits = model(x).numpy()
-    assert np.array_equal(logits, np.load(FIXTURES / "generator1-resnet18.logits.npy"))
+    # the weights must match bit for bit (below); the logits only to float32 rounding, since
+    # convolutions sum in another order on another CPU's vector units (2.7e-7 seen)
+    np.testing.assert_allclose(
+        logits, np.load(FIXTURES / "generator1-resnet18.logits.npy"), rtol=1e-5, atol=1e-6
+    )
     decoded = decode(path)
     expected = _expected(model)
     assert all(np.array_equal(w, expected[n]) for n, w in decoded.items())

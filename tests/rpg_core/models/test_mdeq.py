@@ -133,6 +133,7 @@ def test_equilibrium_converges_to_a_fixed_point() -> None:
     assert far / den > 10 * (num / den)
 
 
+@pytest.mark.slow
 def test_equilibrium_gradient_matches_finite_differences_float64() -> None:
     torch.manual_seed(0)
     model = _model(
@@ -208,6 +209,7 @@ def test_rpg_section_sets_the_ring_of_recurrence_rpg() -> None:
     assert all(s.name.startswith("blocks.") for s in ring.spec.layers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["rpg", "equilibrium", "shared", "shared-per-application"])
 def test_rpg_file_rebuilds_bit_for_bit_in_a_fresh_process(mode: str, tmp_path: Path) -> None:
     torch.manual_seed(3)

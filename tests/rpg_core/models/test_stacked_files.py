@@ -45,6 +45,7 @@ def _targets(task: str, n: int) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "arch", "sharing", "stacks"), CASES)
 def test_a_stacked_model_file_rebuilds_bit_for_bit_in_a_fresh_process(
     task: str, arch: str, sharing: str, stacks: int, tmp_path: Path

@@ -143,19 +143,8 @@ def test_bijection_permutation_looks_random() -> None:
     assert (p == i).mean() < 0.001  # fixed points: about 1/n
 
 
-def test_generator_2_is_faster_than_sorting() -> None:
-    """The reason generator 2 exists: no sort of m keys (ResNet18: 11M). Same process, same
-    size, interleaved; the margin holds on a busy machine (measured 3-8x)."""
-    import time
-
-    m, n = 3_000_000, 500_000
-    t = {1: [], 2: []}
-    for _ in range(3):
-        for v in (1, 2):
-            t0 = time.perf_counter()
-            generator.index_array(3, n, m, version=v)
-            t[v].append(time.perf_counter() - t0)
-    assert min(t[2]) * 1.5 < min(t[1]), t
+# generator 2's speed over generator 1 is a benchmark's claim (benchmarks/bench_compact.py,
+# docs/BENCHMARKS.md), not a test's: a timing ratio in the suite fails on a busy machine.
 
 
 def test_unknown_generator_version() -> None:

@@ -11,6 +11,7 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -62,6 +63,7 @@ def train_fashion(train_ring: bool, steps: int = 300, seed: int = 0) -> float:
         return (model(xv).argmax(1) == yv).float().mean().item()
 
 
+@pytest.mark.slow
 def test_trainable_ring_beats_frozen_ring() -> None:
     learned = train_fashion(train_ring=True)
     frozen = train_fashion(train_ring=False)

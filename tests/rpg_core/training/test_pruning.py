@@ -118,6 +118,7 @@ def test_unreachable_fraction_and_bad_input() -> None:
             prune_model(small_resnet(None), bad)
 
 
+@pytest.mark.slow
 def test_pruned_rpg_keeps_its_accuracy_after_finetuning() -> None:
     xt, yt, xv, yv = digits()
     val = [(xv, yv)]

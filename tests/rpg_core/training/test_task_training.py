@@ -25,6 +25,7 @@ def _spec(task: str, dataset: str, sharing: str, **train_kw: Any) -> dict[str, A
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "dataset", "sharing"),
     [("pose", "synthetic-pose", "rpg"), ("multitask", "synthetic-scenes", "rpg")],

@@ -15,9 +15,10 @@ from torch import nn
 
 from rpg_core import RPGConfigError, RPGTrainingError
 from rpg_core.models import create_model
+from rpg_core.rpg.params import count_macs
 from rpg_core.rpg.rpgify import rings
 from rpg_core.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from rpg_core.training.engine import Callback, count_flops, load_trained_model, train
+from rpg_core.training.engine import Callback, load_trained_model, train
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +56,7 @@ def without_time(history: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
 
+@pytest.mark.slow
 def test_rpg_resnet18_learns_digits(tmp_path: Path) -> None:
     """A CIFAR-form ResNet18-RPG with a ring of 5% of its generated weights, on real digits."""
     spec = {
@@ -202,12 +204,12 @@ def test_step_callbacks_are_throttled() -> None:
     assert steps == [1, 3, 6]  # the first step, then only each epoch's last step
 
 
-def test_count_flops_counts_conv_and_linear_macs() -> None:
+def test_count_macs_counts_conv_and_linear_macs() -> None:
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
-    assert count_flops(net, (1, 4, 4)) == 2 * 4 * 4 * 9 + 32 * 3
+    assert count_macs(net, (1, 4, 4)) == 2 * 4 * 4 * 9 + 32 * 3
     plain = create_model({"model": {"width": 0.125, "in_channels": 1}})
     rpg = create_model({"model": {"width": 0.125, "in_channels": 1}, "rpg": {"ring_size": 0.1}})
-    assert count_flops(plain, (1, 8, 8)) == count_flops(rpg, (1, 8, 8)) > 0
+    assert count_macs(plain, (1, 8, 8)) == count_macs(rpg, (1, 8, 8)) > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
