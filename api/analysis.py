@@ -1,9 +1,13 @@
-"""The analysis service: power laws of accuracy against backbone parameters, for the REST API
-(``GET /api/analysis/power-law``) and the dashboard's figure alike.
+"""The analysis service: power laws of a metric against backbone parameters, for the REST API
+(``GET /api/analysis/power-law``) and the dashboard's figure alike, and the comparison table.
 
-``power_law(session, query)`` groups the succeeded runs by (arch, scope, dataset), fits each
-group with ``rpg_core.analysis.fit_power_law`` and returns the response model together with the
-fitted laws themselves (the dashboard draws a law's curve with its own ``predict``).
+Comparable by construction: a series (one fit) and a table pool only runs of the same
+conditions (``rpg_core.spec.conditions``, stored with each run as ``conditions_key``): mixed
+conditions become separate series, never one fit. ``power_law(session, query)`` groups the
+succeeded runs by that key, fits each group with ``rpg_core.analysis.fit_power_law`` over every
+replicate and returns the response model together with the fitted laws themselves (the
+dashboard draws a law's curve with its own ``predict``). A metric's direction is read from its
+``rpg_core.catalog.tasks.MetricInfo`` (the one owner), never decided here.
 """
 
 from __future__ import annotations
@@ -11,19 +15,29 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from rpg_core.catalog.tasks import task_info
+from rpg_core.analysis.readable import params_needed_text
+from rpg_core.catalog.tasks import MetricInfo, task_info
+from rpg_core.spec.conditions import (
+    comparable,
+    describe,
+    differences,
+    field_label,
+    key_of,
+    table_key,
+)
 
 from .crud.listing import ListFilter
 from .crud.metrics import (
     Point,
     comparison_runs,
+    conditions_of_runs,
     gap_points,
     ood_results,
     power_law_points,
@@ -33,6 +47,7 @@ from .crud.metrics import (
 from .deps import PowerLawQuery
 from .schemas import (
     ComparisonCell,
+    ComparisonGroup,
     ComparisonOut,
     ComparisonPlace,
     MetricStat,
@@ -42,44 +57,48 @@ from .schemas import (
     PowerLawOut,
     PowerLawPoint,
     PowerLawSeries,
+    PowerLawSize,
 )
 
 log = logging.getLogger(__name__)
 MIN_POINTS = 3
 BOOTSTRAP = 200  # resampling rounds for the interval of b
 
-# (arch, scope, dataset, sharing, stacks); sharing and stacks None for unstacked models
-SeriesKey = tuple[str, str, str, str | None, int | None]
+SeriesKey = str  # a series' conditions key ("unknown:<arch>:<scope>:<dataset>" without one)
 
 
 def series_key_of(series: Any) -> SeriesKey:
     """The key of a response series (a PowerLawSeries or its dict)."""
     d = series if isinstance(series, dict) else series.model_dump()
-    stacks = d.get("stacks")
-    return (
-        str(d["arch"]),
-        str(d["scope"]),
-        str(d["dataset"]),
-        d.get("sharing"),
-        int(stacks) if stacks is not None else None,
-    )
+    return _group_of(d.get("conditions_key"), str(d["arch"]), str(d["scope"]), str(d["dataset"]))
+
+
+def _group_of(key: str | None, arch: str, scope: str, dataset: str) -> SeriesKey:
+    return key if key is not None else f"unknown:{arch}:{scope}:{dataset}"
+
+
+def metric_of(task: str, metric: str) -> MetricInfo:
+    """The MetricInfo a power law of ``metric`` reads (classification's accuracy columns,
+    best_val_acc and val_acc, are the task's ``acc``)."""
+    info = task_info(task)
+    return info.metric("acc") if task == "classification" else info.metric(metric)
 
 
 @dataclass(frozen=True)
 class MetricLaw:
     """A fitted law in the metric's own terms. rpg_core fits ``1 - accuracy = a * P^(-b)``
-    with accuracies in (0, 1): a higher-is-better metric (acc, PCKh) is that accuracy (the
-    fitted quantity is ``1 - metric``); a lower-is-better one (an RMSE) is fitted itself, as
-    ``1 - metric / scale`` with ``scale`` above every value (b, R^2 and its interval do not
-    change with the scale; ``a`` is scaled back)."""
+    with accuracies in (0, 1); the metric's error (``MetricInfo.as_error``: ``1 - metric``
+    for a higher-is-better one, the metric itself otherwise) is fitted as ``error / scale``
+    with ``scale`` 1, or above every error when one reaches 1 (an RMSE): b, R^2 and its
+    interval do not change with the scale, ``a`` is scaled back."""
 
     law: Any
-    higher_is_better: bool = True
+    metric: MetricInfo
     scale: float = 1.0
 
     @property
     def a(self) -> float:
-        return float(self.law.a) * (1.0 if self.higher_is_better else self.scale)
+        return float(self.law.a) * self.scale
 
     @property
     def b(self) -> float:
@@ -95,22 +114,17 @@ class MetricLaw:
 
     def predict(self, params: Any) -> Any:
         """The metric's predicted value at ``params`` (a float, or an array)."""
-        acc = self.law.predict(params)
-        return acc if self.higher_is_better else self.scale * (1.0 - acc)
+        return self.metric.from_error(self.scale * (1.0 - self.law.predict(params)))
 
     def params_for(self, target: float) -> float:
         """The parameter count at which the metric reaches ``target``."""
-        if self.higher_is_better:
-            return float(self.law.params_for(target))
-        return float(self.law.params_for(1.0 - target / self.scale))
+        return float(self.law.params_for(1.0 - self.metric.as_error(target) / self.scale))
 
 
 @dataclass(frozen=True)
 class PowerLawAnalysis:
     out: PowerLawOut
-    laws: dict[SeriesKey, Any] = field(
-        default_factory=dict
-    )  # the rpg_core fit of each fitted series
+    laws: dict[SeriesKey, MetricLaw] = field(default_factory=dict)  # by series_key_of
 
 
 def _finite(x: Any) -> float | None:
@@ -129,21 +143,23 @@ def _law(params: tuple[int, ...], accuracy: tuple[float, ...]) -> Any:
     return fit_power_law(list(params), list(accuracy), bootstrap=BOOTSTRAP)
 
 
-def _metric_law(
-    params: tuple[int, ...], values: tuple[float, ...], higher_is_better: bool
-) -> MetricLaw:
-    if higher_is_better:
-        return MetricLaw(_law(params, values))
-    if min(values) <= 0:
-        raise ValueError("a lower-is-better metric must be > 0 to be fitted in log space")
-    scale = 2.0 * max(values)
-    return MetricLaw(_law(params, tuple(1.0 - v / scale for v in values)), False, scale)
+def metric_law(params: Sequence[int], values: Sequence[float], metric: MetricInfo) -> MetricLaw:
+    """The power law of a metric's error against params (every replicate a point)."""
+    errors = [metric.as_error(v) for v in values]
+    if min(errors) <= 0:
+        raise ValueError(
+            f"a {metric.key} error ({metric.fitted()}) of 0 or below cannot be fitted in log "
+            f"space: a perfect run leaves nothing to fit"
+        )
+    scale = 1.0 if max(errors) < 1.0 else 2.0 * max(errors)
+    law = _law(tuple(params), tuple(1.0 - e / scale for e in errors))
+    return MetricLaw(law, metric, scale)
 
 
-def _fit(law: Any, targets: tuple[float, ...]) -> PowerLawFit:
+def _fit(law: MetricLaw, targets: tuple[float, ...], sizes: Sequence[float]) -> PowerLawFit:
     ci = law.b_ci
     b_ci = [v for v in (_finite(c) for c in ci) if v is not None] if ci is not None else None
-    params_for = {}
+    params_for: dict[str, float | None] = {}
     for t in targets:
         try:
             params_for[str(t)] = _finite(law.params_for(t))
@@ -155,106 +171,294 @@ def _fit(law: Any, targets: tuple[float, ...]) -> PowerLawFit:
         r2=_finite(law.r2) or 0.0,
         b_ci=b_ci,
         params_for=params_for,
+        params_for_text={k: params_needed_text(v, sizes) for k, v in params_for.items()},
     )
 
 
-def _series(
-    key: SeriesKey, all_points: list[PowerLawPoint], query: PowerLawQuery, higher: bool = True
-) -> tuple[PowerLawSeries, Any]:
-    points = [p for p in all_points if query.include_flagged or not p.flags]
-    excluded = [p for p in all_points if p.flags and not query.include_flagged]
-    out = PowerLawSeries(
-        arch=key[0],
-        scope=key[1],
-        dataset=key[2],
-        sharing=key[3],
-        stacks=key[4],
-        points=points,
-        fit=None,
-        excluded=excluded,
-    )
-    if len({p.params for p in points}) < MIN_POINTS:
-        return out, None
-    try:
-        pts = (tuple(p.params for p in points), tuple(p.accuracy for p in points))
-        law = _law(*pts) if query.task == "classification" else _metric_law(*pts, higher)
-        out.fit = _fit(law, query.targets)
-    except Exception as err:  # noqa: BLE001 - a failed fit is reported, never a 500
-        log.info("power-law fit failed for %s: %s", key, err)
-        out.fit_error = str(err)[:500]
-        return out, None
-    return out, law
+def _sizes(points: Sequence[PowerLawPoint], gap: bool = False) -> list[PowerLawSize]:
+    """The points by size: the mean and spread of the replicates of each parameter count."""
+    by: dict[int, list[PowerLawPoint]] = {}
+    for p in points:
+        by.setdefault(p.params, []).append(p)
+    out = []
+    for params in sorted(by):
+        reps = by[params]
+        vals = [float(p.gap) if gap and p.gap is not None else p.value for p in reps]
+        out.append(  # built from checked values: no validation round (1,000 sizes per figure)
+            PowerLawSize.model_construct(
+                params=params,
+                n=len(vals),
+                mean=statistics.fmean(vals) if len(vals) > 1 else vals[0],
+                min=min(vals),
+                max=max(vals),
+                std=statistics.pstdev(vals) if len(vals) > 1 else 0.0,
+                experiment_ids=[p.experiment_id for p in reps],
+            )
+        )
+    return out
 
 
-def _grouped(rows: Iterable[tuple[Point, float | None]]) -> dict[SeriesKey, list[PowerLawPoint]]:
-    """Points (with their gap, if any) grouped by (arch, scope, dataset), in the given order."""
-    groups: dict[SeriesKey, list[PowerLawPoint]] = {}
+@dataclass
+class _Group:
+    """The runs of one conditions key."""
+
+    key: SeriesKey
+    conditions_key: str | None
+    first: Point
+    points: list[PowerLawPoint] = field(default_factory=list)
+    conditions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> int:
+        return max(p.experiment_id for p in self.points)
+
+
+def _grouped(session: Session, rows: Iterable[tuple[Point, float | None]]) -> list[_Group]:
+    """Points (with their gap, if any) grouped by conditions key, in the given order, each
+    group with its conditions (read from one of its runs) less the size knobs."""
+    groups: dict[SeriesKey, _Group] = {}
     for p, gap in rows:
-        groups.setdefault((p.arch, p.scope, p.dataset, p.sharing, p.stacks), []).append(
+        key = _group_of(p.conditions_key, p.arch, p.scope, p.dataset)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group(key, p.conditions_key, p)
+        g.points.append(
             PowerLawPoint(
                 experiment_id=p.experiment_id,
                 params=p.params,
-                accuracy=p.accuracy,
+                value=p.value,
                 flags=list(p.flags),
                 gap=gap,
             )
         )
-    return groups
+    stored = conditions_of_runs(
+        session, [g.first.experiment_id for g in groups.values() if g.conditions_key]
+    )
+    for g in groups.values():
+        c = stored.get(g.first.experiment_id)
+        g.conditions = comparable(c) if c else {}
+    return list(groups.values())
+
+
+def _value_text(v: Any) -> str:
+    if v is None:
+        return "default"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _base_label(p: Point) -> str:
+    key = f"{p.arch} · {p.scope} · {p.dataset}"
+    if p.sharing:
+        key += f" · sharing {p.sharing} · {p.stacks} stacks"
+    return key
+
+
+def _labels(groups: Sequence[_Group]) -> dict[SeriesKey, str]:
+    """Each group's name: arch, scope and dataset, and where two groups share those, the
+    values of the conditions that set them apart (``epochs 3``)."""
+    by_base: dict[str, list[_Group]] = {}
+    for g in groups:
+        by_base.setdefault(_base_label(g.first), []).append(g)
+    out = {}
+    for base, members in by_base.items():
+        paths: set[str] = set()
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                paths.update(differences(a.conditions, b.conditions))
+        for g in members:
+            if g.conditions_key is None and len(members) > 1:
+                out[g.key] = f"{base} · conditions unknown"
+                continue
+            extra = [f"{field_label(k)} {_value_text(g.conditions.get(k))}" for k in sorted(paths)]
+            out[g.key] = f"{base} · {', '.join(extra[:4])}" if extra else base
+    return out
+
+
+def _describe(g: _Group) -> str:
+    if g.conditions_key is None or not g.conditions:
+        return "conditions unknown (a run submitted before conditions were recorded)"
+    return describe(g.conditions)
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
+def _clause(focus: Mapping[str, Any], c: Mapping[str, Any], runs: int) -> str:
+    """``3 runs differ in epochs (10)``: a group set apart, with its own values."""
+    if not focus or not c:
+        return f"{_runs(runs)} of unknown conditions"
+    diff = differences(focus, c)
+    named = [
+        f"{field_label(d)} ({_value_text(c.get(d))})" if d in c else field_label(d)
+        for d in diff[:3]
+    ]
+    more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+    verb = "differs" if runs == 1 else "differ"
+    return f"{_runs(runs)} {verb} in {', '.join(named)}{more}"
+
+
+def summary_of(
+    focus: Mapping[str, Any] | None,
+    focus_runs: int,
+    others: Sequence[tuple[Mapping[str, Any], int]],
+    apart: str = "shown as a separate series",
+) -> str:
+    """What a figure or table pooled and what it left apart, in words: ``4 runs: <their
+    conditions>; 2 other runs differ in epochs (10) and are shown as a separate series``."""
+    if focus is None:
+        return ""
+    text = f"{_runs(focus_runs)}: {describe(focus) if focus else 'conditions unknown'}"
+    if not others:
+        return text + "."
+    clauses = [_clause(focus, c, n) for c, n in others[:3]]
+    if len(others) > 3:
+        rest = sum(n for _, n in others[3:])
+        clauses.append(f"{_runs(rest)} in {len(others) - 3} more groups")
+    n = sum(r for _, r in others)
+    first = clauses[0].replace("run", "other run", 1)
+    listed = "; ".join([first, *clauses[1:]])
+    if len(others) == 1:
+        return f"{text}; {listed} and {'is' if n == 1 else 'are'} {apart}."
+    return f"{text}; {listed}: each group is {apart.replace('shown as ', '')}, never pooled."
 
 
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
-    """Succeeded runs grouped by (arch, scope, dataset), each with its fitted power law (none
-    with fewer than 3 distinct sizes); flagged runs are left out of the fit unless
-    ``query.include_flagged``. ``quantity="gap"``: the train-validation gap per run instead,
-    not fitted."""
+    """Succeeded runs grouped by their conditions (one series per conditions key), each with
+    its fitted power law over every replicate (none with fewer than 3 distinct sizes); flagged
+    runs are left out of the fit unless ``query.include_flagged``. ``quantity="gap"``: the
+    train-validation gap per run instead, not fitted."""
     if query.quantity == "gap":
         return PowerLawAnalysis(_gap_series(session, query.filter))
-    task = task_info(query.task)
+    metric = metric_of(query.task, query.metric)
     if query.task == "classification":
         column = "val_acc" if query.metric == "acc" else query.metric
         rows = power_law_points(session, query.filter, column)
-        info = task.metric("acc")
     else:
         rows = task_metric_points(session, query.filter, query.task, query.metric)
-        info = task.metric(query.metric)
-    groups = _grouped((p, None) for p in rows)
-    series, laws = [], {}
-    for key, points in sorted(groups.items(), key=lambda kv: _sortable(kv[0])):
-        s, law = _series(key, points, query, info.higher_is_better)
+    groups = _grouped(session, ((p, None) for p in rows))
+    labels = _labels(groups)
+    series: list[PowerLawSeries] = []
+    laws: dict[SeriesKey, MetricLaw] = {}
+    for g in groups:
+        s, law = _series(g, labels[g.key], query, metric)
         series.append(s)
         if law is not None:
-            laws[key] = law
+            laws[g.key] = law
+    series = _focus_first(series)
+    focus = series[0] if series else None
+    others = [(s.conditions, len(s.points) + len(s.excluded)) for s in series[1:]]
     out = PowerLawOut(
         metric=query.metric,
         fit_available=True,
         series=series,
         task=query.task,
-        label=_label(query.metric, info.label),
-        higher_is_better=info.higher_is_better,
-        fitted=f"1 - {query.metric}" if info.higher_is_better else query.metric,
-        unit=info.unit,
+        label=_label(query.metric, metric.label),
+        higher_is_better=metric.higher_is_better,
+        fitted=metric.fitted() if query.task != "classification" else f"1 - {query.metric}",
+        unit=metric.unit,
+        focus=focus.conditions_key if focus else None,
+        summary=summary_of(
+            focus.conditions if focus else None,
+            len(focus.points) + len(focus.excluded) if focus else 0,
+            others,
+        ),
     )
     return PowerLawAnalysis(out, laws)
+
+
+def _focus_first(series: list[PowerLawSeries]) -> list[PowerLawSeries]:
+    """The fitted series with the most recent run first (the sweep just run), else the
+    largest; then the others, largest first."""
+
+    def latest(s: PowerLawSeries) -> int:
+        return max((p.experiment_id for p in s.points + s.excluded), default=0)
+
+    def size(s: PowerLawSeries) -> int:
+        return len(s.points) + len(s.excluded)
+
+    fitted = [s for s in series if s.fit is not None]
+    focus = (
+        max(fitted, key=latest)
+        if fitted
+        else max(series, key=lambda s: (size(s), latest(s)), default=None)
+    )
+    rest = sorted((s for s in series if s is not focus), key=lambda s: (-size(s), -latest(s)))
+    return ([focus] if focus is not None else []) + rest
+
+
+def _series(
+    g: _Group, label: str, query: PowerLawQuery, metric: MetricInfo
+) -> tuple[PowerLawSeries, MetricLaw | None]:
+    points = [p for p in g.points if query.include_flagged or not p.flags]
+    excluded = [p for p in g.points if p.flags and not query.include_flagged]
+    out = _series_of(g, label, points, excluded)
+    if len({p.params for p in points}) < MIN_POINTS:
+        return out, None
+    try:
+        law = metric_law([p.params for p in points], [p.value for p in points], metric)
+        out.fit = _fit(law, query.targets, [float(p.params) for p in points])
+    except Exception as err:  # noqa: BLE001 - a failed fit is reported, never a 500
+        log.info("power-law fit failed for %s: %s", g.key, err)
+        out.fit_error = str(err)[:500]
+        return out, None
+    return out, law
+
+
+def _series_of(
+    g: _Group,
+    label: str,
+    points: list[PowerLawPoint],
+    excluded: list[PowerLawPoint] | None = None,
+    gap: bool = False,
+) -> PowerLawSeries:
+    """A group as a response series (not fitted yet)."""
+    return PowerLawSeries(
+        arch=g.first.arch,
+        scope=g.first.scope,
+        dataset=g.first.dataset,
+        sharing=g.first.sharing,
+        stacks=g.first.stacks,
+        conditions_key=g.conditions_key,
+        conditions=g.conditions,
+        description=_describe(g),
+        label=label,
+        points=points,
+        sizes=_sizes(points, gap=gap),
+        fit=None,
+        excluded=excluded or [],
+    )
 
 
 def _label(metric: str, label: str) -> str:
     return {"best_val_acc": "best val accuracy", "val_acc": "final val accuracy"}.get(metric, label)
 
 
-def _sortable(key: SeriesKey) -> tuple[str, str, str, str, int]:
-    return (key[0], key[1], key[2], key[3] or "", key[4] or 0)
-
-
 def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
     """The train-validation gap per run, grouped as the power law (no fit)."""
-    groups = _grouped(gap_points(session, f))
-    series = [
-        PowerLawSeries(
-            arch=k[0], scope=k[1], dataset=k[2], sharing=k[3], stacks=k[4], points=pts, fit=None
-        )
-        for k, pts in sorted(groups.items(), key=lambda kv: _sortable(kv[0]))
-    ]
-    return PowerLawOut(metric="val_acc", quantity="gap", fit_available=False, series=series)
+    groups = _grouped(session, gap_points(session, f))
+    labels = _labels(groups)
+    series = [_series_of(g, labels[g.key], g.points, gap=True) for g in groups]
+    series = _focus_first(series)
+    focus = series[0] if series else None
+    return PowerLawOut(
+        metric="val_acc",
+        quantity="gap",
+        fit_available=False,
+        series=series,
+        focus=focus.conditions_key if focus else None,
+        summary=summary_of(
+            focus.conditions if focus else None,
+            len(focus.points) if focus else 0,
+            [(s.conditions, len(s.points)) for s in series[1:]],
+        ),
+    )
 
 
 def ood_values(raw: Any) -> dict[str, float]:
@@ -309,12 +513,55 @@ def _stat(values: list[float]) -> MetricStat:
     )
 
 
-def comparison(session: Session, f: ListFilter, task: str | None) -> ComparisonOut:
-    """The paper's Tables 4 and 5 over succeeded runs: one row per sharing variant, one column
-    per number of sub-networks (stacks); each cell the mean, min, max and spread over its runs
-    (seeds) of each of the task's metrics, its parameter count and run count, and the best cell
-    per metric marked (``best``: the highest mean for a higher-is-better metric, the lowest
-    otherwise). Without ``task`` the runs' own task is used (a 422 if they mix tasks)."""
+def _table_groups(runs: Sequence[Any]) -> dict[str | None, list[Any]]:
+    """Runs by table key (``rpg_core.spec.conditions.table_key``: every condition but the sharing
+    variant, its stacks and its rings); None for runs of unknown conditions."""
+    out: dict[str | None, list[Any]] = {}
+    for r in runs:
+        out.setdefault(table_key(r.conditions) if r.conditions else None, []).append(r)
+    return out
+
+
+def _rings_of(conditions: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (conditions or {}).items() if k == "rpg" or k.startswith("rpg.")}
+
+
+def _rows(members: Sequence[Any]) -> dict[int, str]:
+    """Each run's row: its sharing variant, and where runs of one variant differ in their
+    rings (rpg.permute, an explicit ring size), what sets them apart."""
+    by_sharing: dict[str | None, dict[str, dict[str, Any]]] = {}
+    for r in members:
+        rings = _rings_of(r.conditions)
+        by_sharing.setdefault(spec_sharing_stacks(r.spec)[0], {})[key_of(rings, ())] = rings
+    out = {}
+    for r in members:
+        sharing = spec_sharing_stacks(r.spec)[0]
+        variants = list(by_sharing[sharing].values())
+        name = sharing or "—"
+        if len(variants) > 1:
+            paths = sorted({d for a in variants for b in variants for d in differences(a, b)})
+            rings = _rings_of(r.conditions)
+            name += (
+                " ("
+                + ", ".join(f"{field_label(k)} {_value_text(rings.get(k))}" for k in paths[:3])
+                + ")"
+            )
+        out[r.id] = name
+    return out
+
+
+def comparison(
+    session: Session, f: ListFilter, task: str | None, conditions: str | None = None
+) -> ComparisonOut:
+    """The paper's Tables 4 and 5 over succeeded runs of one set of conditions: one row per
+    sharing variant, one column per number of sub-networks (stacks); each cell the mean, min,
+    max and spread over its runs (seeds) of each of the task's metrics, its parameter counts
+    and run count, and the best cell per metric marked (``MetricInfo.best``). A cell pools only
+    comparable runs: the runs' conditions less the sharing variant and stacks (the table key)
+    are the same; ``conditions`` picks the table by key, else the largest (ties: the most
+    recent); the others are listed in ``others``. Flagged runs are left out of a cell's
+    numbers (a cell of flagged runs only shows them, badged, and is never the best). Without
+    ``task`` the runs' own task is used (a 422 if they mix tasks)."""
     runs = comparison_runs(session, f)
     tasks = sorted({r.task for r in runs})
     if task is None:
@@ -324,56 +571,120 @@ def comparison(session: Session, f: ListFilter, task: str | None) -> ComparisonO
             )
         task = tasks[0] if tasks else "classification"
     info = task_info(task)
-    groups: dict[tuple[str | None, int | None], list[Any]] = {}
-    for r in runs:
-        if r.task == task:
-            groups.setdefault(spec_sharing_stacks(r.spec), []).append(r)
-    cells: list[ComparisonCell] = []
-    for (sharing, stacks), members in groups.items():
+    groups = _table_groups([r for r in runs if r.task == task])
+    if conditions is not None and conditions not in groups:
+        raise ComparisonError(
+            "conditions",
+            f"no runs of conditions {conditions!r} match; use one of "
+            f"{', '.join(k for k in groups if k) or '(none)'} or leave conditions out",
+        )
+    chosen = conditions if conditions is not None else _largest(groups)
+    members = groups.get(chosen, []) if groups else []
+    cells = _cells(members, info)
+    order = {s: i for i, s in enumerate(info.sharing)}
+    cells.sort(key=lambda c: (order.get(c.sharing or "", len(order)), c.row, c.stacks or 0))
+    best = _mark_best(cells, info.metrics)
+    table_conditions = _table_conditions(members)
+    others = [
+        ComparisonGroup(
+            conditions_key=k,
+            description=describe(_table_conditions(rs)) if k else "conditions unknown",
+            runs=len(rs),
+            differs=[field_label(d) for d in differences(table_conditions, _table_conditions(rs))]
+            if k and chosen
+            else ["conditions (unknown)"],
+        )
+        for k, rs in groups.items()
+        if k != chosen
+    ]
+    return ComparisonOut(
+        task=task,
+        metrics=[m.as_dict() for m in info.metrics],
+        sharing=list(dict.fromkeys(c.sharing for c in cells)),
+        rows=list(dict.fromkeys(c.row for c in cells)),
+        stacks=sorted({c.stacks for c in cells if c.stacks is not None}),
+        cells=cells,
+        best=best,
+        runs=len(members),
+        conditions_key=chosen,
+        conditions=table_conditions,
+        description=describe(table_conditions) if members and chosen else "",
+        others=others,
+        summary=summary_of(
+            table_conditions if members else None,
+            len(members),
+            [(_table_conditions(rs), len(rs)) for k, rs in groups.items() if k != chosen],
+            apart="in a table of its own",
+        ),
+    )
+
+
+def _largest(groups: Mapping[str | None, Sequence[Any]]) -> str | None:
+    if not groups:
+        return None
+    return max(groups, key=lambda k: (k is not None, len(groups[k]), max(r.id for r in groups[k])))
+
+
+def _table_conditions(members: Sequence[Any]) -> dict[str, Any]:
+    """What every run of a table shares: the conditions less sharing, stacks and rings."""
+    c = next((r.conditions for r in members if r.conditions), None)
+    return comparable(c, ("model.sharing", "model.stacks", "rpg")) if c else {}
+
+
+def _cells(members: Sequence[Any], info: Any) -> list[ComparisonCell]:
+    rows = _rows(members)
+    by_cell: dict[tuple[str, int | None], list[Any]] = {}
+    for r in members:
+        by_cell.setdefault((rows[r.id], spec_sharing_stacks(r.spec)[1]), []).append(r)
+    cells = []
+    for (row, stacks), runs in by_cell.items():
+        clean = [r for r in runs if not r.flags]
+        counted = clean or runs  # a cell of flagged runs only still shows them, badged
         stats: dict[str, MetricStat] = {}
         for m in info.metrics:
-            values = [v for r in members if (v := _run_metric(r, m.key)) is not None]
+            values = [v for r in counted if (v := _run_metric(r, m.key)) is not None]
             if values:
                 stats[m.key] = _stat(values)
-        params = [int(r.total_params) for r in members if r.total_params is not None]
+        total = [int(r.total_params) for r in counted if r.total_params is not None]
+        backbone = [int(r.backbone_params) for r in counted if r.backbone_params is not None]
         cells.append(
             ComparisonCell(
-                sharing=sharing,
+                sharing=spec_sharing_stacks(runs[0].spec)[0],
+                row=row,
                 stacks=stacks,
-                n=len(members),
-                experiment_ids=[r.id for r in members],
-                seeds=[r.seed for r in members],
-                total_params=round(statistics.fmean(params)) if params else None,
-                total_params_min=min(params) if params else None,
-                total_params_max=max(params) if params else None,
+                n=len(counted),
+                experiment_ids=[r.id for r in counted],
+                seeds=[r.seed for r in counted],
+                flagged_ids=[r.id for r in runs if r.flags],
+                flagged=not clean,
+                total_params=round(statistics.fmean(total)) if total else None,
+                total_params_min=min(total) if total else None,
+                total_params_max=max(total) if total else None,
+                backbone_params=round(statistics.fmean(backbone)) if backbone else None,
                 metrics=stats,
             )
         )
-    order = {s: i for i, s in enumerate(info.sharing)}
-    cells.sort(
-        key=lambda c: (order.get(c.sharing or "", len(order)), c.sharing or "", c.stacks or 0)
-    )
+    return cells
+
+
+def _mark_best(
+    cells: Sequence[ComparisonCell], metrics: Sequence[MetricInfo]
+) -> dict[str, list[ComparisonPlace]]:
+    """Mark the best cell(s) per metric in the metric's direction; a cell of flagged runs
+    only is never the best."""
     best: dict[str, list[ComparisonPlace]] = {}
-    for m in info.metrics:
-        scored = [c for c in cells if m.key in c.metrics]
+    for m in metrics:
+        scored = [c for c in cells if m.key in c.metrics and not c.flagged]
         if not scored:
             continue
-        top = (max if m.higher_is_better else min)(c.metrics[m.key].mean for c in scored)
+        top = m.best(c.metrics[m.key].mean for c in scored)
         for c in scored:
             if math.isclose(c.metrics[m.key].mean, top, rel_tol=1e-12, abs_tol=1e-15):
                 c.best.append(m.key)
                 best.setdefault(m.key, []).append(
                     ComparisonPlace(sharing=c.sharing, stacks=c.stacks)
                 )
-    return ComparisonOut(
-        task=task,
-        metrics=[m.as_dict() for m in info.metrics],
-        sharing=list(dict.fromkeys(c.sharing for c in cells)),
-        stacks=sorted({c.stacks for c in cells if c.stacks is not None}),
-        cells=cells,
-        best=best,
-        runs=sum(c.n for c in cells),
-    )
+    return best
 
 
 def _run_metric(run: Any, key: str) -> float | None:

@@ -251,16 +251,29 @@ PowerLawQueryDep = Annotated[PowerLawQuery, Depends(power_law_query)]
 class ComparisonQuery:
     filter: ListFilter
     task: str
+    conditions: str | None = None
 
 
-def comparison_query(f: AnalysisFilterDep, task: TaskName = None) -> ComparisonQuery:
+ConditionsKey = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9a-f]{16}$",
+        description="a table's conditions key (the response's conditions_key, or one of its "
+        "others): default, the largest group of comparable runs",
+    ),
+]
+
+
+def comparison_query(
+    f: AnalysisFilterDep, task: TaskName = None, conditions: ConditionsKey = None
+) -> ComparisonQuery:
     """A sweep (``sweep``) or a task with filters; without ``task`` the sweep's runs say it."""
     name = checked_task(task)
     if name is None and f.sweep_id is None:
         raise unprocessable(
             "task", "give a sweep (?sweep=<id>) or a task (?task=pose or ?task=multitask)"
         )
-    return ComparisonQuery(dataclasses.replace(f, task=name), name or "")
+    return ComparisonQuery(dataclasses.replace(f, task=name), name or "", conditions)
 
 
 ComparisonQueryDep = Annotated[ComparisonQuery, Depends(comparison_query)]

@@ -80,6 +80,7 @@ class Experiment(Base):
         Index("ix_experiments_best_val_acc_id", "best_val_acc", "id"),
         Index("ix_experiments_name_id", "name", "id"),
         Index("ix_experiments_task_id", "task", "id"),
+        Index("ix_experiments_conditions_key_id", "conditions_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -121,6 +122,11 @@ class Experiment(Base):
     )
     primary_metric: Mapped[str | None] = mapped_column(String(32))
     primary_value: Mapped[float | None] = mapped_column(Float)
+    # the run's experimental conditions (rpg_core.spec.conditions, set at submission): the resolved
+    # spec less seeds, labels and execution; the key leaves the size knobs out too, so runs with
+    # equal keys are comparable in a power law (None: a spec older than the conditions)
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conditions_key: Mapped[str | None] = mapped_column(String(16))
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"

@@ -98,6 +98,14 @@ class SweepOut(BaseModel):
     counts: dict[str, int] = Field(examples=[{"queued": 3, "running": 1, "succeeded": 8}])
     spec: dict[str, Any] | None = None
     task: str = Field("classification", description="the task of the sweep's base spec")
+    varies: list[str] = Field(
+        default_factory=list, description="the spec fields its runs differ in (dotted paths)"
+    )
+    compares_variants: bool = Field(
+        False,
+        description="whether the sweep varies model.sharing or model.stacks: only then has it "
+        "a comparison table (GET /api/analysis/comparison)",
+    )
 
 
 class SweepPage(BaseModel):
@@ -118,13 +126,26 @@ class MetricsOut(BaseModel):
 class PowerLawPoint(BaseModel):
     experiment_id: int
     params: int
-    accuracy: float = Field(description="the metric's value (accuracy, PCKh, depth RMSE, ...)")
+    value: float = Field(description="the metric's value (accuracy, PCKh, depth RMSE, ...)")
     flags: list[str] = Field(default_factory=list, description="guard-rail flags of the run")
     gap: float | None = Field(
         None,
-        description="quantity=gap: train accuracy minus final validation accuracy (accuracy is "
+        description="quantity=gap: train accuracy minus final validation accuracy (value is "
         "then the final validation accuracy)",
     )
+
+
+class PowerLawSize(BaseModel):
+    """The replicates (seeds) of one size in a series: their mean and spread (the fit uses
+    every replicate)."""
+
+    params: int
+    n: int
+    mean: float
+    min: float
+    max: float
+    std: float = Field(description="population standard deviation over the replicates")
+    experiment_ids: list[int]
 
 
 class PowerLawFit(BaseModel):
@@ -134,6 +155,11 @@ class PowerLawFit(BaseModel):
     b_ci: list[float] | None
     params_for: dict[str, float | None] = Field(
         default_factory=dict, description="backbone params predicted for each ?target= accuracy"
+    )
+    params_for_text: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="the same in words, saying when the fit extrapolates; beyond 100x the "
+        "largest run: out of reach, without its digits",
     )
 
 
@@ -145,7 +171,26 @@ class PowerLawSeries(BaseModel):
         None, description="model.sharing of a stacked model (pose, multitask)"
     )
     stacks: int | None = Field(None, description="model.stacks (sub-networks) of a stacked model")
+    conditions_key: str | None = Field(
+        None,
+        description="the key of the series' conditions (rpg_core.spec.conditions): a series pools "
+        "only runs of equal keys; null: runs of unknown conditions (specs older than the key)",
+    )
+    conditions: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what every run of the series shares: its resolved spec less the size "
+        "knobs (ring size, width), the seeds and the labels",
+    )
+    description: str = Field("", description="the conditions in a sentence")
+    label: str = Field(
+        "",
+        description="the series' name: arch, scope, dataset and what sets it "
+        "apart from other series of the same ones",
+    )
     points: list[PowerLawPoint] = Field(description="the runs the fit is made over")
+    sizes: list[PowerLawSize] = Field(
+        default_factory=list, description="the points by size: mean and spread over replicates"
+    )
     fit: PowerLawFit | None
     fit_error: str | None = None
     excluded: list[PowerLawPoint] = Field(
@@ -161,7 +206,9 @@ class PowerLawOut(BaseModel):
         "accuracy", description="accuracy (fitted) or gap (train - val, not fitted)"
     )
     fit_available: bool
-    series: list[PowerLawSeries]
+    series: list[PowerLawSeries] = Field(
+        description="one per conditions (never one fit over mixed conditions), the focus first"
+    )
     task: str = Field("classification", description="the task whose runs are fitted")
     label: str = Field("", description="the metric's label (axis title)")
     higher_is_better: bool = True
@@ -171,6 +218,14 @@ class PowerLawOut(BaseModel):
         "(accuracy, PCKh), the metric itself for a lower-is-better one (an RMSE)",
     )
     unit: str = ""
+    focus: str | None = Field(
+        None,
+        description="the conditions key of the series the figure opens on: the fitted series "
+        "with the most recent run (else the largest)",
+    )
+    summary: str = Field(
+        "", description="in words: what the focus series pooled and what was left apart"
+    )
 
 
 class MetricStat(BaseModel):
@@ -187,30 +242,67 @@ class ComparisonPlace(BaseModel):
 
 
 class ComparisonCell(BaseModel):
-    sharing: str | None = Field(description="model.sharing (the table's row)")
+    sharing: str | None = Field(description="model.sharing")
+    row: str = Field(
+        "",
+        description="the table's row: the sharing variant, with what sets it apart where one "
+        "variant was run under two ring settings",
+    )
     stacks: int | None = Field(description="model.stacks, the number of sub-networks (column)")
-    n: int = Field(description="succeeded runs (seeds) in the cell")
+    n: int = Field(description="succeeded runs (seeds) in the cell's numbers")
     experiment_ids: list[int]
     seeds: list[int | None]
+    flagged_ids: list[int] = Field(
+        default_factory=list,
+        description="runs the guard rails flagged (diverged, near chance): left out of the "
+        "cell's numbers unless every run of the cell is flagged",
+    )
+    flagged: bool = Field(
+        False, description="the cell's numbers come from flagged runs only: never the best"
+    )
     total_params: int | None = Field(description="mean total parameter count of its runs")
     total_params_min: int | None = None
     total_params_max: int | None = None
+    backbone_params: int | None = Field(
+        None, description="mean backbone parameter count of its runs (the power law's count)"
+    )
     metrics: dict[str, MetricStat] = Field(description="per metric key: mean and spread")
     best: list[str] = Field(
         default_factory=list, description="the metric keys for which this cell is the best"
     )
 
 
+class ComparisonGroup(BaseModel):
+    """Runs left out of a table because their conditions differ."""
+
+    conditions_key: str | None
+    description: str
+    runs: int
+    differs: list[str] = Field(description="the conditions in which they differ, in words")
+
+
 class ComparisonOut(BaseModel):
     task: str
     metrics: list[dict[str, Any]] = Field(description="the task's metrics (key, label, direction)")
-    sharing: list[str | None] = Field(description="the rows, in the task's order")
+    sharing: list[str | None] = Field(description="the sharing variants, in the task's order")
+    rows: list[str] = Field(default_factory=list, description="the rows, in the task's order")
     stacks: list[int] = Field(description="the columns, ascending")
     cells: list[ComparisonCell]
     best: dict[str, list[ComparisonPlace]] = Field(
         default_factory=dict, description="per metric key: the best cell(s), direction-aware"
     )
     runs: int
+    conditions_key: str | None = Field(
+        None,
+        description="the table's conditions key (?conditions= picks another group): its runs "
+        "share every condition but the sharing variant and the stacks",
+    )
+    conditions: dict[str, Any] = Field(default_factory=dict)
+    description: str = Field("", description="the table's conditions in a sentence")
+    others: list[ComparisonGroup] = Field(
+        default_factory=list, description="runs of other conditions, each its own table"
+    )
+    summary: str = Field("", description="in words: what the table pooled and what it left apart")
 
 
 class TaskOut(BaseModel):

@@ -60,10 +60,20 @@ def slot(key: str) -> int:
 
 
 def series_key(series: Mapping[str, Any]) -> str:
+    """A series' name: its label (arch, scope, dataset and what sets it apart from other
+    series of the same ones), else built from those."""
+    if series.get("label"):
+        return str(series["label"])
     key = f"{series['arch']} · {series['scope']} · {series['dataset']}"
     if series.get("sharing"):
         key += f" · sharing {series['sharing']} · {series.get('stacks')} stacks"
     return key
+
+
+def _slot_key(series: Mapping[str, Any]) -> str:
+    """What a series' colour and marker follow: its conditions key (stable as series come
+    and go), else its name."""
+    return str(series.get("conditions_key") or series_key(series))
 
 
 def is_plain(series: Mapping[str, Any]) -> bool:
@@ -71,16 +81,18 @@ def is_plain(series: Mapping[str, Any]) -> bool:
     return series["scope"] == PLAIN_SCOPE and not series.get("sharing")
 
 
-def as_error(value: float, higher_is_better: bool = True) -> float:
-    """The fitted quantity of a metric value: 1 - value when higher is better, else itself."""
-    return 1.0 - value if higher_is_better else value
+def _metric(data: Mapping[str, Any]) -> Any:
+    """The MetricInfo of a power-law response (its direction's one owner)."""
+    from api.analysis import metric_of
+
+    return metric_of(str(data.get("task", "classification")), str(data.get("metric", "acc")))
 
 
 def metric_titles(data: Mapping[str, Any], error: bool) -> tuple[str, str]:
     """(figure title, y axis title) of a power-law response: the metric's label, what is
     fitted and which way is better."""
     metric = str(data.get("metric", "best_val_acc"))
-    hib = bool(data.get("higher_is_better", True))
+    hib = _metric(data).higher_is_better
     if data.get("task", "classification") == "classification":
         name = metric.replace("_", " ")
         if error:
@@ -109,10 +121,10 @@ def to_dict(fig: go.Figure) -> dict[str, Any]:
 
 
 def fmt_params(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n:.3g}"
+    """A parameter count for a person (rpg_core.analysis.readable: one formatter everywhere)."""
+    from rpg_core.analysis.readable import params_text
+
+    return params_text(n)
 
 
 def fit_label(series: Mapping[str, Any]) -> str:
@@ -129,17 +141,33 @@ def fit_label(series: Mapping[str, Any]) -> str:
     return f"{key}: {quantity} = {fit['a']:.3g}·P^−b, b={fit['b']:.3f}{ci_text}, R²={fit['r2']:.3f}"
 
 
-def _fit_curve(
-    law: Any, params: Sequence[float], error: bool, hib: bool = True
-) -> tuple[list, list]:
-    """The law's own prediction (``law.predict``: accuracy at a parameter count) over the
+def _fit_curve(law: Any, params: Sequence[float], error: bool, metric: Any) -> tuple[list, list]:
+    """The law's own prediction (``law.predict``: the metric at a parameter count) over the
     range of the runs, on a log grid."""
     lo, hi = math.log10(min(params)), math.log10(max(params))
     if hi - lo < 1e-9:
         lo, hi = lo - 0.1, hi + 0.1
     xs = [10 ** (lo + (hi - lo) * i / (FIT_SAMPLES - 1)) for i in range(FIT_SAMPLES)]
-    accuracy = [float(v) for v in law.predict(xs)]
-    return xs, [as_error(v, hib) for v in accuracy] if error else accuracy
+    values = [float(v) for v in law.predict(xs)]
+    return xs, [metric.as_error(v) for v in values] if error else values
+
+
+def _sizes(series: Mapping[str, Any], gap: bool) -> list[Mapping[str, Any]]:
+    """The series' points by size (mean and spread of its replicates)."""
+    sizes = series.get("sizes")
+    if sizes:
+        return list(sizes)
+    return [
+        {
+            "params": p["params"],
+            "n": 1,
+            "mean": p["gap"] if gap else p["value"],
+            "min": p["gap"] if gap else p["value"],
+            "max": p["gap"] if gap else p["value"],
+            "experiment_ids": [p["experiment_id"]],
+        }
+        for p in series["points"]
+    ]
 
 
 def _point_trace(
@@ -148,22 +176,54 @@ def _point_trace(
     error: bool,
     name: str,
     gap: bool = False,
-    hib: bool = True,
+    metric: Any = None,
     what: str = "",
 ) -> go.Scatter:
-    pts = series["points"]
+    """One marker per size at the mean of its replicates, the bar spanning their min and max
+    (a size run once has none); hover names the runs, a click opens the first."""
     plain = is_plain(series)
-    c = slot(series_key(series))
-    ys = [
-        p["gap"] if gap else as_error(p["accuracy"], hib) if error else p["accuracy"] for p in pts
+    c = slot(_slot_key(series))
+
+    def y(v: float) -> float:
+        return metric.as_error(v) if error and metric is not None and not gap else v
+
+    sizes = _sizes(series, gap)
+    means = [y(s["mean"]) for s in sizes]
+    lo = [y(s["min"]) for s in sizes]
+    hi = [y(s["max"]) for s in sizes]
+    up = [max(a, b) - m for a, b, m in zip(lo, hi, means, strict=True)]
+    down = [m - min(a, b) for a, b, m in zip(lo, hi, means, strict=True)]
+    runs = [
+        (f"mean of {s['n']} runs (" if s["n"] > 1 else "run (")
+        + ", ".join(f"#{e}" for e in s["experiment_ids"][:8])
+        + (", …" if len(s["experiment_ids"]) > 8 else "")
+        + ")"
+        + (f", range {s['min']:.4g} to {s['max']:.4g}" if s["n"] > 1 else "")
+        for s in sizes
     ]
+    label = what or ("train−val gap" if gap else "error" if error else "accuracy")
     return go.Scatter(
-        x=[p["params"] for p in pts],
-        y=ys,
+        x=[s["params"] for s in sizes],
+        y=means,
         mode="markers",
         name=name,
         legendgroup=f"s{i}",
-        customdata=[p["experiment_id"] for p in pts],
+        customdata=[s["experiment_ids"][0] for s in sizes],
+        text=runs,
+        error_y=(
+            {
+                "type": "data",
+                "symmetric": False,
+                "array": up,
+                "arrayminus": down,
+                "visible": True,
+                "color": colour(c),
+                "thickness": 1.5,
+                "width": 4,
+            }
+            if any(s["n"] > 1 for s in sizes)
+            else None
+        ),
         marker={
             "color": colour(c),
             "symbol": "star" if plain else SYMBOLS[c % len(SYMBOLS)],
@@ -171,23 +231,21 @@ def _point_trace(
             **({"line": {"width": 1, "color": "#000000"}} if plain else {}),
         },
         hovertemplate=(
-            "run %{customdata}<br>%{x:,} backbone params<br>"
-            + (what or ("train−val gap" if gap else "error" if error else "accuracy"))
+            "%{text}<br>%{x:,} backbone params<br>"
+            + label
             + " %{y:.4f}<extra>"
-            + f"{series['arch']} {series['scope']} {series['dataset']}"
+            + series_key(series)[:60]
             + "</extra>"
         ),
-        meta={"role": "points", "series": i},
+        meta={"role": "points", "series": i, "conditions_key": series.get("conditions_key")},
     )
 
 
-def _excluded_trace(
-    points: Sequence[Mapping[str, Any]], error: bool, hib: bool = True
-) -> go.Scatter:
+def _excluded_trace(points: Sequence[Mapping[str, Any]], error: bool, metric: Any) -> go.Scatter:
     """Runs the guard rails flagged: shown hollow and grey, not fitted."""
     return go.Scatter(
         x=[p["params"] for p in points],
-        y=[as_error(p["accuracy"], hib) if error else p["accuracy"] for p in points],
+        y=[metric.as_error(p["value"]) if error else p["value"] for p in points],
         mode="markers",
         name="flagged (diverged or near chance), not fitted",
         customdata=[p["experiment_id"] for p in points],
@@ -199,10 +257,8 @@ def _excluded_trace(
     )
 
 
-def _fit_trace(
-    series: Mapping[str, Any], i: int, error: bool, law: Any, hib: bool = True
-) -> go.Scatter:
-    xs, ys = _fit_curve(law, [p["params"] for p in series["points"]], error, hib)
+def _fit_trace(series: Mapping[str, Any], i: int, error: bool, law: Any, metric: Any) -> go.Scatter:
+    xs, ys = _fit_curve(law, [p["params"] for p in series["points"]], error, metric)
     return go.Scatter(
         x=xs,
         y=ys,
@@ -210,44 +266,44 @@ def _fit_trace(
         name="fit",
         legendgroup=f"s{i}",
         showlegend=False,
-        line={"color": colour(slot(series_key(series))), "width": 2, "dash": "dash"},
+        line={"color": colour(slot(_slot_key(series))), "width": 2, "dash": "dash"},
         hoverinfo="skip",
-        meta={"role": "fit", "series": i},
+        meta={"role": "fit", "series": i, "conditions_key": series.get("conditions_key")},
     )
 
 
 def power_law_figure(
     data: Mapping[str, Any],
     error: bool = False,
-    laws: Mapping[tuple[Any, ...], Any] | None = None,
+    laws: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy (or error) against backbone parameters on a log x axis, one series per
-    (arch, scope, dataset) with its fitted power law; plain networks as star markers.
+    """The metric (or its error) against backbone parameters on a log x axis, one series per
+    set of conditions with its fitted power law; each size at the mean of its replicates with
+    their range; plain networks as star markers.
 
-    ``data`` is the analysis response (``api.analysis``); ``laws`` its fitted laws by
-    (arch, scope, dataset), whose own ``predict`` draws each fit's curve. A gap response
-    (``quantity="gap"``) is drawn by :func:`gap_figure`."""
+    ``data`` is the analysis response (``api.analysis``); ``laws`` its fitted laws by series
+    key (``api.analysis.series_key_of``), whose own ``predict`` draws each fit's curve. A gap
+    response (``quantity="gap"``) is drawn by :func:`gap_figure`."""
     if data.get("quantity") == "gap":
         return gap_figure(data)
     from api.analysis import series_key_of
 
     fig = go.Figure()
     laws = laws or {}
-    hib = bool(data.get("higher_is_better", True))
+    metric = _metric(data)
     title, y_title = metric_titles(data, error)
     what = "" if data.get("task", "classification") == "classification" else y_title
     for i, series in enumerate(data.get("series", [])):
         if not series["points"]:
             continue
         label = fit_label({**series, "fitted": data.get("fitted")})
-        fig.add_trace(_point_trace(series, i, error, label, hib=hib, what=what))
-        key = series_key_of(series)
-        law = laws.get(key, laws.get(key[:3]) if key[3:] == (None, None) else None)
+        fig.add_trace(_point_trace(series, i, error, label, metric=metric, what=what))
+        law = laws.get(series_key_of(series))
         if series.get("fit") and law is not None and not is_plain(series):
-            fig.add_trace(_fit_trace(series, i, error, law, hib))
+            fig.add_trace(_fit_trace(series, i, error, law, metric))
     excluded = [p for s in data.get("series", []) for p in s.get("excluded") or []]
     if excluded:
-        fig.add_trace(_excluded_trace(excluded, error, hib))
+        fig.add_trace(_excluded_trace(excluded, error, metric))
     fig.update_layout(
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
         title=title,
@@ -261,7 +317,7 @@ def power_law_figure(
 
 def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     """The train-validation gap against backbone parameters (the paper's Table 6a), one series
-    per (arch, scope, dataset), plain networks as stars beside the RPG ones; no fit."""
+    per set of conditions, plain networks as stars beside the RPG ones; no fit."""
     fig = go.Figure()
     for i, series in enumerate(data.get("series", [])):
         if series["points"]:
@@ -277,32 +333,18 @@ def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     return to_dict(fig)
 
 
-OUT_OF_REACH = 100.0  # a prediction this many times beyond the largest run is not one
-
-
 def params_needed(v: float | None, params: Sequence[float]) -> str | None:
-    """The params a fit predicts for a target, saying when (and how far) it extrapolates."""
-    if v is None:
-        return None
-    if not params:
-        return fmt_params(v)
-    lo, hi = min(params), max(params)
-    if v > hi:
-        factor = v / hi
-        if factor > OUT_OF_REACH:
-            return (
-                f"out of reach of this fit: it would need {fmt_params(v)}, "
-                f"{factor:,.0f}× the largest run ({fmt_params(hi)})"
-            )
-        return f"{fmt_params(v)} (extrapolated: {factor:.1f}× the largest run)"
-    if v < lo:
-        return f"{fmt_params(v)} (below the smallest run, {fmt_params(lo)}: extrapolated)"
-    return fmt_params(v)
+    """The params a fit predicts for a target, saying when (and how far) it extrapolates
+    (rpg_core.analysis.readable: one formatter for the page, the API's strings and the CLI)."""
+    from rpg_core.analysis.readable import params_needed_text
+
+    return params_needed_text(v, params)
 
 
 def power_law_table(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per series: the fit's numbers (a and b of error = a·P^−b, its CI, R²) and the
-    params predicted for each target, marked when the fit extrapolates beyond its runs."""
+    """One row per series: its conditions in words, the fit's numbers (a and b of
+    error = a·P^−b, its CI, R²) and the params predicted for each target, marked when the fit
+    extrapolates beyond its runs."""
     rows = []
     for s in data.get("series", []):
         fit = s.get("fit") or {}
@@ -310,7 +352,10 @@ def power_law_table(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "series": series_key(s),
+                "conditions_key": s.get("conditions_key"),
+                "description": s.get("description", ""),
                 "points": len(s["points"]),
+                "sizes": len({p["params"] for p in s["points"]}),
                 "a": fit.get("a"),
                 "b": fit.get("b"),
                 "b_ci": fit.get("b_ci"),

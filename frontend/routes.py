@@ -294,6 +294,9 @@ def power_law_figure(
             "higher_is_better": data["higher_is_better"],
             "points": sum(len(s["points"]) for s in data["series"]),
             "excluded": sum(len(s["excluded"]) for s in data["series"]),
+            "series": len(data["series"]),
+            "focus": data["focus"],
+            "summary": data["summary"],
         }
     )
 

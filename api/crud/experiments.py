@@ -3,6 +3,7 @@ creation belong to ``api.crud.lifecycle``."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -10,12 +11,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from rpg_core.catalog.archs import ARCHS
+from rpg_core.exceptions import RPGConfigError
+from rpg_core.spec.conditions import conditions_of, key_of
 from rpg_core.spec.model import sharing_and_stacks
 
 from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
 from ..status import FINISHED
 from .errors import ConflictError
 from .lifecycle import new_job_values
+
+log = logging.getLogger(__name__)
 
 
 def _scope_of(spec: dict[str, Any]) -> str:
@@ -35,8 +40,20 @@ def _sharing_scope(model: dict[str, Any]) -> str:
     return "block" if info is not None and info.ring_blocks else "global"
 
 
+def _conditions(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The run's conditions and their key (rpg_core.spec.conditions); (None, None) for a spec they
+    cannot be derived from (logged: the run is then shown apart, as of unknown conditions)."""
+    try:
+        conditions = conditions_of(spec)
+        return conditions, key_of(conditions)
+    except (RPGConfigError, ValueError, TypeError) as err:
+        log.warning("run %r: no conditions recorded: %s", spec.get("name"), err)
+        return None, None
+
+
 def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:
     rpg = spec.get("rpg") or {}
+    conditions, key = _conditions(spec)
     exp = Experiment(
         name=spec["name"],
         spec=spec,
@@ -46,6 +63,8 @@ def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:
         scope=_scope_of(spec),
         task=spec.get("task") or "classification",
         sweep_id=sweep_id,
+        conditions=conditions,
+        conditions_key=key,
         **new_job_values(),
     )
     exp.tag_rows = [ExperimentTag(tag=t) for t in sorted(set(spec.get("tags") or []))]

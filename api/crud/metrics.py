@@ -30,10 +30,15 @@ class Point:
     scope: str
     dataset: str
     params: int
-    accuracy: float
+    value: float  # the metric's value: an accuracy, a PCKh, an RMSE
     flags: tuple[str, ...] = ()  # guard-rail flags (rpg_core.training.health)
     sharing: str | None = None  # model.sharing of a stacked model (pose, multitask)
     stacks: int | None = None  # model.stacks of a stacked model
+    conditions_key: str | None = None  # rpg_core.spec.conditions (None: unknown conditions)
+
+
+def _flags(raw: Any) -> tuple[str, ...]:
+    return tuple(c for c in str(raw or "").split(",") if c)
 
 
 def power_law_points(
@@ -49,6 +54,7 @@ def power_law_points(
         Experiment.backbone_params,
         col,
         Experiment.flags,
+        Experiment.conditions_key,
     )
     q = filtered(q, f).where(
         Experiment.status == JobStatus.succeeded,
@@ -57,9 +63,9 @@ def power_law_points(
     )
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
     return [
-        Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), tuple((r[6] or "").split(",")))
-        if r[6]
-        else Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]))
+        Point(
+            int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), _flags(r[6]), conditions_key=r[7]
+        )
         for r in rows
     ]
 
@@ -75,6 +81,7 @@ def gap_points(session: Session, f: ListFilter, limit: int = 10_000) -> list[tup
         Experiment.val_acc,
         Experiment.flags,
         Experiment.train_acc,
+        Experiment.conditions_key,
     )
     q = filtered(q, f).where(
         Experiment.status == JobStatus.succeeded,
@@ -83,11 +90,27 @@ def gap_points(session: Session, f: ListFilter, limit: int = 10_000) -> list[tup
         Experiment.train_acc.is_not(None),
     )
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
-    flags = [tuple(str(c) for c in str(r[6] or "").split(",") if c) for r in rows]
     return [
-        (Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), fl), float(r[7]) - float(r[5]))
-        for r, fl in zip(rows, flags, strict=True)
-    ]
+        (
+            Point(
+                int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), _flags(r[6]),
+                conditions_key=r[8],
+            ),
+            float(r[7]) - float(r[5]),
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+def conditions_of_runs(session: Session, ids: list[int]) -> dict[int, dict[str, Any] | None]:
+    """The stored conditions (rpg_core.spec.conditions) of these runs, by id: one query, read for
+    one run per group (every run of a group has the same conditions but its size knobs)."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Experiment.id, Experiment.conditions).where(Experiment.id.in_(ids))
+    ).all()
+    return {int(r[0]): r[1] if isinstance(r[1], dict) else None for r in rows}
 
 
 def ood_results(
@@ -114,7 +137,7 @@ def task_metric_points(
 ) -> list[Point]:
     """(params, metric value) of a task's succeeded runs, oldest first: the primary metric
     from the ``primary_value`` column, any other from the result's ``metrics``; params are the
-    backbone's (the total where a run has no backbone count). ``accuracy`` holds the value."""
+    backbone's (the total where a run has no backbone count)."""
     from rpg_core.catalog.tasks import task_info
 
     primary = task_info(task).primary[0]
@@ -131,6 +154,7 @@ def task_metric_points(
         value,
         Experiment.flags,
         Experiment.spec,
+        Experiment.conditions_key,
     ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
     q = filtered(q, dataclasses.replace(f, task=task)).where(
         Experiment.status == JobStatus.succeeded, params.is_not(None), value.is_not(None)
@@ -139,10 +163,12 @@ def task_metric_points(
     out = []
     for r in rows:
         sharing, stacks = spec_sharing_stacks(r[7])
-        flags = tuple(c for c in str(r[6] or "").split(",") if c)
         out.append(
-            Point(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), flags, sharing, stacks)
-        )
+            Point(
+                int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), _flags(r[6]), sharing,
+                stacks, r[8],
+            )
+        )  # fmt: skip
     return out
 
 
@@ -157,6 +183,9 @@ class ComparisonRun:
     primary_metric: str | None
     primary_value: float | None
     metrics: Any  # the result's ``metrics`` (last epoch's value by key), or None
+    flags: tuple[str, ...] = ()  # guard-rail flags (rpg_core.training.health)
+    conditions: dict[str, Any] | None = None  # rpg_core.spec.conditions (None: unknown)
+    backbone_params: int | None = None
 
 
 def comparison_runs(session: Session, f: ListFilter, limit: int = 5_000) -> list[ComparisonRun]:
@@ -171,6 +200,9 @@ def comparison_runs(session: Session, f: ListFilter, limit: int = 5_000) -> list
         Experiment.primary_metric,
         Experiment.primary_value,
         Result.data["metrics"],
+        Experiment.flags,
+        Experiment.conditions,
+        Experiment.backbone_params,
     ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
     q = filtered(q, f).where(Experiment.status == JobStatus.succeeded)
     rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
@@ -180,7 +212,8 @@ def comparison_runs(session: Session, f: ListFilter, limit: int = 5_000) -> list
         out.append(
             ComparisonRun(
                 int(r[0]), r[1], r[2] or {}, seed if isinstance(seed, int) else None,
-                r[3], r[4], r[5], r[6], r[7],
+                r[3], r[4], r[5], r[6], r[7], _flags(r[8]),
+                r[9] if isinstance(r[9], dict) else None, r[10],
             )
         )  # fmt: skip
     return out

@@ -14,13 +14,16 @@ router = APIRouter(prefix="/analysis", tags=["analysis"])
 
 @router.get("/power-law", response_model=PowerLawOut)
 def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> PowerLawOut:
-    """Succeeded runs of ``task`` (default classification) grouped by (arch, scope, dataset,
-    and for stacked models sharing and stacks), each with its fitted power law (null with
+    """Succeeded runs of ``task`` (default classification) grouped by their conditions (one
+    series per ``conditions_key``: runs that differ in anything but their size and seeds are
+    never fitted together), each with its conditions (dict and sentence), its points, their
+    mean and spread per size, and its fitted power law over every replicate (null with
     fewer than 3 distinct sizes) of ``metric`` (default: the task's first primary metric;
     classification: best_val_acc). A higher-is-better metric is fitted as ``1 - metric``, a
     lower-is-better one as itself (``fitted`` says which). Flagged runs are listed under ``excluded`` and
     left out of the fit unless ``include_flagged``. ``quantity=gap``: the train-validation gap
-    per run instead (not fitted)."""
+    per run instead (not fitted). ``summary`` says in words what the first series (``focus``)
+    pooled and what was left apart."""
     return analysis.power_law(session, q).out
 
 
@@ -35,9 +38,11 @@ def ood(session: SessionDep, _auth: ReadAuth, f: AnalysisFilterDep) -> OODOut:
 def comparison(session: SessionDep, _auth: ReadAuth, q: ComparisonQueryDep) -> ComparisonOut:
     """The paper's Tables 4 and 5 for a sweep (``sweep``) or a task with filters: rows are
     sharing variants, columns numbers of sub-networks (stacks), each cell the mean and spread
-    (min, max, std) over its runs of every metric of the task, its parameter count and runs;
-    ``best`` names the best cell per metric (direction-aware)."""
+    (min, max, std) over its runs of every metric of the task, its parameter counts and runs;
+    ``best`` names the best cell per metric (direction-aware; never a cell of flagged runs).
+    A table pools only runs of the same conditions but sharing and stacks: the largest group
+    (or ``conditions``), the others listed in ``others``."""
     try:
-        return analysis.comparison(session, q.filter, q.task or None)
+        return analysis.comparison(session, q.filter, q.task or None, q.conditions)
     except analysis.ComparisonError as err:
         raise HTTPException(422, detail=[{"field": err.field, "message": str(err)}]) from None

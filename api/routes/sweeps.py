@@ -72,6 +72,20 @@ def submit_sweep(
     return SweepCreated(id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=len(sent))
 
 
+def sweep_varies(spec: Any) -> dict[str, Any]:
+    """``varies`` and ``compares_variants`` of a stored sweep spec (empty when it no longer
+    parses)."""
+    from rpg_core.exceptions import RPGConfigError
+    from rpg_core.spec.conditions import VARIANT_KNOBS
+    from rpg_core.spec.sweep import varied_fields
+
+    try:
+        varies = varied_fields(spec) if isinstance(spec, dict) else []
+    except RPGConfigError:
+        varies = []
+    return {"varies": varies, "compares_variants": any(v in VARIANT_KNOBS for v in varies)}
+
+
 def sweep_task(spec: Any) -> str:
     """The task of a sweep's base spec (classification when it names none)."""
     base = spec.get("base") if isinstance(spec, dict) else None
@@ -101,6 +115,7 @@ def list_sweeps(
             counts=counts[r.id],
             total=sum(counts[r.id].values()),
             task=sweep_task(r.spec),
+            **sweep_varies(r.spec),
         )
         for r in rows
     ]
@@ -122,4 +137,5 @@ def show_sweep(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Sweep
         total=sum(counts.values()),
         spec=sweep.spec,
         task=sweep_task(sweep.spec),
+        **sweep_varies(sweep.spec),
     )

@@ -23,6 +23,7 @@ A metric ``key`` is what a history record stores as ``val_<key>`` (``val_acc``, 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..exceptions import RPGConfigError
@@ -46,7 +47,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """One metric of a task: its key, how to show it and which way is better."""
+    """One metric of a task: its key, how to show it and which way is better.
+
+    The one owner of a metric's direction: whatever compares, ranks or fits values of a metric
+    (the engine's best epoch, the guard rails' near-chance, the API's tables and power laws, the
+    dashboard's error axis) asks :meth:`better`, :meth:`best` or :meth:`as_error`."""
 
     key: str  # history: val_<key>; result.metrics[key]
     label: str  # axis and table label
@@ -60,6 +65,32 @@ class MetricInfo:
     def better(self, a: float, b: float) -> bool:
         """Whether ``a`` is better than ``b``."""
         return a > b if self.higher_is_better else a < b
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of ``values`` (the highest or the lowest); ValueError when empty."""
+        it = iter(values)
+        try:
+            top = next(it)
+        except StopIteration:
+            raise ValueError(f"metric {self.key}: no values to choose the best of") from None
+        for v in it:
+            if self.better(v, top):
+                top = v
+        return top
+
+    def as_error(self, value: float) -> float:
+        """The error a power law fits (lower is better, 0 is perfect): ``1 - value`` for a
+        higher-is-better fraction (accuracy, PCKh), the value itself for a lower-is-better one
+        (an RMSE)."""
+        return 1.0 - value if self.higher_is_better else value
+
+    def from_error(self, error: float) -> float:
+        """The inverse of :meth:`as_error`: the metric's value at a fitted error."""
+        return 1.0 - error if self.higher_is_better else error
+
+    def fitted(self) -> str:
+        """What a power law of this metric fits, in words: ``1 - pckh`` or ``depth_rmse``."""
+        return f"1 - {self.key}" if self.higher_is_better else self.key
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -1,5 +1,5 @@
 """The safetensors container of an ``.rpg`` file: the strict checks docs/FORMAT.md promises, in
-front of the ``safetensors`` library (:mod:`rpg_core.safetensors_codec`), which decodes and
+front of the ``safetensors`` library (:mod:`rpg_core.format.safetensors_codec`), which decodes and
 encodes the tensors.
 
 Layout: an 8-byte little-endian header length, a JSON header (``__metadata__``, a map of
@@ -308,7 +308,7 @@ def as_safetensors(c: Container, data: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + data
 
 
-# --- hand-built containers (the writer is the library: rpg_core.safetensors_codec) -------------
+# --- hand-built containers (the writer is the library: rpg_core.format.safetensors_codec) -------------
 def layout(
     tensors: dict[str, tuple[str, list[int], bytes]],
 ) -> tuple[dict[str, Any], list[bytes]]:

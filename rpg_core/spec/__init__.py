@@ -2,7 +2,7 @@
 
 A spec names everything by key (architecture, dataset, recipe), never by a path. Unknown fields
 are rejected; every error names the field and what is allowed. ``task`` (``classification``, the
-default, ``pose`` or ``multitask``: :mod:`rpg_core._tasks`) picks the loss and the metrics, and
+default, ``pose`` or ``multitask``: :mod:`rpg_core.catalog.tasks`) picks the loss and the metrics, and
 which architectures and datasets the spec may name.
 
 Example (YAML)::

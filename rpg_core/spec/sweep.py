@@ -140,3 +140,42 @@ def load_sweep(path: str | Path) -> SweepSpec:
     except (json.JSONDecodeError, RecursionError, RPGYAMLError) as err:
         raise RPGConfigError(f"sweep file {str(p)!r} is not valid YAML/JSON: {err}") from None
     return parse_sweep(data)
+
+
+_LABELS = ("name", "tags")
+
+
+def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, path))
+        else:
+            out[path] = v
+    return out
+
+
+def _at(d: Any, path: str) -> Any:
+    for k in path.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def varied_fields(sweep: dict[str, Any] | SweepSpec) -> list[str]:
+    """The dotted spec paths a sweep's experiments differ in, read from the sweep itself (no
+    expansion): grid paths with two or more distinct values, and the paths an ``extra``
+    override sets to something other than the base's (names and tags left out)."""
+    sw = parse_sweep(sweep)
+    out = {
+        p
+        for p, values in sw.grid.items()
+        if len({json.dumps(v, sort_keys=True) for v in values}) > 1
+    }
+    for over in sw.extra:
+        for path, value in _leaves(over).items():
+            if path.split(".")[0] not in _LABELS and _at(sw.base, path) != value:
+                out.add(path)
+    return sorted(out)

@@ -4,7 +4,7 @@ Tensors (model state, optimizer state, RNG states) go in the safetensors body un
 names (``model/``, ``optim/<param index>/<key>``, ``rng/``); everything else (epoch, history, the
 spec, optimizer hyper-parameters, scheduler state) goes, as JSON, in the file's metadata under
 ``rpg_checkpoint``. Nothing is pickled; loading never runs code. The file goes through the one
-safetensors codec (:mod:`rpg_core.safetensors_codec`: written by the library, atomically and
+safetensors codec (:mod:`rpg_core.format.safetensors_codec`: written by the library, atomically and
 fsynced) and is read after the ``.rpg`` container's strict checks
 (:func:`rpg_core.fileformat.container.read_container`).
 """
@@ -105,7 +105,7 @@ def save_checkpoint(
     epoch: int,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``directory/last.safetensors`` atomically (:func:`~rpg_core.safetensors_codec.
+    """Write ``directory/last.safetensors`` atomically (:func:`~rpg_core.format.safetensors_codec.
     write_atomic`: temp file, fsync, rename, fsync of the directory).
 
     ``meta`` (JSON-serialisable: history, spec, ...) is stored in the header beside the state.

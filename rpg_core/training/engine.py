@@ -267,7 +267,7 @@ def _best_metrics(run: _Run) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for m in run.task.info.metrics:
         values = [float(v) for r in run.history if (v := r.get(f"val_{m.key}")) is not None]
-        out[m.key] = (max if m.higher_is_better else min)(values) if values else None
+        out[m.key] = m.best(values) if values else None
     return out
 
 
@@ -379,8 +379,7 @@ def _health(run: _Run, base: dict[str, float] | None) -> list[Any]:
     if isinstance(val, TensorSamples):  # pose, multitask: no classes; a constant prediction
         flags = check_run(run.history, num_classes=2, val_label_counts=[])
         if run.history and base:
-            up = {m.key: m.higher_is_better for m in run.task.info.metrics}
-            flags += check_baseline(run.history[-1], base, up)
+            flags += check_baseline(run.history[-1], base, run.task.info.metrics)
     else:
         labels = val.y.tolist() if isinstance(val, TensorImages) else list(val.labels)
         counts = [0] * run.data.num_classes

@@ -16,8 +16,11 @@ becomes NaN or inf does not get here: it fails with :class:`~rpg_core.RPGTrainin
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ..catalog.tasks import MetricInfo
 
 CHANCE_SIGMAS = 3.0  # binomial standard deviations above chance that still count as chance
 DIVERGED_LOSS_RATIO = 3.0  # val loss above this many times the train loss ...
@@ -85,19 +88,20 @@ def check_run(
 
 
 def check_baseline(
-    last: dict[str, Any], baseline: dict[str, float], higher_is_better: dict[str, bool]
+    last: dict[str, Any], baseline: dict[str, float], metrics: Iterable[MetricInfo]
 ) -> list[HealthFlag]:
     """A dense task's (pose, multitask) ``near-chance``: a validation metric no better than a
     constant prediction from the training targets scores (``baseline``: ``{"val_<key>": v}``,
-    :meth:`rpg_core.tasks.Task.baseline`); ``higher_is_better`` by metric key."""
+    :meth:`rpg_core.tasks.Task.baseline`); ``metrics``: the task's (their direction decides)."""
+    by_key = {m.key: m for m in metrics}
     worse = []
     for key, base in baseline.items():
         value = last.get(key)
-        name = key.removeprefix("val_")
-        if value is None or name not in higher_is_better:
+        metric = by_key.get(key.removeprefix("val_"))
+        if value is None or metric is None:
             continue
-        up = higher_is_better[name]
-        if (value <= base) if up else (value >= base):
+        name = metric.key
+        if not metric.better(value, base):
             worse.append(f"{name} {value:.4g} against {base:.4g}")
     if not worse:
         return []

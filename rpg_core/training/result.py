@@ -10,7 +10,7 @@ of the experiments table (marked :data:`COLUMN`).
 
 Adding a field to a result: declare it in :class:`TrainResult` (with a default, so that results
 stored before it still validate) and set it where the engine builds the result
-(``rpg_core.engine._result``); the stored JSON (the ``results`` table) and the API's schema
+(``rpg_core.training.engine._result``); the stored JSON (the ``results`` table) and the API's schema
 (``ExperimentResult``) follow. A field marked :data:`COLUMN` is also a column of the experiments
 table: it needs that column in ``api/models.py`` and a migration in ``api/migrations``
 (``lifecycle.finish_experiment`` then fills it).

@@ -52,7 +52,7 @@ def test_series_grouped_with_points(
     assert 4000 < fit["params_for"]["0.8"] < 64000
     only = client.get("/api/analysis/power-law", params={"scope": "plain", "metric": "val_acc"})
     assert [s["scope"] for s in only.json()["series"]] == ["plain"]
-    assert only.json()["series"][0]["points"][0]["accuracy"] == pytest.approx(0.89)
+    assert only.json()["series"][0]["points"][0]["value"] == pytest.approx(0.89)
 
 
 def test_fit_failure_is_reported_not_raised(

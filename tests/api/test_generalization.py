@@ -50,7 +50,7 @@ def test_gap_is_a_power_law_quantity(
     (p_plain,) = by_scope["plain"]["points"]
     assert (p_rpg["experiment_id"], p_plain["experiment_id"]) == (rpg, plain)
     assert p_rpg["gap"] == pytest.approx(0.05) and p_plain["gap"] == pytest.approx(0.20)
-    assert p_rpg["accuracy"] == pytest.approx(0.80)  # the final val acc the gap is taken from
+    assert p_rpg["value"] == pytest.approx(0.80)  # the final val acc the gap is taken from
     assert all(s["fit"] is None for s in body["series"])
     default = client.get("/api/analysis/power-law").json()
     assert default["quantity"] == "accuracy"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from alembic.autogenerate import compare_metadata
@@ -67,10 +69,7 @@ def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: object) -> None
 def _backfill_and_downgrade(url: str) -> None:
     """0002 -> 0003: old rows are classification runs; finished ones get primary acc = val_acc;
     downgrading drops the columns again."""
-    from alembic import command
     from sqlalchemy import text
-
-    from api.migrate import alembic_config
 
     upgrade(url, "0002")
     engine = make_engine(url)
@@ -101,13 +100,7 @@ def _backfill_and_downgrade(url: str) -> None:
         assert "ix_experiments_task_id" in {
             ix["name"] for ix in inspect(engine).get_indexes("experiments")
         }
-        command.downgrade(alembic_config(url), "0002")
-        engine.dispose()
-        cols = {c["name"] for c in inspect(engine).get_columns("experiments")}
-        assert not cols & {"task", "primary_metric", "primary_value"}
-        upgrade(url)
-        engine.dispose()
-        assert _diff(url) == []
+        _downgrade_drops(url, engine, "0002", {"task", "primary_metric", "primary_value"})
     finally:
         engine.dispose()
 
@@ -116,11 +109,88 @@ def test_0003_backfills_and_downgrades_on_sqlite(tmp_path: object) -> None:
     _backfill_and_downgrade(f"sqlite:///{tmp_path}/m3.db")
 
 
-def test_0003_backfills_and_downgrades_on_postgresql() -> None:
+def _on_fresh_postgresql(check: Callable[[str], None]) -> None:
+    """Run ``check`` on the URL of a throw-away PostgreSQL database."""
     name = f"rpg_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            _backfill_and_downgrade(PG_URL.format(name=name))
+            check(PG_URL.format(name=name))
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _downgrade_drops(url: str, engine: Any, revision: str, columns: set[str]) -> None:
+    """Downgrading to ``revision`` drops ``columns``; upgrading again matches the models."""
+    from alembic import command
+
+    from api.migrate import alembic_config
+
+    command.downgrade(alembic_config(url), revision)
+    engine.dispose()
+    assert not {c["name"] for c in inspect(engine).get_columns("experiments")} & columns
+    upgrade(url)
+    engine.dispose()
+    assert _diff(url) == []
+
+
+def test_0003_backfills_and_downgrades_on_postgresql() -> None:
+    _on_fresh_postgresql(_backfill_and_downgrade)
+
+
+def _conditions_backfill(url: str) -> None:
+    """0003 -> 0004: each old run gets the conditions of its stored spec (and their key); two
+    runs differing only in ring size and seed share a key, a run of other epochs does not, a
+    spec that no longer validates keeps NULL; downgrading drops the columns."""
+    import json
+
+    from sqlalchemy import text
+
+    from rpg_core.spec.conditions import conditions_key
+
+    base = {"model": {"arch": "resnet18"}, "data": {"dataset": "digits"}}
+    specs = [
+        {**base, "rpg": {"ring_size": 1000}, "train": {"epochs": 3}},
+        {**base, "rpg": {"ring_size": 4000, "seed": 2}, "train": {"epochs": 3, "seed": 5}},
+        {**base, "rpg": {"ring_size": 1000}, "train": {"epochs": 10}},
+        {**base, "train": {"epochs": 3}, "unknown_old_field": 1},
+    ]
+    upgrade(url, "0003")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for i, spec in enumerate(specs, start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO experiments (id, name, spec, status, arch, dataset, scope, "
+                        "progress, attempts, lease_token, cancel_requested, created_at, "
+                        "updated_at) VALUES (:id, 'r', :spec, 'succeeded', 'resnet18', "
+                        "'digits', 'global', 0, 0, 0, false, '2026-01-01', '2026-01-01')"
+                    ),
+                    {"id": i, "spec": json.dumps(spec)},
+                )
+        upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, conditions_key, conditions FROM experiments ORDER BY id")
+            ).all()
+        keys = [r[1] for r in rows]
+        assert keys[0] == keys[1] == conditions_key(specs[0])
+        assert keys[2] == conditions_key(specs[2]) != keys[0]
+        assert keys[3] is None and rows[3][2] is None
+        stored = rows[0][2] if isinstance(rows[0][2], dict) else json.loads(rows[0][2])
+        assert stored["train.epochs"] == 3 and "train.seed" not in stored
+        assert "ix_experiments_conditions_key_id" in {
+            ix["name"] for ix in inspect(engine).get_indexes("experiments")
+        }
+        _downgrade_drops(url, engine, "0003", {"conditions", "conditions_key"})
+    finally:
+        engine.dispose()
+
+
+def test_0004_backfills_conditions_on_sqlite(tmp_path: object) -> None:
+    _conditions_backfill(f"sqlite:///{tmp_path}/m4.db")
+
+
+def test_0004_backfills_conditions_on_postgresql() -> None:
+    _on_fresh_postgresql(_conditions_backfill)

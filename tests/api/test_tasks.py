@@ -188,7 +188,7 @@ def test_power_law_of_a_lower_is_better_metric_fits_it_itself(
     assert body["higher_is_better"] is False and body["label"] == "depth RMSE"
     (series,) = body["series"]
     assert (series["sharing"], series["stacks"]) == ("rpg", 3)
-    assert series["points"][0]["accuracy"] == pytest.approx(30 * 1000**-0.5)
+    assert series["points"][0]["value"] == pytest.approx(30 * 1000**-0.5)
     assert series["fit"]["a"] == pytest.approx(30, rel=1e-6)
     assert series["fit"]["b"] == pytest.approx(0.5, rel=1e-6)
     normal = client.get(

@@ -129,6 +129,16 @@ class ConsoleLog:
             self.errors.append(message.text)
 
 
+def page_in_context(browser: Any, width: int, height: int, wait_ms: int) -> Iterator[Any]:
+    """A fresh context and page (console errors in ``page.console``), closed after use."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    ctx.set_default_timeout(wait_ms)
+    p = ctx.new_page()
+    p.console = ConsoleLog(p)
+    yield p
+    ctx.close()
+
+
 def screenshot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api.analysis import series_key_of
 from frontend import figures
 from frontend.routes import ablation_bars
 from rpg_core.analysis.power_law import fit_power_law
@@ -14,7 +15,7 @@ from rpg_core.analysis.power_law import fit_power_law
 
 def _series(arch: str, scope: str, sizes: list[int], fit: dict[str, Any] | None) -> dict[str, Any]:
     points = [
-        {"experiment_id": i + 1, "params": p, "accuracy": 1 - 0.9 * p**-0.25}
+        {"experiment_id": i + 1, "params": p, "value": 1 - 0.9 * p**-0.25}
         for i, p in enumerate(sizes)
     ]
     return {"arch": arch, "scope": scope, "dataset": "digits", "points": points, "fit": fit}
@@ -35,9 +36,9 @@ DATA = {
 # predict draws the fit line
 FITTED = DATA["series"][0]
 LAWS = {
-    (FITTED["arch"], FITTED["scope"], FITTED["dataset"]): fit_power_law(
+    series_key_of(FITTED): fit_power_law(
         [p["params"] for p in FITTED["points"]],
-        [p["accuracy"] for p in FITTED["points"]],
+        [p["value"] for p in FITTED["points"]],
         bootstrap=0,
     )
 }
@@ -142,8 +143,14 @@ def test_params_for_a_target_say_how_far_they_extrapolate() -> None:
     assert figures.params_needed(2000, sizes) == "2k"
     assert figures.params_needed(12_000, sizes) == "12k (extrapolated: 3.0× the largest run)"
     far = figures.params_needed(297e9, sizes)
-    assert far is not None and far.startswith("out of reach of this fit: it would need 297G")
-    assert "74,250,000× the largest run (4k)" in far
+    assert far == "beyond 100× the largest run (4k): out of reach of this fit"
+    # the cell: a law fitted to short runs "needs" 3.19e61 parameters; no digits
+    exploded = figures.params_needed(3.19e61, sizes)
+    assert exploded == far and not any(
+        ch.isdigit() for ch in exploded.replace("100", "").replace("4k", "")
+    )
+    assert figures.params_needed(float("inf"), sizes) == "beyond 100× the largest run"
+    assert figures.fmt_params(3.19e61) == "3e+61" and figures.fmt_params(1.5e12) == "1.5T"
     assert figures.params_needed(500, sizes) == "500 (below the smallest run, 1k: extrapolated)"
     assert figures.params_needed(None, sizes) is None
 

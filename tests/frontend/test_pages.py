@@ -127,7 +127,10 @@ def _seed_sweep(live: LiveServer, s: Session) -> None:
     for i, ((p, r), exp_id) in enumerate(zip(grid, ids, strict=True)):
         _finish(s, exp_id, accs[(p, r)], 2000, inference_ms_per_image=0.1 * (i + 1))
     live.extra.update(sweep=sweep_id)
-    live.extra["series"]["resnet18 · global · synthetic"] = 4
+    # permutation and reflection are conditions: each setting is a series of its own
+    for p, r in grid:
+        name = f"permutation {'on' if p else 'off'}, reflection {'on' if r else 'off'}"
+        live.extra["series"][f"resnet18 · global · synthetic · {name}"] = 1
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +346,7 @@ def test_power_law_chart_points_fits_and_click(page: Any, live: LiveServer) -> N
     xaxis = page.evaluate("document.querySelector('#pl-graph').layout.xaxis.type")
     assert xaxis == "log"
     rows = page.locator("#pl-table tbody tr")
-    assert rows.count() == 4
+    assert rows.count() == 7
     assert "k" in rows.filter(has_text="resnet18 · global · digits").inner_text()
     screenshot(page, "power-law")
     plain_id = live.extra["plain"]

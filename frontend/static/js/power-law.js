@@ -22,7 +22,7 @@ function renderTable(rows, target, empty = "No finished runs.") {
   $("#pl-table tbody").innerHTML = rows.length ? rows.map((r) => {
     const ci = r.b_ci && r.b_ci.length === 2 ? `[${r.b_ci[0].toFixed(3)}, ${r.b_ci[1].toFixed(3)}]` : "—";
     const need = r.plain ? "baseline" : (r.params_for[key] ?? (r.b === null ? (r.fit_error ? "no fit" : "needs 3 sizes") : "unreachable"));
-    return `<tr><td>${esc(r.series)}</td><td class="num">${r.points}</td>
+    return `<tr data-conditions="${esc(r.conditions_key || "")}"><td>${esc(r.series)}<div class="muted small">${esc(r.description || "")}</div></td><td class="num">${r.points}</td>
       <td class="num">${r.a === null || r.a === undefined ? "—" : r.a.toPrecision(3)}</td>
       <td class="num">${r.b === null ? "—" : r.b.toFixed(3)}</td><td>${ci}</td>
       <td class="num">${r.r2 === null ? "—" : r.r2.toFixed(3)}</td><td class="num">${esc(need)}</td></tr>`;
@@ -61,13 +61,17 @@ async function load() {
     return;
   }
   if (!out.points) {
-    state.textContent = "No succeeded runs with a backbone parameter count yet: run a sweep over ring sizes.";
+    state.textContent = out.excluded
+      ? `Only flagged runs match (${out.excluded}: diverged or near chance); tick “include flagged runs” to see them.`
+      : "No succeeded runs with a backbone parameter count yet: run a sweep over ring sizes.";
+    $("#pl-summary").textContent = "";
     graph.hidden = true; renderTable([], null);
     return;
   }
   const gap = q.get("y") === "gap";
   $("#pl-fitted").textContent = gap ? "" : fittedText(out);
-  state.textContent = `${out.points} runs.` + (gap ? " Y: train accuracy minus final validation accuracy (the paper's Table 6a; lower: less over-fitting)." : "") +
+  $("#pl-summary").textContent = out.summary || "";
+  state.textContent = `${out.points} runs in ${out.series} series (one per set of conditions; a size run with several seeds is shown at their mean, the bar spanning them; the fit uses every run).` + (gap ? " Y: train accuracy minus final validation accuracy (the paper's Table 6a; lower: less over-fitting)." : "") +
     (out.excluded ? ` ${out.excluded} flagged run${out.excluded === 1 ? "" : "s"} (diverged or near chance) left out of the fits: hollow grey markers.` : "") +
     (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
   await plot(graph, out.figure);

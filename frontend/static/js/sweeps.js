@@ -20,7 +20,7 @@ function rowHtml(s) {
     <td><progress max="${s.total || 1}" value="${done}" aria-label="sweep ${s.id}: ${done} of ${s.total} finished"></progress> ${done}/${s.total}</td>
     <td>${counts}</td><td>${new Date(s.created_at).toLocaleString()}</td>
     <td><a class="btn" href="/?sweep=${s.id}">Runs</a> <a class="btn" href="/power-law?sweep=${s.id}${taskOf(s) === "classification" ? "" : `&task=${esc(taskOf(s))}`}">Power law</a>
-      <a class="btn" href="/tables?sweep=${s.id}">Table</a>
+      ${s.compares_variants ? `<a class="btn" href="/tables?sweep=${s.id}">Table</a>` : ""}
       <button type="button" class="btn" data-ablation="${s.id}" data-name="${esc(s.name)}">Ablation bars</button>
       <button type="button" class="btn" data-speed="${s.id}" data-name="${esc(s.name)}">Accuracy vs time</button></td></tr>`;
 }

@@ -1,4 +1,4 @@
-"""The one safetensors codec (rpg_core.safetensors_codec): the library writes and reads both the
+"""The one safetensors codec (rpg_core.format.safetensors_codec): the library writes and reads both the
 .rpg files and the checkpoints, behind the container's strict checks; writes are atomic and
 fsynced (file, then directory)."""
 

@@ -365,3 +365,16 @@ def test_multitask_samples() -> None:
     n = normal[0, :, 3, 5]
     want = tuple(round(float(c)) for c in (n + 1) / 2 * 255)
     assert _png(s["normal_true"]).getpixel((5, 3)) == pytest.approx(want, abs=1)
+
+
+def test_a_metric_owns_its_direction() -> None:
+    from rpg_core.catalog.tasks import task_info
+
+    pckh = task_info("pose").metric("pckh")
+    depth = task_info("multitask").metric("depth_rmse")
+    assert pckh.best([0.2, 0.7, 0.5]) == 0.7 and depth.best([0.9, 0.3, 0.5]) == 0.3
+    assert pckh.as_error(0.75) == 0.25 and depth.as_error(0.4) == 0.4
+    assert pckh.from_error(pckh.as_error(0.6)) == 0.6 and depth.from_error(0.4) == 0.4
+    assert pckh.fitted() == "1 - pckh" and depth.fitted() == "depth_rmse"
+    with pytest.raises(ValueError, match="pckh"):
+        pckh.best([])
