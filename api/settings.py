@@ -20,6 +20,15 @@ def home_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("RPG_HOME", "").strip() or DEFAULT_HOME)
 
 
+def default_job_memory_bytes() -> int:
+    """40 % of this machine's physical memory (8 GiB where it is unknown)."""
+    try:
+        total = int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        total = 0
+    return total * 2 // 5 if total > 0 else 8 * 1024**3
+
+
 class Settings(BaseSettings):
     """Service configuration. Every field can be set as ``RPG_<FIELD>`` in the environment."""
 
@@ -101,7 +110,14 @@ class Settings(BaseSettings):
         description="refuse specs whose data is missing under data_root (the API must see it)",
     )
     max_job_memory_bytes: int = Field(
-        default=8 * 1024**3, ge=1, description="estimated dataset memory a job may need"
+        default_factory=lambda: default_job_memory_bytes(),
+        ge=1,
+        description="the most memory one job may need by its estimate (rpg_core.memory: data, "
+        "parameters and optimizer state, activations, rings' tables); the API refuses a spec "
+        "over it with a 422 and the worker fails such a job before it starts. Default: 40 % "
+        "of this machine's physical memory (what one worker can hold beside the API, the "
+        "database and the page cache; the job's hard limit is twice this), 8 GiB where it is "
+        "unknown",
     )
 
     @model_validator(mode="after")

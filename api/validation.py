@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +10,16 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from rpg_core.catalog.datasets import DATASETS, dataset_info
-from rpg_core.spec import AUTO_BATCH_RANGE, DataSpec, ExperimentSpec, resolve_train
+from rpg_core.catalog.datasets import dataset_info
+from rpg_core.exceptions import RPGConfigError
+from rpg_core.spec import AUTO_BATCH_RANGE, ExperimentSpec, resolve_train
+from rpg_core.training.memory import FIXED_DATA, data_memory_bytes, data_shape, memory_error
 
 from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FIXED_DATA", "check_limits", "data_memory_bytes", "feasibility_errors", "limit_errors"]
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TAG_QUERY_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -79,37 +86,10 @@ def limit_errors(
 
 
 # --- specs that can only fail: checked at submission ---------------------------------------
-# in-memory datasets: (classes, channels, default image size, train images, val images)
-# (the facts are rpg_core.catalog.datasets')
-FIXED_DATA: dict[str, tuple[int, int, int, int, int]] = {
-    d.name: (d.classes or 0, d.channels or 0, d.image_size or 0, d.num_train or 0, d.num_val or 0)
-    for d in DATASETS.values()
-    if d.fixed_size
-}
 IMAGE_FOLDER_HELP = "<data root>/{name}/train/<class>/*.png|jpg and val/<class>/..."
-
-
-def data_memory_bytes(data: DataSpec) -> int | None:
-    """Estimated peak memory of loading ``data`` (None: read lazily from files, not estimated).
-
-    The loaders keep every image as uint8 and make float copies of the largest split (resizing,
-    normalisation statistics; synthetic data draws three float tensors): about 1 + 12 bytes per
-    pixel value of the largest split.
-    """
-    if data.dataset == "synthetic":
-        channels, size = 3, data.image_size or 32
-        n_train, n_val, floats = data.num_train or 1000, data.num_val or 200, 12
-    elif data.dataset in FIXED_DATA:
-        _, channels, default_size, n_train, n_val = FIXED_DATA[data.dataset]
-        size, floats = data.image_size or default_size, 8
-    else:
-        return None
-    pixels = channels * size * size
-    return (n_train + n_val) * pixels + max(n_train, n_val) * pixels * floats
-
-
-def _gib(n: float) -> str:
-    return f"{n / 1024**3:.1f} GiB"
+MPII_FILE = "mpii_annotations.json"  # rpg_core.data.pose.MPII_FILE (a test keeps them equal)
+MPII_HELP = "<data root>/{name}/" + MPII_FILE + " and <data root>/{name}/images/"
+SCENES_HELP = "<data root>/{name}/train/{{rgb,depth,normal}}/<id>.png and val/..."
 
 
 def _has_dir(root: Path, *parts: str) -> bool:
@@ -149,6 +129,30 @@ def _data_errors(spec: ExperimentSpec, settings: Settings) -> list[tuple[str, st
             ]
         if classes < 2:
             return [("data.dataset", f"{name}: train/ needs at least two class folders")]
+    elif name.startswith("mpii:"):
+        folder = name.split(":", 1)[1]
+        if not (
+            _has_dir(root, folder)
+            and _has_dir(root, folder, "images")
+            and (root.resolve() / folder / MPII_FILE).is_file()
+        ):
+            return [
+                (
+                    "data.dataset",
+                    f"{name}: no such dataset on this server; it needs "
+                    + MPII_HELP.format(name=folder),
+                )
+            ]
+    elif name.startswith("scenes:"):
+        folder = name.split(":", 1)[1]
+        if not (_has_dir(root, folder, "train") and _has_dir(root, folder, "val")):
+            return [
+                (
+                    "data.dataset",
+                    f"{name}: no such dataset on this server; it needs "
+                    + SCENES_HELP.format(name=folder),
+                )
+            ]
     elif (info := dataset_info(name)).marker_files:
         if info.installed_in(root) is None:
             return [("data.dataset", f"{name} is not installed on this server")]
@@ -213,17 +217,30 @@ def feasibility_errors(
                 f"least {classes} (or left out to take the dataset's)",
             )
         )
-    need = data_memory_bytes(spec.data)
-    if need is not None and need > settings.max_job_memory_bytes:
+    channels = data_shape(spec.data).channels
+    if spec.prune is None and spec.model.in_channels not in (None, channels):
         found.append(
             (
-                "data",
-                f"loading this data needs about {_gib(need)} of memory; this server allows "
-                f"{_gib(settings.max_job_memory_bytes)}: lower data.image_size, num_train, "
-                "num_val or use train_subset/val_subset",
+                "model.in_channels",
+                f"{spec.data.dataset} has {channels} channel{'s' if channels > 1 else ''}; "
+                f"model.in_channels must be {channels} (or left out to take the dataset's)",
             )
         )
+    if not found:  # the memory estimate builds the model: only for a spec that can run
+        found += _memory_errors(spec, settings)
     return [{"field": f"{prefix}{f}", "message": m} for f, m in found]
+
+
+def _memory_errors(spec: ExperimentSpec, settings: Settings) -> list[tuple[str, str]]:
+    """The job's estimated peak memory (rpg_core.memory) over ``max_job_memory_bytes``."""
+    try:
+        over = memory_error(spec, settings.max_job_memory_bytes)
+    except RPGConfigError as err:  # a model that cannot be built (the worker would fail too)
+        return [("model", str(err))]
+    except Exception:  # noqa: BLE001 - an estimate that fails never fails the request
+        log.exception("memory estimate of %r failed; accepted unchecked", spec.name)
+        return []
+    return [over] if over is not None else []
 
 
 def check_limits(spec: ExperimentSpec, settings: Settings) -> None:

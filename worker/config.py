@@ -27,6 +27,14 @@ class WorkerSettings(BaseSettings):
     requeue_after_s: float = Field(
         120.0, gt=0, description="re-dispatch a queued job no broker holds after this long"
     )
+    job_memory_limit_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="the memory limit each job's process runs under (RLIMIT_DATA, see "
+        "worker.limits); over it the job fails once with 'exceeded the memory limit'. "
+        "Default: twice max_job_memory_bytes (the estimate's budget), at most 90 % of "
+        "physical memory, and none on a worker that sees a GPU; 0: no limit",
+    )
     similarity_images: int = Field(
         SIMILARITY_IMAGES, ge=2, le=10_000, description="images for the histogram"
     )

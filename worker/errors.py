@@ -11,9 +11,16 @@ from __future__ import annotations
 from api.redact import redact
 from rpg_core.exceptions import RPGConfigError, RPGDataError, RPGFormatError, RPGTrainingError
 
-__all__ = ["PERMANENT", "is_permanent", "redact"]
+__all__ = ["PERMANENT", "JobOutOfMemory", "is_permanent", "redact"]
+
+
+class JobOutOfMemory(Exception):
+    """A job's host allocation failed under its memory limit (worker.limits): the same job
+    needs the same memory, so it is not retried."""
+
 
 PERMANENT: tuple[type[BaseException], ...] = (
+    JobOutOfMemory,
     RPGConfigError,
     RPGDataError,
     RPGFormatError,

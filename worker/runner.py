@@ -9,10 +9,12 @@ the reason.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
 import time
+import traceback
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +32,8 @@ from rpg_core.training.result import ExperimentResult
 from .artifacts import checkpoint_dir, save_outputs
 from .config import WorkerSettings
 from .control import JobControl, Reporter
-from .errors import is_permanent, redact
+from .errors import JobOutOfMemory, is_permanent, redact
+from .limits import is_out_of_memory, job_memory_limit, memory_limit, out_of_memory_message
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +138,18 @@ def _run_leased(
         progress_s=wcfg.progress_s,
     )
     log.info("experiment %d: attempt %d (token %d)", exp_id, lease.attempt, lease.token)
+    limit = job_memory_limit(settings.max_job_memory_bytes, wcfg.job_memory_limit_bytes)
     with control:
         try:
-            outcome = _train(settings, wcfg, session, lease, control)
+            with memory_limit(limit):
+                outcome = _train(settings, wcfg, session, lease, control)
         except Exception as err:  # noqa: BLE001 - any job error is recorded, never re-raised
             log.exception("experiment %d failed on attempt %d", exp_id, lease.attempt)
+            if is_out_of_memory(err):
+                # the frames of the failed step hold the model and the data: let them go first
+                traceback.clear_frames(err.__traceback__)
+                gc.collect()
+                err = JobOutOfMemory(out_of_memory_message(limit))
             session.rollback()
             return _on_error(settings, wcfg, session, lease, err, control.cancelled)
     if control.lost:
@@ -189,6 +199,18 @@ def _prune_source(settings: Settings, session: Session, spec: dict[str, Any]) ->
     return load_compact(path)
 
 
+def _check_memory(settings: Settings, spec: dict[str, Any]) -> None:
+    """The API's memory estimate, checked again before anything is loaded (a spec submitted
+    under a larger budget, or before the estimate existed): over budget, the job fails once."""
+    from rpg_core.exceptions import RPGConfigError
+    from rpg_core.spec import parse_spec
+    from rpg_core.training.memory import memory_error
+
+    over = memory_error(parse_spec(spec), settings.max_job_memory_bytes)
+    if over is not None:
+        raise RPGConfigError(f"{over[0]}: {over[1]}")
+
+
 def _train(
     settings: Settings,
     wcfg: WorkerSettings,
@@ -201,6 +223,7 @@ def _train(
         train_experiment,  # the one path of `rpg train`/`rpg sweep`
     )
 
+    _check_memory(settings, lease.spec)
     ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)
     keep = _KeepModel()

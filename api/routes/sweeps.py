@@ -49,13 +49,10 @@ def submit_sweep(
 ) -> SweepCreated:
     """Create every experiment of the sweep (all or none) and send them to the worker."""
     try:
-        specs = expand(sweep)
+        # the size is counted before anything is expanded (a 10^12 grid costs nothing)
+        specs = expand(sweep, max_experiments=settings.max_sweep_experiments)
     except RPGConfigError as err:
         raise field_error("sweep", str(err)) from None
-    if len(specs) > settings.max_sweep_experiments:
-        raise field_error(
-            "sweep", f"{len(specs)} experiments; at most {settings.max_sweep_experiments} per sweep"
-        )
     errors = [
         e for i, s in enumerate(specs) for e in limit_errors(s, settings, f"experiments[{i}].")
     ]

@@ -300,7 +300,7 @@ def _pose_samples(imgs: np.ndarray, joints: np.ndarray, visible: np.ndarray) -> 
     )
 
 
-def _pose_bytes(size: int) -> int:
+def pose_bytes(size: int) -> int:
     return 3 * size * size + 4 * (NUM_JOINTS * 3 + 1)
 
 
@@ -314,7 +314,7 @@ def load_synthetic_pose(spec: DataSpec, should_stop: StopCheck | None = None) ->
     check_memory(
         "synthetic-pose",
         len(tr) + len(va),
-        _pose_bytes(size),
+        pose_bytes(size),
         "lower data.num_train, num_val or image_size",
     )
     train = synthetic_pose(tr, size, split="train", should_stop=should_stop)
@@ -482,7 +482,7 @@ def load_mpii(spec: DataSpec, root: Path, should_stop: StopCheck | None = None) 
     check_memory(
         spec.dataset,
         len(train) + len(val),
-        _pose_bytes(size),
+        pose_bytes(size),
         "lower data.image_size or set data.train_subset",
     )
     log.info("%s: decoding %d train and %d val people", spec.dataset, len(train), len(val))

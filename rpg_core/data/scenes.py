@@ -426,7 +426,7 @@ def _scene_samples(
     )
 
 
-def _scene_bytes(size: int) -> int:
+def scene_bytes(size: int) -> int:
     return size * size * (3 + 4 * 5)
 
 
@@ -440,7 +440,7 @@ def load_synthetic_scenes(spec: DataSpec, should_stop: StopCheck | None = None) 
     check_memory(
         "synthetic-scenes",
         len(tr) + len(va),
-        _scene_bytes(size),
+        scene_bytes(size),
         "lower data.num_train, num_val or image_size",
     )
     train = synthetic_scenes(tr, size, split="train", should_stop=should_stop)
@@ -565,7 +565,7 @@ def load_scene_folder(spec: DataSpec, root: Path, should_stop: StopCheck | None 
     tr_dir, va_dir = resolve_under(tree, "train"), resolve_under(tree, "val")
     n = sum(len(_ids(d)) for d in (tr_dir, va_dir))
     n = min(n, (spec.train_subset or n) + (spec.val_subset or n))
-    check_memory(spec.dataset, n, _scene_bytes(size), "lower data.image_size or set data.train_subset")  # fmt: skip
+    check_memory(spec.dataset, n, scene_bytes(size), "lower data.image_size or set data.train_subset")  # fmt: skip
     return dense_datasets(
         spec.dataset,
         _scene_split(base, tr_dir, spec.train_subset, size, scale, should_stop),

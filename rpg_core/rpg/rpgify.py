@@ -135,7 +135,7 @@ def select_layers(
 
 
 # --- grouping into rings --------------------------------------------------------------------
-def _group(layers: list[tuple[str, nn.Module]], scope: Scope) -> dict[str, list[str]]:
+def group_layers(layers: list[tuple[str, nn.Module]], scope: Scope) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     if isinstance(scope, str):
         if scope == "global":
@@ -317,7 +317,7 @@ def rpgify(
             "(pass include=[...] to choose layers, or linear=True for Linear layers)"
         )
     modules = dict(layers)
-    groups = {_check_ring_name(k): v for k, v in _group(layers, scope).items()}
+    groups = {_check_ring_name(k): v for k, v in group_layers(layers, scope).items()}
     if not groups:
         raise RPGConfigError("scope: no layer matched any scope pattern; nothing to generate")
     shapes = {n: tuple(modules[n]._parameters["weight"].shape) for n, _ in layers}  # type: ignore[union-attr]

@@ -89,6 +89,60 @@ def test_too_few_classes_for_the_dataset(client: TestClient, auth: dict[str, str
     assert client.post("/api/experiments", json=ok, headers=auth).status_code == 201
 
 
+def test_in_channels_must_match_the_dataset(client: TestClient, auth: dict[str, str]) -> None:
+    """Before: ``in_channels: 64`` on digits (1 channel) was accepted and failed 3 times."""
+    r = client.post("/api/experiments", json=_with("model", in_channels=64), headers=auth)
+    assert r.status_code == 422
+    [err] = r.json()["detail"]
+    assert err["field"] == "model.in_channels"
+    assert "digits has 1 channel" in err["message"] and "must be 1" in err["message"]
+    pose = {"task": "pose", "model": {"arch": "hourglass", "in_channels": 1},
+            "data": {"dataset": "synthetic-pose"}}  # fmt: skip
+    assert _refused(client, auth, pose) == ["model.in_channels"]
+    ok = _with("model", in_channels=1)
+    assert client.post("/api/experiments", json=ok, headers=auth).status_code == 201
+
+
+def test_mpii_and_scene_folders_must_exist(settings: Settings, tmp_path: Path) -> None:
+    """Before: ``mpii:<name>`` / ``scenes:<name>`` that do not exist were accepted."""
+    from api.validation import MPII_FILE as API_MPII_FILE
+    from rpg_core.data.pose import MPII_FILE
+
+    assert API_MPII_FILE == MPII_FILE
+    root = tmp_path / "data-root"
+    (root / "people" / "images").mkdir(parents=True)
+    (root / "people" / MPII_FILE).write_text("[]")
+    (root / "no-json" / "images").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / "rooms" / split / "rgb").mkdir(parents=True)
+    (root / "half" / "train").mkdir(parents=True)
+    app = create_app(settings.model_copy(update={"data_root": root}))
+    with TestClient(app) as c:
+        from api import crud
+
+        with app.state.sessionmaker() as session:
+            auth = {"Authorization": f"Bearer {crud.create_token(session, 'v')}"}
+
+        def post(task: str, arch: str, dataset: str) -> Any:
+            spec = {"task": task, "model": {"arch": arch}, "data": {"dataset": dataset,
+                    "train_subset": 8, "val_subset": 4}, "train": {"epochs": 1}}  # fmt: skip
+            return c.post("/api/experiments", json=spec, headers=auth)
+
+        for task, arch, dataset, need in [
+            ("pose", "hourglass", "mpii:missing", MPII_FILE),
+            ("pose", "hourglass", "mpii:no-json", MPII_FILE),
+            ("multitask", "encdec", "scenes:missing", "train/"),
+            ("multitask", "encdec", "scenes:half", "val/"),
+        ]:
+            r = post(task, arch, dataset)
+            assert r.status_code == 422, (dataset, r.text)
+            [err] = r.json()["detail"]
+            assert err["field"] == "data.dataset" and dataset in err["message"]
+            assert need in err["message"] and str(root) not in err["message"]
+        assert post("pose", "hourglass", "mpii:people").status_code == 201
+        assert post("multitask", "encdec", "scenes:rooms").status_code == 201
+
+
 def _image_folder(root: Path, name: str, classes: int) -> None:
     for split in ("train", "val"):
         for k in range(classes):
@@ -138,7 +192,9 @@ def test_data_over_the_memory_budget(
     r = client.post("/api/experiments", json={**SPEC, "data": data}, headers=auth)
     assert r.status_code == 422
     [err] = r.json()["detail"]
-    assert err["field"] == "data" and "GiB of memory" in err["message"]
+    assert err["field"].startswith(("data.", "train.")), err
+    assert "GiB" in err["message"] and "of memory" in err["message"]
+    assert "data.image_size" in err["message"]
 
 
 def test_sweep_errors_name_the_experiment(client: TestClient, auth: dict[str, str]) -> None:

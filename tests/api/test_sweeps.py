@@ -137,6 +137,9 @@ def test_paper_templates_submit_as_they_are(settings: Settings, token: str) -> N
         auto_migrate=False,
         artifact_dir=settings.artifact_dir,
         check_data_on_submit=False,  # CIFAR/ImageNet are not installed here (checked below)
+        # the ImageNet templates are GPU-server runs (ResNet34 at batch 256 and 224 px: about
+        # 18 GiB by the memory estimate); the budget is the deployment's (tests/api/test_sec_cost)
+        max_job_memory_bytes=64 * 1024**3,
     )
     with TestClient(create_app(defaults)) as c:
         for path in PAPER:

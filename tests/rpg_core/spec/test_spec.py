@@ -180,3 +180,33 @@ def test_augmentation_is_off_for_short_runs_unless_asked() -> None:
     assert resolve_augment(parse_spec({"train": {"epochs": 30}})) is True
     assert resolve_augment(parse_spec({"train": {"epochs": 3}, "data": {"augment": True}}))
     assert resolve_augment(parse_spec({"train": {"recipe": "paper-cifar"}})) is True
+
+
+def test_sweep_size_is_counted_without_expanding(tmp_path: Path, capsys: Any) -> None:
+    import json as _json
+    import resource
+    import time as _time
+
+    from rpg_core.cli import main
+    from rpg_core.spec.sweep import check_sweep_size, sweep_size
+
+    grid = {f"k{i}": list(range(1000)) for i in range(4)}
+    bomb = {"base": {"data": {"dataset": "digits"}}, "grid": grid, "extra": [{"name": "p"}]}
+    assert sweep_size(bomb) == 10**12 + 1
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = _time.perf_counter()
+    with pytest.raises(RPGConfigError) as err:
+        expand(bomb)
+    assert _time.perf_counter() - t < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # KiB
+    msg = str(err.value)
+    assert "1000000000001 experiments" in msg and "at most 1000" in msg
+    assert all(k in msg for k in grid)
+    with pytest.raises(RPGConfigError, match="at most 5 are allowed"):
+        check_sweep_size({"grid": {"rpg.seed": list(range(6))}}, limit=5)
+    assert check_sweep_size({"grid": {"rpg.seed": list(range(5))}}, limit=5) == 5
+    # the CLI: the same error, one line, exit status 2, nothing trained
+    path = tmp_path / "bomb.json"
+    path.write_text(_json.dumps(bomb))
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    assert "at most 1000 are allowed" in capsys.readouterr().err
