@@ -22,14 +22,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .checkpoint_info import CHECKPOINT_NAME, META_KEY
 from .exceptions import RPGFormatError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last.safetensors"
 FORMAT = "rpg-checkpoint"
 FORMAT_VERSION = 1
-META_KEY = "rpg_checkpoint"
 
 
 @dataclass
