@@ -72,7 +72,7 @@ def _client(args: argparse.Namespace) -> Any:
         + ("token from " + ("--token" if args.token else "RPG_API_TOKEN") if token else "no token"),
         file=sys.stderr,
     )
-    return Client(url, token)
+    return Client(url, token, url_source=source)
 
 
 def run_submit(args: argparse.Namespace) -> int:

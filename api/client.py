@@ -45,6 +45,19 @@ class APIError(RPGError):
         super().__init__(f"HTTP {status_code}: {_format_detail(detail)}")
 
 
+class ServerNotRunning(APIError):
+    """Nothing answers at the server's URL: no ``rpg serve`` (or ``make demo``) runs there."""
+
+    def __init__(self, url: str, source: str | None = None) -> None:
+        where = f" ({source})" if source else ""
+        self.status_code, self.detail = 0, f"no server at {url}"
+        RPGError.__init__(
+            self,
+            f"the RPG Studio server is not running at {url}{where}: start it with `rpg serve` "
+            "(or `make demo`) in another shell, or point RPG_API_URL (or --url) at a running one",
+        )
+
+
 def _format_detail(detail: Any) -> str:
     if isinstance(detail, list):
         return "; ".join(
@@ -63,8 +76,10 @@ class Client:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        url_source: str | None = None,
     ) -> None:
-        url = server_url(url)[0]
+        url, found_in = server_url(url)
+        self.url_source = url_source or found_in  # where the URL came from (said in errors)
         token = token or os.environ.get("RPG_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
@@ -83,6 +98,8 @@ class Client:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             r = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise ServerNotRunning(str(self._http.base_url).rstrip("/"), self.url_source) from None
         except httpx.HTTPError as err:
             raise APIError(0, f"cannot reach {self._http.base_url}: {err}") from None
         if r.status_code >= 400:
@@ -114,6 +131,17 @@ class Client:
         out: dict[str, Any] = self._request("POST", f"/api/experiments/{int(experiment_id)}/cancel")
         return out
 
+    def sweeps(self, limit: int = 50) -> dict[str, Any]:
+        """The newest sweeps with their counts by status (``{"items": [...], ...}``)."""
+        out: dict[str, Any] = self._request("GET", "/api/sweeps", params={"limit": int(limit)})
+        return out
+
+    def metrics(self, experiment_id: int) -> dict[str, Any]:
+        """An experiment's metric series: ``{"series": {name: {"epoch": [...], "value": [...]}}}``."""
+        path = f"/api/experiments/{int(experiment_id)}/metrics"
+        out: dict[str, Any] = self._request("GET", path)
+        return out
+
     def sweep(self, sweep_id: int) -> dict[str, Any]:
         out: dict[str, Any] = self._request("GET", f"/api/sweeps/{int(sweep_id)}")
         return out
@@ -138,6 +166,9 @@ class Client:
                     for chunk in r.iter_bytes():
                         h.update(chunk)
                         fh.write(chunk)
+        except httpx.ConnectError:
+            tmp.unlink(missing_ok=True)
+            raise ServerNotRunning(str(self._http.base_url).rstrip("/"), self.url_source) from None
         except httpx.HTTPError as err:
             tmp.unlink(missing_ok=True)
             raise APIError(0, f"download failed: {err}") from None

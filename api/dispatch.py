@@ -16,6 +16,7 @@ Brokers:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -93,8 +94,18 @@ def _is_broker_down(app: Celery | None, err: Exception) -> bool:
         return False
 
 
+def _next_millisecond() -> None:
+    """Wait for the next millisecond of the monotonic clock: the filesystem broker names each
+    message by that millisecond (and a random id), and workers take the files in name order, so
+    two messages sent in one millisecond would be taken in random order."""
+    start = int(round(time.monotonic() * 1000))
+    while int(round(time.monotonic() * 1000)) == start:
+        time.sleep(0.0002)
+
+
 def dispatch(settings: Settings, experiment_ids: Sequence[int]) -> list[int]:
-    """Send one ``TRAIN_TASK`` message per id; returns the ids that were sent.
+    """Send one ``TRAIN_TASK`` message per id, in the order given (workers take them in that
+    order); returns the ids that were sent.
 
     Never raises: the runs not sent stay "queued" in the database for the reconciler. A broker
     that is down is a warning; any other error (a bug or a misconfiguration, which retrying
@@ -105,10 +116,13 @@ def dispatch(settings: Settings, experiment_ids: Sequence[int]) -> list[int]:
         return []
     sent: list[int] = []
     app = None
+    in_order = settings.broker_url.startswith(FILESYSTEM_SCHEME)
     try:
         app = sender(settings.broker_url, settings.dispatch_queue)
         with app.producer_or_acquire() as producer:
             for exp_id in experiment_ids:
+                if in_order and sent:
+                    _next_millisecond()
                 app.send_task(
                     TRAIN_TASK,
                     args=[exp_id],

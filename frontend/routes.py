@@ -56,7 +56,7 @@ PAGES = {
 NAV = (("runs", "/", "Runs"), ("power-law", "/power-law", "Power law"),
        ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"),
        ("generalization", "/generalization", "Generalization"),
-       ("tables", "/tables", "Tables"))  # fmt: skip
+       ("tables", "/tables", "Tables"), ("docs", "/docs", "API docs"))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- pages
@@ -77,11 +77,14 @@ def _nav(page: str) -> str:
 
 def _arch_options() -> str:
     """The simple form's architectures: the classifiers (a pose or multitask run names its task:
-    the spec and sweep tabs take those)."""
+    the spec and sweep tabs take those), the spec's default (resnet18, the README's) selected."""
     from rpg_core.catalog.tasks import task_of_arch
     from rpg_core.models import list_models
+    from rpg_core.spec import ModelSpec
 
-    return "".join(f'<option value="{html.escape(m)}">{html.escape(m)}</option>'
+    default = ModelSpec.model_fields["arch"].default
+    return "".join(f'<option value="{html.escape(m)}"{" selected" if m == default else ""}>'
+                   f'{html.escape(m)}</option>'
                    for m in list_models() if task_of_arch(m) == "classification")  # fmt: skip
 
 

@@ -76,6 +76,28 @@ def held_experiments(settings: Settings) -> set[int] | None:
     return {i for i in map(experiment_of, raw) if i is not None}
 
 
+def drop_filesystem_pending(settings: Settings) -> list[int]:
+    """Embedded mode only (the filesystem broker, which no other server shares), before its
+    worker starts: delete the pending messages of the dispatch queue, so the caller can send
+    them again in the order it chooses. Returns the experiment ids they held (in queue order);
+    [] for other brokers."""
+    url, queue = settings.broker_url, settings.dispatch_queue
+    if not url or not url.startswith(FILESYSTEM_SCHEME):
+        return []
+    folder = Path(transport_options(url)["data_folder_in"])
+    ids: list[int] = []
+    for path in sorted(folder.glob(f"*.{queue}.msg")):
+        try:
+            exp_id = experiment_of(path.read_bytes())
+            if exp_id is None:  # not a train task: left alone
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        ids.append(exp_id)
+    return ids
+
+
 UNACKED_KEY = "unacked"  # kombu's Redis transport: delivery tag -> [message, exchange, queue]
 UNACKED_INDEX_KEY = "unacked_index"
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.status import FINISHED
+from api.status import FINISHED, JobStatus
 from rpg_core.catalog.datasets import DATASETS
 
 RING_SIZES = (100, 500, 2_500)  # 3 epochs of 3,000 images saturate near 80% from 2K up
@@ -227,7 +227,11 @@ def run(args: argparse.Namespace) -> int:
             server.wait()
             print(f"rpg serve stopped (exit {server.returncode}); see {log_path}", flush=True)
     except (KeyboardInterrupt, Stop) as why:
-        print(f"\nstopping ({why or 'Ctrl-C'})", flush=True)
+        print(
+            f"\nstopping ({str(why) or 'Ctrl-C'}): the server and its worker; a run in training "
+            "resumes from its last checkpoint at the next start on this home",
+            flush=True,
+        )
     finally:
         # a second Ctrl-C or kill while stopping must not leave the server behind
         for sig in (*previous, signal.SIGINT):
@@ -243,45 +247,126 @@ def run(args: argparse.Namespace) -> int:
 def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any) -> None:
     from api.client import Client
 
+    sweep = demo_sweep(args.epochs, tiny=args.tiny)
     with Client(url, token) as client:
-        _say_resumed(client)
-        created = client.submit_sweep(demo_sweep(args.epochs, tiny=args.tiny))
-        ids = [int(i) for i in created["experiment_ids"]]
-        print(
-            f"sweep {created['id']} ({len(ids)} experiments) queued: see {url}/sweeps"
-            f"\ndashboard: {url}/",
-            flush=True,
-        )
+        found = find_sweep(client, sweep)
+        if found is None:
+            created = client.submit_sweep(sweep)
+            sweep_id, ids = int(created["id"]), [int(i) for i in created["experiment_ids"]]
+            print(
+                f"sweep {sweep_id} ({len(ids)} experiments) queued: see {url}/sweeps"
+                f"\ndashboard: {url}/",
+                flush=True,
+            )
+        else:
+            sweep_id = int(found["id"])
+            ids = [int(e["id"]) for e in _sweep_runs(client, sweep_id)]
+            print(
+                f"sweep {sweep_id} ({len(ids)} experiments: {_counts(found.get('counts') or {})})"
+                f" is already in this home: not submitting it again, serving it. See {url}/sweeps"
+                f"\ndashboard: {url}/",
+                flush=True,
+            )
+        say_resumed(client)
         if args.no_wait:
             return
-        rows = _wait_done(client, ids, server)
+        rows = _follow(client, sweep_id, ids, server, args.epochs)
     _print_fit(url, rows)
 
 
-def _say_resumed(client: Any) -> None:
-    """Runs left training by a previous stop are resumed by rpg serve: say so."""
-    queued = client.experiments(status="queued", limit=200)["items"]
-    resumed = [
-        e["id"]
-        for e in queued
-        if "service stopped" in (client.experiment(e["id"]).get("error") or "")
-    ]
+def find_sweep(client: Any, sweep: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest sweep of the server that is ``sweep`` (the same stored spec), whatever the
+    state of its runs; None when there is none."""
+    from rpg_core.spec.sweep import parse_sweep
+
+    wanted = parse_sweep(sweep).model_dump(mode="json")  # as the server stores it
+    for item in client.sweeps(limit=200)["items"]:
+        if item["name"] != wanted["name"]:
+            continue
+        full: dict[str, Any] = client.sweep(item["id"])
+        if full.get("spec") == wanted:
+            return full
+    return None
+
+
+def _sweep_runs(client: Any, sweep_id: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.experiments(sweep=sweep_id, sort="id", limit=200)["items"]
+    return items
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "none yet"
+
+
+def say_resumed(client: Any) -> list[dict[str, Any]]:
+    """Say which runs the server resumes first (they were training when it last stopped) and
+    from where: their notes (``worker.serve.resume_note``). Returns those runs."""
+    from .serve import INTERRUPTED
+
+    resumed = []
+    for status in ("running", "queued"):  # a resumed run may be running already
+        for e in client.experiments(status=status, sort="id", limit=200)["items"]:
+            detail = client.experiment(e["id"])
+            if (detail.get("error") or "").startswith(INTERRUPTED):
+                resumed.append(detail)
     if resumed:
         print(
-            f"resuming experiments {resumed} from their checkpoints (they were training when "
-            "the service last stopped)",
+            f"{len(resumed)} run(s) were training when the service last stopped; they run "
+            "first, before the queued ones:",
             flush=True,
         )
+        for e in sorted(resumed, key=lambda e: int(e["id"])):
+            where = e["error"][len(INTERRUPTED) :].lstrip(",; ")
+            print(f"  experiment {e['id']} {e['name']}: {where}", flush=True)
+    return resumed
 
 
-def _wait_done(client: Any, ids: list[int], server: Any) -> list[dict[str, Any]]:
+def _epoch_lines(
+    client: Any, exp: dict[str, Any], after: int, epochs: int
+) -> tuple[int, list[str]]:
+    """The progress lines of ``exp``'s epochs past ``after`` (one per epoch), and its last epoch."""
+    series = client.metrics(exp["id"]).get("series") or {}
+    by_epoch: dict[int, dict[str, float]] = {}
+    for name, s in series.items():
+        for epoch, value in zip(s["epoch"], s["value"], strict=False):
+            by_epoch.setdefault(int(epoch), {})[name] = float(value)
+    lines = []
+    for epoch in sorted(e for e in by_epoch if e > after):
+        m = by_epoch[epoch]
+        parts = [f"{exp['name']:<22} epoch {epoch}/{epochs}"]
+        if "val_acc" in m:
+            parts.append(f"val acc {m['val_acc']:.3f}")
+        if "train_loss" in m:
+            parts.append(f"train loss {m['train_loss']:.3f}")
+        lines.append("  " + "  ".join(parts))
+    return max([after, *by_epoch]), lines
+
+
+def _follow(
+    client: Any, sweep_id: int, ids: list[int], server: Any, epochs: int
+) -> list[dict[str, Any]]:
+    """Until every run of the sweep is finished: one line per epoch of each run that trains
+    (epochs recorded before this start were shown then) and one when a run finishes."""
     pending, rows = set(ids), {}
-    last_note = time.monotonic()
+    shown: dict[int, int] | None = None  # run -> the last epoch shown
     while pending:
         if server.poll() is not None:
             raise SystemExit("rpg serve stopped before the sweep finished; see its log")
+        runs = {int(e["id"]): e for e in _sweep_runs(client, sweep_id)}
+        if shown is None:  # what was recorded before this start was shown by then
+            shown = {
+                i: _epoch_lines(client, runs[i], 0, epochs)[0] if i in runs else 0 for i in ids
+            }
         for i in sorted(pending):
-            exp = client.experiment(i)
+            exp = runs.get(i)
+            if exp is None:  # deleted meanwhile
+                pending.discard(i)
+                continue
+            if exp["status"] in (JobStatus.running, JobStatus.cancelling, *FINISHED):
+                shown[i], lines = _epoch_lines(client, exp, shown[i], epochs)
+                to_go = f"{len(pending)} run{'s' if len(pending) > 1 else ''} to go"
+                for line in lines:
+                    print(f"{line}   ({to_go})", flush=True)
             if exp["status"] in FINISHED:
                 pending.discard(i)
                 rows[i] = exp
@@ -292,15 +377,8 @@ def _wait_done(client: Any, ids: list[int], server: Any) -> list[dict[str, Any]]
                     f"{exp.get('backbone_params') or '-'}",
                     flush=True,
                 )
-            elif exp["status"] == "running" and time.monotonic() - last_note > 15:
-                last_note = time.monotonic()
-                print(
-                    f"  ... {exp['name']} epoch {exp.get('epoch') or 0}, "
-                    f"{100 * (exp.get('progress') or 0):.0f}% ({len(pending)} runs to go)",
-                    flush=True,
-                )
         time.sleep(1.0)
-    return [rows[i] for i in ids]
+    return [rows[i] for i in ids if i in rows]
 
 
 def _print_fit(url: str, rows: list[dict[str, Any]]) -> None:

@@ -136,7 +136,7 @@ def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: s
     if resumed:
         log.info(
             "resuming %d run(s) that were training when the service stopped: experiments %s "
-            "(each from its last checkpoint)", len(resumed), resumed,
+            "(before the queued ones)", len(resumed), resumed,
         )  # fmt: skip
     reconciler = ReconcilerThread(settings, wcfg)
     reconciler.start()
@@ -221,22 +221,44 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+INTERRUPTED = "the service stopped while it was training"  # the start of every resume note
+
+
+def resume_note(epochs_done: int | None) -> str:
+    """What a run interrupted by a stop is told (its ``error`` field, shown as a note)."""
+    if epochs_done is None or epochs_done < 1:
+        return f"{INTERRUPTED}, before its first checkpoint; it restarts from the beginning"
+    return f"{INTERRUPTED}; it resumes from its checkpoint after epoch {epochs_done}"
+
+
 def resume_interrupted(settings: Any) -> list[int]:
     """Requeue the runs left ``running`` by workers of this machine that are gone (the service
     stopped, or was killed, while they trained); the next worker resumes each from its last
-    checkpoint. Returns their ids."""
+    checkpoint (a run with none restarts from the beginning), before the runs that were only
+    queued: in embedded mode the pending messages are sent again after theirs. Each run's note
+    says which; returns their ids."""
     from api.crud import lifecycle
+    from rpg_core.training.checkpoint_info import completed_epochs
 
+    from .artifacts import checkpoint_dir
+    from .broker import drop_filesystem_pending
     from .runner import is_dead_local, sessions_for
 
+    notes: dict[int, str] = {}
+
+    def note(exp_id: int) -> str:
+        notes[exp_id] = resume_note(completed_epochs(checkpoint_dir(settings.artifact_dir, exp_id)))
+        return notes[exp_id]
+
     with sessions_for(settings.database_url)() as session:
-        ids = lifecycle.requeue_interrupted(
-            session,
-            is_dead_local,
-            error="the service stopped while it was training; resumed from its checkpoint",
-        )
-        if ids:
-            lifecycle.dispatch_jobs(session, settings, ids)
+        ids = lifecycle.requeue_interrupted(session, is_dead_local, error=note)
+        if not ids:
+            return ids
+        for exp_id in ids:
+            log.info("experiment %d: %s", exp_id, notes[exp_id])
+        # the queue's other messages go behind theirs (embedded mode: no worker runs yet)
+        behind = [i for i in drop_filesystem_pending(settings) if i not in notes]
+        lifecycle.dispatch_jobs(session, settings, [*ids, *dict.fromkeys(behind)])
     return ids
 
 

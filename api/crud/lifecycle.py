@@ -516,24 +516,34 @@ def settled_among(session: Session, experiment_ids: Iterable[int]) -> set[int]:
 
 
 def requeue_interrupted(
-    session: Session, owner_is_gone: Callable[[str | None], bool], error: str
+    session: Session,
+    owner_is_gone: Callable[[str | None], bool],
+    error: str | Callable[[int], str],
 ) -> list[int]:
     """running -> queued for the runs whose lease owner ``owner_is_gone`` (without waiting for
-    the lease to expire: ``rpg serve`` knows its own dead workers). Commits; returns their ids."""
+    the lease to expire: ``rpg serve`` knows its own dead workers), with ``error`` as the note of
+    each (a text, or a function of the run's id). Commits; returns their ids."""
     running, to_queued = _moving(JobStatus.queued, JobStatus.running)
-    rows = session.execute(select(Experiment.id, Experiment.lease_owner).where(running)).all()
+    rows = session.execute(
+        select(Experiment.id, Experiment.lease_owner).where(running).order_by(Experiment.id)
+    ).all()
     ids = [i for i, owner in rows if owner_is_gone(owner)]
-    if ids:
+
+    def note(exp_id: int) -> str:
+        return error if isinstance(error, str) else error(exp_id)
+
+    now = utcnow()
+    for exp_id in ids:
         session.execute(
             update(Experiment)
-            .where(Experiment.id.in_(ids), running)
+            .where(Experiment.id == exp_id, running)
             .values(
                 **to_queued,
                 lease_owner=None,
                 lease_expires_at=None,
                 dispatched_at=None,
-                error=error[:MAX_ERROR],
-                updated_at=utcnow(),
+                error=note(exp_id)[:MAX_ERROR],
+                updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )

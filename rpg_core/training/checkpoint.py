@@ -26,13 +26,12 @@ from torch import nn
 from ..exceptions import RPGFormatError
 from ..format.container import ContainerError, read_container
 from ..format.safetensors_codec import SafetensorError, write_atomic
+from .checkpoint_info import CHECKPOINT_NAME, META_KEY
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last.safetensors"
 FORMAT = "rpg-checkpoint"
 FORMAT_VERSION = 1
-META_KEY = "rpg_checkpoint"
 
 
 @dataclass

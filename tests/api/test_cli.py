@@ -121,8 +121,28 @@ def test_client_errors_name_the_problem(server: str, token: str) -> None:
     bad: dict[str, Any] = {**SPEC, "rpg": {"ring_size": -1}}
     with Client(server, token) as c, pytest.raises(APIError, match="rpg.ring_size"):
         c.submit(bad)
-    with Client("http://127.0.0.1:1", token) as c, pytest.raises(APIError, match="cannot reach"):
+    with Client("http://127.0.0.1:1", token) as c, pytest.raises(APIError, match="not running"):
         c.experiment(1)
+
+
+def test_status_with_the_server_down_says_it_is_not_running_and_how_to_start_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("RPG_API_URL", url)
+    assert rpg_main(["status"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"rpg status: error: the RPG Studio server is not running at {url} ")
+    assert "(RPG_API_URL)" in err and "start it with `rpg serve`" in err and "make demo" in err
+    assert "HTTP 0" not in err and "cannot reach" not in err
+    # the same for a download, which leaves no partial file behind
+    monkeypatch.chdir(tmp_path)
+    assert rpg_main(["download", "1"]) == 2
+    assert "is not running at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_401_says_how_to_get_and_pass_a_token(server: str) -> None:

@@ -397,6 +397,31 @@ def test_run_page_follows_a_live_run_and_shows_failures(page: Any, live: LiveSer
     assert page.console.errors == []
 
 
+def test_run_page_shows_a_resume_note_as_information_not_an_error(
+    page: Any, live: LiveServer
+) -> None:
+    from api.crud import lifecycle
+
+    note_text = (
+        "the service stopped while it was training; it resumes from its checkpoint after epoch 2"
+    )
+    with live.session() as s:
+        exp_id = crud.create_experiment(s, spec("stopped-run", ring=800))
+        s.commit()
+        assert crud.claim_experiment(s, exp_id, worker="gone-host:4") is not None
+        interrupted = lifecycle.requeue_interrupted(
+            s, lambda owner: owner == "gone-host:4", error=lambda _id: note_text
+        )
+        assert exp_id in interrupted
+    page.goto(f"{live.url}/runs/{exp_id}")
+    note = page.wait_for_selector("#run-note:has-text('resumes from its checkpoint after epoch 2')")
+    assert note.inner_text().startswith("Note: the service stopped while it was training")
+    assert note.get_attribute("class") == "note-box" and note.get_attribute("role") == "status"
+    assert not page.is_visible("#run-error")
+    assert "Error" not in page.inner_text("#run-head")
+    assert page.console.errors == []
+
+
 def test_similarity_page_overlays_selected_runs(page: Any, live: LiveServer) -> None:
     page.goto(live.url + "/")
     page.wait_for_selector("#runs-body[data-loaded='1']")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,20 @@ def test_ood_figures_without_results(client: TestClient) -> None:
     assert client.get("/ui/figures/power-law", params={"y": "gap"}).status_code == 200
     assert client.get("/ui/figures/power-law", params={"y": "loss"}).status_code == 422
     assert client.get("/ui/figures/ood?sweep=01").status_code == 422  # the API's filter checks
+
+
+def test_the_navigation_links_the_api_docs(client: TestClient) -> None:
+    for path in ("/", "/sweeps"):
+        nav = client.get(path).text.split('<nav aria-label="Pages">')[1].split("</nav>")[0]
+        assert '<a href="/docs">API docs</a>' in nav
+    assert client.get("/docs").status_code == 200
+
+
+def test_the_simple_form_defaults_to_the_readmes_first_model(client: TestClient) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    first = re.search(r'"arch": "([\w:-]+)"|arch: ([\w:-]+)', readme)
+    assert first is not None
+    html = client.get("/").text
+    select = html.split('<select name="arch"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([^"]+)" selected>', select) == [first[1] or first[2]]
+    assert select.count("<option") > 1  # a choice, with the README's model first picked

@@ -8,12 +8,14 @@ import queue
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -95,6 +97,14 @@ class Demo:
         raise AssertionError(
             f"the demo never printed {text!r}; it printed:\n" + "\n".join(self.seen)
         )
+
+    def printed(self) -> list[str]:
+        """Every line printed so far (those not waited for included)."""
+        while True:
+            try:
+                self.seen.append(self.lines.get(timeout=0.2))
+            except queue.Empty:
+                return self.seen
 
     def exports(self) -> dict[str, str]:
         out = {}
@@ -208,12 +218,17 @@ def test_demo_token_flow_from_its_printout_then_sigterm_leaves_nothing(tmp_path:
 
 
 @pytest.mark.e2e
-def test_sighup_stops_the_demo_and_its_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "said"), [(signal.SIGHUP, "SIGHUP"), (signal.SIGINT, "Ctrl-C")])
+def test_sighup_or_ctrl_c_stops_the_demo_and_its_server_and_says_why(
+    tmp_path: Path, sig: signal.Signals, said: str
+) -> None:
     port = _free_port()
     demo = Demo(tmp_path, port, "--no-wait")
     try:
         demo.wait_for("queued")
-        demo.stop(signal.SIGHUP)
+        demo.stop(sig)
+        stopping = [ln for ln in demo.printed() if ln.startswith("stopping")]
+        assert stopping and stopping[0].startswith(f"stopping ({said}): the server and its worker")
     finally:
         demo.kill()
 
@@ -256,3 +271,44 @@ def test_make_demo_takes_the_port(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "-m worker.demo --port 8123" in out.stdout
+
+
+def _db(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(home / "rpg-studio.db") as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_restarted_demo_serves_its_sweep_and_resumes_the_interrupted_run_first(
+    tmp_path: Path,
+) -> None:
+    port, epochs = _free_port(), 60  # a run still training when the demo is stopped
+    demo = Demo(tmp_path, port, "--epochs", str(epochs))
+    try:
+        demo.wait_for("queued")
+        line = demo.wait_for(f"epoch 2/{epochs}", timeout=240)  # one line per epoch per run
+        name = line.split()[0]
+        assert f"{name:<22} epoch 1/{epochs}" in "\n".join(demo.seen)
+        demo.stop(signal.SIGTERM)
+        assert "stopping (SIGTERM)" in "\n".join(demo.printed())
+        left = dict(_db(demo.home, "SELECT name, status FROM experiments"))
+        assert left[name] == "running" and len(left) == 4  # tiny: 3 rings, 1 plain width
+        waiting = sorted(n for n, status in left.items() if status == "queued")
+        assert len(waiting) == 3
+
+        demo = Demo(tmp_path, port, "--epochs", str(epochs))  # the same home, the same sweep
+        found = demo.wait_for("already in this home")
+        assert found.startswith("sweep 1 (4 experiments: ") and "not submitting it again" in found
+        demo.wait_for("run first, before the queued ones")
+        note = demo.wait_for(f" {name}: ")
+        done = int(re.search(r"after epoch (\d+)", note)[1])  # type: ignore[index]
+        assert done >= 2 and "it resumes from its checkpoint" in note
+        # the terminal follows it again, from its checkpoint, before any queued run starts
+        demo.wait_for(f"{name:<22} epoch {done + 1}/{epochs}", timeout=240)
+        rows = _db(demo.home, "SELECT name, status, started_at FROM experiments")
+        assert {n: st for n, st, _ in rows}[name] == "running"
+        assert sorted(n for n, st, started in rows if st == "queued" and started is None) == waiting
+        assert _db(demo.home, "SELECT count(*) FROM sweeps") == [(1,)]
+        assert not any("epoch" in ln and name not in ln for ln in demo.printed())
+        demo.stop(signal.SIGTERM)
+    finally:
+        demo.kill()

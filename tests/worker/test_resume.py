@@ -87,7 +87,7 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
         text = log.read_text()
         assert "resuming 1 run(s) that were training when the service stopped" in text
         assert f"database sqlite:///{home.resolve() / 'rpg-studio.db'}" in text  # said at start
-        assert "resumed from its checkpoint" in (exp.get("error") or "")
+        assert "it resumes from its checkpoint after epoch" in (exp.get("error") or "")
         cancel = httpx.post(
             f"{srv.url}/api/experiments/{exp_id}/cancel",
             headers={"Authorization": f"Bearer {token}"},
@@ -95,3 +95,69 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
         assert cancel.status_code == 200
     finally:
         srv.stop()
+
+
+def _experiment_of(message: Path) -> int | None:
+    from worker.broker import experiment_of
+
+    return experiment_of(message.read_bytes())
+
+
+def _queue_order(broker: Path) -> list[int | None]:
+    """The experiments of the pending messages, in the order a worker takes them."""
+    return [_experiment_of(p) for p in sorted((broker / "queue").glob("*.msg"))]
+
+
+def test_interrupted_runs_go_before_the_queued_ones_and_their_notes_say_from_where(
+    tmp_path: Path,
+) -> None:
+    """rpg serve at start (embedded): the runs a stop interrupted are sent ahead of the runs that
+    were already waiting in the queue, each with a note naming its checkpoint's epoch, or saying
+    that it restarts from the beginning when it stopped before its first checkpoint."""
+    import json
+    import socket
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from api import crud
+    from api.crud import lifecycle
+    from api.migrate import upgrade
+    from api.settings import Settings
+    from worker.artifacts import checkpoint_dir
+    from worker.runner import sessions_for
+    from worker.serve import INTERRUPTED, resume_interrupted
+
+    db = f"sqlite:///{tmp_path / 'rpg.db'}"
+    upgrade(db)
+    broker = tmp_path / "broker"
+    settings = Settings(
+        database_url=db, broker_url=f"filesystem://{broker}", artifact_dir=tmp_path / "a"
+    )
+    with sessions_for(db)() as s:
+        ids = [crud.create_experiment(s, tiny_spec(f"r{i}", epochs=5)) for i in range(5)]
+        s.commit()
+        assert lifecycle.dispatch_jobs(s, settings, ids) == ids
+        assert _queue_order(broker) == ids  # in the order sent, not by their random file ids
+        # the worker took runs 0 and 3 (their messages are gone) and died with the service
+        dead = f"{socket.gethostname()}:{2**22 + 17}"
+        for i in (ids[0], ids[3]):
+            (msg,) = [p for p in (broker / "queue").glob("*.msg") if _experiment_of(p) == i]
+            msg.unlink()
+            assert lifecycle.claim_experiment(s, i, dead) is not None
+    # run 3 wrote the checkpoint of its second epoch; run 0 had none yet
+    ckpt = checkpoint_dir(tmp_path / "a", ids[3])
+    ckpt.mkdir(parents=True)
+    meta = {"rpg_checkpoint": json.dumps({"format": "rpg-checkpoint", "epoch": 2})}
+    save_file({"model/w": np.zeros(2, dtype=np.float32)}, str(ckpt / "last.safetensors"), meta)
+
+    assert resume_interrupted(settings) == [ids[0], ids[3]]
+
+    assert _queue_order(broker) == [ids[0], ids[3], ids[1], ids[2], ids[4]]
+    with sessions_for(db)() as s:
+        rows = [crud.get_experiment(s, i) for i in (ids[0], ids[3])]
+        assert all(r is not None and r.status == "queued" for r in rows)
+        first, second = (r.error or "" if r is not None else "" for r in rows)
+    assert first.startswith(INTERRUPTED) and first.endswith("it restarts from the beginning")
+    assert "resume" not in first
+    assert second == f"{INTERRUPTED}; it resumes from its checkpoint after epoch 2"

@@ -70,8 +70,12 @@ function renderHead() {
   ].join("");
   renderProgress(run);
   renderFlags(run);
-  const err = $("#run-error");
-  err.hidden = !run.error; err.textContent = run.error ? `Error: ${run.error}` : "";
+  // a failed run's message is its error; any other run's is a note on its last attempt (the
+  // service stopped while it trained and it resumes, or a transient error it is retried after)
+  const failed = run.status === "failed";
+  const err = $("#run-error"), note = $("#run-note");
+  err.hidden = !(run.error && failed); err.textContent = run.error && failed ? `Error: ${run.error}` : "";
+  note.hidden = !(run.error && !failed); note.textContent = run.error && !failed ? `Note: ${run.error}` : "";
   const dl = $("#run-download");
   dl.hidden = !run.has_model; dl.href = `/api/experiments/${id}/model`; dl.setAttribute("download", `experiment-${id}.rpg`);
   $("#run-cancel").hidden = !CANCELLABLE.has(run.status);
