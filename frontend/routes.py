@@ -276,6 +276,11 @@ def power_law_figure(
             "higher_is_better": data["higher_is_better"],
             "points": sum(len(s["points"]) for s in data["series"]),
             "excluded": sum(len(s["excluded"]) for s in data["series"]),
+            "excluded_runs": [
+                {"id": p["experiment_id"], "flags": p["flags"]}
+                for s in data["series"]
+                for p in s["excluded"]
+            ],
         }
     )
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .models import create_model, list_models, register_model
     from .params import ParamCount, count_params
     from .predict import Prediction, inference_info, predict
+    from .predict_tasks import predict_keypoints, predict_maps
     from .result import TrainResult
     from .ring import LayerSlot, Ring, RingSpec
     from .rpgify import is_generated, materialize, rings, rpgify, select_layers
@@ -67,6 +68,8 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "materialize": "rpgify",
     "parse_spec": "spec",
     "predict": "predict",
+    "predict_keypoints": "predict_tasks",
+    "predict_maps": "predict_tasks",
     "read_header": "compact",
     "register_model": "models",
     "rings": "rpgify",
@@ -112,6 +115,8 @@ __all__ = [
     "materialize",
     "parse_spec",
     "predict",
+    "predict_keypoints",
+    "predict_maps",
     "read_header",
     "register_model",
     "rings",
