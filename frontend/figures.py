@@ -6,6 +6,7 @@ so no information is carried by colour alone.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import zlib
@@ -15,6 +16,19 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+# plotly (and narwhals under it) looks these modules up in sys.modules without the import lock
+# (``get_module(name, should_load=False)``): a request thread that serialises a figure while
+# another thread is importing one of them (a model-info request loading torch, which loads
+# numpy and PIL) gets the half-initialised module and fails with "partially initialized module
+# 'numpy' has no attribute 'ndarray'". Importing them here, when the app is built and before
+# any request thread runs, closes that race. One not installed cannot be imported by anyone.
+PLOTLY_PROBED_MODULES = ("numpy", "PIL.Image")
+for _name in PLOTLY_PROBED_MODULES:
+    try:
+        importlib.import_module(_name)
+    except ImportError:
+        pass
 
 OKABE_ITO = (
     "#0072B2",  # blue
@@ -426,9 +440,34 @@ def training_curves_figure(curves: Sequence[Curve]) -> dict[str, Any]:
     losses = [v for c in curves if "loss" in c.name for v in c.values]
     if losses and all(v > 0 for v in losses):
         fig.update_yaxes(type="log", row=1, col=1)
+    fractions = [v for c in curves if "loss" not in c.name for v in c.values]
+    if fractions and all(_is_fraction(m) for m in metrics):
+        fig.update_yaxes(range=fraction_range(fractions), row=1, col=2)
     epochs = max((len(c.epochs) for c in curves), default=1)
     fig.update_xaxes(title="epoch", dtick=max(1, math.ceil(epochs / 10)))
     return to_dict(fig)
+
+
+def _is_fraction(key: str) -> bool:
+    """Accuracy, top-5 and PCKh are fractions in [0, 1] (a unitless task metric); RMSEs not."""
+    from rpg_core.catalog.tasks import metric_info
+    from rpg_core.exceptions import RPGConfigError
+
+    if "acc" in key or "top5" in key:
+        return True
+    try:
+        return metric_info(key).unit == ""
+    except RPGConfigError:
+        return False
+
+
+def fraction_range(values: Sequence[float]) -> list[float]:
+    """The y range of a fraction's curve: its data range with a margin, never outside [0, 1]
+    (plotly's autorange spans -1..1 for a curve that stays at 0)."""
+    finite = [v for v in values if math.isfinite(v)] or [0.0]
+    lo, hi = min(finite), max(finite)
+    pad = max(0.05 * (hi - lo), 0.02)
+    return [max(0.0, lo - pad), min(1.0, hi + pad)]
 
 
 # ----------------------------------------------------------------------------- similarity

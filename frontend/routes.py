@@ -75,15 +75,16 @@ def _nav(page: str) -> str:
     return "\n".join(items)
 
 
-def _arch_options() -> str:
-    """The simple form's architectures: the classifiers (a pose or multitask run names its task:
-    the spec and sweep tabs take those), the spec's default (resnet18, the README's) selected."""
+def _arch_options(select_default: bool = False) -> str:
+    """The classifiers (a pose or multitask run names its task: the spec and sweep tabs take
+    those). ``select_default``: the simple form's, with the spec's default (resnet18, the
+    README's) selected; a filter's select none (its first option, "any", stays chosen)."""
     from rpg_core.catalog.tasks import task_of_arch
     from rpg_core.models import list_models
     from rpg_core.spec import ModelSpec
 
     default = ModelSpec.model_fields["arch"].default
-    return "".join(f'<option value="{html.escape(m)}"{" selected" if m == default else ""}>'
+    return "".join(f'<option value="{html.escape(m)}"{" selected" if select_default and m == default else ""}>'
                    f'{html.escape(m)}</option>'
                    for m in list_models() if task_of_arch(m) == "classification")  # fmt: skip
 
@@ -104,6 +105,7 @@ def render(page: str, **data: str) -> HTMLResponse:
     title, body_file = PAGES[page]
     body = (
         _template(body_file)
+        .replace("{{arch_form_options}}", _arch_options(select_default=True))
         .replace("{{arch_options}}", _arch_options())
         .replace("{{status_options}}", _status_options())
     )
@@ -300,6 +302,11 @@ def power_law_figure(
             "series": len(data["series"]),
             "focus": data["focus"],
             "summary": data["summary"],
+            "excluded_runs": [
+                {"id": p["experiment_id"], "flags": p["flags"]}
+                for s in data["series"]
+                for p in s["excluded"]
+            ],
         }
     )
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .catalog.tasks import list_tasks, task_info
     from .data import Datasets, load_datasets
     from .evaluate.predict import Prediction, inference_info, predict
+    from .evaluate.predict_tasks import predict_keypoints, predict_maps
     from .exceptions import (
         RPGConfigError,
         RPGDataError,
@@ -69,6 +70,8 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
     "materialize": "rpg.rpgify",
     "parse_spec": "spec",
     "predict": "evaluate.predict",
+    "predict_keypoints": "evaluate.predict_tasks",
+    "predict_maps": "evaluate.predict_tasks",
     "read_header": "format",
     "register_model": "models",
     "rings": "rpg.rpgify",
@@ -113,6 +116,8 @@ __all__ = [
     "materialize",
     "parse_spec",
     "predict",
+    "predict_keypoints",
+    "predict_maps",
     "read_header",
     "register_model",
     "rings",

@@ -160,6 +160,20 @@ def _model_and_info(
     return model, check_inference(info)
 
 
+def model_task(model: nn.Module) -> str:
+    """The task a model was built for (its spec's ``task``, else its architecture's): what
+    ``predict`` (classification) or :mod:`rpg_core.predict_tasks` (pose, multitask) reads."""
+    from ..catalog.tasks import task_of_arch
+    from ..models import model_spec_of
+
+    spec = model_spec_of(model) or {}
+    task = spec.get("task")
+    if isinstance(task, str):
+        return task
+    arch = (spec.get("model") or {}).get("arch")
+    return task_of_arch(arch) if isinstance(arch, str) else "classification"
+
+
 def predict(
     model_or_file: nn.Module | str | os.PathLike[str],
     images: ImageLike | Sequence[ImageLike],
@@ -182,6 +196,14 @@ def predict(
         images = [images]
     items = list(images)
     model, info = _model_and_info(model_or_file, key, inference)
+    task = model_task(model)
+    if task != "classification":
+        where = "the model" if isinstance(model_or_file, nn.Module) else str(model_or_file)
+        use = "predict_keypoints" if task == "pose" else "predict_maps"
+        raise RPGConfigError(
+            f"{where} is a {task} model: predict() classifies images; use rpg_core.{use} "
+            "(or `rpg predict`, which predicts for every task)"
+        )
     names = info.get("classes")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training

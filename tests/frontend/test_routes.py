@@ -120,6 +120,14 @@ def test_the_simple_form_defaults_to_the_readmes_first_model(client: TestClient)
     first = re.search(r'"arch": "([\w:-]+)"|arch: ([\w:-]+)', readme)
     assert first is not None
     html = client.get("/").text
-    select = html.split('<select name="arch"')[1].split("</select>")[0]
+    select = html.split('<select name="arch" data-field="model.arch"')[1].split("</select>")[0]
     assert re.findall(r'<option value="([^"]+)" selected>', select) == [first[1] or first[2]]
     assert select.count("<option") > 1  # a choice, with the README's model first picked
+
+
+def test_an_arch_filter_starts_at_any(client: TestClient) -> None:
+    """A filter that picked the form's default would hide every other architecture's runs."""
+    for path in ("/", "/power-law", "/generalization"):
+        select = client.get(path).text.split('<select name="arch">')[1].split("</select>")[0]
+        assert select.startswith('<option value="">any</option>'), path
+        assert " selected" not in select, path

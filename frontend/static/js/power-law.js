@@ -60,20 +60,23 @@ async function load() {
     state.textContent = `Could not load the power law: ${errorText(err)}`; state.classList.add("error");
     return;
   }
+  const gap = q.get("y") === "gap";
   if (!out.points) {
-    state.textContent = out.excluded
-      ? `Only flagged runs match (${out.excluded}: diverged or near chance); tick “include flagged runs” to see them.`
-      : "No succeeded runs with a backbone parameter count yet: run a sweep over ring sizes.";
+    if (out.excluded) {  // every matching run is flagged: say which, and how to include them
+      const runs = out.excluded_runs.map((r) => `<a href="/runs/${r.id}">#${r.id}</a> (${esc(r.flags.join(", ").replace(/_/g, " "))})`).join(", ");
+      state.innerHTML = `No unflagged runs to plot: ${out.excluded} succeeded run${out.excluded === 1 ? " is" : "s are"} flagged by the guard rails and left out: ${runs}. Tick “include flagged runs” to show ${out.excluded === 1 ? "it" : "them"}.`;
+    } else {
+      state.textContent = "No succeeded runs with a backbone parameter count yet: run a sweep over ring sizes.";
+    }
     $("#pl-summary").textContent = "";
-    graph.hidden = true; renderTable([], null);
+    graph.hidden = true; renderTable([], null, out.excluded ? "No fits: every matching run is flagged (above)." : undefined);
     return;
   }
-  const gap = q.get("y") === "gap";
   $("#pl-fitted").textContent = gap ? "" : fittedText(out);
   $("#pl-summary").textContent = out.summary || "";
   state.textContent = `${out.points} runs in ${out.series} series (one per set of conditions; a size run with several seeds is shown at their mean, the bar spanning them; the fit uses every run).` + (gap ? " Y: train accuracy minus final validation accuracy (the paper's Table 6a; lower: less over-fitting)." : "") +
     (out.excluded ? ` ${out.excluded} flagged run${out.excluded === 1 ? "" : "s"} (diverged or near chance) left out of the fits: hollow grey markers.` : "") +
-    (out.fit_available ? "" : " (Fitting is unavailable on this server.)");
+    (gap ? " No power law is fitted to the gap: it is plotted per run; choose accuracy or error for the fits." : "");
   await plot(graph, out.figure);
   graph.dataset.ready = "1";
   renderTable(gap ? [] : out.table, q.has("target") ? Number(q.get("target")) : null,

@@ -6,9 +6,16 @@ const id = Number($("main").dataset.runId);
 let run = null;
 let es = null;
 
-const NEGATIVE_GAP = "negative: validation accuracy above training accuracy. Training accuracy is "
-  + "averaged over the epoch on augmented images while the weights still change; validation is "
-  + "measured on clean images after it, so a small model that does not overfit can score higher there.";
+// Why a train-val gap can be negative; augmentation is named only where the run augmented
+// (the engine's resolved data.augment, stored in the result's hyperparameters).
+function negativeGapNote(r) {
+  const augmented = ((r.result && r.result.hyperparameters) || {}).augment === true;
+  return "negative: validation accuracy above training accuracy. Training accuracy is averaged over "
+    + `the epoch${augmented ? " on augmented images" : ""} while the weights still change, with `
+    + "batch statistics in the normalisation layers; validation is measured "
+    + `${augmented ? "on clean images " : ""}after it, with the running statistics, so a small `
+    + "model that does not overfit can score higher there.";
+}
 
 function fact(label, value) { return `<div><dt>${esc(label)}</dt><dd>${value}</dd></div>`; }
 
@@ -63,7 +70,7 @@ function renderHead() {
     fact("backbone params", fmtInt(run.backbone_params)), fact("total params", fmtInt(run.total_params)),
     ...(dense ? taskMetricFacts() : [
       fact("best val acc", fmtPct(run.best_val_acc, 2)), fact("train acc", fmtPct(run.train_acc, 2)),
-      fact("train−val gap", gap === null ? "—" : fmtPct(gap, 2) + (gap < 0 ? ` <span class="muted gap-note">${esc(NEGATIVE_GAP)}</span>` : "")),
+      fact("train−val gap", gap === null ? "—" : fmtPct(gap, 2) + (gap < 0 ? ` <span class="muted gap-note">${esc(negativeGapNote(run))}</span>` : "")),
     ]),
     fact("duration", fmtDuration(dur) + (run.train_time_s ? ` <span class="muted">(training ${fmtDuration(run.train_time_s)})</span>` : "")), fact("worker", esc(run.worker || "—")), fact("attempts", String(run.attempts)),
     fact("sweep", run.sweep_id ? `<a href="/?sweep=${run.sweep_id}">#${run.sweep_id}</a>` : "—"),
@@ -115,21 +122,39 @@ async function loadCurves() {
 
 function partRow(label, n) { return `<tr><th scope="row">${esc(label)}</th><td class="num">${n === undefined ? "—" : n.toLocaleString()}</td></tr>`; }
 
+// The parameters by part. A plain network's conv weights are its backbone but for the stem
+// (run.backbone_params: every conv but the first, as counted in training), so they get two rows.
+function paramRows(p) {
+  const backbone = run ? run.backbone_params : null;
+  const split = !p.ring && p.conv && backbone !== null && backbone !== undefined && backbone > 0 && backbone <= p.conv;
+  const convRows = split ? [partRow("backbone conv (every conv but the stem)", backbone), partRow("stem conv", p.conv - backbone)]
+    : [partRow("ring", p.ring), partRow("stem / other conv", p.conv)];
+  return [...convRows, partRow("batchnorm", p.norm), partRow("head", p.head), partRow("other", p.other),
+    partRow("total learned", p.total)];
+}
+
+// The .rpg file against the full float32 state dict, said the right way round.
+function sizeNote(info) {
+  if (!info.params.ring) return "a plain network: the file holds every weight, as a state dict does";
+  if (info.file_bytes <= info.full_bytes) return `${(info.full_bytes / info.file_bytes).toFixed(1)}× smaller`;
+  const header = (info.bytes || {}).header;
+  const why = header ? `: its header (${fmtInt(header)}B, the spec and every generated layer's name, shape and offset) outweighs what the ring saves in a network this small` : "";
+  return `${(info.file_bytes / info.full_bytes).toFixed(1)}× larger${why}`;
+}
+
 async function loadParams() {
   const st = $("#params-state");
   try {
     const info = await api(`/ui/api/runs/${id}/model-info`);
     if (!info.available) { st.textContent = "No stored model yet (it appears when the run succeeds)."; return; }
-    const p = info.params;
-    $("#params-table tbody").innerHTML = [partRow("ring", p.ring), partRow("stem / other conv", p.conv),
-      partRow("batchnorm", p.norm), partRow("head", p.head), partRow("other", p.other),
-      partRow("total learned", p.total)].join("");
+    $("#params-table tbody").innerHTML = paramRows(info.params).join("");
     $("#params-table").hidden = false;
-    const w = Math.max(info.file_bytes / info.full_bytes, 0.002) * 100;
-    const ratio = p.ring ? `${info.ratio.toFixed(1)}× smaller` : "a plain network: the file holds every weight, as a state dict does";
-    $("#size-bars").innerHTML = `<div>.rpg file: <strong>${fmtInt(info.file_bytes)}B</strong> (${ratio})</div>
-      <div class="bar" style="width:${w}%"></div>
-      <div>full float32 state dict: <strong>${fmtInt(info.full_bytes)}B</strong></div><div class="bar full" style="width:100%"></div>`;
+    // both bars on one scale, the larger one the panel's width: neither leaves the panel
+    const most = Math.max(info.file_bytes, info.full_bytes, 1);
+    const w = (n) => Math.max(n / most, 0.002) * 100;
+    $("#size-bars").innerHTML = `<div>.rpg file: <strong>${fmtInt(info.file_bytes)}B</strong> (${esc(sizeNote(info))})</div>
+      <div class="bar" style="width:${w(info.file_bytes)}%"></div>
+      <div>full float32 state dict: <strong>${fmtInt(info.full_bytes)}B</strong></div><div class="bar full" style="width:${w(info.full_bytes)}%"></div>`;
     $("#size-bars").hidden = false;
     st.hidden = true;
   } catch (err) {

@@ -55,7 +55,7 @@ function rowHtml(r) {
     <td class="num">${r.ring_size === null ? "—" : fmtInt(r.ring_size)}</td>
     <td class="num">${fmtInt(r.backbone_params)}</td>
     <td class="num c-acc">${metricCell(r)}</td>
-    <td class="num"${r.gap !== null && r.gap < 0 ? ' title="negative: validation accuracy above training accuracy (training is measured on augmented images while the weights change)"' : ""}>${r.gap === null ? "—" : fmtPct(r.gap)}</td>
+    <td class="num"${r.gap !== null && r.gap < 0 ? ' title="negative: validation accuracy above training accuracy (training accuracy is averaged over the epoch while the weights change; the run page says more)"' : ""}>${r.gap === null ? "—" : fmtPct(r.gap)}</td>
     <td class="num">${fmtDuration(r.duration_s)}</td>
     <td>${esc(r.worker || "—")}</td>
     <td class="c-actions">${actions(r)}</td></tr>`;
