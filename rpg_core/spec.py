@@ -36,6 +36,7 @@ from pydantic import (
 
 from ._tasks import TASKS, check_task, list_tasks
 from .exceptions import RPGConfigError
+from .image_limits import MAX_IMAGE_SIZE
 from .recipes import (  # the train section and its recipes (re-exported: one spec module)
     AUTO_BATCH_LR_BATCH,
     AUTO_BATCH_RANGE,
@@ -151,7 +152,7 @@ class DataSpec(_Spec):
     train_subset: StrictInt | None = Field(None, ge=1, description="use this many training images")
     val_subset: StrictInt | None = Field(None, ge=1, description="use this many validation images")
     image_size: StrictInt | None = Field(
-        None, ge=8, le=1024, description="resize to this (default per dataset)"
+        None, ge=8, le=MAX_IMAGE_SIZE, description="resize to this (default per dataset)"
     )
     augment: StrictBool | None = Field(
         None,

@@ -91,3 +91,29 @@ def test_ood_figures_without_results(client: TestClient) -> None:
     assert client.get("/ui/figures/power-law", params={"y": "gap"}).status_code == 200
     assert client.get("/ui/figures/power-law", params={"y": "loss"}).status_code == 422
     assert client.get("/ui/figures/ood?sweep=01").status_code == 422  # the API's filter checks
+
+
+@pytest.mark.parametrize("ids", ["١", "1,٢", "+1", "1_0", "01", "1.0", "²", "1,-2"])
+def test_similarity_ids_are_plain_ascii_digits(client: TestClient, ids: str) -> None:
+    """Issue 23: ``ids=١`` (an Arabic-Indic one) was read as run 1 by int()."""
+    r = client.get("/ui/figures/similarity", params={"ids": ids})
+    assert r.status_code == 422, (ids, r.text)
+    [err] = r.json()["detail"]
+    assert err["field"] == "ids" and "plain digits 0-9" in err["message"]
+    ok = client.get("/ui/figures/similarity", params={"ids": "1, 1,2"})
+    assert ok.status_code == 200 and ok.json()["missing"] == [1, 2]
+
+
+@pytest.mark.parametrize("path", ["/api/analysis/power-law", "/ui/figures/power-law"])
+@pytest.mark.parametrize("task", ["pose", "multitask"])
+def test_the_gap_exists_only_for_classification(client: TestClient, path: str, task: str) -> None:
+    """Issue 23: ``quantity=gap&task=pose`` answered a classification gap series."""
+    r = client.get(path, params={"quantity": "gap", "task": task})
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "quantity"
+    assert err["message"].startswith("quantity=gap (train accuracy minus validation accuracy)")
+    assert f"task {task!r} has no train accuracy" in err["message"]
+    assert client.get(path, params={"quantity": "gap"}).status_code == 200
+    assert client.get(path, params={"quantity": "gap", "task": "classification"}).status_code == 200
+    assert client.get(path, params={"task": task}).status_code == 200
