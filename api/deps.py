@@ -50,12 +50,19 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_token(session: SessionDep, creds: Credentials) -> str:
-    """Every write: a valid ``Authorization: Bearer <token>``. Returns the token's name."""
+def require_token(request: Request, session: SessionDep, creds: Credentials) -> str:
+    """Every write: a valid ``Authorization: Bearer <token>``. Returns the token's name.
+    A client whose tokens failed ``auth_max_failures`` times in the window gets 429s."""
     if creds is None or not creds.credentials:
         raise _unauthorized(f"this request needs an API token. {HOW_TO_TOKEN}")
+    throttle = getattr(request.app.state, "auth_throttle", None)
+    client = request.client.host if request.client else "?"
+    if throttle is not None:
+        throttle.check(client)
     row = check_token(session, creds.credentials)
     if row is None:
+        if throttle is not None:
+            throttle.failed(client)
         raise _unauthorized(
             "invalid API token: this server's database does not know it (a token belongs to the "
             f"database it was created in). {HOW_TO_TOKEN}"
@@ -63,11 +70,13 @@ def require_token(session: SessionDep, creds: Credentials) -> str:
     return row.name
 
 
-def allow_read(session: SessionDep, settings: SettingsDep, creds: Credentials) -> str | None:
+def allow_read(
+    request: Request, session: SessionDep, settings: SettingsDep, creds: Credentials
+) -> str | None:
     """Reads: public when ``public_reads`` is set, otherwise they need a token as writes do."""
     if settings.public_reads:
         return None
-    return require_token(session, creds)
+    return require_token(request, session, creds)
 
 
 WriteAuth = Annotated[str, Depends(require_token)]
@@ -128,9 +137,11 @@ class ListQuery:
     sort: str
     limit: int
     cursor: str | None
+    cursor_key: bytes | None = None  # Settings.cursor_key(): signs and checks the cursors
 
 
 def list_query(
+    settings: SettingsDep,
     status: JobStatus | None = None,
     arch: Label | None = None,
     dataset: Label | None = None,
@@ -151,7 +162,9 @@ def list_query(
         scope=scope,
         task=checked_task(task),
     )
-    return ListQuery(filter=f, sort=sort, limit=limit, cursor=cursor)
+    return ListQuery(
+        filter=f, sort=sort, limit=limit, cursor=cursor, cursor_key=settings.cursor_key()
+    )
 
 
 ListQueryDep = Annotated[ListQuery, Depends(list_query)]
@@ -237,6 +250,13 @@ def power_law_query(
     task: TaskName = "classification",
 ) -> PowerLawQuery:
     name = checked_task(task) or "classification"
+    if quantity == "gap" and name != "classification":
+        raise unprocessable(
+            "quantity",
+            "quantity=gap (train accuracy minus validation accuracy) exists only for "
+            f"task=classification; task {name!r} has no train accuracy: use quantity=accuracy "
+            f"with one of its metrics ({', '.join(metric_keys(name))})",
+        )
     f = dataclasses.replace(f, task=name)
     return PowerLawQuery(
         f, checked_metric(name, metric), tuple(target or ()), include_flagged, quantity, name

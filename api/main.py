@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from . import errors, openapi
 from .db import make_engine, make_sessionmaker
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PrometheusMiddleware
-from .ratelimit import RateLimit
+from .ratelimit import FailureThrottle, RateLimit
 from .routes import analysis, events, experiments, files, health, metrics, sweeps, tasks
 from .settings import Settings, get_settings
 
@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "rpg_experiments", "experiments by status", ["status"], registry=registry
     )
     app.state.parse_spec_limiter = RateLimit(settings.parse_spec_rate, settings.parse_spec_burst)
+    app.state.auth_throttle = FailureThrottle(
+        settings.auth_max_failures, settings.auth_failure_window_s
+    )
     errors.install(app)
     openapi.install(app, settings)
     from .docs import mount_docs

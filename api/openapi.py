@@ -62,6 +62,7 @@ WHY = {
     "409": "Not possible in the run's current state",
     "413": "Request body over the server's limit",
     "422": "Invalid input; each error names its field",
+    "429": "Too many failed token attempts from this client; retry after Retry-After seconds",
     "503": "Overloaded or the database is unavailable; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}}
@@ -74,7 +75,7 @@ def _error(status: str) -> dict[str, Any]:
         "description": WHY[status],
         "content": {"application/json": {"schema": ERROR}},
     }
-    if status == "503":
+    if status in ("503", "429"):
         out["headers"] = RETRY_AFTER
     return out
 
@@ -86,7 +87,7 @@ def _statuses(path: str, method: str, op: dict[str, Any], settings: Settings) ->
     if path.startswith("/api/") or path == "/metrics":
         write = method != "get"
         if write or not settings.public_reads:
-            out.append("401")
+            out += ["401", "429"]  # 429: the client's failed tokens (auth_max_failures)
     if "{experiment_id}" in path or "{sweep_id}" in path:
         out.append("404")
     if method == "delete" or path.endswith(STATE_ROUTES):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = ".rpg-studio"  # RPG_HOME: the embedded mode's folder, relative to the cwd
@@ -109,6 +110,18 @@ class Settings(BaseSettings):
         default=True,
         description="refuse specs whose data is missing under data_root (the API must see it)",
     )
+    auth_max_failures: int = Field(
+        default=20, ge=1, description="failed token attempts per client address in the window"
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="past auth_max_failures in it: 429 + Retry-After"
+    )
+    cursor_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="signs the listing's next_cursor (HMAC-SHA256); set it (the same on every "
+        "API process) to make cursors unforgeable; empty = a key derived from the database URL, "
+        "the same in every process of one deployment (forged cursors are range-checked anyway)",
+    )
     max_job_memory_bytes: int = Field(
         default_factory=lambda: default_job_memory_bytes(),
         ge=1,
@@ -119,6 +132,14 @@ class Settings(BaseSettings):
         "database and the page cache; the job's hard limit is twice this), 8 GiB where it is "
         "unknown",
     )
+
+    def cursor_key(self) -> bytes:
+        """The key that signs the listing's cursors: ``cursor_secret``, else one derived from
+        the database URL (every process serving one database reads the others' cursors)."""
+        secret = self.cursor_secret.get_secret_value()
+        if secret:
+            return secret.encode()
+        return hashlib.sha256(b"rpg-studio listing cursor\0" + self.database_url.encode()).digest()
 
     @model_validator(mode="after")
     def _home_defaults(self) -> Settings:

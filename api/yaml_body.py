@@ -28,12 +28,15 @@ def is_yaml(content_type: str | None) -> bool:
     return msg.get_content_type() in YAML_TYPES
 
 
-def parse_yaml_body(raw: bytes, max_bytes: int, field: str = "(body)") -> Any:
-    """The YAML document in ``raw``, or a 422 naming ``field`` and saying why not."""
+def parse_yaml_body(raw: bytes, max_bytes: int, field: str | None = None) -> Any:
+    """The YAML document in ``raw``, or a 422 naming ``field`` and saying why not. Without a
+    ``field`` (a request body) the 422 names the document's field when the error has one
+    (``train.epochs`` for a number out of bounds), else ``(body)``."""
     try:
         return loads(raw, max_bytes=max_bytes)
     except RPGYAMLError as err:
-        raise HTTPException(422, detail=[{"field": field, "message": str(err)}]) from None
+        name = field or err.field or "(body)"
+        raise HTTPException(422, detail=[{"field": name, "message": str(err)}]) from None
 
 
 class YamlBodyRoute(APIRoute):

@@ -7,6 +7,7 @@ import dataclasses
 import html
 import json
 import logging
+import re
 import statistics
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -196,7 +197,7 @@ def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str
     """The API's listing (same filters, sort and cursor) with the table's extra columns:
     train-val gap, duration, worker, error, has_model; the first page also has the counts."""
     rows, next_cursor = crud.list_experiments(
-        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor
+        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor, key=q.cursor_key
     )
     models = crud.ids_with_file(session, [r.id for r in rows], "model")
     out: dict[str, Any] = {
@@ -314,13 +315,22 @@ def power_law_figure(
 # ----------------------------------------------------------------------------- similarity
 
 
+_RUN_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)  # plain ASCII digits, as every id parameter
+
+
 def _parse_ids(ids: str) -> list[int]:
-    try:
-        out = [int(x) for x in ids.replace(" ", "").split(",") if x]
-    except ValueError:
+    parts = [x for x in ids.replace(" ", "").split(",") if x]
+    if not all(_RUN_ID.fullmatch(x) for x in parts):  # int() also reads "١", "+1", "1_0"
         raise HTTPException(
-            422, detail=[{"field": "ids", "message": "comma-separated run ids, e.g. 3,7,12"}]
-        ) from None
+            422,
+            detail=[
+                {
+                    "field": "ids",
+                    "message": "comma-separated run ids in plain digits 0-9, e.g. 3,7,12",
+                }
+            ],
+        )
+    out = [int(x) for x in parts]
     if not out or len(out) > MAX_COMPARE or any(not 1 <= i < 2**31 for i in out):
         raise HTTPException(
             422, detail=[{"field": "ids", "message": f"1 to {MAX_COMPARE} run ids (positive)"}]

@@ -25,3 +25,8 @@ class RPGTrainingError(RPGError, RuntimeError):
 
 class RPGDataError(RPGError, ValueError):
     """A dataset is missing, malformed, or would be read from outside the data root."""
+
+
+class RPGImageError(RPGDataError):
+    """An image cannot be read within bounds (too many pixels, too elongated, a decompression
+    bomb, not an image): the message names the image as the caller gave it."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
@@ -55,35 +58,109 @@ def filtered(q: Select[Any], f: ListFilter) -> Select[Any]:
     return q
 
 
-def encode_cursor(sort: str, value: Any, last_id: int) -> str:
+# A cursor is ``base64url(json) "." base64url(hmac)``: signed with the server's key (an HMAC-SHA256
+# over the JSON), so only cursors this server issued are read, and its values are range-checked
+# anyway (a leaked key or an old format never reaches the database as an out-of-range value).
+MAX_ROW_ID = 2**31 - 1  # the id columns are 32-bit integers (PostgreSQL ``integer``)
+MAX_NAME_CHARS = 128  # Experiment.name is String(128)
+MAX_CURSOR_CHARS = 512  # the query parameter's limit (api.deps)
+_SIG_BYTES = 16
+DEFAULT_CURSOR_KEY = b"rpg-studio listing cursor"  # callers pass Settings.cursor_key()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+
+
+def encode_cursor(sort: str, value: Any, last_id: int, key: bytes | None = None) -> str:
+    """The opaque, signed cursor after the row (``value``, ``last_id``) in ``sort`` order."""
     if isinstance(value, datetime):
         value = value.isoformat()
-    raw = json.dumps({"s": sort, "v": value, "i": last_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    payload = json.dumps({"s": sort, "v": value, "i": last_id}, separators=(",", ":")).encode()
+    return f"{_b64(payload)}.{_b64(_signature(key or DEFAULT_CURSOR_KEY, payload))}"
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        value, last_id = data["v"], data["i"]
-        ok = data["s"] == sort and isinstance(last_id, int) and not isinstance(last_id, bool)
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        ok = False
-    if not ok:
-        raise CursorError("cursor is not one this listing returned (or the sort changed)")
-    if sort == "updated":
+def _bad(why: str) -> CursorError:
+    return CursorError(
+        f"cursor is not one this listing returned ({why}); drop the cursor parameter to start "
+        "from the first page, and pass back next_cursor unchanged with the same sort"
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _checked_value(key_name: str, value: Any) -> Any:
+    """The cursor's sort value in the column's type and range, or a CursorError."""
+    if key_name == "updated":
+        if not isinstance(value, str) or len(value) > 40:
+            raise _bad("not a timestamp")
         try:
-            value = datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            raise CursorError("cursor is not one this listing returned") from None
-    elif sort == "name" and not isinstance(value, str):
-        raise CursorError("cursor is not one this listing returned")
-    elif sort == "best_val_acc" and not isinstance(value, int | float):
-        raise CursorError("cursor is not one this listing returned")
-    elif sort in ("id", "created") and not isinstance(value, int):
-        raise CursorError("cursor is not one this listing returned")
-    return value, last_id
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise _bad("not a timestamp") from None
+        if at.tzinfo is None:
+            raise _bad("a timestamp without a time zone")
+        try:
+            return at.astimezone(UTC)
+        except OverflowError:
+            raise _bad("timestamp out of range") from None
+    if key_name == "name":
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+            raise _bad(f"a name is 1 to {MAX_NAME_CHARS} characters")
+        if not value.isprintable():  # NUL, control characters, lone surrogates
+            raise _bad("a name has no control characters")
+        return value
+    if key_name == "best_val_acc":
+        if not (_is_int(value) or isinstance(value, float)):
+            raise _bad("not a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _bad("number out of range") from None
+        if not math.isfinite(number) or abs(number) > 1e300:
+            raise _bad("number out of range")
+        return number
+    # id / created: the id itself
+    if not _is_int(value) or not 0 <= value <= MAX_ROW_ID:
+        raise _bad(f"an id is a whole number from 0 to {MAX_ROW_ID}")
+    return value
+
+
+def decode_cursor(cursor: str, sort: str, key: bytes | None = None) -> tuple[Any, int]:
+    """(sort value, last id) of a cursor ``encode_cursor`` issued for ``sort``, with the value in
+    its column's type and range; anything else (forged, altered, another sort's) is a
+    CursorError (HTTP 422 naming ``cursor``)."""
+    if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_CHARS or cursor.count(".") != 1:
+        raise _bad("not in the cursor format")
+    body, sig = cursor.split(".")
+    try:
+        payload, given = _unb64(body), _unb64(sig)
+    except (binascii.Error, ValueError):
+        raise _bad("not in the cursor format") from None
+    if _b64(payload) != body or _b64(given) != sig:  # one spelling per cursor (no stray bits)
+        raise _bad("not in the cursor format")
+    if not hmac.compare_digest(given, _signature(key or DEFAULT_CURSOR_KEY, payload)):
+        raise _bad("its signature does not match this server's key")
+    try:
+        data = json.loads(payload)
+        cursor_sort, value, last_id = data["s"], data["v"], data["i"]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise _bad("not in the cursor format") from None
+    if cursor_sort != sort:
+        raise _bad(f"it was issued for sort={cursor_sort!r}, not sort={sort!r}")
+    if not _is_int(last_id) or not 0 <= last_id <= MAX_ROW_ID:
+        raise _bad(f"an id is a whole number from 0 to {MAX_ROW_ID}")
+    return _checked_value(sort.lstrip("-"), value), last_id
 
 
 def _sort_value(exp: Experiment, sort: str) -> Any:
@@ -102,26 +179,28 @@ def list_experiments(
     sort: str = "-id",
     limit: int = 50,
     cursor: str | None = None,
+    key: bytes | None = None,
 ) -> tuple[list[Experiment], str | None]:
     """One page of experiments and the cursor of the next page (None at the end).
 
     ``sort`` is a key of SORTS, with a leading ``-`` for descending; ties break on the id.
+    ``key`` signs and checks the cursors (the API passes ``Settings.cursor_key()``).
     """
     desc = sort.startswith("-")
-    key = sort.lstrip("-")
-    col = SORTS[key]
+    col_key = sort.lstrip("-")
+    col = SORTS[col_key]
     q = filtered(select(Experiment), f)
     if cursor:
-        value, last_id = decode_cursor(cursor, sort)
+        value, last_id = decode_cursor(cursor, sort, key)
         cond: ColumnElement[bool]
-        if key in ("id", "created"):
+        if col_key in ("id", "created"):
             cond = Experiment.id < last_id if desc else Experiment.id > last_id
         elif desc:
             cond = or_(col < value, and_(col == value, Experiment.id < last_id))
         else:
             cond = or_(col > value, and_(col == value, Experiment.id > last_id))
         q = q.where(cond)
-    if key in ("id", "created"):
+    if col_key in ("id", "created"):
         q = q.order_by(Experiment.id.desc() if desc else Experiment.id.asc())
     else:
         q = q.order_by(
@@ -131,7 +210,7 @@ def list_experiments(
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    return rows, encode_cursor(sort, _sort_value(rows[-1], key), rows[-1].id)
+    return rows, encode_cursor(sort, _sort_value(rows[-1], col_key), rows[-1].id, key)
 
 
 def count_by_status(session: Session, sweep_id: int | None = None) -> dict[str, int]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from .. import crud
@@ -80,25 +80,43 @@ async def _spool(request: Request, limit: int, directory: str | None) -> str:
     return name
 
 
-UPLOAD_NAME = "upload.rpg"  # how answers name the uploaded file (never the server's temp path)
+UPLOAD_NAME = "upload.rpg"  # an upload's name in answers when the client gives none
+UploadName = Annotated[
+    str | None,
+    Query(
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9 _.()+\-]*$",
+        description="the uploaded file's name, as messages should call it (default upload.rpg)",
+    ),
+]
 
 
-def _inspect(path: str) -> dict[str, Any]:
+def _shown(message: Any, path: str, name: str) -> Any:
+    """``message`` (JSON-like) with the server's temp file (its path, or its random basename)
+    called by the upload's name."""
+    return redact_values(redact_values(message, path, name), os.path.basename(path), name)
+
+
+def _inspect(path: str, name: str = UPLOAD_NAME) -> dict[str, Any]:
     try:
         from rpg_core.format import inspect_compact
+        from rpg_core.format.header import read_header  # torch-free: refuses most uploads
     except ImportError:
         raise HTTPException(503, detail="inspecting .rpg files is not available") from None
     from rpg_core.exceptions import RPGError
 
     try:
-        out: dict[str, Any] = redact_values(dict(inspect_compact(path)), path, UPLOAD_NAME)
+        read_header(path)  # a bad header answers before torch is imported (seconds, cold)
+        from rpg_core.format import inspect_compact
+
+        out: dict[str, Any] = _shown(dict(inspect_compact(path)), path, name)
         return out
     except RPGError as err:
-        message = redact_values(str(err), path, UPLOAD_NAME)
+        message = _shown(str(err), path, name)
         raise HTTPException(422, detail=f"not a valid .rpg file: {message}") from None
     except Exception as err:  # noqa: BLE001 - untrusted bytes: any parse failure is a 4xx
         log.warning("inspect_compact failed on an upload: %r", err)
-        raise HTTPException(422, detail="not a valid .rpg file") from None
+        raise HTTPException(422, detail=f"{name}: not a valid .rpg file") from None
 
 
 @router.post(
@@ -112,13 +130,17 @@ def _inspect(path: str) -> dict[str, Any]:
         }
     },
 )
-async def inspect_model(request: Request, settings: SettingsDep, _auth: WriteAuth) -> Any:
+async def inspect_model(
+    request: Request, settings: SettingsDep, _auth: WriteAuth, filename: UploadName = None
+) -> Any:
     """Validate an uploaded .rpg (the raw request body, at most max_upload_bytes) and describe
-    it: format version, architecture, ring sizes, checksums. Nothing is unpickled."""
+    it: format version, architecture, ring sizes, checksums, inference metadata (in bounds).
+    Nothing is unpickled. Messages call the file ``filename`` (default upload.rpg), never by
+    the server's temporary path."""
     from starlette.concurrency import run_in_threadpool
 
     path = await _spool(request, settings.max_upload_bytes, None)
     try:
-        return await run_in_threadpool(_inspect, path)
+        return await run_in_threadpool(_inspect, path, filename or UPLOAD_NAME)
     finally:
         os.unlink(path)

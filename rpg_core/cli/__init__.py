@@ -110,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RPGError as err:
         print(f"rpg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError:  # never a traceback: say what ran out and what to do
+        print(
+            f"rpg {args.command}: error: out of memory; give smaller inputs (images, batch, "
+            "model) or run it where more memory is free",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:  # `rpg inspect x.rpg | head`
         sys.stderr.close()
         return 0

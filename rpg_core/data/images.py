@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..catalog.datasets import DATASETS
 from ..exceptions import RPGDataError
+from ..image_limits import open_image
 from ..spec import DataSpec
 
 SYSTEM_FASHION = Path(DATASETS["fashion-mnist"].system_dirs[0])  # the Debian package's folder
@@ -61,8 +62,7 @@ class FolderImages(Dataset[tuple[torch.Tensor, int]]):
         from PIL import Image
 
         try:
-            with Image.open(self.files[i]) as raw:
-                rgb = raw.convert("RGB")
+            rgb = open_image(self.files[i]).convert("RGB")  # size checked before decoding
             w, h = rgb.size
             scale = self.size / min(w, h)
             nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..exceptions import RPGDataError
+from ..exceptions import RPGDataError, RPGImageError
+from ..image_limits import open_image
 from ..spec import DataSpec
 from ..stopping import StopCheck, check_stop
 from .dense import TensorSamples, check_memory, dense_datasets, subset_indices
@@ -418,7 +419,6 @@ def _crop(image: Any, rec: _Record, size: int) -> tuple[np.ndarray, np.ndarray, 
 def _decode(
     recs: list[_Record], size: int, path: Path, should_stop: StopCheck | None = None
 ) -> TensorSamples:
-    from PIL import Image
 
     imgs = np.zeros((len(recs), size, size, 3), np.uint8)
     joints = np.zeros((len(recs), NUM_JOINTS, 2), np.float32)
@@ -428,12 +428,11 @@ def _decode(
         check_stop(should_stop)
         if cache is None or cache[0] != rec.image:
             try:
-                with Image.open(rec.image) as raw:
-                    cache = (rec.image, raw.convert("RGB"))
-            except OSError as err:
-                raise RPGDataError(
-                    f"{path}: cannot read image {rec.image}: {err}; put the MPII images under "
-                    f"{rec.image.parent} or remove the records that name it"
+                cache = (rec.image, open_image(rec.image).convert("RGB"))
+            except RPGImageError as err:
+                raise RPGImageError(
+                    f"{path}: {err}; put the MPII images under {rec.image.parent} (within "
+                    "rpg_core.image_limits) or remove the records that name it"
                 ) from None
         imgs[k], joints[k], visible[k] = _crop(cache[1], rec, size)
     samples = _pose_samples(imgs, joints, visible)

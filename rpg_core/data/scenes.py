@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..exceptions import RPGDataError
+from ..image_limits import open_image
 from ..spec import DataSpec
 from ..stopping import StopCheck, check_stop
 from .dense import TensorSamples, check_memory, dense_datasets, subset_indices
@@ -495,10 +496,7 @@ def _read_scene(base: Path, split_dir: Path, sid: str, size: int, scale: float) 
             raise RPGDataError(
                 f"{files['rgb']} has no {k} counterpart {files[k]}; add it or remove the image"
             )
-    try:
-        opened = {k: Image.open(f) for k, f in files.items()}
-    except OSError as err:
-        raise RPGDataError(f"cannot read {split_dir}/*/{sid}.png: {err}") from None
+    opened = {k: open_image(f) for k, f in files.items()}  # sizes checked before decoding
     try:
         sizes = {k: im.size for k, im in opened.items()}
         if len(set(sizes.values())) != 1:

@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..format.inference import (
     check_inference,
     inference_info,
 )
+from ..image_limits import MAX_IMAGE_PIXELS, check_image_size, open_image
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ __all__ = [
     "preprocess",
 ]
 
-MAX_IMAGE_PIXELS = 64_000_000
+MAX_BATCH_PIXELS = 1024 * 1024  # input pixels per forward pass (64 at 128 px, 1 at 1024 px)
 
 
 @dataclass(frozen=True)
@@ -69,25 +69,15 @@ ImageLike = str | os.PathLike[str] | np.ndarray | torch.Tensor | Any  # Any: a P
 
 
 def _open(image: ImageLike) -> Any:
-    """A PIL image from a path, a PIL image, an HxW(xC) uint8 array or a CxHxW uint8 tensor."""
-    from PIL import Image, UnidentifiedImageError
+    """A PIL image from a path, a PIL image, an HxW(xC) uint8 array or a CxHxW uint8 tensor,
+    its size checked (rpg_core.image_limits) before anything is decoded or resized."""
+    from PIL import Image
 
     if isinstance(image, Image.Image):
+        check_image_size(image.width, image.height, "the image")
         return image
     if isinstance(image, str | os.PathLike):
-        path = Path(image)
-        try:
-            with Image.open(path) as raw:
-                if raw.width * raw.height > MAX_IMAGE_PIXELS:
-                    raise RPGDataError(f"{path}: {raw.width}x{raw.height} is too large an image")
-                raw.load()
-                return raw.copy()
-        except FileNotFoundError:
-            raise RPGDataError(f"{path}: no such image file") from None
-        except UnidentifiedImageError:
-            raise RPGDataError(f"{path}: not an image PIL can read (give a PNG or JPEG)") from None
-        except OSError as err:
-            raise RPGDataError(f"{path}: cannot read the image: {err}") from None
+        return open_image(image)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.dim() == 3:
@@ -101,6 +91,7 @@ def _open(image: ImageLike) -> Any:
             arr = arr[:, :, 0]
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
             raise RPGDataError(f"an image array must be HxW or HxWx3, got shape {arr.shape}")
+        check_image_size(arr.shape[1], arr.shape[0], "the image array")
         return Image.fromarray(np.ascontiguousarray(arr))
     raise RPGDataError(f"cannot read an image from a {type(image).__name__}")
 
@@ -204,6 +195,8 @@ def predict(
             f"{where} is a {task} model: predict() classifies images; use rpg_core.{use} "
             "(or `rpg predict`, which predicts for every task)"
         )
+    # the forward pass's memory grows with the input's pixels: bound a batch by them
+    batch_size = max(1, min(batch_size, MAX_BATCH_PIXELS // info["image_size"] ** 2))
     names = info.get("classes")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training

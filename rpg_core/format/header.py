@@ -277,19 +277,31 @@ def read_header(path: str | os.PathLike[str]) -> CompactHeader:
         sha256=digest, keyed=keyed, key_salt=salt, key_check=check,
         ring_keys=_ring_tensor_names(p, tensors, rings, ring_dtype),
         generator_version=generator_version,
-        inference=_check_inference(p, meta),
+        inference=_check_inference(p, meta, spec),
     )  # fmt: skip
 
 
-def _check_inference(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The optional ``inference`` metadata (older files have none)."""
+def _check_inference(
+    path: Path, meta: dict[str, Any], spec: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The optional ``inference`` metadata (older files have none), in bounds (an input of at
+    most MAX_IMAGE_SIZE pixels a side) and agreeing with the spec's input channels: checked
+    when the header is read, before any weight or image is allocated."""
     if "inference" not in meta:
         return None
     raw = _loads(_metadata_str(path, meta, "inference"), "metadata 'inference'", path)
     try:
-        return check_inference(raw)
+        info = check_inference(raw)
     except RPGConfigError as err:
         raise _fail(path, f"metadata: {err}") from None
+    channels = spec["model"].get("in_channels")
+    if isinstance(channels, int) and channels != info["in_channels"]:
+        raise _fail(
+            path,
+            f"metadata: inference.in_channels is {info['in_channels']} but spec.model.in_channels "
+            f"is {channels}; the two describe one input",
+        )
+    return info
 
 
 _CORRUPT = (

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..catalog.datasets import DATASETS
 from ..exceptions import RPGConfigError
+from ..image_limits import MAX_IMAGE_SIZE
 
 INFERENCE_ATTR = "rpg_inference"  # the inference dict a model carries (set by load_compact)
 
@@ -66,8 +67,11 @@ def check_inference(info: Any) -> dict[str, Any]:
     if extra:
         raise RPGConfigError(f"inference: unknown keys {extra}; allowed: {sorted(allowed)}")
     size, channels = info.get("image_size"), info.get("in_channels")
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 8192:
-        raise RPGConfigError(f"inference.image_size must be an int in 1..8192, got {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise RPGConfigError(
+            f"inference.image_size must be an int in 1..{MAX_IMAGE_SIZE} (the largest "
+            f"data.image_size a model is trained at), got {str(size)[:20]}"
+        )
     if channels not in (1, 3):
         raise RPGConfigError(f"inference.in_channels must be 1 or 3, got {channels!r}")
     for key in ("mean", "std"):

@@ -38,6 +38,7 @@ from pydantic import (
 from ..catalog.datasets import DATASET_RE, datasets_help
 from ..catalog.tasks import DEFAULT_TASK, TASKS, check_task, list_tasks
 from ..exceptions import RPGConfigError
+from ..image_limits import MAX_IMAGE_SIZE
 from .eval import KEY_RE, MAX_SEVERITY, SHIFTS, EvalSpec, OODSetSpec, ShiftName
 from .model import (
     DEFAULT_STACKS,
@@ -148,7 +149,7 @@ class DataSpec(_Spec):
     train_subset: StrictInt | None = Field(None, ge=1, description="use this many training images")
     val_subset: StrictInt | None = Field(None, ge=1, description="use this many validation images")
     image_size: StrictInt | None = Field(
-        None, ge=8, le=1024, description="resize to this (default per dataset)"
+        None, ge=8, le=MAX_IMAGE_SIZE, description="resize to this (default per dataset)"
     )
     augment: StrictBool | None = Field(
         None,

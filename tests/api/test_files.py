@@ -156,3 +156,32 @@ def test_oversized_bodies_get_413(
     r = client.post("/api/models/inspect", content=(b"x" * 64 for _ in range(100)), headers=auth)
     assert r.status_code == 413
     assert crud.list_experiments(session, crud.ListFilter())[0] == []
+
+
+@pytest.mark.skipif(not HAVE_COMPACT, reason="rpg_core.compact is not there yet")
+def test_an_upload_asking_for_8192_pixel_inputs_is_422(
+    client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 23: inference metadata is checked when the header is read (checksum still ok)."""
+    import json
+
+    from rpg_core.format import save_compact
+    from rpg_core.models import create_model
+
+    model = create_model({"model": {"arch": "resnet18", "width": 0.125}, "rpg": None})
+    info = {"image_size": 32, "in_channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3}
+    save_compact(model, tmp_path / "m.rpg", inference=info)
+    raw = (tmp_path / "m.rpg").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"]["inference"] = json.dumps({**info, "image_size": 8192})
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    crafted = len(text).to_bytes(8, "little") + text + raw[8 + n :]
+    headers = {**auth, "content-type": "application/octet-stream"}
+    r = client.post("/api/models/inspect?filename=big.rpg", content=crafted, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "not a valid .rpg file: big.rpg: metadata: inference.image_size must be an int in "
+        "1..1024 (the largest data.image_size a model is trained at), got 8192"
+    )

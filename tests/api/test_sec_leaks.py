@@ -65,6 +65,25 @@ def test_inspect_names_the_upload_not_the_temp_file(
         r = client.post("/api/models/inspect", content=broken, headers=headers)
         assert r.status_code == 422
         _no_temp_path(r.text)
+        assert "tmp" not in r.text  # not even the temp file's basename (tmpab12cd.rpg)
+        assert r.json()["detail"].startswith("not a valid .rpg file: upload.rpg: "), r.text
+
+
+def test_inspect_errors_name_the_uploaded_files_name(
+    client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 23: errors named the server's temp file (tmpXXXX.rpg), not the upload."""
+    data = _tiny_rpg(tmp_path / "m.rpg").read_bytes()
+    headers = {**auth, "content-type": "application/octet-stream"}
+    url = "/api/models/inspect?filename=resnet18 (v2).rpg"
+    ok = client.post(url, content=data, headers=headers)
+    assert ok.status_code == 200 and ok.json()["path"] == "resnet18 (v2).rpg"
+    r = client.post(url, content=data[:100], headers=headers)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("not a valid .rpg file: resnet18 (v2).rpg: the file is")
+    for bad in ("../etc/passwd", "a/b.rpg", "x\nrpg", "", "a" * 256):
+        r = client.post("/api/models/inspect", params={"filename": bad}, content=data, headers=headers)  # fmt: skip
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "filename", (bad, r.text)
 
 
 def test_experiment_errors_do_not_show_the_servers_folders(

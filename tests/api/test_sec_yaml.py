@@ -136,3 +136,42 @@ def test_yaml_body_over_the_body_limit_is_413(
     big: Any = b"tags: [" + b"x, " * (settings.max_body_bytes // 3 + 10) + b"]\n"
     headers = {**auth, "Content-Type": "application/yaml"}
     assert client.post("/api/experiments", content=big, headers=headers).status_code == 413
+
+
+# issue 23, item 5: integers past Python's 4,300-digit limit, or huge hex and sexagesimal ones,
+# answered 500 (int() raised ValueError, or json.dumps of the result did)
+BIG_NUMBERS = {
+    "5,000 decimal digits": b"1" * 5000,
+    "hex": b"0x" + b"f" * 5000,
+    "sexagesimal": b"1:" * 3000 + b"1",
+    "hex past 64 bits": b"0x" + b"f" * 40,
+    "float of 200 digits": b"1" + b"0" * 200 + b".5",
+}
+
+
+@pytest.mark.parametrize("name", list(BIG_NUMBERS))
+def test_parse_spec_refuses_huge_numbers(client: TestClient, name: str) -> None:
+    r = client.post("/ui/api/parse-spec", content=b"name: x\nseed: " + BIG_NUMBERS[name] + b"\n")
+    assert r.status_code == 422, (name, r.status_code, r.text[:200])
+    [err] = r.json()["detail"]
+    assert err["field"] == "spec" and err["message"].startswith("seed (line 2): ")
+    assert "at most 100 characters" in err["message"] and len(r.content) < 1000
+
+
+@pytest.mark.parametrize("name", list(BIG_NUMBERS))
+def test_api_refuses_huge_yaml_numbers_naming_the_field(
+    client: TestClient, auth: dict[str, str], name: str
+) -> None:
+    headers = {**auth, "Content-Type": "application/yaml"}
+    number = BIG_NUMBERS[name]
+    spec = b"name: big\ndata: {dataset: digits}\ntrain:\n  epochs: " + number + b"\n"
+    r = client.post("/api/experiments", content=spec, headers=headers)
+    assert r.status_code == 422, r.text[:300]
+    [err] = r.json()["detail"]
+    assert err["field"] == "train.epochs" and "(line 4)" in err["message"]
+    assert "integers at most 9,223,372,036,854,775,807" in err["message"]
+    sweep = b"name: s\nbase: {data: {dataset: digits}}\ngrid:\n  rpg.ring_size: [100, " + number
+    r = client.post("/api/sweeps", content=sweep + b"]\n", headers=headers)
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["detail"][0]["field"] == "grid.rpg.ring_size[1]"
+    assert client.get("/api/experiments").json()["items"] == []

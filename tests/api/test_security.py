@@ -68,3 +68,28 @@ def test_cors_origins_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.cors_origins == ["https://a.example", "https://b.example"]
     assert s.broker_url is None
+
+
+def test_token_guesses_are_throttled_per_client(settings: Settings, token: str) -> None:
+    """Issue 23: 190 guesses/s all answered 401, never slowed. After auth_max_failures failed
+    tokens in the window a client gets 429 + Retry-After, even for a right token (guessing
+    learns nothing), other clients are not affected, and the lock ends with the window."""
+    import time
+
+    limited = settings.model_copy(update={"auth_max_failures": 5, "auth_failure_window_s": 1.5})
+    app = create_app(limited)
+    good = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as guesser, TestClient(app, client=("10.0.0.9", 1)) as other:
+        for i in range(5):
+            bad = {"Authorization": f"Bearer rpg_guess{i}"}
+            assert guesser.post("/api/experiments", json={}, headers=bad).status_code == 401
+        start = time.monotonic()
+        r = guesser.post("/api/experiments", json={}, headers={"Authorization": "Bearer rpg_x"})
+        assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 2, r.text
+        assert "too many failed token attempts" in r.json()["detail"]
+        assert guesser.post("/api/experiments/1/cancel", headers=good).status_code == 429
+        # no token at all is not a guess; another address is not locked out
+        assert guesser.post("/api/experiments", json={}).status_code == 401
+        assert other.post("/api/experiments/999/cancel", headers=good).status_code == 404
+        time.sleep(max(0.0, 1.6 - (time.monotonic() - start)))
+        assert guesser.post("/api/experiments/999/cancel", headers=good).status_code == 404

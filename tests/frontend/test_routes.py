@@ -131,3 +131,29 @@ def test_an_arch_filter_starts_at_any(client: TestClient) -> None:
         select = client.get(path).text.split('<select name="arch">')[1].split("</select>")[0]
         assert select.startswith('<option value="">any</option>'), path
         assert " selected" not in select, path
+
+
+@pytest.mark.parametrize("ids", ["١", "1,٢", "+1", "1_0", "01", "1.0", "²", "1,-2"])
+def test_similarity_ids_are_plain_ascii_digits(client: TestClient, ids: str) -> None:
+    """Issue 23: ``ids=١`` (an Arabic-Indic one) was read as run 1 by int()."""
+    r = client.get("/ui/figures/similarity", params={"ids": ids})
+    assert r.status_code == 422, (ids, r.text)
+    [err] = r.json()["detail"]
+    assert err["field"] == "ids" and "plain digits 0-9" in err["message"]
+    ok = client.get("/ui/figures/similarity", params={"ids": "1, 1,2"})
+    assert ok.status_code == 200 and ok.json()["missing"] == [1, 2]
+
+
+@pytest.mark.parametrize("path", ["/api/analysis/power-law", "/ui/figures/power-law"])
+@pytest.mark.parametrize("task", ["pose", "multitask"])
+def test_the_gap_exists_only_for_classification(client: TestClient, path: str, task: str) -> None:
+    """Issue 23: ``quantity=gap&task=pose`` answered a classification gap series."""
+    r = client.get(path, params={"quantity": "gap", "task": task})
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "quantity"
+    assert err["message"].startswith("quantity=gap (train accuracy minus validation accuracy)")
+    assert f"task {task!r} has no train accuracy" in err["message"]
+    assert client.get(path, params={"quantity": "gap"}).status_code == 200
+    assert client.get(path, params={"quantity": "gap", "task": "classification"}).status_code == 200
+    assert client.get(path, params={"task": task}).status_code == 200

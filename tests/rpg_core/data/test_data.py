@@ -229,12 +229,16 @@ def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (root / "evil").symlink_to(outside / "real")
-    with pytest.raises(RPGDataError, match="outside the data root"):
+    with pytest.raises(RPGDataError, match="outside the data root") as err:
         load_datasets({"dataset": "imagefolder:evil"}, data_root=root)
+    # issue 23: the error names the path given, never where the link leads
+    assert f"{root / 'evil'} is a symlink" in str(err.value)
+    assert str(outside) not in str(err.value)
     write_cifar(outside)
     (root / "cifar-10-batches-py").symlink_to(outside / "cifar-10-batches-py")
-    with pytest.raises(RPGDataError, match="outside the data root"):
+    with pytest.raises(RPGDataError, match="outside the data root") as err:
         load_datasets({"dataset": "cifar10"}, data_root=root)
+    assert str(outside) not in str(err.value)
 
 
 def test_symlinked_image_inside_a_tree_is_refused(tmp_path: Path) -> None:
@@ -242,8 +246,10 @@ def test_symlinked_image_inside_a_tree_is_refused(tmp_path: Path) -> None:
     secret = tmp_path / "secret.png"
     (tree / "train" / "cat" / "0.png").rename(secret)
     (tree / "train" / "cat" / "0.png").symlink_to(secret)
-    with pytest.raises(RPGDataError, match="outside the data root"):
+    with pytest.raises(RPGDataError, match="outside the data root") as err:
         load_datasets({"dataset": "imagefolder:tiny"}, data_root=tmp_path / "root")
+    assert "tiny/train/cat/0.png is a symlink" in str(err.value)
+    assert "secret" not in str(err.value)
 
 
 def test_spec_cannot_name_a_path() -> None:

@@ -157,7 +157,7 @@ def test_mpii_subset_and_memory_limit(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"isValidation": 2}, "record 1: 'isValidation'"),
         ({"img_paths": "../../outside.png"}, "record 1: 'img_paths'"),
         ({"img_paths": "/etc/passwd"}, "record 1: 'img_paths'"),
-        ({"img_paths": "nothere.png"}, "cannot read image"),
+        ({"img_paths": "nothere.png"}, "nothere.png: no such image file"),
     ],
 )
 def test_mpii_bad_records_are_named(tmp_path: Path, change: dict[str, Any], match: str) -> None:

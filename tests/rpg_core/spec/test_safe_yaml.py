@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rpg_core.exceptions import RPGConfigError
 from rpg_core.spec import load_spec
@@ -61,3 +64,79 @@ def test_load_spec_and_sweep_use_it(tmp_path: Path) -> None:
         load_sweep(tmp_path / "w.yaml")
     (tmp_path / "ok.yaml").write_text("train: {weight_decay: 5e-4, epochs: 2}\n")
     assert load_spec(tmp_path / "ok.yaml").train.weight_decay == 0.0005
+
+
+@pytest.mark.parametrize(
+    ("number", "value"),
+    [
+        ("9223372036854775807", 2**63 - 1),
+        ("-9223372036854775807", -(2**63 - 1)),
+        ("0x7fffffffffffffff", 2**63 - 1),
+        ("0b101", 5),
+        ("1:30", 90),
+        ("1_000", 1000),
+        ("!!int '12'", 12),
+        ("0." + "1" * 97, float("0." + "1" * 97)),
+    ],
+)
+def test_numbers_within_bounds_load(number: str, value: int | float) -> None:
+    assert loads(f"a: {number}\n") == {"a": value}
+
+
+@pytest.mark.parametrize(
+    ("number", "why"),
+    [
+        ("1" * 4301, "a number of 4,301 characters"),  # past Python's int digit limit
+        ("0x" + "f" * 5000, "a number of 5,002 characters"),
+        ("1:" * 3000 + "1", "a number of 6,001 characters"),
+        ("9223372036854775808", "the integer 9223372036854775808 is out of range"),
+        ("0x8000000000000000", "out of range"),
+        ("-0b1" + "0" * 63, "out of range"),
+        ("59:" * 20 + "1", "out of range"),  # sexagesimal: 60**20
+        ("1" + "0" * 200 + ".0", "a number of 203 characters"),
+        ("!!int '" + "7" * 200 + "'", "a number of 200 characters"),
+    ],
+)
+def test_numbers_out_of_bounds_are_refused_naming_the_field(number: str, why: str) -> None:
+    with pytest.raises(RPGYAMLError, match=why) as err:
+        loads(f"top:\n  list: [1, {number}]\n")
+    assert err.value.field == "top.list[1]"
+    assert str(err.value).startswith("top.list[1] (line 2): ")
+    assert "at most 100 characters and integers at most 9,223,372,036,854,775,807" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("a: !!int abc\n", "!!int of 'abc', which is not a number"),
+        ("a: !!int ''\n", "!!int of '', which is not a number"),
+        ("a: !!float [1]\n", "!!float of a list or mapping"),
+        ("a: !!bool maybe\n", "'maybe' is not a valid bool"),
+        ("a: [1, 2020-02-30]\n", "line 1, column 8.*'2020-02-30' is not a valid timestamp"),
+        ("a: !!timestamp x\n", "not a valid timestamp"),
+        ("a: !!map x\n", "expected a mapping"),
+    ],
+)
+def test_scalars_that_do_not_parse_as_their_tag_are_yaml_errors(text: str, why: str) -> None:
+    """These raised ValueError/KeyError/AttributeError from PyYAML's constructors (a 500)."""
+    with pytest.raises(RPGYAMLError, match=why):
+        loads(text)
+
+
+YAML_PIECES = st.sampled_from(
+    ["a", ": ", "- ", "\n", "  ", "[", "]", "{", "}", ", ", "!!int ", "!!float ", "!!bool ",
+     "!!timestamp ", "!!map ", "!!seq ", "!!str ", "!!binary ", "<<: ", "0x", "0o", "0b", "1:",
+     "1", "9", "f", "_", ".", "e", "-", "+", "2020-02-30", "1e999", ".nan", "'", '"', "?",
+     "&x ", "*x", "#", "|", ">"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(YAML_PIECES, max_size=30).map("".join))
+def test_any_text_loads_as_json_or_is_refused_with_a_reason(text: str) -> None:
+    try:
+        data = loads(text)
+    except RPGYAMLError as err:
+        assert str(err)
+        return
+    json.dumps(data, allow_nan=False)  # JSON types only, and within the number bounds
