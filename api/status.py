@@ -47,7 +47,8 @@ _S = JobStatus
 TRANSITIONS: dict[str, frozenset[JobStatus]] = {  # keyed by JobStatus (a str)
     _S.queued: frozenset({_S.running, _S.cancelled}),
     _S.running: frozenset({_S.running, _S.succeeded, _S.failed, _S.queued, _S.cancelling}),
-    _S.cancelling: frozenset({_S.cancelling, _S.cancelled, _S.succeeded, _S.failed}),
+    # a cancelled run never ends succeeded: a run that finishes while cancelling ends cancelled
+    _S.cancelling: frozenset({_S.cancelling, _S.cancelled, _S.failed}),
     _S.succeeded: frozenset(),
     _S.failed: frozenset({_S.queued}),
     _S.cancelled: frozenset({_S.queued}),

@@ -163,8 +163,10 @@ def _run_leased(
         return "cancelled" if ok else "lost"
     assert outcome is not None
     result, files = outcome
-    ok = lifecycle.finish_experiment(session, exp_id, lease.token, result=result, files=files)
-    return "succeeded" if ok else "lost"
+    if lifecycle.finish_experiment(session, exp_id, lease.token, result=result, files=files):
+        return "succeeded"
+    # refused: the lease was lost, or a cancel came after the check above (then it wins)
+    return "cancelled" if lifecycle.mark_cancelled(session, exp_id, lease.token) else "lost"
 
 
 class _KeepModel:

@@ -347,7 +347,9 @@ def finish_experiment(
     result: ExperimentResult | Mapping[str, Any],
     files: Sequence[FileRecord] = (),
 ) -> bool:
-    """Mark the run succeeded, storing its result (JSON) and its files' records.
+    """Mark the run succeeded, storing its result (JSON) and its files' records: fenced, and
+    only from ``running`` (False for a run whose cancel came meanwhile: it ends cancelled, by
+    :func:`mark_cancelled`, never succeeded).
 
     ``result``: the stored-result contract (a mapping is validated into it; its unset fields
     are left out of the stored JSON, its columns come from :func:`result_columns`).
@@ -356,10 +358,10 @@ def finish_experiment(
     if not isinstance(result, ExperimentResult):
         result = ExperimentResult.model_validate(dict(result))
     columns = result_column_values(result)
-    leased, to_succeeded = _moving(JobStatus.succeeded, *LEASED)
+    running, to_succeeded = _moving(JobStatus.succeeded, JobStatus.running)
     res = session.execute(
         update(Experiment)
-        .where(*_fenced(experiment_id, token), leased)
+        .where(*_fenced(experiment_id, token), running)
         .values(
             **to_succeeded,
             progress=1.0,

@@ -103,6 +103,24 @@ def test_settled_runs_are_finished_deleted_or_of_dead_workers(
     }
 
 
+def test_a_run_cancelled_as_it_finishes_never_ends_succeeded(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    """The cancel came after the worker's last check: finishing is refused, the run ends
+    cancelled, and no result is stored under it."""
+    exp_id = submit(client, auth)
+    lease = lifecycle.claim_experiment(session, exp_id, "w1")
+    assert lease is not None
+    assert client.post(f"/api/experiments/{exp_id}/cancel", headers=auth).status_code == 200
+    assert not lifecycle.finish_experiment(session, exp_id, lease.token, {"val_acc": 0.5})
+    exp = _row(session, exp_id)
+    assert exp.status == "cancelling" and exp.val_acc is None
+    assert lifecycle.mark_cancelled(session, exp_id, lease.token)
+    assert _row(session, exp_id).status == "cancelled"
+    with pytest.raises(IllegalTransition):
+        lifecycle.check_transition(JobStatus.cancelling, JobStatus.succeeded)
+
+
 def test_only_failed_or_cancelled_runs_retry(
     client: TestClient, auth: dict[str, str], session: Session
 ) -> None:
