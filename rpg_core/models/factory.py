@@ -7,7 +7,8 @@ an ``rpg`` section, converts it with :func:`rpg_core.rpgify`. The names live in 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, cast
 
 from ..catalog.archs import (
     BUILTIN_MODELS,
@@ -19,7 +20,8 @@ from ..catalog.archs import (
 )
 from ..catalog.tasks import DEFAULT_TASK, task_of_arch
 from ..exceptions import RPGConfigError
-from ..spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec, recurrence_rpg, sharing_rpg
+from ..spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
+from .options import SpecOptions, plain_options, recurrent_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -70,6 +72,16 @@ def model_spec_of(model: nn.Module) -> dict[str, Any] | None:
     return spec if isinstance(spec, dict) else None
 
 
+def _spec_options(arch: str, build: ModelFn) -> SpecOptions:
+    """The family's ``spec_options`` (its module's), else the default: a builder that takes
+    ``recurrence`` (a plugin's) gets :func:`recurrent_options`, any other :func:`plain_options`."""
+    family = sys.modules.get(getattr(build, "__module__", ""))
+    own = getattr(family, "spec_options", None)
+    if callable(own):
+        return cast(SpecOptions, own)
+    return recurrent_options if supports_recurrence(arch) else plain_options
+
+
 def _with_task(spec: dict[str, Any]) -> dict[str, Any]:
     """A ``{"model": ...}`` dict (a saved file's spec) gets the task its architecture serves."""
     model = spec.get("model")
@@ -118,34 +130,9 @@ def create_model(
         "num_classes": model_spec.num_classes,
         "in_channels": model_spec.in_channels,
     }
-    sharing = model_spec.resolved_sharing()
-    if sharing is not None:  # stacked sub-networks (hourglass, encdec): defaults made explicit
-        stacks = model_spec.resolved_stacks()
-        model_spec = model_spec.model_copy(update={"stacks": stacks, "sharing": sharing})
-        kwargs["stacks"], kwargs["sharing"] = stacks, sharing
-        if sharing == "rpg" and not plain:
-            try:
-                rpg = sharing_rpg(model_spec, rpg)
-            except ValueError as err:
-                raise RPGConfigError(str(err)) from None
-        elif rpg is not None and sharing != "rpg":
-            raise RPGConfigError(f"rpg: sharing {sharing} takes no rpg section")
-        elif plain:
-            rpg = None
-    rec = model_spec.recurrence
-    if rec is not None:
-        if not supports_recurrence(model_spec.arch):
-            raise RPGConfigError(
-                f"model.recurrence: arch {model_spec.arch!r} does not apply a block repeatedly"
-            )
-        kwargs["recurrence"] = rec.model_dump()
-        if rec.mode == "rpg" and not plain:
-            try:
-                rpg = recurrence_rpg(rec, rpg)
-            except ValueError as err:
-                raise RPGConfigError(str(err)) from None
-        elif rpg is not None:
-            raise RPGConfigError(f"rpg: recurrence mode {rec.mode} takes no rpg section")
+    # the family's own entry point reads the options only it has (stacks, sharing, recurrence)
+    model_spec, extra, rpg = _spec_options(model_spec.arch, build)(model_spec, rpg, plain)
+    kwargs.update(extra)
     if rpg is None:
         model = build(**kwargs)
     else:

@@ -46,6 +46,10 @@ from ..exceptions import RPGConfigError
 from ..rpg.rpgify import is_generated
 from ..rpg.tying import is_tied, tie_convs
 from .factory import register_model
+from .options import recurrent_options
+
+# this family's options, for create_model (rpg_core.models.options)
+spec_options = recurrent_options
 
 BASE_CHANNELS = (16, 32, 64)  # per branch (full, 1/2, 1/4 resolution) at width 1
 EQUILIBRIUM_INIT_GAIN = 0.5  # equilibrium: the block's Kaiming init times this

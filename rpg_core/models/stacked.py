@@ -73,6 +73,10 @@ from ..rpg.rpgify import is_generated
 from ..rpg.tying import is_tied, tie_convs
 from ..spec.model import ENCDEC_BLOCKS, default_stacks
 from .factory import register_model
+from .options import stacked_options
+
+# this family's options, for create_model (rpg_core.models.options)
+spec_options = stacked_options
 
 __all__ = [
     "ENCDEC_CHANNELS",

@@ -104,3 +104,40 @@ def test_bad_model_specs() -> None:
         create_model({"model": {"arch": "resnet18", "variant": "mnist"}})
     with pytest.raises(RPGConfigError, match="create_model needs"):
         create_model(42)
+
+
+def test_create_model_forwards_to_the_familys_own_entry_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """timm's way: the factory does not branch per family; a family's module names its own
+    ``spec_options`` and create_model calls it (here a plugin family with a ``depth`` option)."""
+    import sys
+    import types
+
+    family = types.ModuleType("deep_plugin_family")
+    seen: list[tuple[str, Any, bool]] = []
+
+    def spec_options(model_spec: Any, rpg: Any, plain: bool) -> tuple[Any, dict[str, Any], Any]:
+        seen.append((model_spec.arch, rpg, plain))
+        return model_spec, {"depth": 3}, rpg
+
+    def build(
+        *, variant: str, width: float, num_classes: int, in_channels: int, depth: int
+    ) -> torch.nn.Module:
+        convs = [torch.nn.Conv2d(in_channels, in_channels, 3, padding=1) for _ in range(depth)]
+        head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+        return torch.nn.Sequential(*convs, *head, torch.nn.Linear(in_channels, num_classes))
+
+    build.__module__ = family.__name__
+    family.spec_options = spec_options  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, family.__name__, family)
+    register_model("deep-plugin")(build)
+    model = create_model({"model": {"arch": "deep-plugin", "in_channels": 1}})
+    assert seen == [("deep-plugin", None, False)]
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 3
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    # a family without its own entry point refuses what it cannot take
+    with pytest.raises(RPGConfigError, match="does not apply a block repeatedly"):
+        create_model(
+            {"model": {"arch": "resnet18", "recurrence": {"mode": "shared", "repeats": 2}}}
+        )
