@@ -80,8 +80,7 @@ def _group_of(key: str | None, arch: str, scope: str, dataset: str) -> SeriesKey
 def metric_of(task: str, metric: str) -> MetricInfo:
     """The MetricInfo a power law of ``metric`` reads (classification's accuracy columns,
     best_val_acc and val_acc, are the task's ``acc``)."""
-    info = task_info(task)
-    return info.metric("acc") if task == "classification" else info.metric(metric)
+    return task_info(task).metric_info(metric)
 
 
 @dataclass(frozen=True)
@@ -337,8 +336,8 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     if query.quantity == "gap":
         return PowerLawAnalysis(_gap_series(session, query.filter))
     metric = metric_of(query.task, query.metric)
-    if query.task == "classification":
-        column = "val_acc" if query.metric == "acc" else query.metric
+    column = task_info(query.task).column_of(query.metric)
+    if column is not None:  # a column of the experiments table (classification's accuracies)
         rows = power_law_points(session, query.filter, column)
     else:
         rows = task_metric_points(session, query.filter, query.task, query.metric)
@@ -361,7 +360,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         task=query.task,
         label=_label(query.metric, metric.label),
         higher_is_better=metric.higher_is_better,
-        fitted=metric.fitted() if query.task != "classification" else f"1 - {query.metric}",
+        fitted=f"1 - {query.metric}" if column is not None else metric.fitted(),
         unit=metric.unit,
         focus=focus.conditions_key if focus else None,
         summary=summary_of(

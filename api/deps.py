@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, Field
 from sqlalchemy.orm import Session
 
-from rpg_core.catalog.tasks import TASKS, list_tasks
+from rpg_core.catalog.tasks import DEFAULT_TASK, TASKS, list_tasks
 
 from .crud.listing import ListFilter
 from .crud.tokens import check_token
@@ -172,7 +172,6 @@ ListQueryDep = Annotated[ListQuery, Depends(list_query)]
 
 # --- the analysis queries (the API's analysis and the dashboard's figures) --------------------
 Accuracy = Annotated[float, Field(gt=0, lt=1)]
-CLASSIFICATION_COLUMNS = ("best_val_acc", "val_acc")  # the classification power law's columns
 Quantity = Literal["accuracy", "gap"]
 
 
@@ -193,15 +192,14 @@ AnalysisFilterDep = Annotated[ListFilter, Depends(analysis_filter)]
 def metric_keys(task: str) -> list[str]:
     """The metrics a task's analysis can read: its metric keys (classification: also the
     best_val_acc and val_acc columns)."""
-    keys = [m.key for m in TASKS[task].metrics]
-    return [*CLASSIFICATION_COLUMNS, *keys] if task == "classification" else keys
+    return list(TASKS[task].analysis_metrics)
 
 
 def checked_metric(task: str, metric: str | None) -> str:
     """``metric`` (default: the task's first primary metric; classification: best_val_acc, as
     before tasks) if the task has it, else a 422 naming ``metric`` and the allowed keys."""
     if metric is None:
-        return "best_val_acc" if task == "classification" else TASKS[task].primary[0]
+        return TASKS[task].default_metric
     keys = metric_keys(task)
     if metric not in keys:
         raise unprocessable(
@@ -247,14 +245,15 @@ def power_law_query(
             "final validation accuracy per run (metric ignored, not fitted)"
         ),
     ] = "accuracy",
-    task: TaskName = "classification",
+    task: TaskName = DEFAULT_TASK,
 ) -> PowerLawQuery:
-    name = checked_task(task) or "classification"
-    if quantity == "gap" and name != "classification":
+    name = checked_task(task) or DEFAULT_TASK
+    if quantity == "gap" and TASKS[name].train_metric is None:
+        with_gap = ", ".join(f"task={t.name}" for t in TASKS.values() if t.train_metric)
         raise unprocessable(
             "quantity",
             "quantity=gap (train accuracy minus validation accuracy) exists only for "
-            f"task=classification; task {name!r} has no train accuracy: use quantity=accuracy "
+            f"{with_gap}; task {name!r} has no train accuracy: use quantity=accuracy "
             f"with one of its metrics ({', '.join(metric_keys(name))})",
         )
     f = dataclasses.replace(f, task=name)

@@ -17,6 +17,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from rpg_core.catalog.tasks import DEFAULT_TASK, task_info
+
 # plotly (and narwhals under it) looks these modules up in sys.modules without the import lock
 # (``get_module(name, should_load=False)``): a request thread that serialises a figure while
 # another thread is importing one of them (a model-info request loading torch, which loads
@@ -99,7 +101,12 @@ def _metric(data: Mapping[str, Any]) -> Any:
     """The MetricInfo of a power-law response (its direction's one owner)."""
     from api.analysis import metric_of
 
-    return metric_of(str(data.get("task", "classification")), str(data.get("metric", "acc")))
+    return metric_of(str(data.get("task", DEFAULT_TASK)), str(data.get("metric", "acc")))
+
+
+def _task(data: Mapping[str, Any]) -> Any:
+    """The TaskInfo of a power-law response."""
+    return task_info(str(data.get("task", DEFAULT_TASK)))
 
 
 def metric_titles(data: Mapping[str, Any], error: bool) -> tuple[str, str]:
@@ -107,7 +114,7 @@ def metric_titles(data: Mapping[str, Any], error: bool) -> tuple[str, str]:
     fitted and which way is better."""
     metric = str(data.get("metric", "best_val_acc"))
     hib = _metric(data).higher_is_better
-    if data.get("task", "classification") == "classification":
+    if metric in task_info(str(data.get("task", DEFAULT_TASK))).metric_columns:
         name = metric.replace("_", " ")
         if error:
             return "Error vs backbone parameters", f"1 − {name}"
@@ -306,7 +313,7 @@ def power_law_figure(
     laws = laws or {}
     metric = _metric(data)
     title, y_title = metric_titles(data, error)
-    what = "" if data.get("task", "classification") == "classification" else y_title
+    what = "" if str(data.get("metric")) in _task(data).metric_columns else y_title
     for i, series in enumerate(data.get("series", [])):
         if not series["points"]:
             continue

@@ -80,14 +80,14 @@ def _arch_options(select_default: bool = False) -> str:
     """The classifiers (a pose or multitask run names its task: the spec and sweep tabs take
     those). ``select_default``: the simple form's, with the spec's default (resnet18, the
     README's) selected; a filter's select none (its first option, "any", stays chosen)."""
-    from rpg_core.catalog.tasks import task_of_arch
+    from rpg_core.catalog.tasks import DEFAULT_TASK, task_of_arch
     from rpg_core.models import list_models
     from rpg_core.spec import ModelSpec
 
     default = ModelSpec.model_fields["arch"].default
     return "".join(f'<option value="{html.escape(m)}"{" selected" if select_default and m == default else ""}>'
                    f'{html.escape(m)}</option>'
-                   for m in list_models() if task_of_arch(m) == "classification")  # fmt: skip
+                   for m in list_models() if task_of_arch(m) == DEFAULT_TASK)  # fmt: skip
 
 
 def _status_options() -> str:

@@ -93,8 +93,10 @@ def speed_points(rows: list[Experiment], results: dict[int, Any]) -> list[tradeo
     for exp in rows:
         result = results.get(exp.id) or {}
         ms = result.get("inference_ms_per_image")
-        # classification: the best val accuracy; pose, multitask: the primary metric
-        value = exp.best_val_acc if exp.task == "classification" else exp.primary_value
+        # a task's first metric column (classification: the best val accuracy), else its
+        # primary metric
+        columns = task_info(exp.task).metric_columns
+        value = getattr(exp, columns[0]) if columns else exp.primary_value
         if exp.status != JobStatus.succeeded or value is None or not isinstance(ms, int | float):
             continue
         group = speed_group(exp.spec or {})
@@ -117,7 +119,7 @@ def speed_figure(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Any
     metric = task.primary_metric
     label = (
         "best val accuracy"
-        if task.name == "classification"
+        if task.metric_columns
         else (f"{metric.label} ({metric.direction} is better)")
     )
     name = label.split(" (")[0]

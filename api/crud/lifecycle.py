@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from rpg_core.catalog.tasks import TASKS
 from rpg_core.training.result import ExperimentResult, result_columns
 
 from .. import dispatch as broker
@@ -334,8 +335,14 @@ def result_column_values(result: ExperimentResult) -> dict[str, Any]:
     if "task" not in result.model_fields_set:
         columns.pop("task", None)
     task = columns.get("task", result.task)
-    if task == "classification" and result.primary_metric is None and result.val_acc is not None:
-        columns["primary_metric"] = "acc"
+    info = TASKS.get(str(task))
+    if (
+        info
+        and info.metric_columns
+        and result.primary_metric is None
+        and result.val_acc is not None
+    ):
+        columns["primary_metric"] = info.primary[0]
         columns["primary_value"] = result.val_acc
     return columns
 

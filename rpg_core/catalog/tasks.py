@@ -121,10 +121,37 @@ class TaskInfo:
     prune_and_ood: bool = False
     top5: bool = False  # its evaluation also reports top-5 accuracy (100 classes or more)
     pictures: bool = False  # its result holds validation pictures with predictions (run page)
+    # the experiments table's own columns of its primary metric, from before tasks existed
+    # (classification: best_val_acc, val_acc); the first is the analysis' default, the last
+    # holds the final value of the primary metric. Empty: the metrics live in the results.
+    metric_columns: tuple[str, ...] = ()
+    predict_with: str = "predict"  # the rpg_core function that predicts with its models
 
     @property
     def primary_metric(self) -> MetricInfo:
         return self.metric(self.primary[0])
+
+    @property
+    def default_metric(self) -> str:
+        """What an analysis reads when no metric is asked for."""
+        return self.metric_columns[0] if self.metric_columns else self.primary[0]
+
+    @property
+    def analysis_metrics(self) -> tuple[str, ...]:
+        """The metrics an analysis can read: the metric columns, then the metric keys."""
+        return (*self.metric_columns, *(m.key for m in self.metrics))
+
+    def column_of(self, metric: str) -> str | None:
+        """The experiments table's column holding ``metric`` (None: read from the results)."""
+        if metric in self.metric_columns:
+            return metric
+        if self.metric_columns and metric == self.primary[0]:
+            return self.metric_columns[-1]
+        return None
+
+    def metric_info(self, metric: str) -> MetricInfo:
+        """The MetricInfo of an analysis metric (a metric column is the primary metric)."""
+        return self.primary_metric if metric in self.metric_columns else self.metric(metric)
 
     def metric(self, key: str) -> MetricInfo:
         for m in self.metrics:
@@ -172,6 +199,7 @@ TASKS: dict[str, TaskInfo] = {
         train_metric="acc",
         prune_and_ood=True,
         top5=True,
+        metric_columns=("best_val_acc", "val_acc"),
     ),
     "pose": TaskInfo(
         name="pose",
@@ -186,6 +214,7 @@ TASKS: dict[str, TaskInfo] = {
         train_metric=None,
         default_dataset="synthetic-pose",
         pictures=True,
+        predict_with="predict_keypoints",
     ),
     "multitask": TaskInfo(
         name="multitask",
@@ -201,6 +230,7 @@ TASKS: dict[str, TaskInfo] = {
         train_metric=None,
         default_dataset="synthetic-scenes",
         pictures=True,
+        predict_with="predict_maps",
     ),
 }
 

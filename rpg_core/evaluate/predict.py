@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..catalog.tasks import task_info
 from ..exceptions import RPGConfigError, RPGDataError
 from ..format.inference import (
     CLASS_NAMES,
@@ -188,9 +189,9 @@ def predict(
     items = list(images)
     model, info = _model_and_info(model_or_file, key, inference)
     task = model_task(model)
-    if task != "classification":
+    use = task_info(task).predict_with
+    if use != "predict":
         where = "the model" if isinstance(model_or_file, nn.Module) else str(model_or_file)
-        use = "predict_keypoints" if task == "pose" else "predict_maps"
         raise RPGConfigError(
             f"{where} is a {task} model: predict() classifies images; use rpg_core.{use} "
             "(or `rpg predict`, which predicts for every task)"

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..catalog.tasks import task_info
 from ..exceptions import RPGConfigError
 from ..tasks import decode, depth_colormap
 from .predict import ImageLike, _model_and_info, _open, model_task, preprocess
@@ -154,8 +155,7 @@ def _run(
     found = model_task(model)
     if found != task:
         where = "the model" if isinstance(model_or_file, nn.Module) else str(model_or_file)
-        use = {"classification": "rpg_core.predict", "pose": "rpg_core.predict_keypoints",
-               "multitask": "rpg_core.predict_maps"}.get(found, "rpg predict")  # fmt: skip
+        use = f"rpg_core.{task_info(found).predict_with}"
         raise RPGConfigError(f"{where} is a {found} model, not {task}: use {use}")
     pictures = [_open(i) for i in _as_list(images)]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..catalog.tasks import DEFAULT_TASK
 from . import ExperimentSpec, parse_spec, resolve_augment
 from .train import RECIPES, resolve_train
 
@@ -250,7 +251,7 @@ def describe(c: Mapping[str, Any]) -> str:
         data += f", {_count(c['data.val_subset'])} validation images"
     data += ", augmented" if c.get("data.augment") else ", no augmentation"
     model = str(c.get("model.arch", "?"))
-    if c.get("task") in (None, "classification"):
+    if c.get("task") in (None, DEFAULT_TASK):
         model += f" ({c.get('model.variant', '?')} stem)"
     if c.get("model.width") not in (None, 1.0):
         model += f", width {c['model.width']:g}"
@@ -273,5 +274,5 @@ def describe(c: Mapping[str, Any]) -> str:
         if isinstance(c.get("train.lr"), int | float)
         else f"{epochs} epochs, {c.get('train.recipe')} recipe"
     )
-    task = "" if c.get("task") in (None, "classification") else f"{c['task']}: "
+    task = "" if c.get("task") in (None, DEFAULT_TASK) else f"{c['task']}: "
     return f"{task}{data}; {model}; {train}"
