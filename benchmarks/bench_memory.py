@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # a few steps of training, then this process's peak RSS in bytes on the last line
 CHILD = """
-import json, resource, sys
+import json, sys
 from rpg_core.training.engine import train
 
 class Stop:
@@ -33,7 +33,8 @@ class Stop:
 
 spec, steps, out = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 train(spec, callbacks=[Stop(steps)], checkpoint_dir=out, resume=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at the fork)
+print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024)
 """
 
 

@@ -60,18 +60,17 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
                 "SELECT status, epoch FROM experiments WHERE id = ?", (exp_id,)
             ).fetchone()
         assert status == "running"  # what the service left behind
-        started = time.monotonic()
         srv = Serve(env, port, log)
-        # resumed at once (well before the 60 s lease of the dead worker expires) ...
+        # resumed at start-up (the log line below), not when the dead worker's 60 s lease
+        # expires; a loaded machine can take most of a minute to start the service and torch
         _wait(
             "the run resumed",
             lambda: (
                 (e := srv.experiment(exp_id))["status"] == "running"
                 and "resumed from its checkpoint" in (e.get("error") or "")
             ),
-            55,
+            90,
         )
-        assert time.monotonic() - started < 55
         # ... and training on (a loaded machine takes a while to start torch and the epoch)
         exp = _wait(
             "the resumed run's next epoch",

@@ -21,7 +21,7 @@ GiB = 1024**3
 
 # a few training steps in a fresh process, then its own peak RSS (bytes) on the last line
 CHILD = """
-import json, resource, sys
+import json, sys
 from rpg_core.training.engine import train
 
 class Stop:  # one step: a step's memory is freed before the next
@@ -31,7 +31,8 @@ class Stop:  # one step: a step's memory is freed before the next
         return self.left < 0
 
 train(json.loads(sys.argv[1]), callbacks=[Stop()], checkpoint_dir=sys.argv[2], resume=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at the fork)
+print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024)
 """
 
 
