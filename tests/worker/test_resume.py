@@ -67,7 +67,7 @@ def test_a_run_training_when_the_service_stopped_resumes_on_the_next_start(
             "the run resumed",
             lambda: (
                 (e := srv.experiment(exp_id))["status"] == "running"
-                and "resumed from its checkpoint" in (e.get("error") or "")
+                and "it resumes from its checkpoint after epoch" in (e.get("error") or "")
             ),
             90,
         )

@@ -143,7 +143,7 @@ def test_checkpoint_is_safetensors_written_atomically(tmp_path: Path) -> None:
 
 
 def test_nan_loss_stops_with_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rpg_core.tasks as tasks  # the classification loss the training loop calls
+    import rpg_core.tasks.classification as tasks  # the classification loss the loop calls
 
     real = tasks.F.cross_entropy
     calls = {"n": 0}
