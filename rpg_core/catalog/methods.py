@@ -61,8 +61,7 @@ METHODS: dict[str, MethodInfo] = {
             "HashedNets: every weight reads a ring element chosen by a hash of its position "
             "(sampling with replacement, so elements are used unevenly) with a hashed sign",
             "Chen et al., Compressing Neural Networks with the Hashing Trick (ICML 2015)",
-            "the shared vector's size, as rpg's ring size (generator version 3, "
-            "splitmix64-hash)",
+            "the shared vector's size, as rpg's ring size (generator version 3, splitmix64-hash)",
         ),
         MethodInfo(
             "prune-global",
