@@ -1,7 +1,8 @@
 """The model zoo: architectures registered by name and built from a spec (timm's ``_factory``).
 
 ``create_model(spec)`` builds the plain network the spec's ``model`` names and, when the spec has
-an ``rpg`` section, converts it with :func:`rpg_core.rpgify`. The names live in the torch-free
+an ``rpg`` section, converts it with :func:`rpg_core.rpgify`; a ``method`` section's budget is
+first made concrete (:func:`rpg_core.models.budget.resolve_method`: the width or ring size). The names live in the torch-free
 :mod:`rpg_core.catalog.archs` (re-exported here); torch is imported when a model is built.
 """
 
@@ -109,6 +110,10 @@ def create_model(
     rpg: RPGSpec | None = None
     if isinstance(spec, dict):
         spec = parse_spec(_with_task(spec))
+    if isinstance(spec, ExperimentSpec) and spec.method is not None:
+        from .budget import resolve_method  # method.budget: the width or ring size it gives
+
+        spec = resolve_method(spec, num_classes=num_classes, in_channels=in_channels).spec
     if isinstance(spec, ExperimentSpec):
         model_spec, rpg = spec.model, spec.rpg
     elif isinstance(spec, ModelSpec):
