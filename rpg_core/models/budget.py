@@ -2,7 +2,8 @@
 that gives the network that many backbone parameters.
 
 The budget is read against the *dense network*: the plain network the spec's ``model`` section
-names, counted on the meta device (nothing allocated) by :func:`rpg_core.rpg.params.count_params`
+names, counted on the meta device (nothing allocated: :func:`rpg_core.models.factory.plain_backbone`,
+by :func:`rpg_core.rpg.params.count_params`)
 (``backbone``: a plain network's conv weights except the stem; an RPG network's ring elements).
 
 - ``rpg``, ``hashed``: ``rpg.ring_size = budget`` (an RPG network's backbone is its ring).
@@ -16,6 +17,7 @@ names, counted on the meta device (nothing allocated) by :func:`rpg_core.rpg.par
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,7 @@ from ..spec import ExperimentSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResolvedMethod", "plain_backbone", "resolve_method", "width_for_budget"]
+__all__ = ["BackboneOf", "ResolvedMethod", "resolve_method", "width_for_budget"]
 
 MIN_WIDTH = 1e-4  # the narrowest width searched (every layer at its minimum of channels)
 _BISECTIONS = 40
@@ -40,21 +42,10 @@ class ResolvedMethod:
     backbone: int  # what the resolved network has (width: the closest; others: the budget)
 
 
-def plain_backbone(model: ModelSpec, *, num_classes: int | None, in_channels: int | None) -> int:
-    """The backbone parameters of the plain network ``model`` names (built on meta)."""
-    import torch
-
-    from ..rpg.params import count_params
-    from .factory import create_model
-
-    with torch.device("meta"):
-        net = create_model(model, num_classes=num_classes, in_channels=in_channels, plain=True)
-    return count_params(net).backbone
+BackboneOf = Callable[[ModelSpec], int]  # a model section -> its plain backbone parameters
 
 
-def width_for_budget(
-    model: ModelSpec, budget: int, *, num_classes: int | None, in_channels: int | None
-) -> tuple[float, int]:
+def width_for_budget(model: ModelSpec, budget: int, backbone_of: BackboneOf) -> tuple[float, int]:
     """``(width, backbone)``: the width in ``[MIN_WIDTH, model.width]`` whose plain backbone is
     closest to ``budget`` (ties: the smaller network). RPGConfigError naming ``method.budget``
     when the budget is below the narrowest network's or above the model's own."""
@@ -62,11 +53,7 @@ def width_for_budget(
 
     def count(w: float) -> int:
         if w not in cache:
-            cache[w] = plain_backbone(
-                model.model_copy(update={"width": w}),
-                num_classes=num_classes,
-                in_channels=in_channels,
-            )
+            cache[w] = backbone_of(model.model_copy(update={"width": w}))
         return cache[w]
 
     lo, hi = MIN_WIDTH, model.width
@@ -106,16 +93,15 @@ def _budget_count(budget: int | float, dense: int) -> int:
     return budget if isinstance(budget, int) else max(1, round(budget * dense))
 
 
-def resolve_method(
-    spec: ExperimentSpec, *, num_classes: int | None = None, in_channels: int | None = None
-) -> ResolvedMethod:
+def resolve_method(spec: ExperimentSpec, backbone_of: BackboneOf) -> ResolvedMethod:
     """``spec`` with its method's budget made concrete (see the module). RPGConfigError naming
     ``method.budget`` when the budget exceeds the dense network, or is below the method's
-    minimum."""
+    minimum. ``backbone_of``: the plain backbone of a model section
+    (:func:`rpg_core.models.factory.plain_backbone` with the data's classes and channels)."""
     method = spec.method
     if method is None:
         raise RPGConfigError("resolve_method needs a spec with a method section")
-    dense = plain_backbone(spec.model, num_classes=num_classes, in_channels=in_channels)
+    dense = backbone_of(spec.model)
     budget = _budget_count(method.budget, dense)
     if budget > dense:
         raise RPGConfigError(
@@ -126,9 +112,7 @@ def resolve_method(
     update: dict[str, Any] = {"method": method.model_copy(update={"budget": budget})}
     backbone = budget
     if method.name == "width":
-        width, backbone = width_for_budget(
-            spec.model, budget, num_classes=num_classes, in_channels=in_channels
-        )
+        width, backbone = width_for_budget(spec.model, budget, backbone_of)
         update["model"] = spec.model.model_copy(update={"width": width})
         # the resolved budget is what the network has: resolving the resolved spec again (its
         # dense network is now the narrower one) gives the same width

@@ -22,6 +22,7 @@ from ..catalog.archs import (
 from ..catalog.tasks import DEFAULT_TASK, task_of_arch
 from ..exceptions import RPGConfigError
 from ..spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
+from .budget import BackboneOf, resolve_method
 from .options import SpecOptions, plain_options, recurrent_options
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ __all__ = [
     "create_model",
     "list_models",
     "model_builder",
+    "backbone_counter",
     "model_spec_of",
+    "plain_backbone",
     "register_model",
     "supports_recurrence",
 ]
@@ -91,6 +94,27 @@ def _with_task(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "task": task_of_arch(model["arch"])}
 
 
+def plain_backbone(model: ModelSpec, *, num_classes: int | None, in_channels: int | None) -> int:
+    """The backbone parameters of the plain network ``model`` names (built on the meta device:
+    nothing allocated; :func:`rpg_core.rpg.params.count_params`)."""
+    import torch
+
+    from ..rpg.params import count_params
+
+    with torch.device("meta"):
+        net = create_model(model, num_classes=num_classes, in_channels=in_channels, plain=True)
+    return count_params(net).backbone
+
+
+def backbone_counter(num_classes: int | None, in_channels: int | None) -> BackboneOf:
+    """:func:`plain_backbone` for the given classes and channels (what ``resolve_method`` asks)."""
+
+    def count(model: ModelSpec) -> int:
+        return plain_backbone(model, num_classes=num_classes, in_channels=in_channels)
+
+    return count
+
+
 def create_model(
     spec: Any,
     *,
@@ -111,9 +135,8 @@ def create_model(
     if isinstance(spec, dict):
         spec = parse_spec(_with_task(spec))
     if isinstance(spec, ExperimentSpec) and spec.method is not None:
-        from .budget import resolve_method  # method.budget: the width or ring size it gives
-
-        spec = resolve_method(spec, num_classes=num_classes, in_channels=in_channels).spec
+        # method.budget: the width or ring size it gives, against the dense network
+        spec = resolve_method(spec, backbone_counter(num_classes, in_channels)).spec
     if isinstance(spec, ExperimentSpec):
         model_spec, rpg = spec.model, spec.rpg
     elif isinstance(spec, ModelSpec):

@@ -9,11 +9,13 @@ import pytest
 
 from rpg_core.exceptions import RPGConfigError
 from rpg_core.models import create_model
-from rpg_core.models.budget import plain_backbone, resolve_method, width_for_budget
+from rpg_core.models.budget import resolve_method, width_for_budget
+from rpg_core.models.factory import backbone_counter, plain_backbone
 from rpg_core.rpg.params import count_params
 from rpg_core.spec import ModelSpec, parse_spec
 
 MODEL: dict[str, Any] = {"arch": "resnet18", "width": 0.125}
+COUNT = backbone_counter(10, 3)
 DENSE = 174_336  # resnet18 at width 0.125 (cifar): conv weights except the stem
 
 
@@ -31,7 +33,7 @@ def test_rpg_budget_is_the_ring_size() -> None:
 
 def test_width_budget_is_the_closest_width() -> None:
     budget = 20_000
-    width, backbone = width_for_budget(ModelSpec(**MODEL), budget, num_classes=10, in_channels=3)
+    width, backbone = width_for_budget(ModelSpec(**MODEL), budget, COUNT)
     assert 0 < width < 0.125
     model = create_model({"model": MODEL, "method": {"name": "width", "budget": budget}})
     assert count_params(model).backbone == backbone
@@ -49,8 +51,8 @@ def test_width_budget_is_the_closest_width() -> None:
 
 def test_resolving_twice_gives_the_same_network() -> None:
     spec = parse_spec({"model": MODEL, "method": {"name": "width", "budget": 20_000}})
-    once = resolve_method(spec, num_classes=10, in_channels=3)
-    twice = resolve_method(once.spec, num_classes=10, in_channels=3)
+    once = resolve_method(spec, COUNT)
+    twice = resolve_method(once.spec, COUNT)
     assert twice.spec.model.width == once.spec.model.width
     assert twice.backbone == once.backbone
 
