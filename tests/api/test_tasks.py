@@ -153,6 +153,17 @@ def test_tasks_endpoint(client: TestClient) -> None:
     assert depth["direction"] == "lower"
 
 
+def test_methods_endpoint(client: TestClient) -> None:
+    """GET /api/methods (issue 24): the methods registry, in order, with references."""
+    r = client.get("/api/methods")
+    assert r.status_code == 200, r.text
+    by_name = {m["name"]: m for m in r.json()}
+    assert list(by_name) == ["rpg", "width", "hashed", "prune-global"]
+    assert "Chen et al." in by_name["hashed"]["reference"]
+    assert by_name["prune-global"]["trains_dense_first"] is True
+    assert by_name["width"]["min_budget"] == 1 and "bisection" in by_name["width"]["budget"]
+
+
 def test_power_law_of_pckh_fits_one_minus_pckh(
     client: TestClient, auth: dict[str, str], session: Session
 ) -> None:
