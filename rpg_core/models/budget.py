@@ -26,7 +26,7 @@ from ..spec import ExperimentSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackboneOf", "ResolvedMethod", "resolve_method", "width_for_budget"]
+__all__ = ["BackboneOf", "ResolvedMethod", "budget_count", "resolve_method", "width_for_budget"]
 
 MIN_WIDTH = 1e-4  # the narrowest width searched (every layer at its minimum of channels)
 _BISECTIONS = 40
@@ -89,7 +89,8 @@ def width_for_budget(model: ModelSpec, budget: int, backbone_of: BackboneOf) -> 
     return width, backbone
 
 
-def _budget_count(budget: int | float, dense: int) -> int:
+def budget_count(budget: int | float, dense: int) -> int:
+    """A budget as a count: itself, or ``round(fraction * dense)`` (at least 1)."""
     return budget if isinstance(budget, int) else max(1, round(budget * dense))
 
 
@@ -102,7 +103,7 @@ def resolve_method(spec: ExperimentSpec, backbone_of: BackboneOf) -> ResolvedMet
     if method is None:
         raise RPGConfigError("resolve_method needs a spec with a method section")
     dense = backbone_of(spec.model)
-    budget = _budget_count(method.budget, dense)
+    budget = budget_count(method.budget, dense)
     if budget > dense:
         raise RPGConfigError(
             f"method.budget: {budget} backbone parameters is more than the dense network's "

@@ -95,3 +95,37 @@ def test_budget_and_network_errors() -> None:
     rpg = create_model({"model": MODEL, "rpg": {"ring_size": 1000}})
     with pytest.raises(RPGConfigError, match="prunes a plain network"):
         prune_global(rpg, 100)
+
+
+def test_a_prune_global_run_trains_prunes_and_counts_the_non_zero() -> None:
+    """train() with method prune-global: the dense epochs, then one record per round; the
+    result's backbone is the budget, its metrics the pruned network's."""
+    from rpg_core.training.engine import train
+
+    kept: list[nn.Module] = []
+
+    class Keep:
+        def on_train_end(self, _result: object, model: nn.Module) -> None:
+            kept.append(model)
+
+    spec = {
+        "name": "pg",
+        "model": {"arch": "resnet18", "width": 0.125},
+        "data": {"dataset": "digits", "image_size": 8, "augment": False, "train_subset": 256},
+        "train": {"epochs": 1, "batch_size": 64},
+        "method": {"name": "prune-global", "budget": 0.05, "rounds": 2, "finetune_epochs": 1},
+    }
+    with one_thread():
+        result = train(spec, callbacks=[Keep()])
+    assert result.status == "completed"
+    dense = 174_336
+    budget = round(0.05 * dense)
+    assert result.params["backbone"] == budget
+    (model,) = kept
+    assert nonzero_backbone(model) == budget
+    assert [r.get("prune_round") for r in result.history] == [None, 1, 2]
+    assert result.history[-1]["backbone_nonzero"] == budget
+    assert result.final_val_acc == result.history[-1]["val_acc"]
+    assert result.best_epoch in (2, 3)  # a pruned round, not the dense epoch
+    assert result.prune is not None and result.prune["nonzero_backbone"] == budget
+    assert result.prune["kept_per_round"][-1] == budget
