@@ -52,14 +52,15 @@ class MethodSpec(BaseModel):
         3,
         ge=1,
         le=MAX_PRUNE_ROUNDS,
-        description="prune-global: pruning rounds (each prunes to a geometric step towards the "
-        "budget, then fine-tunes)",
+        description="prune-global: pruning rounds after the dense training (train.epochs); each "
+        "prunes to a geometric step towards the budget, then fine-tunes",
     )
     finetune_epochs: StrictInt = Field(
         1,
         ge=0,
         le=MAX_FINETUNE_EPOCHS,
-        description="prune-global: fine-tuning epochs after each round (train recipe, its lr)",
+        description="prune-global: fine-tuning epochs after each round (SGD with cosine decay "
+        "from the run's learning rate; the masks stay on)",
     )
 
     @field_validator("name")
@@ -140,6 +141,12 @@ def check_method(method: MethodSpec, rpg: RPGSpec | None) -> None:
         raise ValueError(
             f"rpg.generator: method hashed uses generator {HASHED_GENERATOR} (splitmix64-hash); "
             f"omit rpg.generator, got {rpg.generator}"
+        )
+    if method.name == "hashed" and not rpg.permute:
+        raise ValueError(
+            "rpg.permute: method hashed reads each weight's ring element from a hash of its "
+            "position; permute false would read element j mod N (rpg's unshuffled order); "
+            "omit rpg.permute"
         )
     if method.name == "rpg" and rpg.generator == HASHED_GENERATOR:
         raise ValueError(

@@ -164,6 +164,24 @@ def test_methods_endpoint(client: TestClient) -> None:
     assert by_name["width"]["min_budget"] == 1 and "bisection" in by_name["width"]["budget"]
 
 
+def test_a_method_spec_is_accepted_and_a_bad_one_names_the_field(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    body = {
+        "model": {"arch": "resnet18", "width": 0.125},
+        "data": {"dataset": "synthetic", "num_train": 64, "num_val": 32, "image_size": 16},
+        "train": {"epochs": 1, "batch_size": 16},
+        "method": {"name": "hashed", "budget": 2000},
+    }
+    r = client.post("/api/experiments", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    exp = client.get(f"/api/experiments/{r.json()['id']}").json()
+    assert exp["spec"]["method"]["name"] == "hashed" and exp["spec"]["rpg"]["generator"] == 3
+    bad = {**body, "method": {"name": "hashed", "budget": -1}}
+    r = client.post("/api/experiments", json=bad, headers=auth)
+    assert r.status_code == 422 and "method.budget" in r.text, r.text
+
+
 def test_power_law_of_pckh_fits_one_minus_pckh(
     client: TestClient, auth: dict[str, str], session: Session
 ) -> None:

@@ -63,6 +63,10 @@ def test_width_and_prune_global_are_plain() -> None:
             r"rpg\.generator: method hashed uses generator 3",
         ),
         (
+            {"method": {"name": "hashed", "budget": 9}, "rpg": {"permute": False}},
+            r"rpg\.permute: method hashed reads",
+        ),
+        (
             {"method": {"name": "rpg", "budget": 9}, "rpg": {"generator": 3}},
             r"use method\.name hashed",
         ),
