@@ -316,6 +316,15 @@ class TaskOut(BaseModel):
     primary: list[str]
 
 
+class MethodOut(BaseModel):
+    name: str
+    description: str
+    reference: str
+    budget: str  # how method.budget is read
+    min_budget: int
+    trains_dense_first: bool
+
+
 class HealthOut(BaseModel):
     status: str
     database: dict[str, Any]

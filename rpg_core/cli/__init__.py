@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 COMMAND_MODULES = [
     "rpg_core.cli.models",
     "rpg_core.cli.tasks",
+    "rpg_core.cli.methods",
     "rpg_core.cli.train",
     "rpg_core.cli.compact",
     "rpg_core.cli.analysis",

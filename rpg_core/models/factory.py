@@ -1,7 +1,8 @@
 """The model zoo: architectures registered by name and built from a spec (timm's ``_factory``).
 
 ``create_model(spec)`` builds the plain network the spec's ``model`` names and, when the spec has
-an ``rpg`` section, converts it with :func:`rpg_core.rpgify`. The names live in the torch-free
+an ``rpg`` section, converts it with :func:`rpg_core.rpgify`; a ``method`` section's budget is
+first made concrete (:func:`rpg_core.models.budget.resolve_method`: the width or ring size). The names live in the torch-free
 :mod:`rpg_core.catalog.archs` (re-exported here); torch is imported when a model is built.
 """
 
@@ -21,6 +22,7 @@ from ..catalog.archs import (
 from ..catalog.tasks import DEFAULT_TASK, task_of_arch
 from ..exceptions import RPGConfigError
 from ..spec import ExperimentSpec, ModelSpec, RPGSpec, parse_spec
+from .budget import BackboneOf, resolve_method
 from .options import SpecOptions, plain_options, recurrent_options
 
 if TYPE_CHECKING:
@@ -32,7 +34,9 @@ __all__ = [
     "create_model",
     "list_models",
     "model_builder",
+    "backbone_counter",
     "model_spec_of",
+    "plain_backbone",
     "register_model",
     "supports_recurrence",
 ]
@@ -90,6 +94,27 @@ def _with_task(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "task": task_of_arch(model["arch"])}
 
 
+def plain_backbone(model: ModelSpec, *, num_classes: int | None, in_channels: int | None) -> int:
+    """The backbone parameters of the plain network ``model`` names (built on the meta device:
+    nothing allocated; :func:`rpg_core.rpg.params.count_params`)."""
+    import torch
+
+    from ..rpg.params import count_params
+
+    with torch.device("meta"):
+        net = create_model(model, num_classes=num_classes, in_channels=in_channels, plain=True)
+    return count_params(net).backbone
+
+
+def backbone_counter(num_classes: int | None, in_channels: int | None) -> BackboneOf:
+    """:func:`plain_backbone` for the given classes and channels (what ``resolve_method`` asks)."""
+
+    def count(model: ModelSpec) -> int:
+        return plain_backbone(model, num_classes=num_classes, in_channels=in_channels)
+
+    return count
+
+
 def create_model(
     spec: Any,
     *,
@@ -109,6 +134,9 @@ def create_model(
     rpg: RPGSpec | None = None
     if isinstance(spec, dict):
         spec = parse_spec(_with_task(spec))
+    if isinstance(spec, ExperimentSpec) and spec.method is not None:
+        # method.budget: the width or ring size it gives, against the dense network
+        spec = resolve_method(spec, backbone_counter(num_classes, in_channels)).spec
     if isinstance(spec, ExperimentSpec):
         model_spec, rpg = spec.model, spec.rpg
     elif isinstance(spec, ModelSpec):

@@ -23,7 +23,7 @@ Definitions (all arithmetic modulo 2**64 on unsigned 64-bit integers):
     With ``reflect``: ``+1`` where the top bit of ``stream(seed, SIGN, m)`` is 0, else ``-1``.
     Without it: all ``+1``.
 
-Two generators build the permutations; a ring records which one made it (files: the
+Three generators build the index arrays; a ring records which one made it (files: the
 ``generator`` metadata; rings: ``RingSpec.generator``):
 
 version 1, ``splitmix64-sortperm``
@@ -36,6 +36,12 @@ version 2, ``splitmix64-bijection`` (the default)
     ``k_odd = stream_{2r} | 1`` and ``c = stream_{2r+1}`` of ``stream(seed, tag, 2 * ROUNDS)``;
     ``walk`` applies ``f`` again while the value is ``>= n`` (cycle walking, which keeps a
     bijection of ``0..n-1``). O(n), no sort; ``index_array`` and ``signs`` are otherwise the same.
+version 3, ``splitmix64-hash`` (HashedNets, Chen et al. 2015: ``method: hashed``)
+    No permutation: with ``permute`` the index array is ``u_j = stream(seed, HASH, m)_j mod n``
+    (unsigned 64-bit remainder), a hash of the position ``j``: sampling *with* replacement, so
+    the ring elements are used unevenly (about ``e^-k`` of them not at all, ``k = m / n``).
+    Without ``permute``, ``j mod n`` as for the others; ``signs`` is the same (the top bit of the
+    ``SIGN`` stream at ``j``: the sign hash).
 """
 
 from __future__ import annotations
@@ -48,7 +54,12 @@ import numpy as np
 
 from ..exceptions import RPGConfigError
 
-GENERATORS = {1: "splitmix64-sortperm", 2: "splitmix64-bijection"}  # version -> id
+GENERATORS = {  # version -> id
+    1: "splitmix64-sortperm",
+    2: "splitmix64-bijection",
+    3: "splitmix64-hash",  # HashedNets: sampling with replacement (method hashed)
+}
+HASHED_VERSION = 3
 GENERATOR_VERSION = 2  # what new rings use
 GENERATOR_ID = GENERATORS[GENERATOR_VERSION]
 BIJECTION_ROUNDS = 4  # rounds of the version-2 bijection
@@ -61,6 +72,7 @@ SEED_LIMIT = 1 << 63  # seeds are non-negative and fit a signed 64-bit integer (
 TAG_SELECT = 1  # which (m mod n) ring elements are used once more
 TAG_SHUFFLE = 2  # the shuffle of the whole index array
 TAG_SIGN = 3  # the sign flips (reflection)
+TAG_HASH = 4  # version 3: the hashed ring element of every position
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -203,6 +215,8 @@ def index_array(
     dtype = np.int32 if n < 2**31 else np.int64
     if not permute:
         return (np.arange(m, dtype=np.int64) % n).astype(dtype)
+    if version == HASHED_VERSION:
+        return hashed_index(seed, n, m).astype(dtype)
     q, r = divmod(m, n)
     # u = base[shuffle] with base = [0..n-1] * q ++ extra; computed without the random-access
     # gather: base[k] is k mod n for k < q*n, and extra[k - q*n] after.
@@ -217,6 +231,17 @@ def index_array(
         tail = shuffle >= q * n
         u[tail] = extra.astype(dtype)[shuffle[tail] - q * n]
     return u
+
+
+def hashed_index(seed: int, n: int, m: int) -> np.ndarray:
+    """Version 3's index array: ``stream(seed, HASH, m) mod n`` (int64), HashedNets' hash of
+    each position (with replacement: the elements are not used evenly)."""
+    out = np.empty(m, dtype=np.int64)
+    nn_ = np.uint64(n)
+    for start, block in _stream_blocks(seed, TAG_HASH, m):
+        block %= nn_
+        out[start : start + len(block)] = block.view(np.int64)  # < n < 2**63: the same bits
+    return out
 
 
 def _mod(x: np.ndarray, n: int, dtype: type) -> np.ndarray:

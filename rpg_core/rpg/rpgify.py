@@ -286,7 +286,8 @@ def rpgify(
             gets an error saying so; to generate the head too, name it in ``include``
             (``include=["layer*", "fc"], linear=True``).
         generator_version: the index generator (2, the default: keyed bijection; 1: the
-            sort-based one of files written before it, see :mod:`rpg_core.rpg.generator`).
+            sort-based one of files written before it; 3: HashedNets' hash of each position,
+            with replacement; see :mod:`rpg_core.rpg.generator`).
 
     The arguments are recorded on the model (``model.rpg_rpgify``): ``save_compact`` rebuilds a
     converted torchvision model from them and its builder's name.

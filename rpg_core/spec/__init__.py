@@ -40,6 +40,7 @@ from ..catalog.tasks import DEFAULT_TASK, TASKS, check_task, list_tasks
 from ..exceptions import RPGConfigError
 from ..image_limits import MAX_IMAGE_SIZE
 from .eval import KEY_RE, MAX_SEVERITY, SHIFTS, EvalSpec, OODSetSpec, ShiftName
+from .method import MethodSpec, check_method, method_rpg
 from .model import (
     DEFAULT_STACKS,
     ENCDEC_BLOCKS,
@@ -109,6 +110,7 @@ __all__ = [
     "SHIFTS",
     "ShiftName",
     "ExperimentSpec",
+    "MethodSpec",
     "ModelSpec",
     "PruneSpec",
     "RecurrenceSpec",
@@ -251,6 +253,30 @@ class ExperimentSpec(_Spec):
         default_factory=EvalSpec,
         description="extra evaluation: out-of-distribution test sets (eval.ood)",
     )
+    method: MethodSpec | None = Field(
+        None,
+        description="shrink the network to a parameter budget by a method (issue 24): {name: "
+        "rpg | width | hashed | prune-global, budget: backbone parameters or a fraction of the "
+        "plain network's}; omit: the network as model and rpg describe it",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_rpg(cls, data: Any) -> Any:
+        """``method: rpg | hashed`` fills ``rpg.ring_size`` (and hashed's generator)."""
+        if not isinstance(data, dict) or data.get("method") is None:
+            return data
+        model = data.get("model")
+        if data.get("task", DEFAULT_TASK) != DEFAULT_TASK or (
+            isinstance(model, dict) and model.get("recurrence") is not None
+        ):
+            return data  # _method_fits refuses the method, naming it
+        try:
+            method = MethodSpec.model_validate(data["method"])
+        except ValidationError:
+            return data  # the field's own validation reports it
+        rpg = method_rpg(method, data.get("rpg"))
+        return data if rpg is data.get("rpg") else {**data, "rpg": rpg}
 
     @model_validator(mode="before")
     @classmethod
@@ -314,6 +340,24 @@ class ExperimentSpec(_Spec):
                 f"prune/eval.ood: task {self.task!r} has no pruning jobs or OOD sets yet "
                 f"({able} only); remove prune and eval.ood"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> ExperimentSpec:
+        if self.method is None:
+            return self
+        if self.prune is not None:
+            raise ValueError(
+                "method: a pruning job (prune) takes its model from prune.source; use "
+                "method.name prune-global to prune to a budget, or remove method"
+            )
+        if self.model.recurrence is not None or self.model.resolved_sharing() is not None:
+            raise ValueError(
+                "method: methods shrink a network without recurrence or stacked sub-networks "
+                "(resnet18, resnet34 or a plugin classifier); remove model.recurrence, or "
+                "method"
+            )
+        check_method(self.method, self.rpg)
         return self
 
     @model_validator(mode="after")

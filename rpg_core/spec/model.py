@@ -211,10 +211,12 @@ class RPGSpec(_Spec):
         description="also generate Linear layers except the classifier head (a ResNet has none: "
         "to generate its head, add include: ['layer*', 'fc'])",
     )
-    generator: Literal[1, 2] = Field(
+    generator: Literal[1, 2, 3] = Field(
         2,
         description="index generator: 2, keyed bijection (fast); 1, the sort-based generator "
-        "of rings made before 2026-11-27 (kept so their files and checkpoints rebuild exactly)",
+        "of rings made before 2026-11-27 (kept so their files and checkpoints rebuild exactly); "
+        "3, HashedNets (method hashed): each weight reads a ring element chosen by a hash of "
+        "its position, with replacement (uneven use)",
     )
 
     @field_validator("ring_size", mode="before")

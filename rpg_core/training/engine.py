@@ -45,7 +45,7 @@ from ..data import (
 )
 from ..exceptions import RPGConfigError
 from ..models import create_model
-from ..rpg.params import count_macs, count_params
+from ..rpg.params import ParamCount, count_macs, count_params
 from ..spec import (
     ExperimentSpec,
     auto_batch_lr_factor,
@@ -244,12 +244,73 @@ def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
     )
 
 
+def _prunes_globally(spec: ExperimentSpec) -> bool:
+    return spec.method is not None and spec.method.name == "prune-global"
+
+
+class _Passes:
+    """The training set as an iterable of epochs (each ``iter`` a new pass), for fine-tuning."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run, self.passes = run, 0
+
+    def __iter__(self) -> Any:
+        self.passes += 1
+        return iter(self.run.train_loader.epoch(len(self.run.history) + self.passes))
+
+
+def _prune_global(run: _Run) -> None:
+    """``method: prune-global`` after the dense epochs: prune the trained network to the budget
+    in ``method.rounds`` rounds, each fine-tuned for ``method.finetune_epochs`` (SGD with cosine
+    decay from the run's lr) and evaluated: one history record per round (``prune_round``,
+    ``backbone_nonzero``). The report is the result's ``prune``."""
+    from ..models.budget import budget_count
+    from .global_pruning import nonzero_backbone, prune_global
+    from .pruning import finetune
+
+    method = run.spec.method
+    assert method is not None
+    budget = budget_count(method.budget, count_params(run.model).backbone)
+    passes = _Passes(run)
+
+    def tune(model: nn.Module, r: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        losses = finetune(
+            model,
+            passes,
+            epochs=method.finetune_epochs,
+            lr=run.hp["lr"],
+            should_stop=run.should_stop,
+        )
+        record: dict[str, Any] = {
+            "epoch": len(run.history) + 1,
+            "prune_round": r,
+            "backbone_nonzero": nonzero_backbone(model),
+            **({"train_loss": losses[-1]} if losses else {}),
+            **evaluate(run),
+            "seconds": time.perf_counter() - t0,
+        }
+        run.history.append(record)
+        log.info("%s prune-global round %d: %s", run.spec.name, r, record)
+        _notify(run.callbacks, "on_epoch_end", record["epoch"], dict(record))
+        return {k: record[k] for k in ("prune_round", "backbone_nonzero") if k in record}
+
+    report = prune_global(
+        run.model, budget, rounds=method.rounds, finetune=tune, should_stop=run.should_stop
+    )
+    run.prune = report.as_dict()
+
+
 def _best_record(run: _Run) -> dict[str, Any]:
-    """The history record with the best primary metric (the first best, as ``max`` picks)."""
+    """The history record with the best primary metric (the first best, as ``max`` picks);
+    a prune-global run's among its pruned rounds (the dense epochs are not the network)."""
     metric = run.task.info.primary_metric
     key = f"val_{metric.key}"
     best: dict[str, Any] = {}
+    pruned = _prunes_globally(run.spec) and any("prune_round" in r for r in run.history)
     for record in run.history:
+        if pruned and "prune_round" not in record:
+            continue
         value = record.get(key)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
@@ -269,6 +330,15 @@ def _best_metrics(run: _Run) -> dict[str, float | None]:
         values = [float(v) for r in run.history if (v := r.get(f"val_{m.key}")) is not None]
         out[m.key] = m.best(values) if values else None
     return out
+
+
+def _params(run: _Run) -> ParamCount:
+    """The run's parameter counts; a globally pruned network's backbone: its non-zero weights."""
+    if _prunes_globally(run.spec) and run.prune is not None:
+        from .global_pruning import pruned_params
+
+        return pruned_params(run.model)
+    return count_params(run.model)
 
 
 def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) -> TrainResult:
@@ -292,7 +362,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         best_val_top5=max((r["val_top5"] for r in h), default=None) if "val_top5" in last else None,
         train_acc=train_acc,
         train_val_gap=gap,
-        params=count_params(run.model).as_dict(),
+        params=_params(run).as_dict(),
         flops=flops,
         wall_time_s=time.perf_counter() - run.started,
         images_per_s=run.images / run.train_seconds if run.train_seconds > 0 else 0.0,
@@ -485,6 +555,12 @@ def train(
         if ckpt is not None and ckpt_dir is not None:
             _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)
+        if status == "completed" and _prunes_globally(spec):
+            try:
+                _prune_global(run)
+            except Stopped:
+                log.info("%s: stop requested while pruning (prune-global)", spec.name)
+                status = "stopped"
         if spec.eval.ood and status == "completed":
             try:
                 check_stop(run.should_stop)

@@ -153,6 +153,35 @@ def test_tasks_endpoint(client: TestClient) -> None:
     assert depth["direction"] == "lower"
 
 
+def test_methods_endpoint(client: TestClient) -> None:
+    """GET /api/methods (issue 24): the methods registry, in order, with references."""
+    r = client.get("/api/methods")
+    assert r.status_code == 200, r.text
+    by_name = {m["name"]: m for m in r.json()}
+    assert list(by_name) == ["rpg", "width", "hashed", "prune-global"]
+    assert "Chen et al." in by_name["hashed"]["reference"]
+    assert by_name["prune-global"]["trains_dense_first"] is True
+    assert by_name["width"]["min_budget"] == 1 and "bisection" in by_name["width"]["budget"]
+
+
+def test_a_method_spec_is_accepted_and_a_bad_one_names_the_field(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    body = {
+        "model": {"arch": "resnet18", "width": 0.125},
+        "data": {"dataset": "synthetic", "num_train": 64, "num_val": 32, "image_size": 16},
+        "train": {"epochs": 1, "batch_size": 16},
+        "method": {"name": "hashed", "budget": 2000},
+    }
+    r = client.post("/api/experiments", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    exp = client.get(f"/api/experiments/{r.json()['id']}").json()
+    assert exp["spec"]["method"]["name"] == "hashed" and exp["spec"]["rpg"]["generator"] == 3
+    bad = {**body, "method": {"name": "hashed", "budget": -1}}
+    r = client.post("/api/experiments", json=bad, headers=auth)
+    assert r.status_code == 422 and "method.budget" in r.text, r.text
+
+
 def test_power_law_of_pckh_fits_one_minus_pckh(
     client: TestClient, auth: dict[str, str], session: Session
 ) -> None:

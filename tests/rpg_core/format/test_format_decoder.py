@@ -19,7 +19,7 @@ import pytest
 U64 = np.uint64
 GAMMA = 0x9E3779B97F4A7C15
 MASK = (1 << 64) - 1
-SELECT, SHUFFLE, SIGN = 1, 2, 3
+SELECT, SHUFFLE, SIGN, HASH = 1, 2, 3, 4
 NUMPY_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "I8": "i1", "I64": "<i8"}
 
 
@@ -77,6 +77,8 @@ def bijection_permutation(seed: int, tag: int, n: int) -> np.ndarray:
 def index_array(seed: int, n: int, m: int, permute: bool, version: int) -> np.ndarray:
     if not permute:
         return np.arange(m, dtype=np.int64) % n
+    if version == 3:  # HashedNets: the hash of each position, mod n (with replacement)
+        return (stream(seed, HASH, m) % U64(n)).astype(np.int64)
     perm = permutation if version == 1 else bijection_permutation
     q, r = divmod(m, n)
     base = np.concatenate([np.tile(np.arange(n, dtype=np.int64), q), perm(seed, SELECT, n)[:r]])
@@ -124,7 +126,7 @@ def decode(path: Path, ring_seeds: dict[str, int] | None = None) -> dict[str, np
     assert meta["format"] == "rpg-compact" and meta["format_version"] == "1"
     generator = json.loads(meta["generator"])
     version = generator["version"]
-    ids = {1: "splitmix64-sortperm", 2: "splitmix64-bijection"}
+    ids = {1: "splitmix64-sortperm", 2: "splitmix64-bijection", 3: "splitmix64-hash"}
     assert generator == {"id": ids[version], "version": version}
     out: dict[str, np.ndarray] = {}
     for ring in json.loads(meta["rings"]):
@@ -179,6 +181,8 @@ CASES: dict[str, dict[str, Any]] = {
     "generator-1": {"ring_size": 0.05, "seed": 11, "generator": 1},
     "generator-1-extra-elements": {"ring_size": 3001, "seed": 3, "generator": 1},
     "generator-2-extra-elements": {"ring_size": 3001, "seed": 3},
+    "generator-3-hashed": {"ring_size": 3001, "seed": 3, "generator": 3},
+    "generator-3-hashed-stage-rings": {"ring_size": 0.2, "scope": "stage", "generator": 3},
 }
 
 

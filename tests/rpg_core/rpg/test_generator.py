@@ -148,8 +148,8 @@ def test_bijection_permutation_looks_random() -> None:
 
 
 def test_unknown_generator_version() -> None:
-    with pytest.raises(RPGConfigError, match="generator version 3"):
-        generator.index_array(0, 5, 10, version=3)
+    with pytest.raises(RPGConfigError, match="generator version 4"):
+        generator.index_array(0, 5, 10, version=4)
 
 
 @pytest.mark.parametrize(("n", "m"), [(45, 1000), (1000, 1000), (999, 1000), (7, 7 * 13)])
