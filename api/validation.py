@@ -226,9 +226,29 @@ def feasibility_errors(
                 f"model.in_channels must be {channels} (or left out to take the dataset's)",
             )
         )
+    if not found and spec.method is not None:  # the budget against the dense network
+        resolved = _method_errors(spec, classes, channels)
+        if isinstance(resolved, ExperimentSpec):
+            spec = resolved  # the memory estimate of the width or ring the budget gives
+        else:
+            found += resolved
     if not found:  # the memory estimate builds the model: only for a spec that can run
         found += _memory_errors(spec, settings)
     return [{"field": f"{prefix}{f}", "message": m} for f, m in found]
+
+
+def _method_errors(
+    spec: ExperimentSpec, classes: int | None, channels: int
+) -> ExperimentSpec | list[tuple[str, str]]:
+    """``spec`` with its method's budget made concrete, or what refuses the budget (larger than
+    the dense network, smaller than the method's minimum): counted on the meta device."""
+    from rpg_core.models.budget import resolve_method
+    from rpg_core.models.factory import backbone_counter
+
+    try:
+        return resolve_method(spec, backbone_counter(classes, channels)).spec
+    except RPGConfigError as err:
+        return [("method.budget", str(err).removeprefix("method.budget: "))]
 
 
 def _memory_errors(spec: ExperimentSpec, settings: Settings) -> list[tuple[str, str]]:

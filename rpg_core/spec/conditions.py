@@ -6,7 +6,7 @@ spec (the recipe's hyper-parameters filled in, augmentation and the sharing vari
 and leaving out only:
 
 - the compared knobs: the size (:data:`SIZE_KNOBS`: ``rpg.ring_size``, ``model.width``,
-  ``prune.fraction``); a table compares :data:`VARIANT_KNOBS` (``model.sharing``,
+  ``prune.fraction``, ``method.budget``); a table compares :data:`VARIANT_KNOBS` (``model.sharing``,
   ``model.stacks``) instead, see :func:`table_key`;
 - the replicates: seeds (:data:`REPLICATE_FIELDS`) are draws, not conditions;
 - labels and the way a run is executed, which do not change what it measures
@@ -50,7 +50,9 @@ __all__ = [
 
 Conditions = dict[str, Any]  # {dotted spec path: value}, the compared knobs and seeds left out
 
-SIZE_KNOBS = ("rpg.ring_size", "model.width", "prune.fraction")  # what a power law compares
+# what a power law compares: the size, however it is asked for (a method's budget too; the
+# method itself is a condition, so each method is its own series)
+SIZE_KNOBS = ("rpg.ring_size", "model.width", "prune.fraction", "method.budget")
 VARIANT_KNOBS = ("model.sharing", "model.stacks")  # what a table (Tables 4, 5) compares
 REPLICATE_FIELDS = ("train.seed", "rpg.seed")  # replicates, not conditions
 NOT_CONDITIONS = (

@@ -180,6 +180,12 @@ def test_a_method_spec_is_accepted_and_a_bad_one_names_the_field(
     bad = {**body, "method": {"name": "hashed", "budget": -1}}
     r = client.post("/api/experiments", json=bad, headers=auth)
     assert r.status_code == 422 and "method.budget" in r.text, r.text
+    # a budget beyond the dense network is refused at submission, with the most it may ask
+    huge = {**body, "method": {"name": "width", "budget": 10**9}}
+    r = client.post("/api/experiments", json=huge, headers=auth)
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "method.budget" and "at most" in err["message"], err
 
 
 def test_power_law_of_pckh_fits_one_minus_pckh(

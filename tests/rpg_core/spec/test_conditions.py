@@ -125,3 +125,18 @@ def test_numbers_stay_readable() -> None:
     )
     assert params_needed_text(128_000, sizes) == "128k (extrapolated: 2.0× the largest run)"
     assert params_needed_text(None, sizes) is None
+
+
+def test_a_methods_budget_is_a_size_and_the_method_a_condition() -> None:
+    """Issue 24: a sweep over budgets is one series per method (the budget is compared like a
+    ring size; two methods are never pooled into one fit)."""
+
+    def spec(method: str, budget: int) -> dict[str, Any]:
+        out = _with(rpg=None)
+        del out["rpg"]
+        return {**out, "method": {"name": method, "budget": budget}}
+
+    assert conditions_key(spec("width", 5_000)) == conditions_key(spec("width", 50_000))
+    assert conditions_key(spec("hashed", 5_000)) == conditions_key(spec("hashed", 50_000))
+    keys = {conditions_key(spec(m, 5_000)) for m in ("rpg", "hashed", "width", "prune-global")}
+    assert len(keys) == 4
