@@ -289,13 +289,20 @@ def _runs(n: int) -> str:
     return f"{n} run{'' if n == 1 else 's'}"
 
 
+def _section_text(path: str) -> str:
+    """What an absent value says: a whole section left out (no ``rpg``: plain networks)."""
+    return {"rpg": "none: plain networks", "prune": "none"}.get(path, "default")
+
+
 def _clause(focus: Mapping[str, Any], c: Mapping[str, Any], runs: int) -> str:
     """``3 runs differ in epochs (10)``: a group set apart, with its own values."""
     if not focus or not c:
         return f"{_runs(runs)} of unknown conditions"
     diff = differences(focus, c)
     named = [
-        f"{field_label(d)} ({_value_text(c.get(d))})" if d in c else field_label(d)
+        f"{field_label(d)} ({_section_text(d) if c.get(d) is None else _value_text(c.get(d))})"
+        if d in c
+        else field_label(d)
         for d in diff[:3]
     ]
     more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""

@@ -223,3 +223,20 @@ def test_a_sweep_says_whether_it_has_a_table(client: TestClient, auth: dict[str,
     assert out["t4"]["compares_variants"] is True and out["t4"]["varies"] == ["model.sharing"]
     listed = {s["name"]: s for s in client.get("/api/sweeps", headers=auth).json()["items"]}
     assert listed["demo"]["compares_variants"] is False and listed["t4"]["compares_variants"]
+
+
+def test_the_summary_names_plain_networks_as_such() -> None:
+    """Seen on the demo's page: plain baselines were said to 'differ in RPG (default)'."""
+    from api.analysis import summary_of
+    from rpg_core.spec.conditions import conditions_of
+
+    base = {
+        "model": {"arch": "resnet18", "width": 0.25},
+        "data": {"dataset": "fashion-mnist", "train_subset": 3000, "image_size": 14},
+        "train": {"epochs": 3},
+    }
+    ringed = conditions_of({**base, "rpg": {"ring_size": 500}})
+    plain = conditions_of(base)
+    text = summary_of(ringed, 3, [(plain, 2)])
+    assert "2 other runs differ in RPG (none: plain networks)" in text, text
+    assert "(default)" not in text
