@@ -31,7 +31,8 @@ __all__ = [
 HASHED_GENERATOR = 3  # rpg_core.rpg.generator: version 3, splitmix64-hash (HashedNets)
 MAX_PRUNE_ROUNDS = 20
 MAX_FINETUNE_EPOCHS = 100
-_PRUNE_FIELDS = ("rounds", "finetune_epochs")  # prune-global only
+# prune-global only: its defaults (the other methods keep None, so a stored spec re-parses)
+_PRUNE_DEFAULTS = {"rounds": 3, "finetune_epochs": 1}
 
 
 class MethodSpec(BaseModel):
@@ -48,20 +49,27 @@ class MethodSpec(BaseModel):
         "the plain network the model section names",
         examples=[20000, 0.1],
     )
-    rounds: StrictInt = Field(
-        3,
+    rounds: StrictInt | None = Field(
+        None,
         ge=1,
         le=MAX_PRUNE_ROUNDS,
         description="prune-global: pruning rounds after the dense training (train.epochs); each "
-        "prunes to a geometric step towards the budget, then fine-tunes",
+        "prunes to a geometric step towards the budget, then fine-tunes (default 3)",
     )
-    finetune_epochs: StrictInt = Field(
-        1,
+    finetune_epochs: StrictInt | None = Field(
+        None,
         ge=0,
         le=MAX_FINETUNE_EPOCHS,
         description="prune-global: fine-tuning epochs after each round (SGD with cosine decay "
-        "from the run's learning rate; the masks stay on)",
+        "from the run's learning rate; the masks stay on; default 1)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prune_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") == "prune-global":
+            return {**data, **{k: v for k, v in _PRUNE_DEFAULTS.items() if data.get(k) is None}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -93,7 +101,7 @@ class MethodSpec(BaseModel):
                 f"got {self.budget}"
             )
         if self.name != "prune-global":
-            extra = [f for f in _PRUNE_FIELDS if f in self.model_fields_set]
+            extra = [f for f in _PRUNE_DEFAULTS if getattr(self, f) is not None]
             if extra:
                 raise ValueError(
                     f"{extra[0]}: only method prune-global prunes in rounds; remove "

@@ -278,7 +278,7 @@ def _prune_global(run: _Run) -> None:
         losses = finetune(
             model,
             passes,
-            epochs=method.finetune_epochs,
+            epochs=method.finetune_epochs or 0,
             lr=run.hp["lr"],
             should_stop=run.should_stop,
         )
@@ -296,7 +296,7 @@ def _prune_global(run: _Run) -> None:
         return {k: record[k] for k in ("prune_round", "backbone_nonzero") if k in record}
 
     report = prune_global(
-        run.model, budget, rounds=method.rounds, finetune=tune, should_stop=run.should_stop
+        run.model, budget, rounds=method.rounds or 1, finetune=tune, should_stop=run.should_stop
     )
     run.prune = report.as_dict()
 

@@ -91,3 +91,19 @@ def test_methods_refuse_recurrence_and_stacks() -> None:
         )
     with pytest.raises(RPGConfigError, match="method: methods shrink a network without"):
         parse_spec({"task": "pose", "method": {"name": "rpg", "budget": 100}})
+
+
+@pytest.mark.parametrize("name", ["rpg", "hashed", "width", "prune-global"])
+def test_a_stored_method_spec_parses_again_to_itself(name: str) -> None:
+    """The API stores the dump of the parsed spec and the worker parses it again: the
+    prune-global defaults must not make another method's dump refused."""
+    spec = parse_spec(
+        {
+            "model": {"arch": "resnet18", "width": 0.25},
+            "data": {"dataset": "fashion-mnist"},
+            "method": {"name": name, "budget": 5000},
+        }
+    )
+    again = parse_spec(spec.model_dump(mode="json"))
+    assert again == spec
+    assert (again.method.rounds is None) == (name != "prune-global")
