@@ -93,7 +93,14 @@ class MethodSpec(BaseModel):
                 f"got {self.budget}"
             )
         if self.name != "prune-global":
-            extra = [f for f in _PRUNE_FIELDS if f in self.model_fields_set]
+            # a stored spec (its dump) carries the defaults: only a value that asks for rounds
+            # is refused, so that a dumped spec parses again (its conditions are derived)
+            extra = [
+                f
+                for f in _PRUNE_FIELDS
+                if f in self.model_fields_set
+                and getattr(self, f) != type(self).model_fields[f].default
+            ]
             if extra:
                 raise ValueError(
                     f"{extra[0]}: only method prune-global prunes in rounds; remove "

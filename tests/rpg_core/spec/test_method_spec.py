@@ -91,3 +91,16 @@ def test_methods_refuse_recurrence_and_stacks() -> None:
         )
     with pytest.raises(RPGConfigError, match="method: methods shrink a network without"):
         parse_spec({"task": "pose", "method": {"name": "rpg", "budget": 100}})
+
+
+def test_a_dumped_method_spec_parses_again() -> None:
+    """A stored spec is the dump, defaults filled (rounds 3, finetune_epochs 1): re-parsing it
+    (the API derives a run's conditions so) must not refuse rounds for a method without them."""
+    from rpg_core.spec import parse_spec
+
+    for name in ("rpg", "hashed", "width"):
+        s = spec(
+            method={"name": name, "budget": 2000}, **({"rpg": None} if name == "width" else {})
+        )
+        again = parse_spec(s.model_dump())
+        assert again.method is not None and again.method.name == name
