@@ -56,6 +56,11 @@ function renderBudget(t, unit) {
     $("#pl-budget-summary").textContent = "No runs to set side by side by method.";
     return;
   }
+  if (t.methods.length < 2) {  // one method: its sizes are the figure's; nothing to set side by side
+    table.hidden = true;
+    $("#pl-budget-summary").textContent = `Only one method (${t.methods[0]}) among these runs: this table sets methods side by side at each budget (a spec's method section: rpg, width, hashed, prune-global).`;
+    return;
+  }
   $("#pl-budget-summary").textContent = t.summary || "";
   table.querySelector("thead").innerHTML = `<tr><th scope="col">Budget</th>${t.methods.map((m) => `<th scope="col">${esc(m)}</th>`).join("")}</tr>`;
   table.querySelector("tbody").innerHTML = t.rows.map((r) => {
