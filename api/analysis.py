@@ -605,6 +605,20 @@ def _budget_row(budget: int | float, cells: dict[str, BudgetCell], metric: Metri
     )
 
 
+def _setting_of(g: _Group) -> str:
+    """What a method decides beyond the size, as a key: the rings (``rpg``, ``rpg.*``) and
+    prune-global's rounds, not whether a spec named the method (a spec's defaults of rounds
+    are no setting of another method)."""
+    setting = {
+        k: v
+        for k, v in g.conditions.items()
+        if k == "rpg"
+        or k.startswith("rpg.")
+        or (g.method == "prune-global" and k in ("method.rounds", "method.finetune_epochs"))
+    }
+    return key_of(setting, ())
+
+
 def _method_order(methods: Iterable[str]) -> list[str]:
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(set(methods), key=lambda m: (order.get(m, len(order)), m))
@@ -648,19 +662,27 @@ def budget_table(
         if chosen_group is not None
         else max(pools, key=lambda k: sum(len(runs_of(g)) for g in pools[k]))
     )
-    by_method: dict[str, _Group] = {}
+    # a column: one method at one setting of what the method decides (its rings, its rounds):
+    # series that differ only in how they asked for it (rpg.ring_size or method.budget) pool
+    columns: dict[str, dict[str, list[_Group]]] = {}
+    for g in pools[chosen]:
+        columns.setdefault(g.method or "rpg", {}).setdefault(_setting_of(g), []).append(g)
+    by_method: dict[str, list[_Group]] = {}
     set_apart: list[tuple[Mapping[str, Any], Mapping[str, Any], int]] = []
-    for g in sorted(pools[chosen], key=lambda g: (-len(runs_of(g)), -g.latest)):
-        m = g.method or "rpg"
-        if m in by_method:
-            set_apart.append((by_method[m].conditions, g.conditions, len(runs_of(g))))
-        else:
-            by_method[m] = g
-    runs = [p for g in by_method.values() for p in runs_of(g)]
+    for m, settings in columns.items():
+        ranked = sorted(
+            settings.values(),
+            key=lambda gs: (-sum(len(runs_of(g)) for g in gs), -max(g.latest for g in gs)),
+        )
+        by_method[m] = ranked[0]
+        for gs in ranked[1:]:
+            n = sum(len(runs_of(g)) for g in gs)
+            set_apart.append((ranked[0][0].conditions, gs[0].conditions, n))
+    runs = [p for gs in by_method.values() for g in gs for p in runs_of(g)]
     stored = conditions_of_runs(session, [p.experiment_id for p in runs])
     cells: dict[int | float, dict[str, list[PowerLawPoint]]] = {}
-    for m, g in by_method.items():
-        for p in runs_of(g):
+    for m, gs in by_method.items():
+        for p in (p for g in gs for p in runs_of(g)):
             b = (stored.get(p.experiment_id) or {}).get("method.budget")
             budget = b if isinstance(b, int | float) and not isinstance(b, bool) else p.params
             cells.setdefault(budget, {}).setdefault(m, []).append(p)
@@ -673,7 +695,7 @@ def budget_table(
         )
         for b in sorted(cells, key=lambda b: (isinstance(b, float), b))
     ]
-    pooled = comparable(by_method[methods[0]].conditions, METHOD_KNOBS)
+    pooled = comparable(by_method[methods[0]][0].conditions, METHOD_KNOBS)
     flagged = sum(len(c.flagged_ids) for r in rows for c in r.cells.values())
     text = (
         f"{_runs(len(runs))} of {len(methods)} method{'' if len(methods) == 1 else 's'} "

@@ -196,3 +196,29 @@ def test_a_bad_x_is_a_422_naming_x(client: TestClient) -> None:
     assert err["field"] == "x" and "params, bytes" in err["message"]
     r = client.get("/ui/figures/power-law", params={"x": "flops"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "x"
+
+
+def test_a_run_without_a_method_section_pools_by_the_one_rule(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    """A ring of 2000 asked for as rpg.ring_size is the rpg cell at budget 2000 beside the
+    method runs; a plain network without method is width; other ring settings are set apart."""
+    for seed, acc in enumerate((0.60, 0.62)):
+        _method_run(client, auth, session, "rpg", 2000, seed, acc)
+        _method_run(client, auth, session, "width", 2000, seed, acc - 0.1)
+    legacy = submit(client, auth, rpg={"ring_size": 2000}, train={**SPEC["train"], "seed": 5})
+    run_to_end(session, legacy, {"best_val_acc": 0.64, "backbone_params": 2000})
+    layer = submit(
+        client, auth, rpg={"ring_size": 2000, "scope": "stage"}, train={**SPEC["train"], "seed": 6}
+    )
+    run_to_end(session, layer, {"best_val_acc": 0.9, "backbone_params": 2000})
+    body = client.get("/api/analysis/power-law").json()
+    methods = {p["experiment_id"]: s["method"] for s in body["series"] for p in s["points"]}
+    assert methods[legacy] == "rpg" and methods[layer] == "rpg"
+    (row,) = body["budget_table"]["rows"]
+    rpg = row["cells"]["rpg"]
+    assert legacy in rpg["experiment_ids"] and layer not in rpg["experiment_ids"]
+    assert rpg["n"] == 3 and rpg["mean"] == pytest.approx((0.60 + 0.62 + 0.64) / 3)
+    assert row["best"] == ["rpg"]  # the stage-ring run (0.9) is not in the table
+    assert "not in the table: 1 run differs in" in body["budget_table"]["summary"]
+    assert "another setting of its method" in body["budget_table"]["summary"]
