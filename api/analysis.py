@@ -361,7 +361,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     runs are left out of the fit unless ``query.include_flagged``. ``quantity="gap"``: the
     train-validation gap per run instead, not fitted."""
     if query.quantity == "gap":
-        return PowerLawAnalysis(_gap_series(session, query.filter))
+        return PowerLawAnalysis(_gap_series(session, query.filter, query.x))
     metric = metric_of(query.task, query.metric)
     column = task_info(query.task).column_of(query.metric)
     if column is not None:  # a column of the experiments table (classification's accuracies)
@@ -370,17 +370,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         rows = task_metric_points(session, query.filter, query.task, query.metric)
     groups = _grouped(session, ((p, None) for p in rows))
     labels = _labels(groups)
-    without_file = 0
-    if query.x == "bytes":  # the model file's bytes instead of backbone parameters
-        sizes = model_file_sizes(session, [p.experiment_id for p in rows])
-        without_file = sum(1 for p in rows if p.experiment_id not in sizes)
-        for g in groups:
-            g.backbone = g.points
-            g.points = [
-                p.model_copy(update={"params": sizes[p.experiment_id]})
-                for p in g.points
-                if p.experiment_id in sizes
-            ]
+    without_file = _on_bytes(session, groups) if query.x == "bytes" else 0
     series: list[PowerLawSeries] = []
     laws: dict[SeriesKey, MetricLaw] = {}
     for g in groups:
@@ -398,11 +388,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         len(focus.points) + len(focus.excluded) if focus else 0,
         others,
     )
-    if without_file:
-        text = (text + " " if text else "") + (
-            f"{_runs(without_file)} without a model file {'is' if without_file == 1 else 'are'}"
-            " left out of the bytes axis."
-        )
+    text = _with_files_text(text, without_file)
     out = PowerLawOut(
         metric=query.metric,
         fit_available=True,
@@ -419,6 +405,31 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         budget_table=budget_table(session, groups, focus, query.metric, metric),
     )
     return PowerLawAnalysis(out, laws)
+
+
+def _on_bytes(session: Session, groups: Sequence[_Group]) -> int:
+    """x=bytes: each point at the bytes of its run's model file instead of its backbone
+    parameters (the backbone points kept for the budget table); runs without a file leave their
+    series. Returns how many were left out."""
+    ids = [p.experiment_id for g in groups for p in g.points]
+    sizes = model_file_sizes(session, ids)
+    for g in groups:
+        g.backbone = g.points
+        g.points = [
+            p.model_copy(update={"params": sizes[p.experiment_id]})
+            for p in g.points
+            if p.experiment_id in sizes
+        ]
+    return sum(1 for i in ids if i not in sizes)
+
+
+def _with_files_text(text: str, without_file: int) -> str:
+    if not without_file:
+        return text
+    verb = "is" if without_file == 1 else "are"
+    return (text + " " if text else "") + (
+        f"{_runs(without_file)} without a model file {verb} left out of the bytes axis."
+    )
 
 
 def _focus_first(series: list[PowerLawSeries]) -> list[PowerLawSeries]:
@@ -489,11 +500,12 @@ def _label(metric: str, label: str) -> str:
     return {"best_val_acc": "best val accuracy", "val_acc": "final val accuracy"}.get(metric, label)
 
 
-def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
+def _gap_series(session: Session, f: ListFilter, x: str = "params") -> PowerLawOut:
     """The train-validation gap per run, grouped as the power law (no fit)."""
     groups = _grouped(session, gap_points(session, f))
     labels = _labels(groups)
-    series = [_series_of(g, labels[g.key], g.points, gap=True) for g in groups]
+    without_file = _on_bytes(session, groups) if x == "bytes" else 0
+    series = [_series_of(g, labels[g.key], g.points, gap=True) for g in groups if g.points]
     series = _focus_first(series)
     focus = series[0] if series else None
     return PowerLawOut(
@@ -502,11 +514,16 @@ def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
         fit_available=False,
         series=series,
         focus=focus.conditions_key if focus else None,
-        summary=summary_of(
-            focus.conditions if focus else None,
-            len(focus.points) if focus else 0,
-            [(s.conditions, len(s.points)) for s in series[1:]],
+        summary=_with_files_text(
+            summary_of(
+                focus.conditions if focus else None,
+                len(focus.points) if focus else 0,
+                [(s.conditions, len(s.points)) for s in series[1:]],
+            ),
+            without_file,
         ),
+        x=x,
+        without_file=without_file,
     )
 
 

@@ -372,12 +372,13 @@ def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     for i, series in enumerate(data.get("series", [])):
         if series["points"]:
             label = series_key(series) + (" (plain)" if is_plain(series) else "")
-            fig.add_trace(_point_trace(series, i, False, label, gap=True))
+            fig.add_trace(_point_trace(series, i, False, label, gap=True, x=str(data.get("x"))))
     fig.add_hline(y=0, line={"color": "#888888", "width": 1})
+    x_title = X_TITLES.get(str(data.get("x")), X_TITLES["params"])
     fig.update_layout(
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
-        title="Train−validation gap vs backbone parameters (lower: less over-fitting)",
-        xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
+        title=f"Train−validation gap vs {x_title} (lower: less over-fitting)",
+        xaxis={"type": "log", "title": {"text": f"{x_title} (log scale)", "standoff": 4}},
         yaxis={"title": "train−val gap (train acc − final val acc)"},
     )
     return to_dict(fig)

@@ -184,6 +184,8 @@ def test_x_bytes_uses_the_model_files(
             assert exp_id not in got
         else:
             assert got[exp_id] == _file_size(method, budget, seed)
+    gap = client.get("/api/analysis/power-law", params={"x": "bytes", "quantity": "gap"})
+    assert gap.status_code == 200 and gap.json()["x"] == "bytes"
     # the budget table still reads budgets, and keeps the run without a file
     rows = {r["budget"]: r for r in body["budget_table"]["rows"]}
     assert rows[2000]["cells"]["hashed"]["n"] == 2

@@ -16,9 +16,10 @@ function query() {
   return q;
 }
 
-function renderTable(rows, target, empty = "No finished runs.") {
+function renderTable(rows, target, empty = "No finished runs.", bytes = false) {
   const key = String(target);
-  $("#pl-target-h").textContent = target ? `Params for ${(100 * target).toPrecision(4)}%` : "Params for target";
+  const unit = bytes ? "Bytes" : "Params";
+  $("#pl-target-h").textContent = target ? `${unit} for ${(100 * target).toPrecision(4)}%` : `${unit} for target`;
   $("#pl-table tbody").innerHTML = rows.length ? rows.map((r) => {
     const ci = r.b_ci && r.b_ci.length === 2 ? `[${r.b_ci[0].toFixed(3)}, ${r.b_ci[1].toFixed(3)}]` : "—";
     const need = r.plain ? "baseline" : (r.params_for[key] ?? (r.b === null ? (r.fit_error ? "no fit" : "needs 3 sizes") : "unreachable"));
@@ -123,7 +124,7 @@ async function load() {
   await plot(graph, out.figure);
   graph.dataset.ready = "1";
   renderTable(gap ? [] : out.table, q.has("target") ? Number(q.get("target")) : null,
-    gap ? "No power law is fitted to the train−val gap: choose accuracy or error to see the fits." : undefined);
+    gap ? "No power law is fitted to the train−val gap: choose accuracy or error to see the fits." : undefined, out.x === "bytes");
   linkPointsToRuns(graph);
 }
 
