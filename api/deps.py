@@ -218,7 +218,7 @@ MetricName = Annotated[
 ]
 
 
-X_AXES = ("params", "bytes")  # a power law's x: backbone parameters, or model file bytes
+XAxis = Literal["params", "bytes"]  # a power law's x: backbone parameters, or model file bytes
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class PowerLawQuery:
     include_flagged: bool = False
     quantity: Quantity = "accuracy"
     task: str = "classification"
-    x: str = "params"  # the x axis: backbone parameters, or the model file's bytes
+    x: XAxis = "params"  # the x axis: backbone parameters, or the model file's bytes
 
 
 def power_law_query(
@@ -251,19 +251,14 @@ def power_law_query(
     ] = "accuracy",
     task: TaskName = DEFAULT_TASK,
     x: Annotated[
-        str,
+        XAxis,
         Query(
-            max_length=16,
             description="the x axis: params (backbone parameters, the default) or bytes (the "
             "bytes of the run's downloadable model file; runs without one are left out)",
         ),
     ] = "params",
 ) -> PowerLawQuery:
     name = checked_task(task) or DEFAULT_TASK
-    if x not in X_AXES:
-        raise unprocessable(
-            "x", f"unknown x axis {x!r}; use one of {', '.join(X_AXES)} (default params)"
-        )
     if quantity == "gap" and TASKS[name].train_metric is None:
         with_gap = ", ".join(f"task={t.name}" for t in TASKS.values() if t.train_metric)
         raise unprocessable(
