@@ -164,10 +164,16 @@ def test_a_lower_is_better_direction_comes_from_metric_info() -> None:
         )
         for m, vs in {"rpg": [0.5, 0.6], "width": [0.3, 0.4]}.items()
     }
+    cells["hashed"] = _budget_cell(
+        "hashed", [PowerLawPoint(experiment_id=9, params=10, value=0.01, flags=["diverged"])]
+    )
     row = _budget_row(10, cells, rmse)
-    assert row.best == ["width"]
+    assert row.best == ["width"]  # not hashed's flagged 0.01: a flagged cell is never the best
     assert row.cells["width"].delta_rpg == pytest.approx(-0.2)  # in the metric's unit
     assert row.cells["width"].separated is True
+    flagged = row.cells["hashed"]
+    assert (flagged.n, flagged.mean, flagged.flagged_ids, flagged.best) == (0, None, [9], False)
+    assert flagged.delta_rpg is None and flagged.separated is None
 
 
 def test_x_bytes_uses_the_model_files(
