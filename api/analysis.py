@@ -23,13 +23,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from rpg_core.analysis.readable import params_needed_text
+from rpg_core.catalog.methods import METHODS
 from rpg_core.catalog.tasks import MetricInfo, task_info
 from rpg_core.spec.conditions import (
+    METHOD_KNOBS,
     comparable,
     describe,
     differences,
     field_label,
     key_of,
+    method_of,
     table_key,
 )
 
@@ -39,6 +42,7 @@ from .crud.metrics import (
     comparison_runs,
     conditions_of_runs,
     gap_points,
+    model_file_sizes,
     ood_results,
     power_law_points,
     spec_sharing_stacks,
@@ -46,6 +50,9 @@ from .crud.metrics import (
 )
 from .deps import PowerLawQuery
 from .schemas import (
+    BudgetCell,
+    BudgetRow,
+    BudgetTable,
     ComparisonCell,
     ComparisonGroup,
     ComparisonOut,
@@ -206,10 +213,17 @@ class _Group:
     first: Point
     points: list[PowerLawPoint] = field(default_factory=list)
     conditions: dict[str, Any] = field(default_factory=dict)
+    backbone: list[PowerLawPoint] | None = None  # x=bytes: the points at backbone params
 
     @property
     def latest(self) -> int:
         return max(p.experiment_id for p in self.points)
+
+    @property
+    def method(self) -> str | None:
+        """The method of the group's runs (rpg_core.spec.conditions.method_of); None for runs
+        of unknown conditions."""
+        return method_of(self.conditions) if self.conditions else None
 
 
 def _grouped(session: Session, rows: Iterable[tuple[Point, float | None]]) -> list[_Group]:
@@ -264,18 +278,24 @@ def _labels(groups: Sequence[_Group]) -> dict[SeriesKey, str]:
     by_base: dict[str, list[_Group]] = {}
     for g in groups:
         by_base.setdefault(_base_label(g.first), []).append(g)
+    # where runs name their method (a spec's method section), every series is named by its
+    # method first, and what the method decides no longer sets series apart
+    named = any("method.name" in g.conditions for g in groups)
     out = {}
     for base, members in by_base.items():
         paths: set[str] = set()
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 paths.update(differences(a.conditions, b.conditions))
+        if named:
+            paths = {p for p in paths if p.split(".")[0] != "method" and p != "rpg.generator"}
         for g in members:
+            first = f"{g.method} · {base}" if named and g.method else base
             if g.conditions_key is None and len(members) > 1:
-                out[g.key] = f"{base} · conditions unknown"
+                out[g.key] = f"{first} · conditions unknown"
                 continue
             extra = [f"{field_label(k)} {_value_text(g.conditions.get(k))}" for k in sorted(paths)]
-            out[g.key] = f"{base} · {', '.join(extra[:4])}" if extra else base
+            out[g.key] = f"{first} · {', '.join(extra[:4])}" if extra else first
     return out
 
 
@@ -341,7 +361,7 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     runs are left out of the fit unless ``query.include_flagged``. ``quantity="gap"``: the
     train-validation gap per run instead, not fitted."""
     if query.quantity == "gap":
-        return PowerLawAnalysis(_gap_series(session, query.filter))
+        return PowerLawAnalysis(_gap_series(session, query.filter, query.x))
     metric = metric_of(query.task, query.metric)
     column = task_info(query.task).column_of(query.metric)
     if column is not None:  # a column of the experiments table (classification's accuracies)
@@ -350,9 +370,12 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         rows = task_metric_points(session, query.filter, query.task, query.metric)
     groups = _grouped(session, ((p, None) for p in rows))
     labels = _labels(groups)
+    without_file = _on_bytes(session, groups) if query.x == "bytes" else 0
     series: list[PowerLawSeries] = []
     laws: dict[SeriesKey, MetricLaw] = {}
     for g in groups:
+        if not g.points:
+            continue  # x=bytes: none of its runs has a model file
         s, law = _series(g, labels[g.key], query, metric)
         series.append(s)
         if law is not None:
@@ -360,6 +383,12 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     series = _focus_first(series)
     focus = series[0] if series else None
     others = [(s.conditions, len(s.points) + len(s.excluded)) for s in series[1:]]
+    text = summary_of(
+        focus.conditions if focus else None,
+        len(focus.points) + len(focus.excluded) if focus else 0,
+        others,
+    )
+    text = _with_files_text(text, without_file)
     out = PowerLawOut(
         metric=query.metric,
         fit_available=True,
@@ -370,13 +399,37 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         fitted=f"1 - {query.metric}" if column is not None else metric.fitted(),
         unit=metric.unit,
         focus=focus.conditions_key if focus else None,
-        summary=summary_of(
-            focus.conditions if focus else None,
-            len(focus.points) + len(focus.excluded) if focus else 0,
-            others,
-        ),
+        summary=text,
+        x=query.x,
+        without_file=without_file,
+        budget_table=budget_table(session, groups, focus, query.metric, metric),
     )
     return PowerLawAnalysis(out, laws)
+
+
+def _on_bytes(session: Session, groups: Sequence[_Group]) -> int:
+    """x=bytes: each point at the bytes of its run's model file instead of its backbone
+    parameters (the backbone points kept for the budget table); runs without a file leave their
+    series. Returns how many were left out."""
+    ids = [p.experiment_id for g in groups for p in g.points]
+    sizes = model_file_sizes(session, ids)
+    for g in groups:
+        g.backbone = g.points
+        g.points = [
+            p.model_copy(update={"params": sizes[p.experiment_id]})
+            for p in g.points
+            if p.experiment_id in sizes
+        ]
+    return sum(1 for i in ids if i not in sizes)
+
+
+def _with_files_text(text: str, without_file: int) -> str:
+    if not without_file:
+        return text
+    verb = "is" if without_file == 1 else "are"
+    return (text + " " if text else "") + (
+        f"{_runs(without_file)} without a model file {verb} left out of the bytes axis."
+    )
 
 
 def _focus_first(series: list[PowerLawSeries]) -> list[PowerLawSeries]:
@@ -434,6 +487,7 @@ def _series_of(
         conditions_key=g.conditions_key,
         conditions=g.conditions,
         description=_describe(g),
+        method=g.method,
         label=label,
         points=points,
         sizes=_sizes(points, gap=gap),
@@ -446,11 +500,12 @@ def _label(metric: str, label: str) -> str:
     return {"best_val_acc": "best val accuracy", "val_acc": "final val accuracy"}.get(metric, label)
 
 
-def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
+def _gap_series(session: Session, f: ListFilter, x: str = "params") -> PowerLawOut:
     """The train-validation gap per run, grouped as the power law (no fit)."""
     groups = _grouped(session, gap_points(session, f))
     labels = _labels(groups)
-    series = [_series_of(g, labels[g.key], g.points, gap=True) for g in groups]
+    without_file = _on_bytes(session, groups) if x == "bytes" else 0
+    series = [_series_of(g, labels[g.key], g.points, gap=True) for g in groups if g.points]
     series = _focus_first(series)
     focus = series[0] if series else None
     return PowerLawOut(
@@ -459,11 +514,16 @@ def _gap_series(session: Session, f: ListFilter) -> PowerLawOut:
         fit_available=False,
         series=series,
         focus=focus.conditions_key if focus else None,
-        summary=summary_of(
-            focus.conditions if focus else None,
-            len(focus.points) if focus else 0,
-            [(s.conditions, len(s.points)) for s in series[1:]],
+        summary=_with_files_text(
+            summary_of(
+                focus.conditions if focus else None,
+                len(focus.points) if focus else 0,
+                [(s.conditions, len(s.points)) for s in series[1:]],
+            ),
+            without_file,
         ),
+        x=x,
+        without_file=without_file,
     )
 
 
@@ -496,6 +556,196 @@ def ood(session: Session, f: ListFilter) -> OODOut:
         for exp, result in ood_results(session, f)
     ]
     return OODOut(points=points)
+
+
+# ----------------------------------------------------------------------------- budget table
+
+
+def _budget_label(budget: int | float) -> str:
+    if isinstance(budget, float):
+        return f"{budget:g} of the dense backbone"
+    return f"{budget:,} backbone params"
+
+
+def _apart(a: BudgetCell, b: BudgetCell) -> bool | None:
+    """Whether two cells' seed ranges do not overlap (None: a cell with fewer than 2 runs)."""
+    if a.n < 2 or b.n < 2 or a.min is None or b.min is None:
+        return None
+    assert a.max is not None and b.max is not None
+    return a.max < b.min or b.max < a.min
+
+
+def _budget_cell(method: str, runs: Sequence[PowerLawPoint]) -> BudgetCell:
+    clean = [p for p in runs if not p.flags]
+    values = [p.value for p in clean]
+    return BudgetCell(
+        method=method,
+        n=len(clean),
+        mean=statistics.fmean(values) if values else None,
+        min=min(values) if values else None,
+        max=max(values) if values else None,
+        experiment_ids=[p.experiment_id for p in clean],
+        flagged_ids=[p.experiment_id for p in runs if p.flags],
+    )
+
+
+def _budget_row(budget: int | float, cells: dict[str, BudgetCell], metric: MetricInfo) -> BudgetRow:
+    """A row's best cell(s) in the metric's direction (``MetricInfo.best``; a cell of flagged
+    runs only is never the best), each cell's difference to rpg and whether they separate."""
+    scored = [c for c in cells.values() if c.mean is not None]
+    best: list[str] = []
+    if scored:
+        top = metric.best(c.mean for c in scored if c.mean is not None)
+        for c in scored:
+            if c.mean is not None and math.isclose(c.mean, top, rel_tol=1e-12, abs_tol=1e-15):
+                c.best = True
+                best.append(c.method)
+    rpg = cells.get("rpg")
+    scale = 100.0 if metric.unit == "" else 1.0  # a fraction's difference in percentage points
+    for c in cells.values():
+        if c.method == "rpg" or rpg is None or rpg.mean is None or c.mean is None:
+            continue
+        c.delta_rpg = (c.mean - rpg.mean) * scale
+        c.separated = _apart(c, rpg)
+    best_separated: bool | None = None
+    if len(best) == 1 and len(scored) > 1:
+        apart = [_apart(cells[best[0]], c) for c in scored if c.method != best[0]]
+        best_separated = None if None in apart else all(apart)
+    elif len(best) > 1:
+        best_separated = False  # a tie
+    return BudgetRow(
+        budget=budget,
+        label=_budget_label(budget),
+        cells=cells,
+        best=best,
+        best_separated=best_separated,
+    )
+
+
+def _setting_of(g: _Group) -> str:
+    """What a method decides beyond the size, as a key: the rings (``rpg``, ``rpg.*``) and
+    prune-global's rounds, not whether a spec named the method (a spec's defaults of rounds
+    are no setting of another method)."""
+    setting = {
+        k: v
+        for k, v in g.conditions.items()
+        if k == "rpg"
+        or k.startswith("rpg.")
+        or (g.method == "prune-global" and k in ("method.rounds", "method.finetune_epochs"))
+    }
+    return key_of(setting, ())
+
+
+def _method_order(methods: Iterable[str]) -> list[str]:
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(set(methods), key=lambda m: (order.get(m, len(order)), m))
+
+
+def budget_table(
+    session: Session,
+    groups: Sequence[_Group],
+    focus: PowerLawSeries | None,
+    metric_key: str,
+    metric: MetricInfo,
+) -> BudgetTable | None:
+    """The methods side by side (issue 24, Fig. 1 right as a table): one row per budget (a
+    run's ``method.budget``, else its backbone parameters), one column per method, each cell
+    the mean, min and max of the metric over the runs (seeds) of that method at that budget.
+
+    Pools only runs comparable except for method and budget: the series (one conditions key
+    each) whose conditions less the method (``METHOD_KNOBS``: its section and the rings it
+    decides) are those of the focus series (else of the most runs). A method with series of
+    several ring settings in the pool keeps its largest; the others, and the runs of other
+    conditions, are not in the table and said so in ``summary``. Flagged runs are left out of
+    the numbers and listed (``flagged_ids``); a cell of flagged runs only is never the best."""
+    known = [g for g in groups if g.conditions_key and g.conditions]
+    if not known:
+        return None
+
+    def pool_of(g: _Group) -> str:
+        return key_of(g.conditions, METHOD_KNOBS)
+
+    def runs_of(g: _Group) -> list[PowerLawPoint]:
+        return g.backbone if g.backbone is not None else g.points
+
+    pools: dict[str, list[_Group]] = {}
+    for g in known:
+        pools.setdefault(pool_of(g), []).append(g)
+    chosen_group = next(
+        (g for g in known if focus and g.conditions_key == focus.conditions_key), None
+    )
+    chosen = (
+        pool_of(chosen_group)
+        if chosen_group is not None
+        else max(pools, key=lambda k: sum(len(runs_of(g)) for g in pools[k]))
+    )
+    # a column: one method at one setting of what the method decides (its rings, its rounds):
+    # series that differ only in how they asked for it (rpg.ring_size or method.budget) pool
+    columns: dict[str, dict[str, list[_Group]]] = {}
+    for g in pools[chosen]:
+        columns.setdefault(g.method or "rpg", {}).setdefault(_setting_of(g), []).append(g)
+    by_method: dict[str, list[_Group]] = {}
+    set_apart: list[tuple[Mapping[str, Any], Mapping[str, Any], int]] = []
+    for m, settings in columns.items():
+        ranked = sorted(
+            settings.values(),
+            key=lambda gs: (-sum(len(runs_of(g)) for g in gs), -max(g.latest for g in gs)),
+        )
+        by_method[m] = ranked[0]
+        for gs in ranked[1:]:
+            n = sum(len(runs_of(g)) for g in gs)
+            set_apart.append((ranked[0][0].conditions, gs[0].conditions, n))
+    runs = [p for gs in by_method.values() for g in gs for p in runs_of(g)]
+    stored = conditions_of_runs(session, [p.experiment_id for p in runs])
+    cells: dict[int | float, dict[str, list[PowerLawPoint]]] = {}
+    for m, gs in by_method.items():
+        for p in (p for g in gs for p in runs_of(g)):
+            b = (stored.get(p.experiment_id) or {}).get("method.budget")
+            budget = b if isinstance(b, int | float) and not isinstance(b, bool) else p.params
+            cells.setdefault(budget, {}).setdefault(m, []).append(p)
+    methods = _method_order(by_method)
+    rows = [
+        _budget_row(
+            b,
+            {m: _budget_cell(m, cells[b][m]) for m in methods if m in cells[b]},
+            metric,
+        )
+        for b in sorted(cells, key=lambda b: (isinstance(b, float), b))
+    ]
+    pooled = comparable(by_method[methods[0]][0].conditions, METHOD_KNOBS)
+    flagged = sum(len(c.flagged_ids) for r in rows for c in r.cells.values())
+    text = (
+        f"{_runs(len(runs))} of {len(methods)} method{'' if len(methods) == 1 else 's'} "
+        f"({', '.join(methods)}) at {len(rows)} budget{'' if len(rows) == 1 else 's'}: "
+        f"{describe(pooled)}"
+    )
+    notes = [_clause(by, c, n) + " (another setting of its method)" for by, c, n in set_apart]
+    for k, members in pools.items():
+        if k != chosen:
+            n = sum(len(runs_of(g)) for g in members)
+            notes.append(_clause(pooled, comparable(members[0].conditions, METHOD_KNOBS), n))
+    unknown = sum(len(runs_of(g)) for g in groups if not (g.conditions_key and g.conditions))
+    if unknown:
+        notes.append(f"{_runs(unknown)} of unknown conditions")
+    if notes:
+        text += f"; not in the table: {'; '.join(notes[:4])}"
+        if len(notes) > 4:
+            text += f" and {len(notes) - 4} more groups"
+    if flagged:
+        text += (
+            f"; {_runs(flagged)} flagged by the guard rails "
+            f"{'is' if flagged == 1 else 'are'} left out of the numbers (badged)"
+        )
+    return BudgetTable(
+        metric=metric_key,
+        higher_is_better=metric.higher_is_better,
+        methods=methods,
+        rows=rows,
+        conditions_key=chosen,
+        description=describe(pooled),
+        runs=len(runs),
+        summary=text + ".",
+    )
 
 
 # ----------------------------------------------------------------------------- comparison

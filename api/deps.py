@@ -218,6 +218,9 @@ MetricName = Annotated[
 ]
 
 
+XAxis = Literal["params", "bytes"]  # a power law's x: backbone parameters, or model file bytes
+
+
 @dataclass(frozen=True)
 class PowerLawQuery:
     filter: ListFilter
@@ -226,6 +229,7 @@ class PowerLawQuery:
     include_flagged: bool = False
     quantity: Quantity = "accuracy"
     task: str = "classification"
+    x: XAxis = "params"  # the x axis: backbone parameters, or the model file's bytes
 
 
 def power_law_query(
@@ -246,6 +250,13 @@ def power_law_query(
         ),
     ] = "accuracy",
     task: TaskName = DEFAULT_TASK,
+    x: Annotated[
+        XAxis,
+        Query(
+            description="the x axis: params (backbone parameters, the default) or bytes (the "
+            "bytes of the run's downloadable model file; runs without one are left out)",
+        ),
+    ] = "params",
 ) -> PowerLawQuery:
     name = checked_task(task) or DEFAULT_TASK
     if quantity == "gap" and TASKS[name].train_metric is None:
@@ -258,7 +269,7 @@ def power_law_query(
         )
     f = dataclasses.replace(f, task=name)
     return PowerLawQuery(
-        f, checked_metric(name, metric), tuple(target or ()), include_flagged, quantity, name
+        f, checked_metric(name, metric), tuple(target or ()), include_flagged, quantity, name, x
     )
 
 

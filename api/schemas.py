@@ -182,6 +182,11 @@ class PowerLawSeries(BaseModel):
         "knobs (ring size, width), the seeds and the labels",
     )
     description: str = Field("", description="the conditions in a sentence")
+    method: str | None = Field(
+        None,
+        description="the method the series' runs shrink the network by (rpg, width, hashed, "
+        "prune-global: rpg_core.spec.conditions.method_of); null: unknown conditions",
+    )
     label: str = Field(
         "",
         description="the series' name: arch, scope, dataset and what sets it "
@@ -226,6 +231,72 @@ class PowerLawOut(BaseModel):
     summary: str = Field(
         "", description="in words: what the focus series pooled and what was left apart"
     )
+    x: str = Field(
+        "params",
+        description="the x axis: params (backbone parameters) or bytes (the model file's "
+        "bytes); every point's, size's and fit's params count in this unit",
+    )
+    without_file: int = Field(
+        0, description="x=bytes: succeeded runs left out because they have no model file"
+    )
+    budget_table: BudgetTable | None = Field(
+        None,
+        description="the methods side by side at each budget (issue 24): one row per budget, "
+        "one column per method, over the runs comparable except for method and budget",
+    )
+
+
+class BudgetCell(BaseModel):
+    """The runs (seeds) of one method at one budget."""
+
+    method: str
+    n: int = Field(description="unflagged runs in the cell's numbers")
+    mean: float | None = Field(description="the metric's mean over the runs (null: none)")
+    min: float | None
+    max: float | None
+    experiment_ids: list[int]
+    flagged_ids: list[int] = Field(
+        default_factory=list, description="runs the guard rails flagged: left out, badged"
+    )
+    best: bool = Field(False, description="the best cell of its row, in the metric's direction")
+    delta_rpg: float | None = Field(
+        None,
+        description="mean minus rpg's mean at this budget, in points (percentage points for a "
+        "fraction metric, the metric's unit otherwise); null for rpg or without rpg",
+    )
+    separated: bool | None = Field(
+        None,
+        description="the seed ranges (min-max) of this cell and rpg's do not overlap; null "
+        "for rpg, without an rpg cell, or with fewer than 2 runs on either side",
+    )
+
+
+class BudgetRow(BaseModel):
+    budget: int | float = Field(
+        description="method.budget of the runs (backbone parameters, or a fraction of the "
+        "dense network's), else their backbone parameters"
+    )
+    label: str
+    cells: dict[str, BudgetCell] = Field(description="by method")
+    best: list[str] = Field(default_factory=list, description="the best method(s) of the row")
+    best_separated: bool | None = Field(
+        None,
+        description="the best cell's seed range overlaps no other cell's of the row (null: a "
+        "cell with fewer than 2 runs, or one method only)",
+    )
+
+
+class BudgetTable(BaseModel):
+    metric: str
+    higher_is_better: bool
+    methods: list[str] = Field(description="the columns, rpg first, then the registry's order")
+    rows: list[BudgetRow] = Field(description="ascending budget")
+    conditions_key: str | None = Field(
+        None, description="the key of what the table's runs share (conditions less method, size)"
+    )
+    description: str = ""
+    runs: int = 0
+    summary: str = Field("", description="in words: what the table pooled and what it left out")
 
 
 class MetricStat(BaseModel):
@@ -349,3 +420,6 @@ class OODPoint(BaseModel):
 
 class OODOut(BaseModel):
     points: list[OODPoint]
+
+
+PowerLawOut.model_rebuild()

@@ -45,6 +45,8 @@ OKABE_ITO = (
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon")
 PLAIN_SCOPE = "plain"
 FIT_SAMPLES = 64
+# a power law's x axis (the API's ?x=): backbone parameters, or the model file's bytes
+X_TITLES = {"params": "backbone parameters", "bytes": "model file bytes"}
 AXIS: dict[str, Any] = {
     "showline": True,
     "linecolor": "#444444",
@@ -93,8 +95,28 @@ def _slot_key(series: Mapping[str, Any]) -> str:
 
 
 def is_plain(series: Mapping[str, Any]) -> bool:
-    """A plain-network baseline (drawn as stars, not fitted); a stacked model is never one."""
-    return series["scope"] == PLAIN_SCOPE and not series.get("sharing")
+    """A plain-network baseline (drawn as stars, not fitted); a stacked model is never one,
+    nor runs of a spec's ``method`` (``width``: plain networks made narrower to a budget are
+    a method's series, fitted like the others)."""
+    return (
+        series["scope"] == PLAIN_SCOPE
+        and not series.get("sharing")
+        and "method.name" not in (series.get("conditions") or {})
+    )
+
+
+def _series_slot(series: Mapping[str, Any]) -> int:
+    """A series' palette slot: the hash of its key (:func:`slot`); runs of a spec's ``method``
+    take their method's slot (or the one 4 on, by the hash), so two methods never share a
+    colour and marker."""
+    from rpg_core.catalog.methods import METHODS
+
+    method = series.get("method")
+    order = list(METHODS)
+    if "method.name" in (series.get("conditions") or {}) and method in order:
+        half = len(OKABE_ITO) // 2
+        return (order.index(method) % half) + half * (slot(_slot_key(series)) % 2)
+    return slot(_slot_key(series))
 
 
 def _metric(data: Mapping[str, Any]) -> Any:
@@ -199,11 +221,12 @@ def _point_trace(
     gap: bool = False,
     metric: Any = None,
     what: str = "",
+    x: str = "params",
 ) -> go.Scatter:
     """One marker per size at the mean of its replicates, the bar spanning their min and max
     (a size run once has none); hover names the runs, a click opens the first."""
     plain = is_plain(series)
-    c = slot(_slot_key(series))
+    c = _series_slot(series)
 
     def y(v: float) -> float:
         return metric.as_error(v) if error and metric is not None and not gap else v
@@ -223,6 +246,7 @@ def _point_trace(
         for s in sizes
     ]
     label = what or ("train−val gap" if gap else "error" if error else "accuracy")
+    x_unit = "model file bytes" if x == "bytes" else "backbone params"
     return go.Scatter(
         x=[s["params"] for s in sizes],
         y=means,
@@ -252,7 +276,9 @@ def _point_trace(
             **({"line": {"width": 1, "color": "#000000"}} if plain else {}),
         },
         hovertemplate=(
-            "%{text}<br>%{x:,} backbone params<br>"
+            "%{text}<br>%{x:,} "
+            + x_unit
+            + "<br>"
             + label
             + " %{y:.4f}<extra>"
             + series_key(series)[:60]
@@ -287,7 +313,7 @@ def _fit_trace(series: Mapping[str, Any], i: int, error: bool, law: Any, metric:
         name="fit",
         legendgroup=f"s{i}",
         showlegend=False,
-        line={"color": colour(slot(_slot_key(series))), "width": 2, "dash": "dash"},
+        line={"color": colour(_series_slot(series)), "width": 2, "dash": "dash"},
         hoverinfo="skip",
         meta={"role": "fit", "series": i, "conditions_key": series.get("conditions_key")},
     )
@@ -318,17 +344,20 @@ def power_law_figure(
         if not series["points"]:
             continue
         label = fit_label({**series, "fitted": data.get("fitted")})
-        fig.add_trace(_point_trace(series, i, error, label, metric=metric, what=what))
+        fig.add_trace(
+            _point_trace(series, i, error, label, metric=metric, what=what, x=str(data.get("x")))
+        )
         law = laws.get(series_key_of(series))
         if series.get("fit") and law is not None and not is_plain(series):
             fig.add_trace(_fit_trace(series, i, error, law, metric))
     excluded = [p for s in data.get("series", []) for p in s.get("excluded") or []]
     if excluded:
         fig.add_trace(_excluded_trace(excluded, error, metric))
+    x_title = X_TITLES.get(str(data.get("x")), X_TITLES["params"])
     fig.update_layout(
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
-        title=title,
-        xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
+        title=title.replace("backbone parameters", x_title),
+        xaxis={"type": "log", "title": {"text": f"{x_title} (log scale)", "standoff": 4}},
         yaxis={"title": y_title},
     )
     if error:
@@ -343,12 +372,13 @@ def gap_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     for i, series in enumerate(data.get("series", [])):
         if series["points"]:
             label = series_key(series) + (" (plain)" if is_plain(series) else "")
-            fig.add_trace(_point_trace(series, i, False, label, gap=True))
+            fig.add_trace(_point_trace(series, i, False, label, gap=True, x=str(data.get("x"))))
     fig.add_hline(y=0, line={"color": "#888888", "width": 1})
+    x_title = X_TITLES.get(str(data.get("x")), X_TITLES["params"])
     fig.update_layout(
         **{**LAYOUT, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}},
-        title="Train−validation gap vs backbone parameters (lower: less over-fitting)",
-        xaxis={"type": "log", "title": {"text": "backbone parameters (log scale)", "standoff": 4}},
+        title=f"Train−validation gap vs {x_title} (lower: less over-fitting)",
+        xaxis={"type": "log", "title": {"text": f"{x_title} (log scale)", "standoff": 4}},
         yaxis={"title": "train−val gap (train acc − final val acc)"},
     )
     return to_dict(fig)
@@ -373,6 +403,7 @@ def power_law_table(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "series": series_key(s),
+                "method": s.get("method"),
                 "conditions_key": s.get("conditions_key"),
                 "description": s.get("description", ""),
                 "points": len(s["points"]),

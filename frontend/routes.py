@@ -303,6 +303,10 @@ def power_law_figure(
             "series": len(data["series"]),
             "focus": data["focus"],
             "summary": data["summary"],
+            "x": data["x"],
+            "unit": data["unit"],
+            "without_file": data["without_file"],
+            "budget_table": data["budget_table"],
             "excluded_runs": [
                 {"id": p["experiment_id"], "flags": p["flags"]}
                 for s in data["series"]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Experiment, MetricPoint, Result
+from ..models import Experiment, MetricPoint, Result, StoredFile
 from ..status import JobStatus
 from .listing import ListFilter, filtered
 
@@ -111,6 +111,19 @@ def conditions_of_runs(session: Session, ids: list[int]) -> dict[int, dict[str, 
         select(Experiment.id, Experiment.conditions).where(Experiment.id.in_(ids))
     ).all()
     return {int(r[0]): r[1] if isinstance(r[1], dict) else None for r in rows}
+
+
+def model_file_sizes(session: Session, ids: list[int]) -> dict[int, int]:
+    """The bytes of these runs' downloadable model files (StoredFile of kind ``model``), by
+    id: one query; a run without a model file is absent."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(StoredFile.experiment_id, StoredFile.size).where(
+            StoredFile.kind == "model", StoredFile.experiment_id.in_(ids)
+        )
+    ).all()
+    return {int(r[0]): int(r[1]) for r in rows if r[1] is not None}
 
 
 def ood_results(

@@ -23,7 +23,11 @@ def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> Powe
     lower-is-better one as itself (``fitted`` says which). Flagged runs are listed under ``excluded`` and
     left out of the fit unless ``include_flagged``. ``quantity=gap``: the train-validation gap
     per run instead (not fitted). ``summary`` says in words what the first series (``focus``)
-    pooled and what was left apart."""
+    pooled and what was left apart. Each series names its ``method`` (rpg, width, hashed,
+    prune-global); ``budget_table`` sets the methods side by side at each budget (mean and
+    range over seeds, the best per budget, the difference to rpg in points and whether the
+    seed ranges separate). ``x=bytes``: the model file's bytes on x instead of backbone
+    parameters (runs without a file are left out and counted in ``without_file``)."""
     return analysis.power_law(session, q).out
 
 

@@ -30,9 +30,11 @@ from pydantic import BaseModel
 
 from ..catalog.tasks import DEFAULT_TASK
 from . import ExperimentSpec, parse_spec, resolve_augment
+from .method import HASHED_GENERATOR
 from .train import RECIPES, resolve_train
 
 __all__ = [
+    "METHOD_KNOBS",
     "NOT_CONDITIONS",
     "REPLICATE_FIELDS",
     "SIZE_KNOBS",
@@ -45,6 +47,7 @@ __all__ = [
     "differences",
     "field_label",
     "key_of",
+    "method_of",
     "table_key",
 ]
 
@@ -159,6 +162,31 @@ def table_key(conditions: Mapping[str, Any]) -> str:
     return key_of(conditions, (*VARIANT_KNOBS, "rpg"))
 
 
+# the paths a method decides (its own section; the rings it builds or leaves out): what a
+# comparison across methods leaves out beside the size (api.analysis's budget table)
+METHOD_KNOBS = ("method", "rpg")
+
+
+def method_of(spec_or_conditions: Mapping[str, Any]) -> str:
+    """The method a run shrinks its network by (issue 24), the one rule for every reader: the
+    spec's ``method.name`` when it has a ``method`` section; else ``hashed`` for rings of the
+    HashedNets generator (``rpg.generator: 3``), ``rpg`` for any other ``rpg`` section, and
+    ``width`` for a plain network (no ``rpg``: a plain network made narrower by
+    ``model.width``). Reads a spec as stored (nested) or its flat conditions alike."""
+    c = spec_or_conditions
+    name = c.get("method.name")
+    section = c.get("method")
+    if name is None and isinstance(section, Mapping):
+        name = section.get("name")
+    if isinstance(name, str) and name:
+        return name
+    rpg = c.get("rpg")
+    generator = rpg.get("generator") if isinstance(rpg, Mapping) else c.get("rpg.generator")
+    if isinstance(rpg, Mapping) or any(k.startswith("rpg.") for k in c):
+        return "hashed" if generator == HASHED_GENERATOR else "rpg"
+    return "width"
+
+
 # ----------------------------------------------------------------------------- in words
 
 _LABELS = {
@@ -194,6 +222,10 @@ _LABELS = {
     "train.label_smoothing": "label smoothing",
     "prune": "pruning",
     "prune.source": "pruned run",
+    "method": "method",
+    "method.name": "method",
+    "method.rounds": "pruning rounds",
+    "method.finetune_epochs": "fine-tuning epochs",
 }
 
 

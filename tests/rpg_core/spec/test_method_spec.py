@@ -107,3 +107,16 @@ def test_a_stored_method_spec_parses_again_to_itself(name: str) -> None:
     again = parse_spec(spec.model_dump(mode="json"))
     assert again == spec
     assert (again.method.rounds is None) == (name != "prune-global")
+
+
+def test_a_dumped_method_spec_parses_again() -> None:
+    """A stored spec is the dump, defaults filled (rounds 3, finetune_epochs 1): re-parsing it
+    (the API derives a run's conditions so) must not refuse rounds for a method without them."""
+    from rpg_core.spec import parse_spec
+
+    for name in ("rpg", "hashed", "width"):
+        s = spec(
+            method={"name": name, "budget": 2000}, **({"rpg": None} if name == "width" else {})
+        )
+        again = parse_spec(s.model_dump())
+        assert again.method is not None and again.method.name == name
