@@ -314,6 +314,11 @@ def _section_text(path: str) -> str:
     return {"rpg": "none: plain networks", "prune": "none"}.get(path, "default")
 
 
+def _present_text(path: str) -> str:
+    """What a section present in these runs and absent from the focus says."""
+    return {"rpg": "a ring", "prune": "pruned"}.get(path, "set")
+
+
 def _clause(focus: Mapping[str, Any], c: Mapping[str, Any], runs: int) -> str:
     """``3 runs differ in epochs (10)``: a group set apart, with its own values."""
     if not focus or not c:
@@ -322,7 +327,7 @@ def _clause(focus: Mapping[str, Any], c: Mapping[str, Any], runs: int) -> str:
     named = [
         f"{field_label(d)} ({_section_text(d) if c.get(d) is None else _value_text(c.get(d))})"
         if d in c
-        else field_label(d)
+        else f"{field_label(d)} ({_present_text(d)})"
         for d in diff[:3]
     ]
     more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""

@@ -240,3 +240,14 @@ def test_the_summary_names_plain_networks_as_such() -> None:
     text = summary_of(ringed, 3, [(plain, 2)])
     assert "2 other runs differ in RPG (none: plain networks)" in text, text
     assert "(default)" not in text
+
+
+def test_the_summary_names_ringed_runs_against_a_plain_focus() -> None:
+    from api.analysis import summary_of
+    from rpg_core.spec.conditions import conditions_of
+
+    base = {"model": {"arch": "resnet18"}, "data": {"dataset": "digits"}, "train": {"epochs": 2}}
+    text = summary_of(
+        conditions_of(base), 2, [(conditions_of({**base, "rpg": {"ring_size": 9}}), 1)]
+    )
+    assert "1 other run differs in RPG (a ring)" in text, text
