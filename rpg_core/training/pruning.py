@@ -152,12 +152,23 @@ def _uniform_share(channels: list[int], costs: list[int], target: float) -> list
 def plan_pruning(blocks: list[tuple[str, nn.Module]], target: float) -> list[BlockPlan]:
     """Filters to remove per block so that the removed weights come closest to ``target``."""
     channels = [_parts(b)[0].out_channels for _, b in blocks]
-    caps = [c - 1 for c in channels]
     costs = [_cost(b) for _, b in blocks]
+    return plan_counts([n for n, _ in blocks], channels, costs, target)
+
+
+def plan_counts(
+    names: list[str], channels: list[int], costs: list[int], target: float
+) -> list[BlockPlan]:
+    """:func:`plan_pruning` on counts: blocks ``names`` with ``channels`` (live) filters, each
+    removed filter taking ``costs[i]`` backbone weights; the removed weights come closest to
+    ``target`` (at least one filter kept per block; nothing removed for ``target <= 0``)."""
+    caps = [c - 1 for c in channels]
+    if target <= 0:
+        return [BlockPlan(n, channels[i], 0, costs[i]) for i, n in enumerate(names)]
     exact = _uniform_share(channels, costs, target)
-    removed = [min(caps[i], math.floor(x)) for i, x in enumerate(exact)]
+    removed = [max(0, min(caps[i], math.floor(x))) for i, x in enumerate(exact)]
     deficit = target - sum(r * c for r, c in zip(removed, costs, strict=True))
-    open_ = {i for i in range(len(blocks)) if removed[i] < caps[i]}
+    open_ = {i for i in range(len(names)) if removed[i] < caps[i]}
     while open_:
         i = min(open_, key=lambda j: abs(deficit - costs[j]))
         if abs(deficit - costs[i]) >= abs(deficit):
@@ -167,7 +178,7 @@ def plan_pruning(blocks: list[tuple[str, nn.Module]], target: float) -> list[Blo
         open_.discard(i)
     return [
         BlockPlan(block=n, channels=channels[i], removed=removed[i], cost=costs[i])
-        for i, (n, _) in enumerate(blocks)
+        for i, n in enumerate(names)
     ]
 
 

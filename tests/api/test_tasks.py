@@ -158,7 +158,7 @@ def test_methods_endpoint(client: TestClient) -> None:
     r = client.get("/api/methods")
     assert r.status_code == 200, r.text
     by_name = {m["name"]: m for m in r.json()}
-    assert list(by_name) == ["rpg", "width", "hashed", "prune-global"]
+    assert list(by_name) == ["rpg", "width", "hashed", "prune-global", "prune-filters"]
     assert "Chen et al." in by_name["hashed"]["reference"]
     assert by_name["prune-global"]["trains_dense_first"] is True
     assert by_name["width"]["min_budget"] == 1 and "bisection" in by_name["width"]["budget"]
