@@ -299,6 +299,9 @@ def _prune_after_training(run: _Run) -> None:
         return {k: record[k] for k in ("prune_round", "backbone_nonzero") if k in record}
 
     kw: dict[str, Any] = {"rounds": method.rounds, "finetune": tune, "should_stop": run.should_stop}
+    from ..format import SPARSE_ATTR
+
+    run.model.__dict__[SPARSE_ATTR] = True  # its .rpg file stores the zeros compactly
     if method.name == "prune-filters":
         d = run.data
         size = (d.in_channels, d.image_size, d.image_size)

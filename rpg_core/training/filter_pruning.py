@@ -38,7 +38,7 @@ from ..exceptions import RPGConfigError
 from ..rpg.params import count_macs, count_params
 from ..rpg.rpgify import rings
 from ..stopping import StopCheck, check_stop
-from .global_pruning import nonzero_backbone, round_targets
+from .global_pruning import nonzero_backbone, positive_zeros, round_targets
 from .pruning import _cost, _parts, _prune_block, plan_counts, prunable_blocks
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def _remove_masks(model: nn.Module) -> None:
         for name in ("weight", "bias"):
             if hasattr(m, f"{name}_mask"):
                 prune.remove(m, name)
+                positive_zeros(getattr(m, name))
 
 
 def _narrowed_macs(model: nn.Module, kept: dict[str, int], size: tuple[int, int, int]) -> int:
