@@ -134,8 +134,8 @@ def save_compact(
             Default: the model's own ``rpg_sparse`` mark (the engine sets it on a network
             pruned by method prune-global or prune-filters), else False.
     """
-    from .sparse import SPARSE_ATTR
     from ..models import model_spec_of
+    from .sparse import SPARSE_ATTR
 
     spec = model_spec_of(model) or torchvision_spec(model)
     info = inference if inference is not None else model.__dict__.get(INFERENCE_ATTR)
