@@ -157,6 +157,21 @@ def _pruned_source(
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
 
 
+def _check_filter_budget(model: nn.Module, budget: int | float) -> None:
+    """RPGConfigError naming ``method.budget`` when filter pruning cannot reach it."""
+    from ..models.budget import budget_count
+    from .filter_pruning import filter_budget_range
+
+    low, dense = filter_budget_range(model)
+    count = budget_count(budget, dense)
+    if not low <= count <= dense:
+        raise RPGConfigError(
+            f"method.budget: prune-filters keeps {low}..{dense} backbone weights (every "
+            f"block's conv1 keeps at least one filter), got {count}; ask for at least {low}, "
+            f"or use method prune-global"
+        )
+
+
 def _build(
     spec: ExperimentSpec,
     data_root: str | Path | None,
@@ -180,6 +195,8 @@ def _build(
         model, prune = _pruned_source(spec, source_model, data, data_root, should_stop)
     else:
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+        if spec.method is not None and spec.method.name == "prune-filters":
+            _check_filter_budget(model, spec.method.budget)  # before the dense training
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
     if spec.train.lr is None and (hp["lr_by_ring_uses"] or batch_lr < 1.0):

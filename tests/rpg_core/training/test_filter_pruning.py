@@ -119,3 +119,17 @@ def test_a_prune_filters_run_trains_prunes_and_records_the_cost() -> None:
     assert result.backbone == result.params["backbone"]
     assert result.total_epochs == 3  # 1 dense + 2 rounds x 1 fine-tuning epoch
     assert result.total_wall_s is not None and result.total_wall_s > 0
+
+
+def test_an_unreachable_budget_is_refused_before_training() -> None:
+    from rpg_core.training.engine import train
+
+    spec = {
+        "name": "pf-low",
+        "model": {"arch": "resnet18", "width": 0.125},
+        "data": {"dataset": "digits", "image_size": 8, "augment": False, "train_subset": 64},
+        "train": {"epochs": 50, "batch_size": 64},
+        "method": {"name": "prune-filters", "budget": 100},
+    }
+    with pytest.raises(RPGConfigError, match=r"method\.budget: prune-filters keeps \d+\.\.174336"):
+        train(spec)
