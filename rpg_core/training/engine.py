@@ -160,16 +160,9 @@ def _pruned_source(
 def _check_filter_budget(model: nn.Module, budget: int | float) -> None:
     """RPGConfigError naming ``method.budget`` when filter pruning cannot reach it."""
     from ..models.budget import budget_count
-    from .filter_pruning import filter_budget_range
+    from .filter_pruning import check_filter_budget
 
-    low, dense = filter_budget_range(model)
-    count = budget_count(budget, dense)
-    if not low <= count <= dense:
-        raise RPGConfigError(
-            f"method.budget: prune-filters keeps {low}..{dense} backbone weights (every "
-            f"block's conv1 keeps at least one filter), got {count}; ask for at least {low}, "
-            f"or use method prune-global"
-        )
+    check_filter_budget(model, budget_count(budget, count_params(model).backbone))
 
 
 def _build(

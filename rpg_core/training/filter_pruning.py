@@ -43,7 +43,13 @@ from .pruning import _cost, _parts, _prune_block, plan_counts, prunable_blocks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FilterPruneReport", "filter_budget_range", "live_filters", "prune_filters"]
+__all__ = [
+    "FilterPruneReport",
+    "check_filter_budget",
+    "filter_budget_range",
+    "live_filters",
+    "prune_filters",
+]
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,23 @@ def filter_budget_range(model: nn.Module) -> tuple[int, int]:
     return dense - removable, dense
 
 
+def check_filter_budget(model: nn.Module, budget: int) -> int:
+    """The dense backbone; RPGConfigError naming ``method.budget`` (and the count to ask for)
+    when filter pruning cannot leave ``budget`` backbone weights."""
+    low, dense = filter_budget_range(model)
+    what = (
+        f"method.budget: prune-filters keeps {low}..{dense} backbone weights (every block's "
+        f"conv1 keeps at least one filter; the most is the dense network's), got {budget!r}"
+    )
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise RPGConfigError(f"{what}; give a count")
+    if budget < low:
+        raise RPGConfigError(f"{what}; ask for at least {low}, or use method prune-global")
+    if budget > dense:
+        raise RPGConfigError(f"{what}; ask for at most {dense}")
+    return dense
+
+
 def live_filters(block: nn.Module) -> torch.Tensor:
     """The indices of ``block.conv1``'s filters that are not all zero (through a mask too)."""
     w = _parts(block)[0].weight.detach()
@@ -129,14 +152,14 @@ def _mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
 def _apply(block: nn.Module, keep: torch.Tensor) -> None:
     c1, bn, c2 = _parts(block)
     w1 = c1.weight
-    _mask(c1, "weight", keep.view(-1, 1, 1, 1).expand_as(w1).to(w1.dtype))
+    _mask(c1, "weight", keep.view(-1, 1, 1, 1).expand_as(w1).to(w1.dtype).contiguous())
     if c1.bias is not None:
         _mask(c1, "bias", keep.to(c1.bias.dtype))
     if bn.affine:
         _mask(bn, "weight", keep.to(bn.weight.dtype))
         _mask(bn, "bias", keep.to(bn.bias.dtype))
     w2 = c2.weight
-    _mask(c2, "weight", keep.view(1, -1, 1, 1).expand_as(w2).to(w2.dtype))
+    _mask(c2, "weight", keep.view(1, -1, 1, 1).expand_as(w2).to(w2.dtype).contiguous())
 
 
 def _remove_masks(model: nn.Module) -> None:
@@ -173,13 +196,7 @@ def prune_filters(
     ``method.budget`` when the budget is not in the range filter pruning can reach
     (:func:`filter_budget_range`), and for an RPG network."""
     blocks = _blocks(model)
-    low, dense = filter_budget_range(model)
-    if isinstance(budget, bool) or not isinstance(budget, int) or not low <= budget <= dense:
-        raise RPGConfigError(
-            f"method.budget: prune-filters keeps {low}..{dense} backbone weights (every block's "
-            f"conv1 keeps at least one filter; the most is the dense network's), got {budget!r}; "
-            f"ask for at least {low}, or use method prune-global"
-        )
+    dense = check_filter_budget(model, budget)
     names = [n for n, _ in blocks]
     channels = {n: _parts(b)[0].out_channels for n, b in blocks}
     costs = [_cost(b) for _, b in blocks]

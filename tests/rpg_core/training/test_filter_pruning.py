@@ -80,7 +80,9 @@ def test_budget_and_network_errors() -> None:
         RPGConfigError, match=rf"method\.budget: prune-filters keeps {low}\.\.{dense}"
     ):
         prune_filters(model, low - 1)
-    with pytest.raises(RPGConfigError, match=rf"ask for at least {low}"):
+    with pytest.raises(RPGConfigError, match=rf"ask for at least {low}, or use method prune-gl"):
+        prune_filters(model, low - 1)
+    with pytest.raises(RPGConfigError, match=rf"ask for at most {dense}$"):
         prune_filters(model, dense + 1)
     rpg = create_model({"model": MODEL, "rpg": {"ring_size": 1000}})
     with pytest.raises(RPGConfigError, match="prunes a plain network"):
