@@ -157,14 +157,6 @@ def _pruned_source(
     return pruned.model, {"spec": spec.prune.model_dump(), "report": pruned.report.as_dict()}
 
 
-def _check_filter_budget(model: nn.Module, budget: int | float) -> None:
-    """RPGConfigError naming ``method.budget`` when filter pruning cannot reach it."""
-    from ..models.budget import budget_count
-    from .filter_pruning import check_filter_budget
-
-    check_filter_budget(model, budget_count(budget, count_params(model).backbone))
-
-
 def _build(
     spec: ExperimentSpec,
     data_root: str | Path | None,
@@ -188,8 +180,6 @@ def _build(
         model, prune = _pruned_source(spec, source_model, data, data_root, should_stop)
     else:
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
-        if spec.method is not None and spec.method.name == "prune-filters":
-            _check_filter_budget(model, spec.method.budget)  # before the dense training
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
     if spec.train.lr is None and (hp["lr_by_ring_uses"] or batch_lr < 1.0):

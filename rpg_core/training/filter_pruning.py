@@ -35,7 +35,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from ..exceptions import RPGConfigError
-from ..rpg.params import count_macs, count_params
+from ..models.blocks import filter_range
+from ..rpg.params import count_macs
 from ..rpg.rpgify import rings
 from ..stopping import StopCheck, check_stop
 from .global_pruning import nonzero_backbone, positive_zeros, round_targets
@@ -102,11 +103,9 @@ def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def filter_budget_range(model: nn.Module) -> tuple[int, int]:
     """The fewest and the most backbone weights filter pruning can leave: every block's
-    ``conv1`` at one filter, and the dense network."""
-    blocks = _blocks(model)
-    dense = count_params(model).backbone
-    removable = sum((_parts(b)[0].out_channels - 1) * _cost(b) for _, b in blocks)
-    return dense - removable, dense
+    ``conv1`` at one filter, and the dense network (:func:`rpg_core.models.blocks.filter_range`)."""
+    _blocks(model)
+    return filter_range(model)
 
 
 def check_filter_budget(model: nn.Module, budget: int) -> int:

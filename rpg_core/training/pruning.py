@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..exceptions import RPGConfigError
+from ..models.blocks import filter_cost, is_prunable_block, prunable_blocks
 from ..rpg.params import count_macs, count_params
 from ..rpg.rpgify import materialize, rings
 from ..spec import MAX_PRUNE_FRACTION, PruneSpec
@@ -110,26 +111,8 @@ def _parts(block: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Conv2d]:
     return c1, bn, c2
 
 
-def _is_block(m: nn.Module) -> bool:
-    c1, bn, c2 = (getattr(m, k, None) for k in ("conv1", "bn1", "conv2"))
-    return (
-        isinstance(c1, nn.Conv2d)
-        and isinstance(bn, nn.BatchNorm2d)
-        and isinstance(c2, nn.Conv2d)
-        and c1.groups == 1
-        and c2.groups == 1
-        and c1.out_channels == bn.num_features == c2.in_channels
-    )
-
-
-def prunable_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Residual blocks with ``conv1 -> bn1 -> conv2`` (torchvision BasicBlock layout)."""
-    return [(n, m) for n, m in model.named_modules() if n and _is_block(m)]
-
-
-def _cost(block: nn.Module) -> int:
-    c1, _, c2 = _parts(block)
-    return c1.in_channels * math.prod(c1.kernel_size) + c2.out_channels * math.prod(c2.kernel_size)
+_is_block = is_prunable_block  # rpg_core.models.blocks: below training, for the budget checks
+_cost = filter_cost
 
 
 def _uniform_share(channels: list[int], costs: list[int], target: float) -> list[float]:

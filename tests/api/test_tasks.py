@@ -186,6 +186,14 @@ def test_a_method_spec_is_accepted_and_a_bad_one_names_the_field(
     assert r.status_code == 422, r.text
     [err] = r.json()["detail"]
     assert err["field"] == "method.budget" and "at most" in err["message"], err
+    # prune-filters: below every block's conv1 at one filter is refused, with the least
+    low = {**body, "method": {"name": "prune-filters", "budget": 100}}
+    r = client.post("/api/experiments", json=low, headers=auth)
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "method.budget" and "at least" in err["message"], err
+    ok = {**body, "method": {"name": "prune-filters", "budget": 0.2, "rounds": 2}}
+    assert client.post("/api/experiments", json=ok, headers=auth).status_code == 201
 
 
 def test_power_law_of_pckh_fits_one_minus_pckh(

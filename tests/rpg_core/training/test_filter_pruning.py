@@ -133,5 +133,14 @@ def test_an_unreachable_budget_is_refused_before_training() -> None:
         "train": {"epochs": 50, "batch_size": 64},
         "method": {"name": "prune-filters", "budget": 100},
     }
-    with pytest.raises(RPGConfigError, match=r"method\.budget: prune-filters keeps \d+\.\.174336"):
+    low = filter_budget_range(create_model({"model": MODEL}))[0]
+    with pytest.raises(RPGConfigError, match=rf"method\.budget: 100 .* prune-filters .*{low}"):
         train(spec)
+    from rpg_core.models.budget import resolve_method  # where the model is built (and the API)
+    from rpg_core.models.factory import backbone_counter, filter_floor
+    from rpg_core.spec import parse_spec
+
+    with pytest.raises(RPGConfigError, match=rf"ask for at least {low}, or use method prune-gl"):
+        resolve_method(parse_spec(spec), backbone_counter(10, 1), filter_floor)
+    ok = parse_spec({**spec, "method": {"name": "prune-filters", "budget": low}})
+    assert resolve_method(ok, backbone_counter(10, 1), filter_floor).budget == low
