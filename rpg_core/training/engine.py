@@ -266,6 +266,7 @@ def _prune_after_training(run: _Run) -> None:
     ``method.finetune_epochs`` (SGD with cosine decay from the run's lr) and evaluated: one
     history record per round (``prune_round``, ``backbone_nonzero``). The report is the
     result's ``prune``."""
+    from ..format import SPARSE_ATTR
     from ..models.budget import budget_count
     from .filter_pruning import prune_filters
     from .global_pruning import nonzero_backbone, prune_global
@@ -299,8 +300,6 @@ def _prune_after_training(run: _Run) -> None:
         return {k: record[k] for k in ("prune_round", "backbone_nonzero") if k in record}
 
     kw: dict[str, Any] = {"rounds": method.rounds, "finetune": tune, "should_stop": run.should_stop}
-    from ..format import SPARSE_ATTR
-
     run.model.__dict__[SPARSE_ATTR] = True  # its .rpg file stores the zeros compactly
     if method.name == "prune-filters":
         d = run.data
