@@ -241,12 +241,13 @@ def _method_errors(
     spec: ExperimentSpec, classes: int | None, channels: int
 ) -> ExperimentSpec | list[tuple[str, str]]:
     """``spec`` with its method's budget made concrete, or what refuses the budget (larger than
-    the dense network, smaller than the method's minimum): counted on the meta device."""
+    the dense network, smaller than the method's minimum, below what prune-filters can leave):
+    counted on the meta device."""
     from rpg_core.models.budget import resolve_method
-    from rpg_core.models.factory import backbone_counter
+    from rpg_core.models.factory import backbone_counter, filter_floor
 
     try:
-        return resolve_method(spec, backbone_counter(classes, channels)).spec
+        return resolve_method(spec, backbone_counter(classes, channels), filter_floor).spec
     except RPGConfigError as err:
         return [("method.budget", str(err).removeprefix("method.budget: "))]
 

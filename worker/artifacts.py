@@ -33,7 +33,10 @@ def save_outputs(
     ``data``: the run's :class:`rpg_core.data.Datasets` (the engine loaded them; its
     normalisation goes into the file's inference metadata). A pruned network is no longer an RPG
     network of a registered shape, so a pruning job keeps its result and histogram but no
-    ``.rpg`` file (its checkpoint holds the weights).
+    ``.rpg`` file (its checkpoint holds the weights). A network pruned by ``method``
+    prune-global or prune-filters keeps its registered shape, with zeros: the engine marks it
+    (``rpg_core.format.SPARSE_ATTR``) and its file stores those sparse (docs/FORMAT.md section
+    3b), so the recorded size is the sparse file's.
     """
     from rpg_core.evaluate.predict import inference_info
     from rpg_core.format import save_compact

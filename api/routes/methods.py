@@ -16,5 +16,5 @@ router = APIRouter(tags=["methods"])
 
 @router.get("/methods", response_model=list[MethodOut])
 def methods(_auth: ReadAuth) -> list[MethodOut]:
-    """The methods in registry order: rpg, width, hashed, prune-global."""
+    """The methods in registry order: rpg, width, hashed, prune-global, prune-filters."""
     return [MethodOut.model_validate(m.as_dict()) for m in METHODS.values()]

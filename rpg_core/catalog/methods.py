@@ -72,6 +72,16 @@ METHODS: dict[str, MethodInfo] = {
             "the backbone weights left non-zero after pruning",
             trains_dense_first=True,
         ),
+        MethodInfo(
+            "prune-filters",
+            "structured L1 filter pruning of the trained plain network: in every residual "
+            "block the conv1 filters of lowest L1 norm go (with their bn1 channel and conv2 "
+            "column), the same share per block, in rounds with fine-tuning",
+            "Li et al., Pruning Filters for Efficient ConvNets (ICLR 2017); "
+            "Blalock et al., What is the State of Neural Network Pruning? (MLSys 2020)",
+            "the backbone weights left after removing whole filters, met within one filter",
+            trains_dense_first=True,
+        ),
     )
 }
 

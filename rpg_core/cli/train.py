@@ -54,14 +54,24 @@ class ProgressLine:
 
 
 def epoch_line(epoch: int, m: dict[str, Any], epochs: int | None = None) -> str:
-    """``epoch 2/5: train loss 0.41 acc 85.1%  val loss 0.39 acc 86.0%  lr 0.05  (12.3s)``."""
-    train_acc = f" acc {100 * m['train_acc']:.1f}%" if m.get("train_acc") is not None else ""
-    of = f"/{epochs}" if epochs is not None else ""
-    return (
-        f"epoch {epoch}{of}: train loss {m['train_loss']:.4f}{train_acc}"
-        f"  val loss {m['val_loss']:.4f}{_val_metrics(m)}  lr {m['lr']:.4g}"
-        f"  ({m['seconds']:.1f}s)"
-    )
+    """``epoch 2/5: train loss 0.41 acc 85.1%  val loss 0.39 acc 86.0%  lr 0.05  (12.3s)``; a
+    pruning method's round (no learning rate of its own, maybe no training) says its round and
+    the non-zero backbone weights left."""
+    of = f"/{epochs}" if epochs is not None and "prune_round" not in m else ""
+    head = f"epoch {epoch}{of}"
+    if "prune_round" in m:
+        head += f" (prune round {m['prune_round']}, {m.get('backbone_nonzero', 0):,} non-zero)"
+    parts = [head + ":"]
+    if m.get("train_loss") is not None:
+        train_acc = f" acc {100 * m['train_acc']:.1f}%" if m.get("train_acc") is not None else ""
+        parts.append(f"train loss {m['train_loss']:.4f}{train_acc}")
+    if m.get("val_loss") is not None:
+        parts.append(f" val loss {m['val_loss']:.4f}{_val_metrics(m)}")
+    if m.get("lr") is not None:
+        parts.append(f" lr {m['lr']:.4g}")
+    if m.get("seconds") is not None:
+        parts.append(f" ({m['seconds']:.1f}s)")
+    return " ".join(parts)
 
 
 def set_threads(threads: int | None) -> None:

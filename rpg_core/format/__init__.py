@@ -19,6 +19,7 @@ This package's names are the public face; the layers live in its modules:
   the header.
 - :mod:`.keys`: keyed files (the seeds left out and handed back as a key).
 - :mod:`.plan`: the header checked against the architecture on the meta device.
+- :mod:`.sparse`: sparse tensors (a pruned network's zeros left out: a bitmap and the values).
 - :mod:`.save`, :mod:`.load`, :mod:`.inspect`: writing, rebuilding, describing and exporting.
 
 Torchvision classifiers are rebuilt by name through :mod:`rpg_core.models.torchvision`.
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from .load import load_compact
     from .plan import DEFAULT_MAX_PARAMS, TORCH_TO_CODE, Plan, plan
     from .save import save_compact
+    from .sparse import SPARSE_ATTR
 
 _LAZY: dict[str, str] = {  # public name -> the module that defines it
     "CODE_TO_NUMPY": ".container",
@@ -80,6 +82,7 @@ _LAZY: dict[str, str] = {  # public name -> the module that defines it
     "MAX_TENSORS": ".container",
     "Plan": ".plan",
     "RING_DTYPES": ".header",
+    "SPARSE_ATTR": ".sparse",
     "TORCHVISION_PREFIX": "..models.torchvision",
     "TORCH_TO_CODE": ".plan",
     "TensorEntry": ".container",
@@ -108,6 +111,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "MAX_TENSORS",
     "RING_DTYPES",
+    "SPARSE_ATTR",
     "TORCHVISION_PREFIX",
     "TORCH_TO_CODE",
     "CompactHeader",

@@ -30,11 +30,37 @@ from .container import read_data as _container_data
 from .inference import check_inference
 
 FORMAT_NAME = "rpg-compact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sparse tensors (written only by files that have them; others stay 1)
+SPARSE_FORMAT_VERSION = 2  # the format version a file with sparse tensors declares
+SPARSE_PREFIX = "rpg_sparse:"  # a sparse tensor's stored parts: PREFIX + name + ":bitmap"/":values"
+SPARSE_DTYPES = ("F64", "F32", "F16", "BF16")
 RING_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 RING_SUFFIX = "rpg_rings."
 _RING_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class SparseEntry:
+    """A tensor stored sparse (docs/FORMAT.md section 3b): a bitmap of the positions whose
+    value is not all-zero bits, and those values in order."""
+
+    name: str  # the state_dict key it rebuilds
+    dtype: str
+    shape: tuple[int, ...]
+    nnz: int  # values stored (bits set in the bitmap)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def bitmap(self) -> str:
+        return f"{SPARSE_PREFIX}{self.name}:bitmap"
+
+    @property
+    def values(self) -> str:
+        return f"{SPARSE_PREFIX}{self.name}:values"
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,23 @@ class CompactHeader:
     ring_keys: dict[str, str] = field(default_factory=dict)  # ring name -> tensor name
     generator_version: int = 1  # the generator that rebuilds the index arrays
     inference: dict[str, Any] | None = None  # optional: what prediction needs (FORMAT.md)
+    sparse: dict[str, SparseEntry] = field(default_factory=dict)  # name -> its sparse parts
+
+    def logical_tensors(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The tensors the file rebuilds, name -> (shape, dtype code): the stored ones, with
+        each sparse tensor's bitmap and values standing for the dense tensor."""
+        out = {n: (e.shape, e.dtype) for n, e in self.tensors.items() if n not in self._parts}
+        out.update({n: (e.shape, e.dtype) for n, e in self.sparse.items()})
+        return out
+
+    @property
+    def _parts(self) -> dict[str, str]:
+        """Stored name of a sparse tensor's part -> the tensor it rebuilds."""
+        return {p: e.name for e in self.sparse.values() for p in (e.bitmap, e.values)}
+
+    def stored_as(self, stored: str) -> str:
+        """The name of the tensor a stored tensor is (or is part of)."""
+        return self._parts.get(stored, stored)
 
     @property
     def data_start(self) -> int:
@@ -252,6 +295,65 @@ def _ring_tensor_names(path: Path, tensors: dict[str, TensorEntry], rings: list[
     return out
 
 
+_REWRITE = "the file is corrupt: write it again with save_compact(..., sparse=True)"
+
+
+def _check_sparse(
+    path: Path, meta: dict[str, Any], tensors: dict[str, TensorEntry], version: int
+) -> dict[str, SparseEntry]:
+    """The ``sparse`` metadata (docs/FORMAT.md section 3b) against the stored tensors: every
+    sparse tensor has its bitmap (U8, one bit per position) and its values (``nnz`` of its
+    dtype), is not also stored dense, and no stored part is left over."""
+    if "sparse" not in meta:
+        leftover = sorted(n for n in tensors if n.startswith(SPARSE_PREFIX))
+        if leftover:
+            raise _fail(path, f"tensor {leftover[0][:120]!r} is a sparse part but the metadata "
+                              f"has no 'sparse' entry for it; {_REWRITE}")  # fmt: skip
+        return {}
+    if version < SPARSE_FORMAT_VERSION:
+        raise _fail(path, f"metadata 'sparse' (sparse tensors) needs format_version "
+                          f"{SPARSE_FORMAT_VERSION}, the file says {version}; {_REWRITE}")  # fmt: skip
+    raw = _loads(_metadata_str(path, meta, "sparse"), "metadata 'sparse'", path)
+    if not isinstance(raw, dict):
+        raise _fail(path, "metadata: 'sparse' must be a JSON object (tensor name -> entry)")
+    out: dict[str, SparseEntry] = {}
+    for name, e in raw.items():
+        where = f"metadata 'sparse': tensor {name[:120]!r}"
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "nnz"}:
+            raise _fail(path, f"{where} must have exactly the keys dtype, shape, nnz")
+        shape = e["shape"]
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMS
+                and all(_is_int(d) and 0 <= d < 2**40 for d in shape)):  # fmt: skip
+            raise _fail(path, f"{where}: shape must be a list of at most {MAX_DIMS} sizes")
+        if e["dtype"] not in SPARSE_DTYPES:
+            raise _fail(path, f"{where}: dtype must be one of {list(SPARSE_DTYPES)}")
+        entry = SparseEntry(name, e["dtype"], tuple(shape), e["nnz"])
+        if not _is_int(entry.nnz) or not 0 <= entry.nnz <= entry.numel:
+            raise _fail(path, f"{where}: nnz must be an integer in 0..{entry.numel}")
+        if name in tensors:
+            raise _fail(path, f"{where} is also stored dense; {_REWRITE}")
+        bits = (entry.numel + 7) // 8
+        bm = tensors.get(entry.bitmap)
+        if bm is None or bm.dtype != "U8" or bm.shape != (bits,):
+            got = "missing" if bm is None else f"{list(bm.shape)} of {bm.dtype}"
+            raise _fail(path, f"tensor {entry.bitmap[:160]!r}: the bitmap of {name[:120]!r} must "
+                              f"be U8 of shape [{bits}] (one bit per position of shape "
+                              f"{list(shape)}), got {got}; {_REWRITE}")  # fmt: skip
+        vals = tensors.get(entry.values)
+        if vals is None or vals.dtype != entry.dtype or vals.shape != (entry.nnz,):
+            got = "missing" if vals is None else f"{list(vals.shape)} of {vals.dtype}"
+            raise _fail(path, f"tensor {entry.values[:160]!r}: the values of {name[:120]!r} must "
+                              f"be {entry.dtype} of shape [{entry.nnz}] (its nnz), got {got}; "
+                              f"{_REWRITE}")  # fmt: skip
+        out[name] = entry
+    parts = {p for e in out.values() for p in (e.bitmap, e.values)}
+    leftover = sorted(n for n in tensors if n.startswith(SPARSE_PREFIX) and n not in parts)
+    if leftover:
+        raise _fail(path, f"tensor {leftover[0][:120]!r} is a sparse part of no tensor in the "
+                          f"metadata 'sparse'; {_REWRITE}")  # fmt: skip
+    return out
+
+
 def read_header(path: str | os.PathLike[str]) -> CompactHeader:
     """Read and validate the header of an ``.rpg`` file; read no tensor, build nothing.
 
@@ -278,6 +380,7 @@ def read_header(path: str | os.PathLike[str]) -> CompactHeader:
         ring_keys=_ring_tensor_names(p, tensors, rings, ring_dtype),
         generator_version=generator_version,
         inference=_check_inference(p, meta, spec),
+        sparse=_check_sparse(p, meta, tensors, version),
     )  # fmt: skip
 
 

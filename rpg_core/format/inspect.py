@@ -38,10 +38,11 @@ def _sizes(h: CompactHeader, p: Plan) -> dict[str, Any]:
     by_part: dict[str, int] = {"header": 8 + h.header_len}
     params: dict[str, int] = {}
     buffers = 0
-    for name, e in h.tensors.items():
+    for stored, e in h.tensors.items():
+        name = h.stored_as(stored)  # a sparse tensor's bitmap and values: the tensor's bytes
         part = p.parts[name]
         by_part[part] = by_part.get(part, 0) + e.nbytes
-        if name in p.learned:
+        if name in p.learned and not (stored != name and stored.endswith(":bitmap")):
             params[part] = params.get(part, 0) + e.numel
         else:
             buffers += e.numel

@@ -97,6 +97,12 @@ def load_compact(
     data = read_data(h)
     model = _build(h, seed, ring_seeds)
     state = _tensors(h, data)
+    if h.sparse:
+        from .sparse import decode_sparse
+
+        for name, entry in h.sparse.items():
+            bitmap, values = state.pop(entry.bitmap), state.pop(entry.values)
+            state[name] = decode_sparse(h.path, entry, bitmap, values)
     for name, tensor_name in h.ring_keys.items():
         state[tensor_name] = _ring_values(h, name, state[tensor_name])
     try:

@@ -30,7 +30,7 @@ class Plan:
     plain: nn.Module  # the plain architecture on the meta device
     parameters: int  # learned parameters of the plain (materialised) architecture
     generated: dict[str, int]  # generated weights per ring
-    parts: dict[str, str]  # tensor name -> part (ring, conv, norm, head, other)
+    parts: dict[str, str]  # tensor name -> part (ring, conv, norm, head, other); h.stored_as
     learned: set[str]  # tensor names that are learned parameters (not buffers)
 
 
@@ -101,16 +101,17 @@ def _expected_tensors(h: CompactHeader, plain: nn.Module) -> dict[str, tuple[tup
 
 
 def _check_tensors(h: CompactHeader, expected: dict[str, tuple[tuple[int, ...], str]]) -> None:
-    missing = sorted(set(expected) - set(h.tensors))
-    extra = sorted(set(h.tensors) - set(expected))
+    stored = h.logical_tensors()  # a sparse tensor stands for the dense one it rebuilds
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
     if missing or extra:
         raise _fail(h.path, f"the tensors do not match the model: missing {missing[:5]}, "
                             f"unexpected {extra[:5]}")  # fmt: skip
     for name, (shape, dtype) in expected.items():
-        e = h.tensors[name]
-        if e.shape != shape or e.dtype != dtype:
+        got_shape, got_dtype = stored[name]
+        if got_shape != shape or got_dtype != dtype:
             raise _fail(h.path, f"tensor {name!r}: expected shape {list(shape)} of {dtype}, "
-                                f"got {list(e.shape)} of {e.dtype}")  # fmt: skip
+                                f"got {list(got_shape)} of {got_dtype}")  # fmt: skip
 
 
 def plan(h: CompactHeader, *, max_params: int = DEFAULT_MAX_PARAMS) -> Plan:
@@ -122,6 +123,9 @@ def plan(h: CompactHeader, *, max_params: int = DEFAULT_MAX_PARAMS) -> Plan:
                             f"{max_params:,} (raise max_params to load it)")  # fmt: skip
     _check_tensors(h, _expected_tensors(h, plain))
     learned = {n for n, _ in plain.named_parameters()} | set(h.ring_keys.values())
-    parts = {n: ("ring" if n in h.ring_keys.values() else _part_of(plain, n)) for n in h.tensors}
+    parts = {
+        n: ("ring" if n in h.ring_keys.values() else _part_of(plain, n))
+        for n in h.logical_tensors()
+    }
     generated = {r["name"]: sum(math.prod(s["shape"]) for s in r["layers"]) for r in h.rings}
     return Plan(plain, parameters, generated, parts, learned)

@@ -18,7 +18,7 @@ from ..models.torchvision import torchvision_spec
 from ..rpg import generator
 from ..rpg.ring import Ring
 from . import safetensors_codec as codec
-from .header import FORMAT_NAME, FORMAT_VERSION, RING_DTYPES
+from .header import FORMAT_NAME, RING_DTYPES, SPARSE_FORMAT_VERSION, SparseEntry
 from .inference import INFERENCE_ATTR, check_inference
 from .keys import _make_keyed
 from .plan import TORCH_TO_CODE
@@ -53,6 +53,27 @@ def _state_with_rings(
     return tensors, scales
 
 
+def _sparsify(
+    tensors: dict[str, torch.Tensor], rings: set[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Every floating tensor but the rings that is smaller as a bitmap and its values
+    (docs/FORMAT.md section 3b) replaced by those two, and the ``sparse`` metadata."""
+    from .sparse import encode_sparse
+
+    out: dict[str, torch.Tensor] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for name, t in tensors.items():
+        got = None if name in rings else encode_sparse(t)
+        if got is None:
+            out[name] = t
+            continue
+        bitmap, values = got
+        entry = SparseEntry(name, TORCH_TO_CODE[t.dtype], tuple(t.shape), values.numel())
+        out[entry.bitmap], out[entry.values] = bitmap, values
+        meta[name] = {"dtype": entry.dtype, "shape": list(entry.shape), "nnz": entry.nnz}
+    return out, meta
+
+
 def _check_dtypes(tensors: dict[str, torch.Tensor]) -> None:
     for name, t in tensors.items():
         if t.dtype not in TORCH_TO_CODE:
@@ -70,7 +91,7 @@ def _metadata(spec: dict[str, Any], ring_specs: list[dict[str, Any]], ring_dtype
               version: int = generator.GENERATOR_VERSION) -> dict[str, str]:  # fmt: skip
     meta = {
         "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": "1",  # 2 when the file holds sparse tensors (_sparsify)
         "writer": _writer(),
         "spec": json.dumps(spec, sort_keys=True, separators=(",", ":")),
         "rings": json.dumps(ring_specs, separators=(",", ":")),
@@ -91,6 +112,7 @@ def save_compact(
     ring_dtype: str = "float32",
     keyed: bool = False,
     inference: dict[str, Any] | None = None,
+    sparse: bool | None = None,
 ) -> str | None:
     """Write ``model`` as a compact ``.rpg`` file; return the key of a keyed file, else None.
 
@@ -106,8 +128,14 @@ def save_compact(
         inference: what prediction needs (input size and channels, normalisation, class names;
             :func:`rpg_core.inference_info` builds it); default: the model's own, when it was
             loaded from a file that has it.
+        sparse: store every floating tensor that is smaller so as a bitmap of its non-zero
+            positions and their values (a pruned network; docs/FORMAT.md section 3b; the file
+            is then format version 2); ``load_compact`` rebuilds the same tensors bit for bit.
+            Default: the model's own ``rpg_sparse`` mark (the engine sets it on a network
+            pruned by method prune-global or prune-filters), else False.
     """
     from ..models import model_spec_of
+    from .sparse import SPARSE_ATTR
 
     spec = model_spec_of(model) or torchvision_spec(model)
     info = inference if inference is not None else model.__dict__.get(INFERENCE_ATTR)
@@ -119,6 +147,11 @@ def save_compact(
         raise RPGConfigError("keyed=True needs an RPG model (a plain model has no seeds to hide)")
     tensors, scales = _state_with_rings(model, ring_dtype)
     _check_dtypes(tensors)
+    if sparse is None:
+        sparse = model.__dict__.get(SPARSE_ATTR) is True
+    sparse_meta: dict[str, dict[str, Any]] = {}
+    if sparse:
+        tensors, sparse_meta = _sparsify(tensors, set(_ring_keys_of(model).values()))
     # the library lays out the data section (larger dtypes first); it does not depend on the
     # metadata, so the checksum of a first encoding is the final file's
     data = codec.data_section(codec.encode(tensors, {}))
@@ -134,10 +167,14 @@ def save_compact(
     meta = _metadata(spec, ring_specs, ring_dtype, scales, digest.hexdigest(), versions.pop())
     if info is not None:
         meta["inference"] = json.dumps(info, separators=(",", ":"))
+    if sparse_meta:
+        meta["format_version"] = str(SPARSE_FORMAT_VERSION)
+        meta["sparse"] = json.dumps(sparse_meta, sort_keys=True, separators=(",", ":"))
     key = _make_keyed(spec, ring_specs, meta) if keyed else None
     blob = codec.encode(tensors, meta)
     if codec.data_section(blob) != data:  # a library that ordered by metadata would break it
         raise RuntimeError("save_compact: the safetensors library laid the data out twice apart")
     codec.write_atomic(path, blob)
-    log.info("saved %s (%s rings, %d tensors)", path, ring_dtype, len(tensors))
+    log.info("saved %s (%s rings, %d tensors, %d sparse)", path, ring_dtype, len(tensors),
+             len(sparse_meta))  # fmt: skip
     return key

@@ -12,6 +12,9 @@ by :func:`rpg_core.rpg.params.count_params`)
   rounded to whole ones).
 - ``prune-global``: the dense network itself; the budget is the number of backbone weights left
   non-zero (:mod:`rpg_core.training.global_pruning`).
+- ``prune-filters``: the dense network itself; the budget is the number of backbone weights left
+  after whole filters go (:mod:`rpg_core.training.filter_pruning`), at least every residual
+  block's ``conv1`` at one filter (:func:`rpg_core.models.blocks.filter_range`).
 """
 
 from __future__ import annotations
@@ -94,11 +97,15 @@ def budget_count(budget: int | float, dense: int) -> int:
     return budget if isinstance(budget, int) else max(1, round(budget * dense))
 
 
-def resolve_method(spec: ExperimentSpec, backbone_of: BackboneOf) -> ResolvedMethod:
+def resolve_method(
+    spec: ExperimentSpec, backbone_of: BackboneOf, floor_of: BackboneOf | None = None
+) -> ResolvedMethod:
     """``spec`` with its method's budget made concrete (see the module). RPGConfigError naming
     ``method.budget`` when the budget exceeds the dense network, or is below the method's
     minimum. ``backbone_of``: the plain backbone of a model section
-    (:func:`rpg_core.models.factory.plain_backbone` with the data's classes and channels)."""
+    (:func:`rpg_core.models.factory.plain_backbone` with the data's classes and channels).
+    ``floor_of``: the fewest backbone weights filter pruning leaves in a model section
+    (:func:`rpg_core.models.factory.filter_floor`), for ``prune-filters``; None: not checked."""
     method = spec.method
     if method is None:
         raise RPGConfigError("resolve_method needs a spec with a method section")
@@ -121,6 +128,14 @@ def resolve_method(spec: ExperimentSpec, backbone_of: BackboneOf) -> ResolvedMet
         log.info(
             "method width: budget %d -> width %s (%d backbone parameters)", budget, width, backbone
         )
+    elif method.name == "prune-filters" and floor_of is not None:
+        low = floor_of(spec.model)
+        if budget < low:
+            raise RPGConfigError(
+                f"method.budget: {budget} backbone parameters is below what method "
+                f"prune-filters can leave: every residual block's conv1 at one filter leaves "
+                f"{low}; ask for at least {low}, or use method prune-global"
+            )
     elif method.name in ("rpg", "hashed"):
         assert spec.rpg is not None  # the spec's method filled it
         update["rpg"] = spec.rpg.model_copy(update={"ring_size": budget})

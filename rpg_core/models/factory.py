@@ -106,6 +106,19 @@ def plain_backbone(model: ModelSpec, *, num_classes: int | None, in_channels: in
     return count_params(net).backbone
 
 
+def filter_floor(model: ModelSpec) -> int:
+    """The fewest backbone weights filter pruning (``method: prune-filters``) leaves in the
+    plain network ``model`` names: every residual block's conv1 at one filter (built on the
+    meta device; :func:`rpg_core.models.blocks.filter_range`)."""
+    import torch
+
+    from .blocks import filter_range
+
+    with torch.device("meta"):
+        net = create_model(model, plain=True)
+    return filter_range(net)[0]
+
+
 def backbone_counter(num_classes: int | None, in_channels: int | None) -> BackboneOf:
     """:func:`plain_backbone` for the given classes and channels (what ``resolve_method`` asks)."""
 
@@ -136,7 +149,8 @@ def create_model(
         spec = parse_spec(_with_task(spec))
     if isinstance(spec, ExperimentSpec) and spec.method is not None:
         # method.budget: the width or ring size it gives, against the dense network
-        spec = resolve_method(spec, backbone_counter(num_classes, in_channels)).spec
+        counter = backbone_counter(num_classes, in_channels)
+        spec = resolve_method(spec, counter, filter_floor).spec
     if isinstance(spec, ExperimentSpec):
         model_spec, rpg = spec.model, spec.rpg
     elif isinstance(spec, ModelSpec):

@@ -256,7 +256,7 @@ class ExperimentSpec(_Spec):
     method: MethodSpec | None = Field(
         None,
         description="shrink the network to a parameter budget by a method (issue 24): {name: "
-        "rpg | width | hashed | prune-global, budget: backbone parameters or a fraction of the "
+        "rpg | width | hashed | prune-global | prune-filters, budget: backbone parameters or a fraction of the "
         "plain network's}; omit: the network as model and rpg describe it",
     )
 
@@ -349,7 +349,7 @@ class ExperimentSpec(_Spec):
         if self.prune is not None:
             raise ValueError(
                 "method: a pruning job (prune) takes its model from prune.source; use "
-                "method.name prune-global to prune to a budget, or remove method"
+                "method.name prune-global or prune-filters to prune to a budget, or remove method"
             )
         if self.model.recurrence is not None or self.model.resolved_sharing() is not None:
             raise ValueError(

@@ -1,6 +1,6 @@
 """The spec's ``method`` section (issue 24): which way of shrinking the network, to what budget.
 
-``method: {name: rpg | width | hashed | prune-global, budget: B}``. ``B`` is a number of
+``method: {name: rpg | width | hashed | prune-global | prune-filters, budget: B}``. ``B`` is a number of
 backbone parameters (int > 0), or a fraction in (0, 1] of the backbone of the plain network the
 ``model`` section names (the dense network every method shrinks). The methods are
 :mod:`rpg_core.catalog.methods`; how each reads the budget is ``docs/METHODS.md``.
@@ -23,6 +23,7 @@ from .model import MAX_RING_SIZE, RPGSpec
 __all__ = [
     "HASHED_GENERATOR",
     "MAX_PRUNE_ROUNDS",
+    "PRUNING_METHODS",
     "MethodSpec",
     "check_method",
     "method_rpg",
@@ -31,8 +32,10 @@ __all__ = [
 HASHED_GENERATOR = 3  # rpg_core.rpg.generator: version 3, splitmix64-hash (HashedNets)
 MAX_PRUNE_ROUNDS = 20
 MAX_FINETUNE_EPOCHS = 100
-# prune-global only: its defaults (the other methods keep None, so a stored spec re-parses)
+# the pruning methods only: their defaults (the other methods keep None, so a stored spec
+# re-parses)
 _PRUNE_DEFAULTS = {"rounds": 3, "finetune_epochs": 1}
+PRUNING_METHODS = ("prune-global", "prune-filters")  # train the dense network, then prune
 
 
 class MethodSpec(BaseModel):
@@ -53,21 +56,22 @@ class MethodSpec(BaseModel):
         None,
         ge=1,
         le=MAX_PRUNE_ROUNDS,
-        description="prune-global: pruning rounds after the dense training (train.epochs); each "
-        "prunes to a geometric step towards the budget, then fine-tunes (default 3)",
+        description="prune-global, prune-filters: pruning rounds after the dense training "
+        "(train.epochs); each prunes to a geometric step towards the budget, then fine-tunes "
+        "(default 3)",
     )
     finetune_epochs: StrictInt | None = Field(
         None,
         ge=0,
         le=MAX_FINETUNE_EPOCHS,
-        description="prune-global: fine-tuning epochs after each round (SGD with cosine decay "
-        "from the run's learning rate; the masks stay on; default 1)",
+        description="prune-global, prune-filters: fine-tuning epochs after each round (SGD with "
+        "cosine decay from the run's learning rate; the masks stay on; default 1)",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _prune_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") == "prune-global":
+        if isinstance(data, dict) and data.get("name") in PRUNING_METHODS:
             return {**data, **{k: v for k, v in _PRUNE_DEFAULTS.items() if data.get(k) is None}}
         return data
 
@@ -100,12 +104,12 @@ class MethodSpec(BaseModel):
                 f"budget: {self.name} needs at least {info.min_budget} backbone parameters, "
                 f"got {self.budget}"
             )
-        if self.name != "prune-global":
+        if self.name not in PRUNING_METHODS:
             extra = [f for f in _PRUNE_DEFAULTS if getattr(self, f) is not None]
             if extra:
                 raise ValueError(
-                    f"{extra[0]}: only method prune-global prunes in rounds; remove "
-                    f"method.{extra[0]} or use name prune-global"
+                    f"{extra[0]}: only methods prune-global and prune-filters prune in rounds; "
+                    f"remove method.{extra[0]} or use name prune-global or prune-filters"
                 )
         return self
 
@@ -113,7 +117,7 @@ class MethodSpec(BaseModel):
 def method_rpg(method: MethodSpec, rpg: Any) -> Any:
     """The ``rpg`` section (as given: a dict, an RPGSpec or None) a method implies, before
     validation: ``rpg`` and ``hashed`` get ``rpg.ring_size = budget`` (and ``hashed``
-    ``rpg.generator = 3``) when unset; ``width`` and ``prune-global`` build plain networks and
+    ``rpg.generator = 3``) when unset; ``width`` and the pruning methods build plain networks and
     leave ``rpg`` as it is (the check then refuses one)."""
     if method.name not in ("rpg", "hashed"):
         return rpg
@@ -132,7 +136,7 @@ def method_rpg(method: MethodSpec, rpg: Any) -> Any:
 
 def check_method(method: MethodSpec, rpg: RPGSpec | None) -> None:
     """Raise ValueError naming the field when ``rpg`` does not fit ``method``."""
-    if method.name in ("width", "prune-global"):
+    if method.name in ("width", *PRUNING_METHODS):
         if rpg is not None:
             raise ValueError(
                 f"rpg: method {method.name} shrinks the plain network; omit rpg (or use "

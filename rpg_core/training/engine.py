@@ -54,6 +54,7 @@ from ..spec import (
     resolve_augment,
     resolve_train,
 )
+from ..spec.method import PRUNING_METHODS
 from ..stopping import StopCheck, Stopped, callbacks_stop, check_stop
 from ..tasks import get_task
 from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
@@ -244,8 +245,8 @@ def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
     )
 
 
-def _prunes_globally(spec: ExperimentSpec) -> bool:
-    return spec.method is not None and spec.method.name == "prune-global"
+def _prunes_after_training(spec: ExperimentSpec) -> bool:
+    return spec.method is not None and spec.method.name in PRUNING_METHODS
 
 
 class _Passes:
@@ -259,12 +260,15 @@ class _Passes:
         return iter(self.run.train_loader.epoch(len(self.run.history) + self.passes))
 
 
-def _prune_global(run: _Run) -> None:
-    """``method: prune-global`` after the dense epochs: prune the trained network to the budget
-    in ``method.rounds`` rounds, each fine-tuned for ``method.finetune_epochs`` (SGD with cosine
-    decay from the run's lr) and evaluated: one history record per round (``prune_round``,
-    ``backbone_nonzero``). The report is the result's ``prune``."""
+def _prune_after_training(run: _Run) -> None:
+    """``method: prune-global`` or ``prune-filters`` after the dense epochs: prune the trained
+    network to the budget in ``method.rounds`` rounds, each fine-tuned for
+    ``method.finetune_epochs`` (SGD with cosine decay from the run's lr) and evaluated: one
+    history record per round (``prune_round``, ``backbone_nonzero``). The report is the
+    result's ``prune``."""
+    from ..format import SPARSE_ATTR
     from ..models.budget import budget_count
+    from .filter_pruning import prune_filters
     from .global_pruning import nonzero_backbone, prune_global
     from .pruning import finetune
 
@@ -291,23 +295,31 @@ def _prune_global(run: _Run) -> None:
             "seconds": time.perf_counter() - t0,
         }
         run.history.append(record)
-        log.info("%s prune-global round %d: %s", run.spec.name, r, record)
+        log.info("%s %s round %d: %s", run.spec.name, method.name, r, record)
         _notify(run.callbacks, "on_epoch_end", record["epoch"], dict(record))
         return {k: record[k] for k in ("prune_round", "backbone_nonzero") if k in record}
 
-    report = prune_global(
-        run.model, budget, rounds=method.rounds or 1, finetune=tune, should_stop=run.should_stop
-    )
-    run.prune = report.as_dict()
+    kw: dict[str, Any] = {
+        "rounds": method.rounds or 1,
+        "finetune": tune,
+        "should_stop": run.should_stop,
+    }
+    run.model.__dict__[SPARSE_ATTR] = True  # its .rpg file stores the zeros compactly
+    if method.name == "prune-filters":
+        d = run.data
+        size = (d.in_channels, d.image_size, d.image_size)
+        run.prune = prune_filters(run.model, budget, input_size=size, **kw).as_dict()
+    else:
+        run.prune = prune_global(run.model, budget, **kw).as_dict()
 
 
 def _best_record(run: _Run) -> dict[str, Any]:
     """The history record with the best primary metric (the first best, as ``max`` picks);
-    a prune-global run's among its pruned rounds (the dense epochs are not the network)."""
+    a pruning method's run's among its pruned rounds (the dense epochs are not the network)."""
     metric = run.task.info.primary_metric
     key = f"val_{metric.key}"
     best: dict[str, Any] = {}
-    pruned = _prunes_globally(run.spec) and any("prune_round" in r for r in run.history)
+    pruned = _prunes_after_training(run.spec) and any("prune_round" in r for r in run.history)
     for record in run.history:
         if pruned and "prune_round" not in record:
             continue
@@ -333,12 +345,41 @@ def _best_metrics(run: _Run) -> dict[str, float | None]:
 
 
 def _params(run: _Run) -> ParamCount:
-    """The run's parameter counts; a globally pruned network's backbone: its non-zero weights."""
-    if _prunes_globally(run.spec) and run.prune is not None:
+    """The run's parameter counts; a pruned network's backbone: its non-zero weights."""
+    if _prunes_after_training(run.spec) and run.prune is not None:
         from .global_pruning import pruned_params
 
         return pruned_params(run.model)
     return count_params(run.model)
+
+
+def _budget(run: _Run) -> int | None:
+    """The spec's ``method.budget`` as a count of backbone parameters (a fraction of the dense
+    network's: the plain network of the spec's ``model`` section); None without a method."""
+    method = run.spec.method
+    if method is None:
+        return None
+    if isinstance(method.budget, int):
+        return method.budget
+    from ..models.budget import budget_count
+    from ..models.factory import plain_backbone
+
+    d = run.data
+    dense = plain_backbone(run.spec.model, num_classes=d.num_classes, in_channels=d.in_channels)
+    return budget_count(method.budget, dense)
+
+
+def _cost(run: _Run) -> dict[str, Any]:
+    """The run's method, budget and training cost (TrainResult's issue-24 fields)."""
+    method = run.spec.method
+    rounds = sum(1 for r in run.history if "prune_round" in r)
+    tuning = rounds * (method.finetune_epochs or 0) if method is not None else 0
+    return {
+        "method": method.name if method is not None else None,
+        "budget": _budget(run),
+        "total_epochs": len(run.history) - rounds + tuning,
+        "total_wall_s": sum(float(r.get("seconds") or 0.0) for r in run.history),
+    }
 
 
 def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) -> TrainResult:
@@ -350,6 +391,7 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
     primary = run.task.info.primary_metric.key
     metrics = _task_metrics(run, last)
     baseline = _baseline(run)
+    params = _params(run)
     return TrainResult(
         name=run.spec.name,
         status=status,
@@ -362,7 +404,9 @@ def _result(run: _Run, status: Status, checkpoint_dir: Path | None, flops: int) 
         best_val_top5=max((r["val_top5"] for r in h), default=None) if "val_top5" in last else None,
         train_acc=train_acc,
         train_val_gap=gap,
-        params=_params(run).as_dict(),
+        params=params.as_dict(),
+        backbone=params.backbone,
+        **_cost(run),
         flops=flops,
         wall_time_s=time.perf_counter() - run.started,
         images_per_s=run.images / run.train_seconds if run.train_seconds > 0 else 0.0,
@@ -555,11 +599,11 @@ def train(
         if ckpt is not None and ckpt_dir is not None:
             _resume(run, ckpt, ckpt_dir)
         status = _run_epochs(run, ckpt_dir)
-        if status == "completed" and _prunes_globally(spec):
+        if status == "completed" and _prunes_after_training(spec):
             try:
-                _prune_global(run)
+                _prune_after_training(run)
             except Stopped:
-                log.info("%s: stop requested while pruning (prune-global)", spec.name)
+                log.info("%s: stop requested while pruning to the budget", spec.name)
                 status = "stopped"
         if spec.eval.ood and status == "completed":
             try:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.utils import prune
 
@@ -36,6 +37,7 @@ __all__ = [
     "GlobalPruneReport",
     "backbone_weights",
     "nonzero_backbone",
+    "positive_zeros",
     "prune_global",
     "pruned_params",
     "round_targets",
@@ -131,6 +133,7 @@ def prune_global(
                 metrics.append(got)
     for module, name in params:
         prune.remove(module, name)
+        positive_zeros(getattr(module, name))
     return GlobalPruneReport(
         budget=budget,
         dense_backbone=dense,
@@ -138,6 +141,14 @@ def prune_global(
         nonzero_backbone=nonzero_backbone(model),
         round_metrics=tuple(metrics),
     )
+
+
+@torch.no_grad()
+def positive_zeros(t: torch.Tensor) -> None:
+    """Make ``t``'s negative zeros (a pruning mask times a negative weight) positive, in place
+    (``-0.0 + 0.0 == +0.0``; every other value, NaN included, is unchanged): a pruned weight is
+    then +0.0, which a sparse .rpg tensor leaves out (docs/FORMAT.md section 3b)."""
+    t.add_(0.0)
 
 
 def pruned_params(model: nn.Module) -> ParamCount:

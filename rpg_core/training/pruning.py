@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..exceptions import RPGConfigError
+from ..models.blocks import filter_cost, is_prunable_block, prunable_blocks
 from ..rpg.params import count_macs, count_params
 from ..rpg.rpgify import materialize, rings
 from ..spec import MAX_PRUNE_FRACTION, PruneSpec
@@ -110,26 +111,8 @@ def _parts(block: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Conv2d]:
     return c1, bn, c2
 
 
-def _is_block(m: nn.Module) -> bool:
-    c1, bn, c2 = (getattr(m, k, None) for k in ("conv1", "bn1", "conv2"))
-    return (
-        isinstance(c1, nn.Conv2d)
-        and isinstance(bn, nn.BatchNorm2d)
-        and isinstance(c2, nn.Conv2d)
-        and c1.groups == 1
-        and c2.groups == 1
-        and c1.out_channels == bn.num_features == c2.in_channels
-    )
-
-
-def prunable_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Residual blocks with ``conv1 -> bn1 -> conv2`` (torchvision BasicBlock layout)."""
-    return [(n, m) for n, m in model.named_modules() if n and _is_block(m)]
-
-
-def _cost(block: nn.Module) -> int:
-    c1, _, c2 = _parts(block)
-    return c1.in_channels * math.prod(c1.kernel_size) + c2.out_channels * math.prod(c2.kernel_size)
+_is_block = is_prunable_block  # rpg_core.models.blocks: below training, for the budget checks
+_cost = filter_cost
 
 
 def _uniform_share(channels: list[int], costs: list[int], target: float) -> list[float]:
@@ -152,12 +135,23 @@ def _uniform_share(channels: list[int], costs: list[int], target: float) -> list
 def plan_pruning(blocks: list[tuple[str, nn.Module]], target: float) -> list[BlockPlan]:
     """Filters to remove per block so that the removed weights come closest to ``target``."""
     channels = [_parts(b)[0].out_channels for _, b in blocks]
-    caps = [c - 1 for c in channels]
     costs = [_cost(b) for _, b in blocks]
+    return plan_counts([n for n, _ in blocks], channels, costs, target)
+
+
+def plan_counts(
+    names: list[str], channels: list[int], costs: list[int], target: float
+) -> list[BlockPlan]:
+    """:func:`plan_pruning` on counts: blocks ``names`` with ``channels`` (live) filters, each
+    removed filter taking ``costs[i]`` backbone weights; the removed weights come closest to
+    ``target`` (at least one filter kept per block; nothing removed for ``target <= 0``)."""
+    caps = [c - 1 for c in channels]
+    if target <= 0:
+        return [BlockPlan(n, channels[i], 0, costs[i]) for i, n in enumerate(names)]
     exact = _uniform_share(channels, costs, target)
-    removed = [min(caps[i], math.floor(x)) for i, x in enumerate(exact)]
+    removed = [max(0, min(caps[i], math.floor(x))) for i, x in enumerate(exact)]
     deficit = target - sum(r * c for r, c in zip(removed, costs, strict=True))
-    open_ = {i for i in range(len(blocks)) if removed[i] < caps[i]}
+    open_ = {i for i in range(len(names)) if removed[i] < caps[i]}
     while open_:
         i = min(open_, key=lambda j: abs(deficit - costs[j]))
         if abs(deficit - costs[i]) >= abs(deficit):
@@ -167,7 +161,7 @@ def plan_pruning(blocks: list[tuple[str, nn.Module]], target: float) -> list[Blo
         open_.discard(i)
     return [
         BlockPlan(block=n, channels=channels[i], removed=removed[i], cost=costs[i])
-        for i, (n, _) in enumerate(blocks)
+        for i, n in enumerate(names)
     ]
 
 

@@ -114,6 +114,16 @@ class TrainResult(BaseModel):
     # pose, multitask: the metrics of a constant prediction from the training targets (the mean
     # pose, the per-pixel mean maps), {"val_<key>": value}: the dense tasks' chance level
     baseline: dict[str, float] | None = None
+    # the cost of a run, on one axis with the other ways to shrink a network (issue 24,
+    # docs/METHODS.md): the spec's method (None: no method section), its budget as a count of
+    # backbone parameters, the backbone parameters the network really has (a pruned network's
+    # non-zero ones: params["backbone"]), and what training it took: every epoch (the dense
+    # epochs and a pruning method's fine-tuning epochs) and their wall time (over resumes too)
+    method: str | None = None
+    budget: int | None = None
+    backbone: int | None = None
+    total_epochs: int | None = None
+    total_wall_s: float | None = None
 
     @property
     def stopped(self) -> bool:

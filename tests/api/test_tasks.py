@@ -158,7 +158,7 @@ def test_methods_endpoint(client: TestClient) -> None:
     r = client.get("/api/methods")
     assert r.status_code == 200, r.text
     by_name = {m["name"]: m for m in r.json()}
-    assert list(by_name) == ["rpg", "width", "hashed", "prune-global"]
+    assert list(by_name) == ["rpg", "width", "hashed", "prune-global", "prune-filters"]
     assert "Chen et al." in by_name["hashed"]["reference"]
     assert by_name["prune-global"]["trains_dense_first"] is True
     assert by_name["width"]["min_budget"] == 1 and "bisection" in by_name["width"]["budget"]
@@ -186,6 +186,14 @@ def test_a_method_spec_is_accepted_and_a_bad_one_names_the_field(
     assert r.status_code == 422, r.text
     [err] = r.json()["detail"]
     assert err["field"] == "method.budget" and "at most" in err["message"], err
+    # prune-filters: below every block's conv1 at one filter is refused, with the least
+    low = {**body, "method": {"name": "prune-filters", "budget": 100}}
+    r = client.post("/api/experiments", json=low, headers=auth)
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "method.budget" and "at least" in err["message"], err
+    ok = {**body, "method": {"name": "prune-filters", "budget": 0.2, "rounds": 2}}
+    assert client.post("/api/experiments", json=ok, headers=auth).status_code == 201
 
 
 def test_power_law_of_pckh_fits_one_minus_pckh(

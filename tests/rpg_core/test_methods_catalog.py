@@ -9,7 +9,7 @@ from rpg_core.exceptions import RPGConfigError
 
 
 def test_registry_lists_the_methods_with_references() -> None:
-    assert list_methods() == ["rpg", "width", "hashed", "prune-global"]
+    assert list_methods() == ["rpg", "width", "hashed", "prune-global", "prune-filters"]
     for m in METHODS.values():
         d = m.as_dict()
         assert d["name"] == m.name and m.reference and m.description and m.budget

@@ -68,3 +68,38 @@ def test_a_run_stores_the_contract_and_loads_its_datasets_once(
     for key, value in expected.items():
         assert stored[key] == (pytest.approx(value) if key in {"mean", "median"} else value), key
     assert result.similarity.images == 32 and result.similarity.layer == "layer3"
+
+
+def test_a_pruned_run_stores_a_sparse_model_file_and_its_cost(stack: Stack) -> None:
+    """method prune-global through the worker: the model file is the sparse .rpg (smaller than
+    the dense one, rebuilt bit for bit), the stored file's size is the file's, and the result
+    records the method, the budget, the backbone it has and the whole training cost."""
+    from rpg_core.format import read_header, save_compact
+    from rpg_core.training.global_pruning import nonzero_backbone
+
+    spec = {
+        **tiny_spec("pruned", epochs=1, ring=None),
+        "method": {"name": "prune-global", "budget": 0.1, "rounds": 2, "finetune_epochs": 1},
+    }
+    exp_id = stack.submit(spec)
+    assert run_experiment(stack.settings, WorkerSettings(), exp_id, worker="in-process:1") == (
+        "succeeded"
+    )
+    got = stack.client.get(f"/api/experiments/{exp_id}", headers=stack.auth).json()
+    result = ExperimentResult.model_validate(got["result"])
+    budget = round(0.1 * 174_336)
+    assert result.method == "prune-global" and result.budget == budget
+    assert result.backbone == result.backbone_params == budget == result.params["backbone"]
+    assert result.total_epochs == 3 and result.total_wall_s and result.total_wall_s > 0
+    path = Path(stack.settings.artifact_dir) / crud.artifact_relpath(exp_id)
+    h = read_header(path)
+    assert h.version == 2 and h.sparse  # the pruned weights are left out
+    with stack.session() as s:
+        stored = crud.get_file(s, exp_id, "model")
+        assert stored is not None and stored.size == path.stat().st_size
+    model = load_compact(path)
+    assert nonzero_backbone(model) == budget
+    dense = path.parent / "dense.rpg"
+    save_compact(model, dense, sparse=False)
+    assert path.stat().st_size < dense.stat().st_size / 2
+    assert torch.equal(load_compact(dense).layer4[1].conv2.weight, model.layer4[1].conv2.weight)

@@ -22,5 +22,5 @@ def test_rpg_methods_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> N
 def test_rpg_methods_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["methods", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [m["name"] for m in data] == ["rpg", "width", "hashed", "prune-global"]
+    assert [m["name"] for m in data] == ["rpg", "width", "hashed", "prune-global", "prune-filters"]
     assert data[3]["trains_dense_first"] is True and data[0]["min_budget"] == 1

@@ -73,3 +73,18 @@ def test_cli_train_bad_spec_is_a_clear_error(
     assert "train.epochs" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read spec file" in capsys.readouterr().err
+
+
+def test_a_pruning_rounds_line_names_the_round_without_a_learning_rate() -> None:
+    """Seen running the Fig. 1 twin: `rpg sweep` died with KeyError 'lr' at the first
+    prune-global round (a round's record has no learning rate of its own)."""
+    from rpg_core.cli.train import epoch_line
+
+    plain = {"train_loss": 0.41, "train_acc": 0.851, "val_loss": 0.39, "val_acc": 0.86}
+    line = epoch_line(2, {**plain, "lr": 0.05, "seconds": 12.3}, 5)
+    assert line == (
+        "epoch 2/5: train loss 0.4100 acc 85.1%  val loss 0.3900 acc 86.0%  lr 0.05  (12.3s)"
+    )
+    rnd = {"prune_round": 1, "backbone_nonzero": 200_000, "val_loss": 0.4, "val_acc": 0.8}
+    line = epoch_line(4, {**rnd, "seconds": 3.0}, 3)
+    assert line.startswith("epoch 4 (prune round 1, 200,000 non-zero):") and "lr" not in line

@@ -449,7 +449,7 @@ BAD: dict[str, tuple[Any, str]] = {
     "pickle": (_pickle, "pickle"),
     "no-metadata": (_header_case(lambda h: h.pop("__metadata__")), "__metadata__"),
     "other-format": (_header_case(_edit_meta("format", lambda v: "gguf")), "without RPG metadata"),
-    "newer-version": (_header_case(_edit_meta("format_version", lambda v: "2")), "upgrade"),
+    "newer-version": (_header_case(_edit_meta("format_version", lambda v: "3")), "upgrade"),
     "bad-version": (_header_case(_edit_meta("format_version", lambda v: "1.5")), "format_version"),
     "generator": (
         _header_case(_edit_json_meta("generator", lambda g: g.update(version=3))),

@@ -40,6 +40,14 @@ def test_width_and_prune_global_are_plain() -> None:
     assert s.method is not None and s.method.rounds == 2 and s.rpg is None
 
 
+def test_prune_filters_is_plain_and_prunes_in_rounds() -> None:
+    s = spec(method={"name": "prune-filters", "budget": 0.1, "rounds": 4, "finetune_epochs": 2})
+    assert s.method is not None and s.method.rounds == 4 and s.method.finetune_epochs == 2
+    assert s.rpg is None
+    with pytest.raises(ValueError, match=r"rpg: method prune-filters shrinks the plain network"):
+        spec(method={"name": "prune-filters", "budget": 0.1}, rpg={"ring_size": 9})
+
+
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
@@ -49,7 +57,10 @@ def test_width_and_prune_global_are_plain() -> None:
         ({"method": {"name": "rpg", "budget": 1.5}}, r"method\.budget: .*fraction"),
         ({"method": {"name": "rpg", "budget": True}}, r"method\.budget"),
         ({"method": {"name": "rpg"}}, r"method\.budget: Field required"),
-        ({"method": {"name": "width", "budget": 9, "rounds": 2}}, r"rounds: only method prune"),
+        (
+            {"method": {"name": "width", "budget": 9, "rounds": 2}},
+            r"rounds: only methods prune-global and prune-filters",
+        ),
         (
             {"method": {"name": "width", "budget": 9}, "rpg": {"ring_size": 9}},
             r"rpg: method width shrinks the plain network",

@@ -144,3 +144,17 @@ def test_the_engine_cannot_set_a_field_the_contract_lacks() -> None:
 def test_finite_replaces_nan_and_infinities_at_any_depth() -> None:
     out = finite({"a": [1.0, math.inf, {"b": -math.inf}], "c": math.nan, "d": 2})
     assert out == {"a": [1.0, None, {"b": None}], "c": None, "d": 2}
+
+
+def test_the_cost_fields_are_optional_and_round_trip() -> None:
+    """issue 24: method, budget, backbone, total_epochs and total_wall_s; results stored before
+    them validate with None and are written back without them."""
+    old = {"name": "old", "status": "completed", "params": {"backbone": 10, "total": 12}}
+    r = ExperimentResult.model_validate(old)
+    assert (r.method, r.budget, r.backbone, r.total_epochs, r.total_wall_s) == (None,) * 5
+    assert r.stored() == old
+    cost = {"method": "prune-filters", "budget": 17434, "backbone": 17400, "total_epochs": 5,
+            "total_wall_s": 12.5}  # fmt: skip
+    new = ExperimentResult.of(train_result(**cost), attempt=1)
+    back = ExperimentResult.model_validate(json.loads(json.dumps(new.stored())))
+    assert {k: getattr(back, k) for k in cost} == cost
