@@ -237,13 +237,15 @@ def field_label(path: str) -> str:
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """The condition paths whose values differ between ``a`` and ``b`` (a path that only one
     has differs too), sorted. A whole section present in one (``rpg``: a plain network against
-    an RPG one) is named once."""
+    an RPG one) is named once, and so is another method (not the options only it has)."""
     out = set()
     for k in set(a) | set(b):
         if a.get(k, _MISSING) != b.get(k, _MISSING):
             top = k.split(".")[0]
             section_absent = (a.get(top, _MISSING) is None) or (b.get(top, _MISSING) is None)
             out.add(top if section_absent and top in ("rpg", "prune") else k)
+    if "method.name" in out:  # another method: its own options follow from it (rounds, ...)
+        out = {k for k in out if not k.startswith("method.") or k == "method.name"}
     return sorted(out)
 
 

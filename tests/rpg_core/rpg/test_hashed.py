@@ -67,3 +67,9 @@ def test_hashed_model_saves_its_generator_and_rebuilds_bit_for_bit(tmp_path: Pat
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+    # ... and in a fresh process, as a user loading the file elsewhere would
+    from ..fresh_process import fresh_process_outputs
+
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.array_equal(fresh_process_outputs(path, x, tmp_path), expected)

@@ -140,3 +140,23 @@ def test_a_methods_budget_is_a_size_and_the_method_a_condition() -> None:
     assert conditions_key(spec("hashed", 5_000)) == conditions_key(spec("hashed", 50_000))
     keys = {conditions_key(spec(m, 5_000)) for m in ("rpg", "hashed", "width", "prune-global")}
     assert len(keys) == 4
+
+
+def test_another_method_differs_in_its_method_not_in_the_options_only_it_has() -> None:
+    """Seen on the Fig. 1 twin's page: width runs were said to differ from prune-filters runs
+    in "fine-tuning epochs (default), method (width), pruning rounds (default)"."""
+
+    def spec(method: str) -> dict[str, Any]:
+        out = _with(rpg=None)
+        del out["rpg"]
+        return {**out, "method": {"name": method, "budget": 20_000}}
+
+    a, b = conditions_of(spec("prune-filters")), conditions_of(spec("width"))
+    assert differences(a, b) == ["method.name"]
+    c = conditions_of(
+        {
+            **spec("prune-filters"),
+            "method": {"name": "prune-filters", "budget": 20_000, "rounds": 5},
+        }
+    )
+    assert differences(a, c) == ["method.rounds"]  # the same method: its options do differ
