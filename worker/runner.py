@@ -239,6 +239,8 @@ def _train(
         resume=True,
         step_interval_s=min(wcfg.progress_s, 1.0),
         source_model=_prune_source(settings, session, lease.spec),
+        # a pruning method's dense network, trained once for every budget of a sweep
+        dense_cache=Path(settings.artifact_dir) / "dense",
     )
     if result.stopped or control.lost:
         return None

@@ -287,7 +287,11 @@ def _train_one(
     from ..training.experiment import train_experiment  # the service's path: similarity included
 
     result = train_experiment(
-        spec, callbacks=[progress], checkpoint_dir=out / spec.name, data_root=data_root
+        spec,
+        callbacks=[progress],
+        checkpoint_dir=out / spec.name,
+        data_root=data_root,
+        dense_cache=out / "dense",  # a pruning method's dense network: once per dense spec
     )
     return result.stored()
 

@@ -245,6 +245,47 @@ def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
     )
 
 
+def dense_key(spec: ExperimentSpec) -> str:
+    """The key of the dense network a pruning method trains first: the spec less its method,
+    name and tags (every budget, and both pruning methods, of one sweep share it; another seed,
+    recipe or data is another dense network)."""
+    import hashlib
+    import json
+
+    dump = spec.model_dump(mode="json", exclude={"method", "name", "tags"})
+    text = json.dumps(dump, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _reuse_dense(run: _Run, dense_dir: Path) -> bool:
+    """Start from the dense network a run of the same dense spec trained (its checkpoint after
+    the last dense epoch, in ``dense_dir``): no epoch is trained twice. False: none there."""
+    ckpt = load_checkpoint(dense_dir)
+    if ckpt is None or ckpt.epoch != run.hp["epochs"]:
+        return False
+    if ckpt.meta.get("dense_key") != dense_key(run.spec):
+        return False
+    restore_checkpoint(ckpt, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
+    run.history = list(ckpt.meta.get("history", []))
+    run.start_epoch = ckpt.epoch
+    run.dense_reused = True
+    log.info("%s: the dense network of %s reused (%d epochs)", run.spec.name, dense_dir, ckpt.epoch)
+    _notify(run.callbacks, "on_resume", list(run.history))
+    return True
+
+
+def _keep_dense(run: _Run, dense_dir: Path) -> None:
+    """The trained dense network, for the next run of the same dense spec (atomic write)."""
+    save_checkpoint(
+        dense_dir,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        epoch=run.hp["epochs"],
+        meta={"dense_key": dense_key(run.spec), "history": run.history},
+    )
+
+
 def _prunes_after_training(spec: ExperimentSpec) -> bool:
     return spec.method is not None and spec.method.name in PRUNING_METHODS
 
@@ -379,6 +420,7 @@ def _cost(run: _Run) -> dict[str, Any]:
         "budget": _budget(run),
         "total_epochs": len(run.history) - rounds + tuning,
         "total_wall_s": sum(float(r.get("seconds") or 0.0) for r in run.history),
+        "dense_reused": run.dense_reused if _prunes_after_training(run.spec) else None,
     }
 
 
@@ -565,6 +607,7 @@ def train(
     resume: bool = True,
     step_interval_s: float = 1.0,
     source_model: nn.Module | None = None,
+    dense_cache: str | Path | None = None,
 ) -> TrainResult:
     """Train ``spec`` to its last epoch (or until a callback stops it) and return the result.
 
@@ -573,6 +616,9 @@ def train(
     ``./data``). ``step_interval_s``: the least time between two ``on_step`` calls.
     ``source_model``: for a pruning job (``spec.prune``), the trained model to prune (else the
     .rpg file ``prune.source`` names is read from ``<data_root>/models/``).
+    ``dense_cache``: a folder shared by the runs of a sweep; a pruning method's run keeps its
+    trained dense network there (``<dense_cache>/<dense_key>``) and a run of the same dense spec
+    (another budget or pruning method) starts from it instead of training it again.
     Raises RPGTrainingError when the loss becomes NaN or inf.
     """
     spec = parse_spec(spec)
@@ -596,9 +642,18 @@ def train(
         d = run.data
         # TrainResult.flops holds multiply-accumulates (MACs) of the conv and linear layers
         flops = count_macs(run.model, (d.in_channels, d.image_size, d.image_size))
+        dense_dir = (
+            Path(dense_cache) / dense_key(spec)
+            if dense_cache is not None and _prunes_after_training(spec)
+            else None
+        )
         if ckpt is not None and ckpt_dir is not None:
             _resume(run, ckpt, ckpt_dir)
+        elif dense_dir is not None:
+            _reuse_dense(run, dense_dir)
         status = _run_epochs(run, ckpt_dir)
+        if status == "completed" and dense_dir is not None and not run.dense_reused:
+            _keep_dense(run, dense_dir)
         if status == "completed" and _prunes_after_training(spec):
             try:
                 _prune_after_training(run)

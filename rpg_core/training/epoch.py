@@ -59,6 +59,7 @@ class _Run:
     last_notify: float = -math.inf
     start_epoch: int = 0
     prune: dict[str, Any] | None = None  # a pruning job's report
+    dense_reused: bool = False  # a pruning method's dense network came from the dense cache
     last_lr: float = 0.0  # the learning rate of the last step taken
     data_root: Path = field(default_factory=default_data_root)
     ood: dict[str, float] | None = None  # eval.ood's accuracies after training

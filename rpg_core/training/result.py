@@ -124,6 +124,9 @@ class TrainResult(BaseModel):
     backbone: int | None = None
     total_epochs: int | None = None
     total_wall_s: float | None = None
+    # a pruning method's dense network was another run's (the sweep's dense cache): its epochs
+    # and seconds are counted in total_epochs / total_wall_s all the same (what the method costs)
+    dense_reused: bool | None = None
 
     @property
     def stopped(self) -> bool:

@@ -38,6 +38,7 @@ def test_a_budget_sweep_of_three_methods_through_a_worker(stack: Stack, tmp_path
     sweep_id, ids = r.json()["id"], r.json()["experiment_ids"]
     assert len(ids) == len(METHODS) * len(BUDGETS)
     pruned: int | None = None
+    reused: list[bool] = []
     for exp_id in ids:
         exp = stack.wait_status(exp_id, "succeeded", "failed", timeout=300)
         assert exp.status == "succeeded", exp.error
@@ -51,9 +52,11 @@ def test_a_budget_sweep_of_three_methods_through_a_worker(stack: Stack, tmp_path
         dense_epochs = detail["spec"]["train"]["epochs"]
         if method["name"] == "prune-global":
             assert result["total_epochs"] > dense_epochs  # the fine-tuning counts
+            reused.append(result["dense_reused"])
             pruned = exp_id if method["budget"] == BUDGETS[0] else pruned
         else:
             assert result["total_epochs"] == dense_epochs
+    assert sorted(reused) == [False, True]  # one worker: the dense network trained once
     law = client.get("/api/analysis/power-law", params={"sweep": sweep_id}, headers=auth)
     assert law.status_code == 200, law.text
     out = law.json()

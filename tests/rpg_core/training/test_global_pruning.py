@@ -129,3 +129,44 @@ def test_a_prune_global_run_trains_prunes_and_counts_the_non_zero() -> None:
     assert result.best_epoch in (2, 3)  # a pruned round, not the dense epoch
     assert result.prune is not None and result.prune["nonzero_backbone"] == budget
     assert result.prune["kept_per_round"][-1] == budget
+
+
+def test_a_sweeps_pruning_runs_train_their_dense_network_once(tmp_path: Any) -> None:
+    """Issue 24: "never train the same dense network twice in one sweep": the second run of the
+    same dense spec (another budget, another pruning method) starts from the first's dense
+    network in the dense cache, trains no dense epoch, and still counts its cost."""
+    from rpg_core.spec import parse_spec
+    from rpg_core.training.engine import dense_key, train
+
+    dense_epochs: list[str] = []
+
+    class Count:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_epoch_end(self, _epoch: int, record: dict[str, Any]) -> None:
+            if "prune_round" not in record:
+                dense_epochs.append(self.name)
+
+    base = {
+        "model": {"arch": "resnet18", "width": 0.125},
+        "data": {"dataset": "digits", "image_size": 8, "augment": False, "train_subset": 256},
+        "train": {"epochs": 1, "batch_size": 64},
+    }
+    specs = [
+        {**base, "name": "a", "method": {"name": "prune-global", "budget": 0.05, "rounds": 1}},
+        {**base, "name": "b", "method": {"name": "prune-global", "budget": 0.2, "rounds": 1}},
+        {**base, "name": "c", "method": {"name": "prune-filters", "budget": 0.5, "rounds": 1}},
+    ]
+    assert len({dense_key(parse_spec(s)) for s in specs}) == 1
+    other = {**specs[0], "train": {**base["train"], "seed": 1}}
+    assert dense_key(parse_spec(other)) != dense_key(parse_spec(specs[0]))  # another network
+    cache = tmp_path / "dense"
+    with one_thread():
+        results = [train(s, callbacks=[Count(s["name"])], dense_cache=cache) for s in specs]
+    assert dense_epochs == ["a"]  # trained once, by the first run
+    assert [r.dense_reused for r in results] == [False, True, True]
+    first_dense = results[0].history[0]
+    for r in results[1:]:
+        assert r.history[0] == first_dense  # the same dense epoch, its record carried along
+        assert r.total_epochs == results[0].total_epochs  # the dense epoch is still its cost
