@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from ..catalog.methods import METHODS
-from .model import MAX_RING_SIZE, RPGSpec
+from .model import RPGSpec, count_or_fraction
 
 __all__ = [
     "HASHED_GENERATOR",
@@ -85,16 +85,9 @@ class MethodSpec(BaseModel):
     @field_validator("budget", mode="before")
     @classmethod
     def _budget(cls, v: Any) -> Any:
-        msg = "must be a count of backbone parameters (int > 0) or a fraction in (0, 1]"
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"{msg}, got {v!r}")
-        if isinstance(v, float) and v.is_integer() and v > 1:
-            v = int(v)  # 20000.0 from a JSON client is a count
-        if isinstance(v, int) and not 0 < v <= MAX_RING_SIZE:
-            raise ValueError(f"{msg}; a count must be in 1..{MAX_RING_SIZE}, got {v}")
-        if isinstance(v, float) and not 0 < v <= 1:
-            raise ValueError(f"{msg}; a fraction must be in (0, 1], got {v}")
-        return v
+        return count_or_fraction(
+            v, "a count of backbone parameters (int > 0) or a fraction in (0, 1]"
+        )
 
     @model_validator(mode="after")
     def _fits(self) -> MethodSpec:

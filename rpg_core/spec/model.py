@@ -188,6 +188,21 @@ def sharing_and_stacks(model: Mapping[str, Any]) -> tuple[str | None, int | None
     return sharing, stacks if isinstance(stacks, int) else default_stacks(sharing)
 
 
+def count_or_fraction(v: Any, what: str) -> Any:
+    """A size given as a count (int in 1..MAX_RING_SIZE; 45000.0 from a JSON client is one) or
+    a fraction in (0, 1]; ValueError saying it ``must be <what>`` otherwise."""
+    msg = f"must be {what}"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{msg}, got {v!r}")
+    if isinstance(v, float) and v.is_integer() and v > 1:
+        v = int(v)
+    if isinstance(v, int) and not 0 < v <= MAX_RING_SIZE:
+        raise ValueError(f"{msg}; a count must be in 1..{MAX_RING_SIZE}, got {v}")
+    if isinstance(v, float) and not 0 < v <= 1:
+        raise ValueError(f"{msg}; a fraction must be in (0, 1], got {v}")
+    return v
+
+
 class RPGSpec(_Spec):
     """How the network's layers are generated from rings (omit for a plain network)."""
 
@@ -222,16 +237,9 @@ class RPGSpec(_Spec):
     @field_validator("ring_size", mode="before")
     @classmethod
     def _ring_size(cls, v: Any) -> Any:
-        msg = "must be a count (int > 0) or a fraction in (0, 1] of the generated weights"
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"{msg}, got {v!r}")
-        if isinstance(v, float) and v.is_integer() and v > 1:
-            v = int(v)  # 45000.0 from a JSON client is a count
-        if isinstance(v, int) and not 0 < v <= MAX_RING_SIZE:
-            raise ValueError(f"{msg}; a count must be in 1..{MAX_RING_SIZE}, got {v}")
-        if isinstance(v, float) and not 0 < v <= 1:
-            raise ValueError(f"{msg}; a fraction must be in (0, 1], got {v}")
-        return v
+        return count_or_fraction(
+            v, "a count (int > 0) or a fraction in (0, 1] of the generated weights"
+        )
 
     def rpgify_kwargs(self) -> dict[str, Any]:
         kw = self.model_dump()
