@@ -12,7 +12,7 @@ import pytest
 from api import crud
 from rpg_core.spec import parse_spec
 
-from .conftest import ConsoleLog, LiveServer, screenshot, start_server, stop_server
+from .conftest import LiveServer, page_in_context, screenshot, start_server, stop_server
 
 WAIT_MS = 15_000
 # method -> budget -> the seeds' best_val_acc (2000: rpg best; 8000: width best)
@@ -57,12 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def page(browser: Any, live: LiveServer) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1400})
-    ctx.set_default_timeout(WAIT_MS)
-    p = ctx.new_page()
-    p.console = ConsoleLog(p)
-    yield p
-    ctx.close()
+    yield from page_in_context(browser, 1280, 1400, WAIT_MS)
 
 
 def test_one_series_per_method_and_the_budget_table(page: Any, live: LiveServer) -> None:
