@@ -43,13 +43,15 @@ def credentials_env() -> dict[str, str]:
 class MotoServer:
     """``python -m moto.server`` on a free port of 127.0.0.1, started and waited for."""
 
-    def __init__(self, log: Path, port: int | None = None) -> None:
+    def __init__(self, log: Path, port: int | None = None, url: str | None = None) -> None:
+        """``url``: a server already running there (nothing is started or stopped)."""
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = url or f"http://127.0.0.1:{self.port}"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self._client: Any = None
-        self.start()
+        if url is None:
+            self.start()
 
     def start(self) -> None:
         with self.log.open("ab") as out:
