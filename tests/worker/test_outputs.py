@@ -46,6 +46,8 @@ def test_the_stored_model_has_inference_metadata_and_predicts(
     info = read_header(path).inference
     assert info is not None
     assert info["image_size"] == 8 and info["in_channels"] == 3 and len(info["std"]) == 3
+    if backend != "local":
+        return  # the same bytes (checked above) predict as the local backend's test shows
     image = tmp_path / "photo.jpg"
     Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(image)
     out = subprocess.run(

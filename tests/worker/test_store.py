@@ -121,7 +121,10 @@ def test_a_run_resumes_from_the_store_on_a_worker_with_a_fresh_directory(
 
 
 def test_a_store_outage_mid_run_requeues_the_run_and_a_retry_succeeds(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     for k, v in credentials_env().items():
         monkeypatch.setenv(k, v)
@@ -155,7 +158,10 @@ def test_a_store_outage_mid_run_requeues_the_run_and_a_retry_succeeds(
         killer = threading.Thread(target=outage, daemon=True)
         killer.start()
         wcfg = WorkerSettings(max_attempts=3)
+        caplog.set_level(logging.INFO)
         assert run_experiment(settings, wcfg, exp_id) == "requeued"
+        assert "StoreUnavailable: the artifact store" in caplog.text  # the worker's log
+        assert SECRET_KEY not in caplog.text and ACCESS_KEY not in caplog.text
         killer.join()
         with sessions() as s:
             exp = _experiment(s, exp_id)
