@@ -18,8 +18,10 @@ friends, and :meth:`ArtifactStore.redact` takes them out of any message).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -411,9 +413,13 @@ def open_store(settings: Settings) -> ArtifactStore:
     return _store(StoreConfig.of(settings))
 
 
-def local_copy(store: ArtifactStore, key: str, cache_dir: Path) -> Path | None:
+def local_copy(
+    store: ArtifactStore, key: str, cache_dir: Path, sha256: str | None = None
+) -> Path | None:
     """A local file holding ``key``: the file itself in a local store, else a copy under
-    ``cache_dir`` (downloaded once; again when its size changed). None: no such object."""
+    ``cache_dir`` (scratch: anything there may be deleted). With ``sha256`` (the record's) the
+    copy is named by it, so a rerun's new file is never served from an old copy, and checked
+    after the download. None: no such object."""
     path = store.local_path(key)
     if path is not None or not store.remote:
         return path if path is not None and path.is_file() else None
@@ -423,12 +429,29 @@ def local_copy(store: ArtifactStore, key: str, cache_dir: Path) -> Path | None:
         return None
     if size is None:
         return None
-    target = resolve_inside(Path(cache_dir), key)
+    if sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", sha256):
+        target: Path | None = Path(cache_dir) / "sha256" / f"{sha256}{Path(key).suffix}"
+    else:
+        target = resolve_inside(Path(cache_dir), key)
     if target is None:
         return None
     if not target.is_file() or target.stat().st_size != size:
         store.get_file(key, target)
+        if sha256 is not None and _sha256(target) != sha256:
+            target.unlink(missing_ok=True)
+            raise StoreUnavailable(
+                f"the artifact store {store.name} holds {key} with other bytes than its record "
+                "(sha256 differs): a write that did not finish, or another deployment's file"
+            )
     return target
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def remove_files(store: ArtifactStore, keys: Iterable[str]) -> None:

@@ -239,7 +239,9 @@ def model_info(
     record = crud.get_file(session, experiment_id, "model")
     try:  # the stored file itself, or (a remote store) a copy cached here
         cache = Path(settings.artifact_dir) / "cache"
-        path = local_copy(open_store(settings), record.path, cache) if record else None
+        path = (
+            local_copy(open_store(settings), record.path, cache, record.sha256) if record else None
+        )
     except StoreUnavailable as err:
         raise HTTPException(503, detail=str(err)) from None
     if record is None or path is None:

@@ -192,10 +192,11 @@ def _prune_source(settings: Settings, session: Session, spec: dict[str, Any]) ->
     if not isinstance(source, int):
         return None  # no pruning job, or a .rpg file name the engine reads from the data root
     record = stored.get_file(session, source, "model")
+    key, sha256 = (record.path, record.sha256) if record is not None else (None, None)
     session.rollback()
     # from the store (a copy cached in this host's artifact dir when the store is remote)
     cache = Path(settings.artifact_dir) / "cache"
-    path = local_copy(open_store(settings), record.path, cache) if record else None
+    path = local_copy(open_store(settings), key, cache, sha256) if key else None
     if path is None:
         raise RPGConfigError(
             f"prune.source: experiment {source} has no model file; prune a run that succeeded"

@@ -103,6 +103,14 @@ def test_s3_downloads_presigned_and_outage(
     503 naming the store, never its credentials."""
     app, client = app_and_client
     exp_id = _with_model(client, auth, session, settings, b"rpg" * 1000)
+    # the dashboard's model info reads the header of a copy cached by the record's sha256
+    real = _with_model(
+        client, auth, session, settings, _tiny_rpg(settings.artifact_dir / "t.rpg").read_bytes()
+    )
+    info = client.get(f"/ui/api/runs/{real}/model-info").json()
+    sha = crud.get_file(session, real, "model").sha256  # type: ignore[union-attr]
+    assert info["sha256"] == sha and info["rings"]
+    assert (settings.artifact_dir / "cache" / "sha256" / f"{sha}.rpg").is_file()
     app.state.settings = settings.model_copy(update={"s3_presign_downloads": True})
     r = client.get(f"/api/experiments/{exp_id}/model", follow_redirects=False)
     assert r.status_code == 307 and SECRET_KEY not in r.headers["location"]
@@ -115,6 +123,12 @@ def test_s3_downloads_presigned_and_outage(
         assert r.status_code == 503, (path, r.text)
         assert "the artifact store s3://" in r.json()["detail"]
         assert SECRET_KEY not in r.text and ACCESS_KEY not in r.text
+    # an error stored with a credential in it (an older worker, a library's message) is shown
+    # without it
+    failed = submit(client, auth)
+    run_to_end(session, failed, fail=f"denied: key {ACCESS_KEY} secret {SECRET_KEY}")
+    shown = client.get(f"/api/experiments/{failed}").json()["error"]
+    assert shown == "denied: key <redacted> secret <redacted>"
 
 
 def _tiny_rpg(path: Path) -> Path:
