@@ -110,7 +110,7 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str) -> list[str]:
-        """The keys under ``prefix``, sorted."""
+        """The keys under the folder ``prefix`` (``experiments/7/``; empty: all), sorted."""
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (a missing one is no error)."""
@@ -361,8 +361,9 @@ class S3Store:
         return self.size(key) is not None
 
     def list(self, prefix: str) -> list[str]:
+        # a folder, as in the directory: experiments/7 never lists experiments/70
         full = self._key(prefix) if prefix.strip("/") else self.prefix
-        full = full + "/" if full and not full.endswith("/") and prefix.endswith("/") else full
+        full = full + "/" if full else full
         keys: list[str] = []
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(

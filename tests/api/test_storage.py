@@ -49,10 +49,12 @@ def test_put_list_open_size_delete(store: ArtifactStore, tmp_path: Path) -> None
     store.put_file("experiments/7/checkpoints/last.safetensors", src)
     store.put_file("experiments/70/model.rpg", src)
     assert store.exists(key) and store.size(key) == len(payload)
-    assert store.list("experiments/7/") == [
-        "experiments/7/checkpoints/last.safetensors",
-        "experiments/7/model.rpg",
-    ]
+    for folder in ("experiments/7/", "experiments/7"):  # a folder: never experiments/70
+        assert store.list(folder) == [
+            "experiments/7/checkpoints/last.safetensors",
+            "experiments/7/model.rpg",
+        ]
+    assert len(store.list("")) == 3
     with store.open(key) as body:
         chunks = list(iter(lambda: body.read(1 << 20), b""))
     assert len(chunks) == 4 and b"".join(chunks) == payload
