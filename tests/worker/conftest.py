@@ -138,12 +138,9 @@ class Stack:
         return self.wait(exp_id, lambda e: e.status in statuses, timeout)
 
 
-def make_stack(pg_url: str, tmp: Path, store_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """``store_env``: the artifact store's variables (tests/s3server.py ``MotoServer.env``) for
-    the workers and the API; default: the local directory."""
+def make_stack(pg_url: str, tmp: Path) -> Iterator[Stack]:
     queue = f"rpg-test-{uuid.uuid4().hex[:10]}"
     art = tmp / "artifacts"
-    store_env = store_env or {}
     env = {
         **os.environ,
         "RPG_DATABASE_URL": pg_url,
@@ -156,10 +153,6 @@ def make_stack(pg_url: str, tmp: Path, store_env: dict[str, str] | None = None) 
         "RPG_RECONCILE_S": "1",
         "RPG_AUTO_MIGRATE": "false",
         "OMP_NUM_THREADS": "1",
-        **store_env,
-    }
-    store = {
-        k.removeprefix("RPG_").lower(): v for k, v in store_env.items() if k.startswith("RPG_")
     }
     settings = Settings(
         database_url=pg_url,
@@ -168,7 +161,6 @@ def make_stack(pg_url: str, tmp: Path, store_env: dict[str, str] | None = None) 
         artifact_dir=art,
         lease_s=LEASE_S,
         auto_migrate=False,
-        **store,
     )
     app = create_app(settings)
     with TestClient(app) as client, sessions_for(pg_url)() as s:
