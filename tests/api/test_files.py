@@ -92,6 +92,7 @@ def test_stored_path_outside_artifact_dir_is_not_served(
         assert r.status_code == 404 and b"do not serve" not in r.content
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the store's test, not the DB's
 @pytest.mark.parametrize("settings", ["s3"], indirect=True)
 def test_s3_downloads_presigned_and_outage(
     app_and_client: tuple[Any, TestClient],
