@@ -57,6 +57,10 @@ class AdaptiveLaw:
     bootstrap: int = 1000  # resamples of the interval (rpg_core.analysis.power_law)
     seed: int = 0  # seed of the bootstrap: the same observations give the same proposal
     min_points: int = CI_MIN_POINTS  # no interval stops the study before this many trials
+    # the 95% intervals (b's, the target size's): "t", Student's t on the log-log regression
+    # (the delta method for the target), or "bootstrap", power_law's pairs bootstrap, which is
+    # too narrow at a few points (docs/ADAPTIVE.md, "Which interval")
+    interval: str = "t"
 
     def __post_init__(self) -> None:
         for name in ("low", "high"):
@@ -85,6 +89,8 @@ class AdaptiveLaw:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise RPGConfigError(f"{name}: must be an integer >= 0, got {v!r}")
+        if self.interval not in ("t", "bootstrap"):
+            raise RPGConfigError(f"interval: must be 't' or 'bootstrap', got {self.interval!r}")
         if self.max_trials < self.initial:
             raise RPGConfigError(
                 f"max_trials: must be at least initial ({self.initial}), got {self.max_trials}"
@@ -182,12 +188,32 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (table to 30, then the
+    Cornish-Fisher expansion, within 1e-3)."""
+    if df <= len(_T975):
+        return _T975[max(df, 1) - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
 @dataclass(frozen=True)
 class _Fit:
     a: float
     b: float
     boot: np.ndarray  # rows (a, b)
     b_interval: tuple[float, float]
+    # the regression of log(error) on x = log(P): centre, spread, residual standard deviation
+    n: int
+    x_mean: float
+    sxx: float
+    s: float
 
 
 def _fit(rule: AdaptiveLaw, p: np.ndarray, err: np.ndarray) -> _Fit | None:
@@ -197,20 +223,45 @@ def _fit(rule: AdaptiveLaw, p: np.ndarray, err: np.ndarray) -> _Fit | None:
     boot = bootstrap_coefficients(p, err, rule.bootstrap, rule.seed)
     if len(boot) < 10:
         return None
-    return _Fit(a=a, b=b, boot=boot, b_interval=_interval(boot[:, 1]))
+    x, y = np.log(p), np.log(err)
+    n = len(x)
+    sxx = float(((x - x.mean()) ** 2).sum())
+    resid = y - (math.log(a) - b * x)
+    s = math.sqrt(float((resid**2).sum()) / (n - 2))
+    if rule.interval == "t":
+        half = t975(n - 2) * s / math.sqrt(sxx)
+        b_interval = (b - half, b + half)
+    else:
+        b_interval = _interval(boot[:, 1])
+    return _Fit(
+        a=a, b=b, boot=boot, b_interval=b_interval, n=n, x_mean=float(x.mean()), sxx=sxx, s=s
+    )
 
 
-def _target(fit: _Fit, error: float) -> tuple[float | None, tuple[float, float], np.ndarray]:
+def _target(
+    rule: AdaptiveLaw, fit: _Fit, error: float
+) -> tuple[float | None, tuple[float, float], np.ndarray]:
     """The fit's log10 count reaching ``error``, its interval and the resamples' log counts
     (``inf`` where a resample's law does not fall)."""
     a, b = fit.boot[:, 0], fit.boot[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(b > 0, np.log(a / error) / np.where(b > 0, b, 1.0), np.inf)
+    point = math.log(fit.a / error) / fit.b if fit.b > 0 else None
+    ln10 = math.log(10)
+    if rule.interval == "t":
+        # delta method: x* = (log a - log e*) / b, Var(x*) = Var(y_hat(x*)) / b^2; unbounded
+        # above when b's own interval reaches 0 (the law may not fall at all)
+        t = t975(fit.n - 2)
+        if point is None:
+            return None, (-math.inf, math.inf), x
+        se = fit.s * math.sqrt(1 / fit.n + (point - fit.x_mean) ** 2 / fit.sxx) / fit.b
+        falls = fit.b - t * fit.s / math.sqrt(fit.sxx) > 0
+        hi_x = (point + t * se) / ln10 if falls else math.inf
+        return point / ln10, ((point - t * se) / ln10, hi_x), x
     big = 1e300
     lo, hi = np.percentile(np.where(np.isfinite(x), x, big), [2.5, 97.5])
-    interval = tuple(float(v) / math.log(10) if v < big / 10 else math.inf for v in (lo, hi))
-    point = math.log(fit.a / error) / fit.b / math.log(10) if fit.b > 0 else None
-    return point, (interval[0], interval[1]), x
+    interval = tuple(float(v) / ln10 if v < big / 10 else math.inf for v in (lo, hi))
+    return (point / ln10 if point is not None else None), (interval[0], interval[1]), x
 
 
 def _gain(
@@ -284,7 +335,7 @@ def propose(
     t_int: tuple[float, float] | None = None
     t_x: np.ndarray | None = None
     if fit is not None and rule.target_error is not None:
-        t_point, t_int, t_x = _target(fit, rule.target_error)
+        t_point, t_int, t_x = _target(rule, fit, rule.target_error)
 
     def done(stop: str, reason: str) -> Proposal:
         log.info("adaptive law: stop (%s) after %d trials: %s", stop, n_obs, reason)
