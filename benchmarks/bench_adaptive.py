@@ -3,7 +3,8 @@
 Both strategies get the same number of trials over the same range. The grid of ``t`` trials is
 ``t`` sizes log-spaced over the range; the adaptive rule is :func:`propose` driven in a loop
 (never stopping early, so every trial count can be compared). Measured after each trial count:
-the width of b's 95% bootstrap interval, whether it holds the true b, and the error (in decades)
+the width of b's 95% interval (Student's t, the rule's default) and whether it and the pairs
+bootstrap's hold the true b, and the error (in decades)
 of the predicted parameter count that reaches a target error, against the truth.
 
 (a) ``synthetic``: laws ``error = a * P^-b`` with multiplicative log-normal noise, many
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from rpg_core.analysis.adaptive import AdaptiveLaw, Observation, propose
+from rpg_core.analysis.adaptive import AdaptiveLaw, Observation, propose, t975
 from rpg_core.analysis.power_law import bootstrap_coefficients, power_coefficients
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,13 +84,27 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def summarize(p: Sequence[float], err: Sequence[float], target_error: float) -> dict[str, float]:
-    """b, its interval's width and the log10 count reaching ``target_error`` of one design."""
+    """b, its 95% intervals (Student's t, what the rule stops on by default, and the pairs
+    bootstrap) and the log10 count reaching ``target_error`` of one design."""
     pa, ea = np.asarray(p, dtype=np.float64), np.asarray(err, dtype=np.float64)
     a, b = power_coefficients(pa, ea)
     boot = bootstrap_coefficients(pa, ea, BOOTSTRAP, 0)
-    lo, hi = _interval(boot[:, 1])
+    blo, bhi = _interval(boot[:, 1])
+    x, y = np.log(pa), np.log(ea)
+    resid = y - (math.log(a) - b * x)
+    s = math.sqrt(float((resid**2).sum()) / (len(x) - 2))
+    half = t975(len(x) - 2) * s / math.sqrt(float(((x - x.mean()) ** 2).sum()))
     target = math.log10(a / target_error) / b if b > 0 else math.inf
-    return {"b": b, "lo": lo, "hi": hi, "width": hi - lo, "log10_target": target}
+    return {
+        "b": b,
+        "lo": b - half,
+        "hi": b + half,
+        "width": 2 * half,
+        "boot_lo": blo,
+        "boot_hi": bhi,
+        "boot_width": bhi - blo,
+        "log10_target": target,
+    }
 
 
 def grid(low: float, high: float, t: int) -> list[float]:
@@ -119,6 +134,7 @@ def compare(
             p, e = design(t)
             s = summarize(p, e, target_error)
             s["covers"] = float(s["lo"] <= true_b <= s["hi"])
+            s["boot_covers"] = float(s["boot_lo"] <= true_b <= s["boot_hi"])
             s["target_err"] = abs(s["log10_target"] - true_log10_target)
             out[name][t] = s
     return out
@@ -134,7 +150,9 @@ def aggregate(runs: list[dict[str, dict[int, dict[str, float]]]]) -> dict[str, A
             agg[name][t] = {
                 "width": _stats([r["width"] for r in rows]),
                 "target_err": _stats([r["target_err"] for r in rows]),
+                "boot_width": _stats([r["boot_width"] for r in rows]),
                 "coverage": statistics.fmean(r["covers"] for r in rows),
+                "boot_coverage": statistics.fmean(r["boot_covers"] for r in rows),
             }
     return agg
 
@@ -326,9 +344,11 @@ def real(args: argparse.Namespace) -> dict[str, Any]:
 
 # --- report ---------------------------------------------------------------------------------------
 def table(by_trials: dict[str, Any]) -> str:
+    """Per trial count and strategy: b's t-interval width (median, quartiles), how often the
+    t and the bootstrap intervals hold the true b, and the target size's error in decades."""
     names = list(by_trials)
     head = "| trials | " + " | ".join(
-        f"{n}: b width (IQR) | {n}: covers | {n}: target err, decades (IQR)" for n in names
+        f"{n}: b width (IQR) | {n}: covers t / boot | {n}: target err, decades (IQR)" for n in names
     )
     lines = [head + " |", "|" + "---|" * (1 + 3 * len(names))]
     for t in by_trials[names[0]]:
@@ -338,7 +358,7 @@ def table(by_trials: dict[str, Any]) -> str:
             w, e = s["width"], s["target_err"]
             cells += [
                 f"{w['median']:.3f} ({w['q25']:.3f}-{w['q75']:.3f})",
-                f"{s['coverage']:.0%}",
+                f"{s['coverage']:.0%} / {s['boot_coverage']:.0%}",
                 f"{e['median']:.3f} ({e['q25']:.3f}-{e['q75']:.3f})",
             ]
         lines.append("| " + " | ".join(cells) + " |")
