@@ -135,7 +135,9 @@ class Proposal:
     b: float | None = None  # the fitted exponent (None before a fit)
     a: float | None = None  # the fitted coefficient
     target_params: float | None = None  # the fit's parameter count reaching the target
-    stop: str | None = None  # why it stopped: b_width, target_width, max_trials, candidates
+    # why it stopped: b_width, target_width (b_width+target_width when both were asked and
+    # met), max_trials, candidates (repeats: false and every candidate trained)
+    stop: str | None = None
     phase: str = "adaptive"  # initial (the spread), adaptive (the law chose) or stop
 
 
@@ -383,7 +385,8 @@ def propose(
                 f"narrower than the asked {w:g} ({name})"
                 for w, name in asked
             )
-            return done(asked[-1][1], f"Stop after {n_obs} trials: {met}. {state}")
+            names = "+".join(name for _, name in asked)
+            return done(names, f"Stop after {n_obs} trials: {met}. {state}")
     # 2. the trial budget
     if n_obs + n_pending >= rule.max_trials:
         why = f"Stop: the trial budget is spent ({n_obs} finished"

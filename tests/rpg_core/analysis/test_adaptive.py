@@ -98,6 +98,19 @@ def test_target_mode_converges_on_the_size_that_reaches_the_target() -> None:
     assert len(obs) < rule.max_trials
 
 
+def test_with_both_widths_asked_it_stops_when_both_are_met() -> None:
+    rule = AdaptiveLaw(
+        low=1000, high=100_000, b_width=0.05, target_error=law(30_000), target_width=0.2,
+        max_trials=40,
+    )  # fmt: skip
+    obs, stop = drive(rule, seed=5)
+    assert stop.stop == "b_width+target_width"
+    assert "b_width" in stop.reason and "target_width" in stop.reason
+    assert stop.b_interval is not None and stop.target_interval is not None
+    assert stop.b_interval[1] - stop.b_interval[0] < 0.05
+    assert stop.target_interval[1] - stop.target_interval[0] < 0.2
+
+
 def test_the_target_steers_the_sizes() -> None:
     # the same observations, with and without a target near the small end: the target rule
     # places the next size differently from the b rule, which always takes an end
