@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -139,6 +140,27 @@ class Proposal:
     # met), max_trials, candidates (repeats: false and every candidate trained)
     stop: str | None = None
     phase: str = "adaptive"  # initial (the spread), adaptive (the law chose) or stop
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (strict JSON: an unbounded end of an interval is ``None``)."""
+
+        def finite(v: float | None) -> float | None:
+            return v if v is not None and math.isfinite(v) else None
+
+        def pair(iv: tuple[float, float] | None) -> list[float | None] | None:
+            return None if iv is None else [finite(iv[0]), finite(iv[1])]
+
+        return {
+            "knob": self.knob,
+            "reason": self.reason,
+            "b_interval": pair(self.b_interval),
+            "target_interval": pair(self.target_interval),
+            "b": finite(self.b),
+            "a": finite(self.a),
+            "target_params": finite(self.target_params),
+            "stop": self.stop,
+            "phase": self.phase,
+        }
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ known law, it converges on the law's b and stops where asked, with the reason.""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -250,3 +251,17 @@ def re_escape(s: str) -> str:
     import re
 
     return re.escape(s)
+
+
+def test_as_dict_is_strict_json() -> None:
+    # a flat law: the target may never be reached, so the interval is unbounded above
+    obs = [
+        Observation(k, params_of(k), 0.2 * (1.03 if k == 10_000 else 1.0))
+        for k in (1000, 10_000, 100_000)
+    ]
+    obs += [Observation(1000, params_of(1000), 0.21), Observation(100_000, params_of(100_000), 0.2)]
+    prop = propose(AdaptiveLaw(low=1000, high=100_000, target_error=0.1), obs, params_of)
+    assert prop.target_interval is not None and prop.target_interval[1] == math.inf
+    d = prop.as_dict()
+    assert d["target_interval"][1] is None and d["knob"] == prop.knob and d["reason"]
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
