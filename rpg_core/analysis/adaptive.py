@@ -6,8 +6,9 @@ reason to stop. The rule (docs/ADAPTIVE.md has the maths in plain words):
 
 1. the first ``initial`` sizes are spread (log-)uniformly over ``[low, high]``;
 2. then the law ``error = a * P^(-b)`` is fitted after every finished trial, by least squares in
-   log-log space with the pairs bootstrap of :mod:`rpg_core.analysis.power_law` (seeded, so the
-   same observations give the same proposal), and the next size is the candidate that most
+   log-log space (:mod:`rpg_core.analysis.power_law`), with 95% intervals from Student's t (or
+   power_law's pairs bootstrap, ``interval="bootstrap"``; the bootstrap is seeded, so the same
+   observations give the same proposal), and the next size is the candidate that most
    narrows the interval we stop on: ``b``'s, or with a target the interval of the parameter
    count that reaches it. For the log-log regression that is a c-optimal design step: the
    variance left after one more point at ``x = log P`` follows from the design alone
