@@ -504,6 +504,106 @@ def check_targets(results: dict[str, Any]) -> list[str]:
     return misses
 
 
+# ----------------------------------------------------------------------------- where the time goes
+
+# (category, substring of a frame "function (file:line)"); a sample counts for the innermost
+# frame that matches (pool pre-ping inside the token check is the pre-ping). The middleware
+# counts only its own frames (a sample whose deeper frames are all asyncio or prometheus_client).
+IDLE_LEAVES = ("Queue.get (queue.py", "Condition.wait (threading.py", "select (selectors.py")
+PROFILE_RULES: tuple[tuple[str, str], ...] = (
+    ("waiting for PostgreSQL (psycopg wait)", "Connection.wait (psycopg"),
+    ("waiting for Redis (socket read)", "_read_from_socket (redis"),
+    ("pool pre-ping (SELECT 1 per checkout)", "_do_ping_w_event"),
+    ("pool pre-ping (SELECT 1 per checkout)", "do_ping (sqlalchemy"),
+    ("auth: token lookup", "check_token (api/crud/tokens.py"),
+    ("validation: submission limits (api.validation)", "check_limits (api/validation.py"),
+    ("validation: conditions of the spec", "conditions_of ("),
+    ("validation: body as ExperimentSpec (pydantic)", "request_body_to_args"),
+    ("validation: body as ExperimentSpec (pydantic)", "_validate_value"),
+    ("dispatch: Celery send_task to Redis", "dispatch ("),
+    ("dispatch: mark dispatched (UPDATE + COMMIT)", "mark_dispatched"),
+    ("insert + commit (ORM)", "create_experiment ("),
+    ("insert + commit (ORM)", "commit (sqlalchemy/orm/session.py"),
+    ("listing query + ORM rows", "list_experiments (api/crud/listing.py"),
+    ("serialisation: response model + JSON", "serialize_response"),
+    ("serialisation: response model + JSON", "model_validate"),
+    ("serialisation: response model + JSON", "render (starlette/responses.py"),
+    ("serialisation: response model + JSON", "jsonable_encoder"),
+    ("session open/close (get_session)", "get_session (api/deps.py"),
+    ("request body read / JSON parse", "json_body"),
+    ("request body read / JSON parse", "body (starlette/requests.py"),
+)
+MIDDLEWARE_RULE = ("middleware: admission, body limit, prometheus (own time)", "api/middleware.py")
+
+
+def _category(frames: list[str]) -> str:
+    for depth in range(len(frames) - 1, -1, -1):  # leaf first
+        frame = frames[depth]
+        for cat, needle in PROFILE_RULES:
+            if needle in frame:
+                return cat
+        if MIDDLEWARE_RULE[1] in frame and all(
+            "asyncio/" in f or "prometheus_client/" in f or "threading" in f
+            for f in frames[depth + 1 :]
+        ):
+            return MIDDLEWARE_RULE[0]
+    return "server and framework (uvicorn, h11, asyncio, starlette, fastapi routing)"
+
+
+def profile_summary(raw: Path) -> list[tuple[str, float]]:
+    """(category, share of the busy samples) from py-spy's raw (collapsed) output."""
+    counts: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = stack.split(";")
+        if any(leaf in frames[-1] for leaf in IDLE_LEAVES):
+            continue  # an idle thread (py-spy --nonblocking may count them)
+        cat = _category(frames)
+        counts[cat] = counts.get(cat, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return sorted(((c, n / total) for c, n in counts.items()), key=lambda x: -x[1])
+
+
+def profile(n: int) -> None:
+    """The product (1 process) under py-spy while it serves ``n`` POSTs, then ``n`` listings,
+    at 10 clients; prints where its busy samples went, by category."""
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    with postgres_db() as url, tempfile.TemporaryDirectory() as art:
+        token = seed(url)
+        phases = {
+            "POST /api/experiments": lambda i: (
+                "POST",
+                "/api/experiments",
+                {**SPEC, "name": f"prof-{i}"},
+            ),
+            "GET /api/experiments?limit=50": lambda i: ("GET", "/api/experiments?limit=50", None),
+        }
+        with server(url, art, "product", 1) as (base, proc):
+            for name, make in phases.items():
+                expect = 201 if name.startswith("POST") else 200
+                asyncio.run(load(base, token, 30, make, expect, 10))
+                out = Path(art) / "profile.txt"
+                spy_proc = subprocess.Popen(
+                    [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200"]
+                    + ["--nonblocking", "--output", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1.0)  # attached
+                cpu = cpu_seconds(proc.pid)
+                lat = asyncio.run(load(base, token, n, make, expect, 10))
+                cpu_ms = 1000 * (cpu_seconds(proc.pid) - cpu) / len(lat)
+                spy_proc.send_signal(2)
+                spy_proc.wait(60)
+                print(f"  {name} (c=10, {len(lat)} requests, {cpu_ms:.2f} server cpu ms/req):")
+                for cat, share in profile_summary(out):
+                    print(f"    {100 * share:5.1f}%  {cat}")
+
+
 def _load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -512,10 +612,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
         "--mode",
-        choices=("pair", "product"),
+        choices=("pair", "product", "profile"),
         default="pair",
         help="pair: the product against the bare app (PostgreSQL); product: the product's own "
-        "phases and overload on each backend",
+        "phases and overload on each backend; profile: the product under py-spy, by category",
     )
     ap.add_argument("--requests", type=int, default=300, help="requests per phase")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each phase (median, spread)")
@@ -537,6 +637,10 @@ def main() -> None:
         f"{platform.platform()}, {os.cpu_count()} CPUs; load average (1/5/15 min) {_load()}\n"
         f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}"
     )
+    if args.mode == "profile":
+        print("postgresql, the product (studio.app:app, 1 process) under py-spy:")
+        profile(args.requests)
+        return
     if args.mode == "pair":
         workers = [int(w) for w in args.workers.split(",")]
         print("postgresql, the product (studio.app:app) against the bare app (bare_app.py):")

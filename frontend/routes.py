@@ -197,7 +197,13 @@ def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str
     """The API's listing (same filters, sort and cursor) with the table's extra columns:
     train-val gap, duration, worker, error, has_model; the first page also has the counts."""
     rows, next_cursor = crud.list_experiments(
-        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor, key=q.cursor_key
+        session,
+        q.filter,
+        sort=q.sort,
+        limit=q.limit,
+        cursor=q.cursor,
+        key=q.cursor_key,
+        summary=True,
     )
     models = crud.ids_with_file(session, [r.id for r in rows], "model")
     out: dict[str, Any] = {

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ..models import Experiment, ExperimentTag
 from .errors import CursorError
@@ -25,6 +25,9 @@ SORTS: dict[str, Any] = {
     "best_val_acc": func.coalesce(Experiment.best_val_acc, -1.0),
     "updated": Experiment.updated_at,
 }
+
+
+SUMMARY_DEFERRED = (Experiment.spec, Experiment.conditions)  # not in a listing's rows
 
 
 @dataclass(frozen=True)
@@ -180,16 +183,21 @@ def list_experiments(
     limit: int = 50,
     cursor: str | None = None,
     key: bytes | None = None,
+    summary: bool = False,
 ) -> tuple[list[Experiment], str | None]:
     """One page of experiments and the cursor of the next page (None at the end).
 
     ``sort`` is a key of SORTS, with a leading ``-`` for descending; ties break on the id.
     ``key`` signs and checks the cursors (the API passes ``Settings.cursor_key()``).
+    ``summary``: the rows leave out the stored spec and conditions (JSON documents a listing
+    never shows; reading them raises instead of loading them row by row).
     """
     desc = sort.startswith("-")
     col_key = sort.lstrip("-")
     col = SORTS[col_key]
     q = filtered(select(Experiment), f)
+    if summary:
+        q = q.options(*(defer(c, raiseload=True) for c in SUMMARY_DEFERRED))
     if cursor:
         value, last_id = decode_cursor(cursor, sort, key)
         cond: ColumnElement[bool]
