@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Float, Select, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session, defer
 
-from ..models import Experiment, ExperimentTag
+from ..models import BEST_VAL_ACC_ORDER, Experiment, ExperimentTag
 from .errors import CursorError
 
 SORTS: dict[str, Any] = {
     "id": Experiment.id,
     "created": Experiment.id,
     "name": Experiment.name,
-    "best_val_acc": func.coalesce(Experiment.best_val_acc, -1.0),
+    # the expression of ix_experiments_best_val_acc_order, as text so the planner matches it
+    "best_val_acc": literal_column(BEST_VAL_ACC_ORDER, Float),
     "updated": Experiment.updated_at,
 }
 
@@ -203,10 +204,10 @@ def list_experiments(
         cond: ColumnElement[bool]
         if col_key in ("id", "created"):
             cond = Experiment.id < last_id if desc else Experiment.id > last_id
-        elif desc:
-            cond = or_(col < value, and_(col == value, Experiment.id < last_id))
+        elif desc:  # a row comparison: one range of the (col, id) index
+            cond = tuple_(col, Experiment.id) < tuple_(value, last_id)
         else:
-            cond = or_(col > value, and_(col == value, Experiment.id > last_id))
+            cond = tuple_(col, Experiment.id) > tuple_(value, last_id)
         q = q.where(cond)
     if col_key in ("id", "created"):
         q = q.order_by(Experiment.id.desc() if desc else Experiment.id.asc())
