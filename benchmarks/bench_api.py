@@ -388,10 +388,16 @@ EXPECT = {"POST": 201, "GET": 200}
 
 
 def _requests_at(conc: int, n: int) -> int:
-    return max(n, 3 * conc, 100)  # p99 needs 100 samples; every client sends a few
+    return max(n, 3 * conc)  # every client sends a few (p99 needs n >= 100)
 
 
-def pair(n: int, repeats: int, workers_list: list[int], phase_filter: str = "") -> dict[str, Any]:
+def pair(
+    n: int,
+    repeats: int,
+    workers_list: list[int],
+    phase_filter: str = "",
+    concurrencies: tuple[int, ...] = PAIR_CONCURRENCY,
+) -> dict[str, Any]:
     """The product and the bare app, each a uvicorn with the same number of processes on its
     own database seeded alike, interleaved: in each repeat one server runs every phase at every
     concurrency, then the other (the order alternates between repeats). Returns, per
@@ -429,7 +435,7 @@ def pair(n: int, repeats: int, workers_list: list[int], phase_filter: str = "") 
                                 load(base, tokens[app], 4 * workers * 5, make, expect, 10, {})
                             )
                             del warm
-                            for conc in PAIR_CONCURRENCY:
+                            for conc in concurrencies:
                                 statuses: dict[int, int] = {}
                                 cpu = cpu_seconds(proc.pid)
                                 t = time.perf_counter()
@@ -479,9 +485,15 @@ def pair(n: int, repeats: int, workers_list: list[int], phase_filter: str = "") 
                         p["rps"] / b["rps"]
                         for p, b in zip(runs[(name, conc, "product")], rs, strict=True)
                     ]
+                    cpu_ratios = [
+                        p["cpu_ms"] / b["cpu_ms"]
+                        for p, b in zip(runs[(name, conc, "product")], rs, strict=True)
+                    ]
                     entry["ratio"] = statistics.median(ratios)
+                    entry["cpu_ratio"] = statistics.median(cpu_ratios)
                     line += (
                         f"  {statistics.median(ratios):5.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+                        f", {statistics.median(cpu_ratios):.2f}x"
                     )
                 if entry["other_statuses"]:
                     line += f"  other statuses {entry['other_statuses']}"
@@ -617,7 +629,9 @@ def main() -> None:
         help="pair: the product against the bare app (PostgreSQL); product: the product's own "
         "phases and overload on each backend; profile: the product under py-spy, by category",
     )
-    ap.add_argument("--requests", type=int, default=300, help="requests per phase")
+    ap.add_argument(
+        "--requests", type=int, default=300, help="requests per phase (at least 3 per client)"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="runs of each phase (median, spread)")
     ap.add_argument("--backends", default="postgresql,sqlite", help="--mode product")
     ap.add_argument(
@@ -626,6 +640,11 @@ def main() -> None:
         help="--mode pair: uvicorn process counts (1 and docs/DEPLOY.md's production setting)",
     )
     ap.add_argument("--phases", default="", help="only phases whose name contains this")
+    ap.add_argument(
+        "--concurrency",
+        default=",".join(map(str, PAIR_CONCURRENCY)),
+        help="--mode pair: client counts",
+    )
     ap.add_argument("--seed-rows", type=int, default=10_000, help="experiments seeded")
     args = ap.parse_args()
     global PHASE_FILTER, N_EXPERIMENTS, N_RESULTS
@@ -644,7 +663,8 @@ def main() -> None:
     if args.mode == "pair":
         workers = [int(w) for w in args.workers.split(",")]
         print("postgresql, the product (studio.app:app) against the bare app (bare_app.py):")
-        res = pair(args.requests, args.repeats, workers, args.phases)
+        conc = tuple(int(c) for c in args.concurrency.split(","))
+        res = pair(args.requests, args.repeats, workers, args.phases, conc)
         print(f"load average at the end: {_load()}")
         misses = check_targets(res)
         print("targets: " + ("all met" if not misses else "; ".join(misses)))
