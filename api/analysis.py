@@ -42,7 +42,7 @@ from .crud.listing import ListFilter
 from .crud.metrics import (
     Point,
     comparison_runs,
-    condition_of_runs,
+    condition_of_succeeded,
     conditions_of_runs,
     gap_points,
     model_file_sizes,
@@ -744,7 +744,8 @@ def budget_table(
             n = sum(len(runs_of(g)) for g in gs)
             set_apart.append((ranked[0][0].conditions, gs[0].conditions, n))
     runs = [p for gs in by_method.values() for g in gs for p in runs_of(g)]
-    stored = condition_of_runs(session, [p.experiment_id for p in runs], "method.budget")
+    keys = sorted({g.conditions_key for gs in by_method.values() for g in gs if g.conditions_key})
+    stored = condition_of_succeeded(session, keys, "method.budget")
     cells: dict[int | float, dict[str, list[PowerLawPoint]]] = {}
     for m, gs in by_method.items():
         for p in (p for g in gs for p in runs_of(g)):

@@ -127,15 +127,20 @@ def results_version(session: Session) -> tuple[int, str, int]:
     return int(n), last.isoformat() if last is not None else "", int(newest_file or 0)
 
 
-def condition_of_runs(session: Session, ids: list[int], name: str) -> dict[int, Any]:
-    """One stored condition (``method.budget``, ...) of these runs, by id (those that have it):
-    one query that reads the value out of each run's conditions in the database, not the whole
-    documents (a budget table over thousands of runs needs one number of each)."""
-    if not ids:
+def condition_of_succeeded(session: Session, keys: list[str], name: str) -> dict[int, Any]:
+    """One stored condition (``method.budget``, ...) of the succeeded runs of these conditions
+    keys, by id (those that have it): one query that reads the value out of each run's
+    conditions in the database, not the whole documents (a budget table over thousands of runs
+    needs one number of each), selected by key rather than by a list of thousands of ids."""
+    if not keys:
         return {}
     value = Experiment.conditions[name]
     rows = session.execute(
-        select(Experiment.id, value).where(Experiment.id.in_(ids), value.is_not(None))
+        select(Experiment.id, value).where(
+            Experiment.conditions_key.in_(keys),
+            Experiment.status == JobStatus.succeeded,
+            value.is_not(None),
+        )
     ).all()
     return {int(r[0]): r[1] for r in rows if r[1] is not None}
 

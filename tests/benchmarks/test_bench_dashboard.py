@@ -35,9 +35,10 @@ def test_dashboard_benchmark_runs_and_prints_its_measures() -> None:
         "power-law page: figure drawn (from navigation)",
         "power-law page: figure drawn, plotly.js cached",
         "GET /api/analysis/power-law: first call",
-        "... warm calls",
+        "... not cached (a new query)",
+        "... cached (the same query again)",
     ):
         lines = [x for x in out.stdout.splitlines() if x.strip().startswith(measure)]
         assert len(lines) == 1 and " s (" in lines[0], (measure, out.stdout)
-    assert "the power law fitted 60 succeeded runs" in out.stdout
+    assert "the power law fitted 60 succeeded runs; answers are cached" in out.stdout
     assert "targets: " in out.stdout
