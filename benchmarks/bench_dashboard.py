@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         token = load_database(url, args.runs, args.results, args.sweeps)
         print(
             f"loaded {args.runs} runs ({args.results} succeeded with results) in "
-            f"{args.sweeps} sweeps by COPY in {time.perf_counter() - t:.1f} s, ANALYZEd"
+            f"{args.sweeps} sweeps by COPY in {time.perf_counter() - t:.1f} s, VACUUM ANALYZEd"
         )
         print("EXPLAIN ANALYZE (PostgreSQL) of the pages' queries:")
         for name, plan in explain(url).items():
