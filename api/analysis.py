@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -40,11 +42,13 @@ from .crud.listing import ListFilter
 from .crud.metrics import (
     Point,
     comparison_runs,
+    condition_of_succeeded,
     conditions_of_runs,
     gap_points,
     model_file_sizes,
     ood_results,
     power_law_points,
+    results_version,
     spec_sharing_stacks,
     task_metric_points,
 )
@@ -358,6 +362,45 @@ def summary_of(
     if len(others) == 1:
         return f"{text}; {listed} and {'is' if n == 1 else 'are'} {apart}."
     return f"{text}; {listed}: each group is {apart.replace('shown as ', '')}, never pooled."
+
+
+class AnswerCache:
+    """Answers computed from the succeeded runs (the power law's JSON, its figure's), kept per
+    query while the data they come from is unchanged: an entry is keyed by the database, the
+    caller's key and ``crud.metrics.results_version`` (read on every call, so a run that
+    succeeds, is flagged, deleted or gets its model file is seen by the next request). Per
+    process, the ``size`` most recent answers."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._answers: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, session: Session, key: Any, compute: Callable[[], bytes]) -> bytes:
+        full = (str(session.get_bind().engine.url), key, results_version(session))
+        with self._lock:
+            answer = self._answers.get(full)
+            if answer is not None:
+                self._answers.move_to_end(full)
+                self.hits += 1
+                return answer
+        answer = compute()  # outside the lock: two first requests may both compute
+        with self._lock:
+            self.misses += 1
+            self._answers[full] = answer
+            self._answers.move_to_end(full)
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+        return answer
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+
+ANSWERS = AnswerCache()  # the power law's answers (api.routes.analysis, frontend.routes)
 
 
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
@@ -701,11 +744,12 @@ def budget_table(
             n = sum(len(runs_of(g)) for g in gs)
             set_apart.append((ranked[0][0].conditions, gs[0].conditions, n))
     runs = [p for gs in by_method.values() for g in gs for p in runs_of(g)]
-    stored = conditions_of_runs(session, [p.experiment_id for p in runs])
+    keys = sorted({g.conditions_key for gs in by_method.values() for g in gs if g.conditions_key})
+    stored = condition_of_succeeded(session, keys, "method.budget")
     cells: dict[int | float, dict[str, list[PowerLawPoint]]] = {}
     for m, gs in by_method.items():
         for p in (p for g in gs for p in runs_of(g)):
-            b = (stored.get(p.experiment_id) or {}).get("method.budget")
+            b = stored.get(p.experiment_id)
             budget = b if isinstance(b, int | float) and not isinstance(b, bool) else p.params
             cells.setdefault(budget, {}).setdefault(m, []).append(p)
     methods = _method_order(by_method)

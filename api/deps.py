@@ -1,4 +1,9 @@
-"""FastAPI dependencies (Annotated aliases): settings, DB session, read/write authorisation."""
+"""FastAPI dependencies (Annotated aliases): settings, DB session, read/write authorisation.
+
+A dependency that does no I/O is ``async def``: FastAPI runs a plain ``def`` dependency in its
+thread pool, a hand-off each way per request (bench_api.py --mode profile); the session (its
+close returns the connection) and the token check (a query) stay in the pool.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, Field
 from sqlalchemy.orm import Session
@@ -24,7 +30,7 @@ from .validation import TAG_QUERY_PATTERN
 bearer = HTTPBearer(auto_error=False, description="an API token from `rpg token create NAME`")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -70,13 +76,14 @@ def require_token(request: Request, session: SessionDep, creds: Credentials) -> 
     return row.name
 
 
-def allow_read(
+async def allow_read(
     request: Request, session: SessionDep, settings: SettingsDep, creds: Credentials
 ) -> str | None:
     """Reads: public when ``public_reads`` is set, otherwise they need a token as writes do."""
     if settings.public_reads:
         return None
-    return require_token(request, session, creds)
+    name: str = await run_in_threadpool(require_token, request, session, creds)  # a query
+    return name
 
 
 WriteAuth = Annotated[str, Depends(require_token)]
@@ -140,7 +147,7 @@ class ListQuery:
     cursor_key: bytes | None = None  # Settings.cursor_key(): signs and checks the cursors
 
 
-def list_query(
+async def list_query(
     settings: SettingsDep,
     status: JobStatus | None = None,
     arch: Label | None = None,
@@ -175,7 +182,7 @@ Accuracy = Annotated[float, Field(gt=0, lt=1)]
 Quantity = Literal["accuracy", "gap"]
 
 
-def analysis_filter(
+async def analysis_filter(
     sweep: Annotated[int | None, Query(ge=1, le=MAX_ID), StrictDigits] = None,
     arch: Label | None = None,
     dataset: Label | None = None,
@@ -232,7 +239,7 @@ class PowerLawQuery:
     x: XAxis = "params"  # the x axis: backbone parameters, or the model file's bytes
 
 
-def power_law_query(
+async def power_law_query(
     f: AnalysisFilterDep,
     metric: MetricName = None,
     target: Annotated[
@@ -294,7 +301,7 @@ ConditionsKey = Annotated[
 ]
 
 
-def comparison_query(
+async def comparison_query(
     f: AnalysisFilterDep, task: TaskName = None, conditions: ConditionsKey = None
 ) -> ComparisonQuery:
     """A sweep (``sweep``) or a task with filters; without ``task`` the sweep's runs say it."""

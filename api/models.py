@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -61,6 +62,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
 
 
+BEST_VAL_ACC_ORDER = "coalesce(best_val_acc, -1.0)"  # sort key of best_val_acc, its index's
+
+
 class Sweep(Base):
     __tablename__ = "sweeps"
 
@@ -81,6 +85,10 @@ class Experiment(Base):
         Index("ix_experiments_name_id", "name", "id"),
         Index("ix_experiments_task_id", "task", "id"),
         Index("ix_experiments_conditions_key_id", "conditions_key", "id"),
+        # the listing's sort by best accuracy (api.crud.listing.SORTS), results-less runs last
+        Index("ix_experiments_best_val_acc_order", text(BEST_VAL_ACC_ORDER), "id"),
+        # the latest change among the succeeded runs (api.crud.metrics.results_version)
+        Index("ix_experiments_status_updated_at", "status", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import plotly
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from sqlalchemy.orm import Session
 
 from api import analysis, crud
 from api.deps import (
     ExperimentId,
     ListQueryDep,
+    PowerLawQuery,
     PowerLawQueryDep,
     ReadAuth,
     SessionDep,
@@ -197,7 +199,13 @@ def runs_json(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> dict[str
     """The API's listing (same filters, sort and cursor) with the table's extra columns:
     train-val gap, duration, worker, error, has_model; the first page also has the counts."""
     rows, next_cursor = crud.list_experiments(
-        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor, key=q.cursor_key
+        session,
+        q.filter,
+        sort=q.sort,
+        limit=q.limit,
+        cursor=q.cursor,
+        key=q.cursor_key,
+        summary=True,
     )
     models = crud.ids_with_file(session, [r.id for r in rows], "model")
     out: dict[str, Any] = {
@@ -292,33 +300,42 @@ def power_law_figure(
     a table of fits; ``y=gap`` plots the train-validation gap (the API's ``quantity=gap``)."""
     if y == "gap":
         q = dataclasses.replace(q, quantity="gap")
+    answer = analysis.ANSWERS.get(
+        session, ("figure", q, y), lambda: _power_law_answer(session, q, y)
+    )
+    return Response(answer, media_type="application/json")
+
+
+def _power_law_answer(session: Session, q: PowerLawQuery, y: str) -> bytes:
     result = analysis.power_law(session, q)
     data = result.out.model_dump()
-    return JSONResponse(
-        {
-            "figure": figures.power_law_figure(data, error=y == "error", laws=result.laws),
-            "table": figures.power_law_table(data),
-            "fit_available": data["fit_available"],
-            "task": data["task"],
-            "metric": data["metric"],
-            "label": data["label"],
-            "fitted": data["fitted"],
-            "higher_is_better": data["higher_is_better"],
-            "points": sum(len(s["points"]) for s in data["series"]),
-            "excluded": sum(len(s["excluded"]) for s in data["series"]),
-            "series": len(data["series"]),
-            "focus": data["focus"],
-            "summary": data["summary"],
-            "x": data["x"],
-            "unit": data["unit"],
-            "without_file": data["without_file"],
-            "budget_table": data["budget_table"],
-            "excluded_runs": [
-                {"id": p["experiment_id"], "flags": p["flags"]}
-                for s in data["series"]
-                for p in s["excluded"]
-            ],
-        }
+    return bytes(
+        JSONResponse(
+            {
+                "figure": figures.power_law_figure(data, error=y == "error", laws=result.laws),
+                "table": figures.power_law_table(data),
+                "fit_available": data["fit_available"],
+                "task": data["task"],
+                "metric": data["metric"],
+                "label": data["label"],
+                "fitted": data["fitted"],
+                "higher_is_better": data["higher_is_better"],
+                "points": sum(len(s["points"]) for s in data["series"]),
+                "excluded": sum(len(s["excluded"]) for s in data["series"]),
+                "series": len(data["series"]),
+                "focus": data["focus"],
+                "summary": data["summary"],
+                "x": data["x"],
+                "unit": data["unit"],
+                "without_file": data["without_file"],
+                "budget_table": data["budget_table"],
+                "excluded_runs": [
+                    {"id": p["experiment_id"], "flags": p["flags"]}
+                    for s in data["series"]
+                    for p in s["excluded"]
+                ],
+            }
+        ).body
     )
 
 

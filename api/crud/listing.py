@@ -12,19 +12,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Float, Select, func, literal_column, select, tuple_
+from sqlalchemy.orm import Session, defer
 
-from ..models import Experiment, ExperimentTag
+from ..models import BEST_VAL_ACC_ORDER, Experiment, ExperimentTag
 from .errors import CursorError
 
 SORTS: dict[str, Any] = {
     "id": Experiment.id,
     "created": Experiment.id,
     "name": Experiment.name,
-    "best_val_acc": func.coalesce(Experiment.best_val_acc, -1.0),
+    # the expression of ix_experiments_best_val_acc_order, as text so the planner matches it
+    "best_val_acc": literal_column(BEST_VAL_ACC_ORDER, Float),
     "updated": Experiment.updated_at,
 }
+
+
+SUMMARY_DEFERRED = (Experiment.spec, Experiment.conditions)  # not in a listing's rows
 
 
 @dataclass(frozen=True)
@@ -180,25 +184,30 @@ def list_experiments(
     limit: int = 50,
     cursor: str | None = None,
     key: bytes | None = None,
+    summary: bool = False,
 ) -> tuple[list[Experiment], str | None]:
     """One page of experiments and the cursor of the next page (None at the end).
 
     ``sort`` is a key of SORTS, with a leading ``-`` for descending; ties break on the id.
     ``key`` signs and checks the cursors (the API passes ``Settings.cursor_key()``).
+    ``summary``: the rows leave out the stored spec and conditions (JSON documents a listing
+    never shows; reading them raises instead of loading them row by row).
     """
     desc = sort.startswith("-")
     col_key = sort.lstrip("-")
     col = SORTS[col_key]
     q = filtered(select(Experiment), f)
+    if summary:
+        q = q.options(*(defer(c, raiseload=True) for c in SUMMARY_DEFERRED))
     if cursor:
         value, last_id = decode_cursor(cursor, sort, key)
         cond: ColumnElement[bool]
         if col_key in ("id", "created"):
             cond = Experiment.id < last_id if desc else Experiment.id > last_id
-        elif desc:
-            cond = or_(col < value, and_(col == value, Experiment.id < last_id))
+        elif desc:  # a row comparison: one range of the (col, id) index
+            cond = tuple_(col, Experiment.id) < tuple_(value, last_id)
         else:
-            cond = or_(col > value, and_(col == value, Experiment.id > last_id))
+            cond = tuple_(col, Experiment.id) > tuple_(value, last_id)
         q = q.where(cond)
     if col_key in ("id", "created"):
         q = q.order_by(Experiment.id.desc() if desc else Experiment.id.asc())

@@ -113,6 +113,38 @@ def conditions_of_runs(session: Session, ids: list[int]) -> dict[int, dict[str, 
     return {int(r[0]): r[1] if isinstance(r[1], dict) else None for r in rows}
 
 
+def results_version(session: Session) -> tuple[int, str, int]:
+    """What an answer computed from the succeeded runs depends on, in two index lookups and an
+    index count: how many runs succeeded, the latest change among them (a run that succeeds,
+    is flagged or gets its result bumps ``updated_at``; a deleted one lowers the count) and the
+    newest stored file (``x=bytes`` reads the model files)."""
+    n, last = session.execute(
+        select(func.count(), func.max(Experiment.updated_at)).where(
+            Experiment.status == JobStatus.succeeded
+        )
+    ).one()
+    newest_file = session.scalar(select(func.max(StoredFile.id)))
+    return int(n), last.isoformat() if last is not None else "", int(newest_file or 0)
+
+
+def condition_of_succeeded(session: Session, keys: list[str], name: str) -> dict[int, Any]:
+    """One stored condition (``method.budget``, ...) of the succeeded runs of these conditions
+    keys, by id (those that have it): one query that reads the value out of each run's
+    conditions in the database, not the whole documents (a budget table over thousands of runs
+    needs one number of each), selected by key rather than by a list of thousands of ids."""
+    if not keys:
+        return {}
+    value = Experiment.conditions[name]
+    rows = session.execute(
+        select(Experiment.id, value).where(
+            Experiment.conditions_key.in_(keys),
+            Experiment.status == JobStatus.succeeded,
+            value.is_not(None),
+        )
+    ).all()
+    return {int(r[0]): r[1] for r in rows if r[1] is not None}
+
+
 def model_file_sizes(session: Session, ids: list[int]) -> dict[int, int]:
     """The bytes of these runs' downloadable model files (StoredFile of kind ``model``), by
     id: one query; a run without a model file is absent."""

@@ -3,7 +3,7 @@ backbone parameters, and in- against out-of-distribution accuracy. Thin: api.ana
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from .. import analysis
 from ..deps import AnalysisFilterDep, ComparisonQueryDep, PowerLawQueryDep, ReadAuth, SessionDep
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/analysis", tags=["analysis"])
 
 
 @router.get("/power-law", response_model=PowerLawOut)
-def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> PowerLawOut:
+def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> Response:
     """Succeeded runs of ``task`` (default classification) grouped by their conditions (one
     series per ``conditions_key``: runs that differ in anything but their size and seeds are
     never fitted together), each with its conditions (dict and sentence), its points, their
@@ -27,8 +27,14 @@ def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> Powe
     prune-global); ``budget_table`` sets the methods side by side at each budget (mean and
     range over seeds, the best per budget, the difference to rpg in points and whether the
     seed ranges separate). ``x=bytes``: the model file's bytes on x instead of backbone
-    parameters (runs without a file are left out and counted in ``without_file``)."""
-    return analysis.power_law(session, q).out
+    parameters (runs without a file are left out and counted in ``without_file``).
+
+    The answer is computed once per query and kept until a run succeeds, is flagged or deleted
+    (``analysis.ANSWERS``)."""
+    body = analysis.ANSWERS.get(
+        session, ("api", q), lambda: analysis.power_law(session, q).out.model_dump_json().encode()
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/ood", response_model=OODOut)

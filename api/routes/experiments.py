@@ -67,7 +67,13 @@ def submit(
 def list_experiments(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> ExperimentPage:
     """Experiments, newest first by default; follow ``next_cursor`` for the next page."""
     rows, next_cursor = crud.list_experiments(
-        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor, key=q.cursor_key
+        session,
+        q.filter,
+        sort=q.sort,
+        limit=q.limit,
+        cursor=q.cursor,
+        key=q.cursor_key,
+        summary=True,
     )
     return ExperimentPage(
         items=[ExperimentSummary.model_validate(r) for r in rows], next_cursor=next_cursor

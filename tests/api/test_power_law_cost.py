@@ -1,0 +1,78 @@
+"""The power law's cost: a bounded number of statements whatever the number of runs, and its
+answer cached until the succeeded runs change (a run that succeeds is in the next answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session
+
+from api import analysis
+
+from .conftest import run_to_end, submit
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _succeed(client: TestClient, auth: dict[str, str], session: Session, n: int) -> list[int]:
+    ids = []
+    for k in range(n):
+        ring = 1000 * 2 ** (k % 5)
+        exp_id = submit(client, auth, name=f"pl-{k}", rpg={"ring_size": ring, "scope": "global"})
+        acc = 0.5 + 0.05 * (k % 5)
+        run_to_end(session, exp_id, {"best_val_acc": acc, "val_acc": acc, "backbone_params": ring})
+        ids.append(exp_id)
+    return ids
+
+
+def _points(body: dict[str, object]) -> int:
+    series = body["series"]
+    assert isinstance(series, list)
+    return sum(len(s["points"]) + len(s["excluded"]) for s in series)
+
+
+def test_statements_bounded_and_answer_cached_until_a_run_succeeds(
+    client: TestClient, auth: dict[str, str], session: Session, engine: Engine
+) -> None:
+    analysis.ANSWERS.clear()
+    _succeed(client, auth, session, 3)
+    with statements(engine) as few:
+        small = client.get("/api/analysis/power-law").json()
+    _succeed(client, auth, session, 12)
+    with statements(engine) as many:
+        big = client.get("/api/analysis/power-law").json()
+    assert (_points(small), _points(big)) == (3, 15)
+    # one query per kind of fact (points, conditions, budgets, version...), never one per run
+    assert len(many) == len(few) <= 10, many
+
+    with statements(engine) as again:
+        cached = client.get("/api/analysis/power-law")
+    assert cached.json() == big
+    # the cached answer costs the version lookup only (and the token-free read's session)
+    assert 1 <= len(again) <= 3 and all("conditions" not in s for s in again), again
+    hits = analysis.ANSWERS.hits
+
+    (new,) = _succeed(client, auth, session, 1)  # the data changed: the answer has the new run
+    assert _points(client.get("/api/analysis/power-law").json()) == 16
+    assert analysis.ANSWERS.hits == hits
+    # the dashboard's figure of the same data is cached apart, and agrees
+    figure = client.get("/ui/figures/power-law").json()
+    assert figure["points"] == 16 and client.get("/ui/figures/power-law").json() == figure
+    assert analysis.ANSWERS.hits == hits + 1
+    assert client.delete(f"/api/experiments/{new}", headers=auth).status_code == 204
+    assert _points(client.get("/api/analysis/power-law").json()) == 15  # and one deleted
