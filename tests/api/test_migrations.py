@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from api.db import make_engine
 from api.migrate import upgrade
 from api.models import Base
+from api.optuna_tables import optuna_metadata
 
 from ..pg import PG_ADMIN, PG_URL
 
@@ -23,7 +24,7 @@ def _diff(url: str) -> list[object]:
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-            return list(compare_metadata(ctx, Base.metadata))
+            return list(compare_metadata(ctx, [Base.metadata, optuna_metadata()]))
     finally:
         engine.dispose()
 
@@ -41,7 +42,8 @@ def test_upgrade_from_empty_sqlite_is_idempotent(tmp_path: object) -> None:
         names = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    assert set(Base.metadata.tables) | {"alembic_version"} == names
+    optuna = set(optuna_metadata().tables)
+    assert set(Base.metadata.tables) | optuna | {"alembic_version"} == names
 
 
 def test_upgrade_from_empty_postgresql() -> None:
