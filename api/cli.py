@@ -95,9 +95,7 @@ def run_submit_sweep(args: argparse.Namespace) -> int:
         out = c.submit_sweep(sweep.model_dump(mode="json"))
     studies = out.get("study_ids") or []
     more = f", {len(studies)} studies (search: trials follow as they finish)" if studies else ""
-    print(
-        f"sweep {out['id']} {out['name']}: {len(out['experiment_ids'])} experiments queued{more}"
-    )
+    print(f"sweep {out['id']} {out['name']}: {len(out['experiment_ids'])} experiments queued{more}")
     return 0
 
 

@@ -95,9 +95,7 @@ def _check_range(value: dict[str, Any]) -> dict[str, Any]:
     if kind == "int" and not all(isinstance(b, int) for b in bounds):
         raise ValueError(f"int: low and high must be integers, got {bounds}")
     if low >= high:
-        raise ValueError(
-            f"{kind}: the range [{low}, {high}] is empty or inverted: give low < high"
-        )
+        raise ValueError(f"{kind}: the range [{low}, {high}] is empty or inverted: give low < high")
     if kind == "log" and low <= 0:
         raise ValueError(
             f"log: a log range must lie above zero, got [{low}, {high}]: give low > 0 "
