@@ -30,6 +30,7 @@ import fcntl
 import logging
 import math
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,6 +115,12 @@ def _epochs(row: Study) -> int:
     return int(resolve_train(parse_spec(row.base).train)["epochs"])
 
 
+def _salt(row: Study, asked: int) -> int:
+    """The sampler's seed offset: the study's name (two grid points draw apart) and the trials
+    asked so far (a sampler is rebuilt for every ask: each must draw anew, reproducibly)."""
+    return zlib.crc32(row.name.encode()) % 1_000_003 + 7919 * asked
+
+
 def load_study(row: Study, url: str) -> optuna.Study:
     """The Optuna study of ``row``, with its sampler and pruner rebuilt from the search."""
     import optuna
@@ -122,7 +129,7 @@ def load_study(row: Study, url: str) -> optuna.Study:
     return optuna.load_study(
         study_name=row.optuna_name,
         storage=storage(url),
-        sampler=make_sampler(search, salt=row.id),
+        sampler=make_sampler(search, salt=_salt(row, 0)),
         pruner=make_pruner(search, _epochs(row)),
     )
 
@@ -208,6 +215,7 @@ def _ask(row: Study, study: optuna.Study, session: Session) -> Any:
     """The next trial (Optuna's ask), or None when the study should stop (with the reason
     stored on the row). A power-law study enqueues the adaptive rule's next size first."""
     search = _search(row)
+    study.sampler = make_sampler(search, salt=_salt(row, len(study.get_trials(deepcopy=False))))
     if search.sampler == "power-law":
         proposal = _propose(session, row, search)
         if proposal.knob is None:
