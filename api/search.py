@@ -188,7 +188,9 @@ def _settle(session: Session, row: Study, study: optuna.Study) -> None:
     experiments = {e.trial_number: e for e in _trials(session, row.id)}
     for number, exp in experiments.items():
         t = trials.get(number) if number is not None else None
-        if t is None or t.state != TrialState.RUNNING or exp.status not in FINISHED:
+        if number is None or t is None or t.state != TrialState.RUNNING:
+            continue
+        if exp.status not in FINISHED:
             continue
         if exp.status == JobStatus.succeeded:
             value = _objective_value(session, exp, row.objective)

@@ -7,7 +7,7 @@ drives studies with them; ``benchmarks/bench_search.py`` runs the same in proces
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rpg_core.spec.search import SearchSpec
 
@@ -80,7 +80,7 @@ def make_pruner(search: SearchSpec, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def direction(higher_is_better: bool) -> str:
+def direction(higher_is_better: bool) -> Literal["maximize", "minimize"]:
     return "maximize" if higher_is_better else "minimize"
 
 
