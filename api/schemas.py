@@ -462,8 +462,13 @@ class TrialOut(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str | None = Field(None, description="power-law: why this size")
-    b_interval: list[float] | None = Field(None, description="power-law: b's 95% interval")
-    target_interval: list[float] | None = None
+    b_interval: list[float | None] | None = Field(
+        None, description="power-law: b's 95% interval when this size was chosen"
+    )
+    target_interval: list[float | None] | None = Field(
+        None, description="power-law: the 95% interval of log10(params reaching the target)"
+    )
+    phase: str | None = Field(None, description="power-law: initial, adaptive or stop")
 
 
 class StudyDetail(StudyOut):

@@ -14,8 +14,9 @@ trial's experiment finishes (``worker.runner``) and at every reconciler tick
    (the budget ``n_trials`` counts experiments, so none is lost);
 3. *top up*: ask -> create the experiment (unique ``(study_id, trial_number)``) -> commit ->
    dispatch, until ``parallel`` trials are active or ``n_trials`` were created; a power-law
-   study asks :func:`rpg_core.analysis.adaptive.propose` for the next size instead, one trial at
-   a time, and enqueues it in Optuna (one ledger);
+   study asks :func:`rpg_core.analysis.adaptive.propose` for the next size instead (the running
+   trials' sizes pending) and enqueues it in Optuna with the proposal as the trial's user
+   attribute ``proposal`` (one ledger: the study page shows how the interval shrank);
 4. a study whose trials all finished (or whose rule says stop) is ``finished``.
 
 The steps run under a per-study lock (PostgreSQL: ``SELECT ... FOR UPDATE`` on the study row;
@@ -32,6 +33,7 @@ import math
 import uuid
 import zlib
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,30 +215,20 @@ def _settle(session: Session, row: Study, study: optuna.Study) -> None:
             study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
 
-def _ask(row: Study, study: optuna.Study, session: Session) -> Any:
+def _ask(row: Study, study: optuna.Study, session: Session, pending: list[Any]) -> Any:
     """The next trial (Optuna's ask), or None when the study should stop (with the reason
     stored on the row). A power-law study enqueues the adaptive rule's next size first."""
     search = _search(row)
     study.sampler = make_sampler(search, salt=_salt(row, len(study.get_trials(deepcopy=False))))
     if search.sampler == "power-law":
-        proposal = _propose(session, row, search)
+        proposal = _propose(session, row, search, pending)
         if proposal.knob is None:
             row.stop_reason = proposal.reason
             return None
         path = next(iter(search.space))
         kind = next(iter(search.space[path]))
-        knob = int(round(proposal.knob)) if kind == "int" else float(proposal.knob)
-        study.enqueue_trial(
-            {path: knob},
-            user_attrs={
-                "reason": proposal.reason,
-                "b_interval": list(proposal.b_interval) if proposal.b_interval else None,
-                "target_interval": (
-                    list(proposal.target_interval) if proposal.target_interval else None
-                ),
-            },
-            skip_if_exists=False,
-        )
+        knob = int(round(proposal.knob)) if _integer_knob(search) else float(proposal.knob)
+        study.enqueue_trial({path: knob}, user_attrs={"proposal": proposal.as_dict()})
     return study.ask(distributions(search))
 
 
@@ -257,11 +249,11 @@ def drive(session: Session, settings: Settings, study_id: int) -> list[int]:
         experiments = _trials(session, row.id)
         active = sum(1 for e in experiments if e.status in ACTIVE)
         count = len(experiments)
-        slots = 1 if search.sampler == "power-law" else search.parallel
+        slots = search.parallel  # a power-law study's rule spreads the pending sizes apart
         stop = False
         asked: list[tuple[int, dict[str, Any]]] = []
         while active + len(asked) < slots and count + len(asked) < search.n_trials:
-            trial = _ask(row, study, session)
+            trial = _ask(row, study, session, [dict(t) for _, t in asked])
             if trial is None:
                 stop = True
                 break
@@ -358,6 +350,17 @@ def trial_reporter(
 # ---------------------------------------------------------------- reading studies
 
 
+def _proposal_fields(proposal: Any) -> dict[str, Any]:
+    """A power-law trial's record of the rule: why this size, and the intervals then."""
+    p = proposal if isinstance(proposal, dict) else {}
+    return {
+        "reason": p.get("reason"),
+        "b_interval": p.get("b_interval"),
+        "target_interval": p.get("target_interval"),
+        "phase": p.get("phase"),
+    }
+
+
 def _importance(study: optuna.Study) -> dict[str, float] | None:
     from optuna.trial import TrialState
 
@@ -431,9 +434,7 @@ def study_detail(session: Session, settings: Settings, row: Study) -> dict[str, 
                 "best_so_far": best,
                 "started_at": exp.started_at,
                 "finished_at": exp.finished_at,
-                "reason": t.user_attrs.get("reason") if t is not None else None,
-                "b_interval": t.user_attrs.get("b_interval") if t is not None else None,
-                "target_interval": t.user_attrs.get("target_interval") if t is not None else None,
+                **_proposal_fields(t.user_attrs.get("proposal") if t is not None else None),
             }
         )
     out = study_summary(session, row)
@@ -457,8 +458,17 @@ def list_studies(session: Session, limit: int = 100) -> list[Study]:
 # ---------------------------------------------------------------- power law (the adaptive rule)
 
 
-def _propose(session: Session, row: Study, search: SearchSpec) -> Any:
-    """The adaptive rule's next size from the study's succeeded trials so far."""
+def _integer_knob(search: SearchSpec) -> bool:
+    """Whether the power-law knob takes whole values: an int range, or a ring size or budget
+    given as a count (a log range from 1 up)."""
+    path = next(iter(search.space))
+    kind, (low, _high) = next(iter(search.space[path].items()))
+    return kind == "int" or (path in ("rpg.ring_size", "method.budget") and low >= 1)
+
+
+def _propose(session: Session, row: Study, search: SearchSpec, asked: list[Any]) -> Any:
+    """The adaptive rule's next size from the study's succeeded trials so far (the running
+    ones and ``asked``, trial specs asked in this pass, are pending)."""
     from rpg_core.analysis.adaptive import AdaptiveLaw, Observation, propose
 
     path = next(iter(search.space))
@@ -470,7 +480,7 @@ def _propose(session: Session, row: Study, search: SearchSpec) -> Any:
     rule = AdaptiveLaw(
         low=float(low),
         high=float(high),
-        integer=kind == "int",
+        integer=_integer_knob(search),
         log=kind in ("log", "int"),
         initial=search.law.initial,
         max_trials=search.n_trials,
@@ -490,7 +500,9 @@ def _propose(session: Session, row: Study, search: SearchSpec) -> Any:
             continue
         params = exp.backbone_params or exp.total_params or params_of(row.base, path, knob)
         observed.append(Observation(knob=knob, params=int(params), error=metric.as_error(value)))
-    return propose(rule, observed, lambda k: params_of(row.base, path, k))
+    specs = [e.spec for e in _trials(session, row.id) if e.status in ACTIVE] + asked
+    pending = [k for spec in specs if (k := _knob_of(spec, path)) is not None]
+    return propose(rule, observed, lambda k: params_of(row.base, path, k), pending=pending)
 
 
 def _knob_of(spec: dict[str, Any], path: str) -> float | None:
@@ -502,8 +514,22 @@ def _knob_of(spec: dict[str, Any], path: str) -> float | None:
 
 def params_of(base: dict[str, Any], path: str, knob: float) -> int:
     """The backbone parameter count of the study's spec at ``knob`` (the model is built, never
-    trained: what a result's ``backbone`` would say)."""
+    trained: what a result's ``backbone`` would say). A ring's count is linear in its size
+    (its elements plus what no ring generates): two builds answer every ring size."""
+    import json
+
+    key = json.dumps(base, sort_keys=True)
+    value = int(knob) if float(knob).is_integer() else float(knob)
+    if path == "rpg.ring_size" and isinstance(value, int) and value > 1:
+        low, high = _count(key, path, 1000), _count(key, path, 2000)
+        return int(round(low + (high - low) * (value - 1000) / 1000))
+    return _count(key, path, value)
+
+
+@lru_cache(maxsize=512)
+def _count(base_json: str, path: str, value: float) -> int:
+    import json
+
     from rpg_core.training.memory import backbone_params
 
-    spec = trial_spec(base, {path: int(knob) if float(knob).is_integer() else knob}, 0)
-    return backbone_params(spec)
+    return backbone_params(trial_spec(json.loads(base_json), {path: value}, 0))

@@ -157,3 +157,44 @@ def test_a_search_sweep_makes_trials_that_are_experiments(
     assert client.get("/api/studies/999999", headers=auth).status_code == 404
     pruned = client.get("/api/experiments?status=pruned", headers=auth).json()["items"]
     assert [e["id"] for e in pruned] == [exps[1].id]
+
+
+@SQLITE
+def test_a_power_law_study_places_sizes_with_the_adaptive_rule(
+    client: TestClient, auth: dict[str, str], session: Session, settings: Settings
+) -> None:
+    body = {
+        "name": "law",
+        "base": {**BASE, "rpg": {"ring_size": 1000}},
+        "search": {
+            "sampler": "power-law",
+            "n_trials": 5,
+            "parallel": 2,
+            "space": {"rpg.ring_size": {"log": [500, 8000]}},
+            "law": {"initial": 3},
+        },
+    }
+    r = client.post("/api/sweeps", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    (study_id,) = r.json()["study_ids"]
+    sizes: list[int] = []
+    for _ in range(4):  # finish each trial with an error on a known law, err = 3 P^-0.3
+        running = [e for e in _trials(session, study_id) if e.status == "queued"]
+        assert running, [e.status for e in _trials(session, study_id)]
+        exp = running[0]
+        ring = exp.spec["rpg"]["ring_size"]
+        assert isinstance(ring, int) and 500 <= ring <= 8000
+        sizes.append(ring)
+        error = 3.0 * ring**-0.3
+        run_to_end(
+            session,
+            exp.id,
+            {"primary_metric": "acc", "primary_value": 1 - error, "backbone_params": ring},
+        )
+        search.drive(session, settings, study_id)
+    assert sizes[0] == 500 and len(set(sizes[:2])) == 2  # the spread, pending sizes apart
+    detail = client.get(f"/api/studies/{study_id}", headers=auth).json()
+    trials = detail["trials"]
+    assert all(t["reason"] for t in trials)  # why each size, in words
+    assert [t["phase"] for t in trials[:3]] == ["initial"] * 3
+    assert trials[-1]["phase"] == "adaptive" and trials[-1]["b_interval"] is not None
