@@ -139,6 +139,9 @@ class PowerLawPoint(BaseModel):
         description="quantity=gap: train accuracy minus final validation accuracy (value is "
         "then the final validation accuracy)",
     )
+    trial: int | None = Field(
+        None, description="a search trial's number in its study (the order it was asked)"
+    )
 
 
 class PowerLawSize(BaseModel):
@@ -188,6 +191,11 @@ class PowerLawSeries(BaseModel):
         "knobs (ring size, width), the seeds and the labels",
     )
     description: str = Field("", description="the conditions in a sentence")
+    tuned: bool = Field(
+        False,
+        description="the best trial of each search study (per size and seed): what tuning "
+        "reached, next to the untuned series (?tuned=false leaves search trials out)",
+    )
     method: str | None = Field(
         None,
         description="the method the series' runs shrink the network by (rpg, width, hashed, "

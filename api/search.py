@@ -33,6 +33,7 @@ import math
 import uuid
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,7 +227,6 @@ def _ask(row: Study, study: optuna.Study, session: Session, pending: list[Any]) 
             row.stop_reason = proposal.reason
             return None
         path = next(iter(search.space))
-        kind = next(iter(search.space[path]))
         knob = int(round(proposal.knob)) if _integer_knob(search) else float(proposal.knob)
         study.enqueue_trial({path: knob}, user_attrs={"proposal": proposal.as_dict()})
     return study.ask(distributions(search))
@@ -350,6 +350,53 @@ def trial_reporter(
 # ---------------------------------------------------------------- reading studies
 
 
+@dataclass(frozen=True)
+class TrialInfo:
+    """What the power law needs of a trial's study (``api.analysis``)."""
+
+    study_id: int
+    number: int
+    sampler: str
+    searched: tuple[str, ...]
+    base_conditions: dict[str, Any]  # the study's base spec's conditions (rpg_core.spec)
+
+
+def trials_of(session: Session, experiment_ids: list[int]) -> dict[int, TrialInfo]:
+    """The search trials among ``experiment_ids`` (two queries)."""
+    from rpg_core.spec.conditions import conditions_of
+
+    if not experiment_ids:
+        return {}
+    rows = session.execute(
+        select(Experiment.id, Experiment.study_id, Experiment.trial_number).where(
+            Experiment.id.in_(experiment_ids), Experiment.study_id.is_not(None)
+        )
+    ).all()
+    if not rows:
+        return {}
+    studies = {
+        r.id: r for r in session.scalars(select(Study).where(Study.id.in_({r[1] for r in rows})))
+    }
+    info: dict[int, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+    for study_id, row in studies.items():
+        try:
+            base = conditions_of(row.base)
+        except (RPGConfigError, ValueError, TypeError):
+            base = {}
+        search = row.search if isinstance(row.search, dict) else {}
+        info[study_id] = (
+            str(search.get("sampler", "tpe")),
+            tuple(sorted(search.get("space") or {})),
+            base,
+        )
+    out = {}
+    for exp_id, trial_study, number in rows:
+        if trial_study is not None and trial_study in info and number is not None:
+            sampler, searched, base = info[trial_study]
+            out[int(exp_id)] = TrialInfo(int(trial_study), int(number), sampler, searched, base)
+    return out
+
+
 def _proposal_fields(proposal: Any) -> dict[str, Any]:
     """A power-law trial's record of the rule: why this size, and the intervals then."""
     p = proposal if isinstance(proposal, dict) else {}
@@ -449,6 +496,17 @@ def study_detail(session: Session, settings: Settings, row: Study) -> dict[str, 
 
 def studies_of_sweep(session: Session, sweep_id: int) -> list[Study]:
     return list(session.scalars(select(Study).where(Study.sweep_id == sweep_id).order_by(Study.id)))
+
+
+def study_ids_by_sweep(session: Session, sweep_ids: list[int]) -> dict[int, list[int]]:
+    """The studies of these sweeps, in order (one query)."""
+    out: dict[int, list[int]] = {}
+    if sweep_ids:
+        q = select(Study.sweep_id, Study.id).where(Study.sweep_id.in_(sweep_ids))
+        for sweep_id, study_id in session.execute(q.order_by(Study.id)):
+            if sweep_id is not None:
+                out.setdefault(int(sweep_id), []).append(int(study_id))
+    return out
 
 
 def list_studies(session: Session, limit: int = 100) -> list[Study]:

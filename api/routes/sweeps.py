@@ -135,6 +135,7 @@ def list_sweeps(
     more = len(rows) > limit
     rows = rows[:limit]
     counts = crud.sweep_counts(session, [r.id for r in rows])
+    studies = search.study_ids_by_sweep(session, [r.id for r in rows])
     items = [
         SweepOut(
             id=r.id,
@@ -143,6 +144,7 @@ def list_sweeps(
             counts=counts[r.id],
             total=sum(counts[r.id].values()),
             task=sweep_task(r.spec),
+            study_ids=studies.get(r.id, []),
             **sweep_varies(r.spec),
         )
         for r in rows

@@ -198,3 +198,41 @@ def test_a_power_law_study_places_sizes_with_the_adaptive_rule(
     assert all(t["reason"] for t in trials)  # why each size, in words
     assert [t["phase"] for t in trials[:3]] == ["initial"] * 3
     assert trials[-1]["phase"] == "adaptive" and trials[-1]["b_interval"] is not None
+
+
+@SQLITE
+def test_the_power_law_fits_the_tuned_trials_apart_from_the_untuned(
+    client: TestClient, auth: dict[str, str], session: Session, settings: Settings
+) -> None:
+    rings = [500, 1000, 2000]
+    base = {**BASE, "train": {"epochs": 3, "lr": 0.01}}
+    untuned = {"name": "plain", "base": base, "grid": {"rpg.ring_size": rings}}
+    r = client.post("/api/sweeps", json=untuned, headers=auth)
+    assert r.status_code == 201, r.text
+    for exp_id in r.json()["experiment_ids"]:
+        ring = crud.get_experiment(session, exp_id).spec["rpg"]["ring_size"]  # type: ignore[union-attr]
+        run_to_end(session, exp_id, {"best_val_acc": 1 - 2 * ring**-0.2, "backbone_params": ring})
+    tuned = {**SWEEP, "name": "tuned", "base": base, "grid": {"rpg.ring_size": rings}}
+    tuned["search"] = {**SWEEP["search"], "n_trials": 2, "pruner": "none"}
+    r = client.post("/api/sweeps", json=tuned, headers=auth)
+    assert r.status_code == 201, r.text
+    best: dict[int, float] = {}
+    for i, exp_id in enumerate(r.json()["experiment_ids"]):
+        ring = crud.get_experiment(session, exp_id).spec["rpg"]["ring_size"]  # type: ignore[union-attr]
+        value = 1 - (1.5 - 0.2 * (i % 2)) * ring**-0.2  # tuning helps: the better trial counts
+        best[ring] = max(best.get(ring, 0.0), value)
+        run_to_end(session, exp_id, {"best_val_acc": value, "backbone_params": ring})
+
+    out = client.get("/api/analysis/power-law", headers=auth).json()
+    series = {s["tuned"]: s for s in out["series"]}
+    assert set(series) == {False, True}, [s["label"] for s in out["series"]]  # never split by lr
+    assert sorted(p["params"] for p in series[False]["points"]) == rings
+    tuned_points = {p["params"]: p for p in series[True]["points"]}
+    assert sorted(tuned_points) == rings  # the best trial of each size, one point each
+    assert {k: p["value"] for k, p in tuned_points.items()} == pytest.approx(best)
+    assert all(p["trial"] is not None for p in tuned_points.values())
+    assert "tuned" in series[True]["label"] and "train.lr" not in series[True]["conditions"]
+    assert series[True]["fit"] is not None and series[False]["fit"] is not None
+    assert series[True]["conditions_key"] != series[False]["conditions_key"]
+    off = client.get("/api/analysis/power-law?tuned=false", headers=auth).json()
+    assert [s["tuned"] for s in off["series"]] == [False]
