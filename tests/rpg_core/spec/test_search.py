@@ -25,7 +25,9 @@ def test_the_example_is_one_study_per_ring_size() -> None:
     assert spec["train"]["lr"] == 0.01 and spec["name"] == "fashion-lr-ring_size_1000-t5"
 
 
-def test_a_search_is_refused_where_trials_cannot_be_chosen(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_search_is_refused_where_trials_cannot_be_chosen(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(RPGConfigError, match="submit it with rpg submit-sweep"):
         expand(load_sweep(EXAMPLE))
     assert main(["sweep", str(EXAMPLE), "--dry-run"]) != 0
