@@ -11,6 +11,7 @@ version with another schema needs a migration of ours.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,14 @@ def version_row() -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=4)
 def storage(database_url: str) -> RDBStorage:
-    """Optuna's storage on the product database at ``database_url`` (one per process and URL;
-    the tables come from the migrations)."""
+    """Optuna's storage on the product database at ``database_url`` (one per process and URL:
+    a forked worker child opens its own connections; the tables come from the migrations)."""
+    return _storage(database_url, os.getpid())
+
+
+@lru_cache(maxsize=8)
+def _storage(database_url: str, _pid: int) -> RDBStorage:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -19,6 +20,7 @@ from ..schemas import SweepCreated, SweepOut, SweepPage
 from ..validation import limit_errors
 from ..yaml_body import YamlBodyRoute, yaml_request_body
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=YamlBodyRoute)
 
 SWEEP_EXAMPLES: dict[str, Any] = {
@@ -93,7 +95,15 @@ def _submit_search(sweep: SweepSpec, session: SessionDep, settings: SettingsDep)
     sweep_id, _ = crud.create_sweep(session, sweep.name, sweep.model_dump(mode="json"), [])
     study_ids = search.create_studies(session, sweep_id, sweep.search, plans, names)
     session.commit()
-    ids = [i for study_id in study_ids for i in search.drive(session, settings, study_id)]
+    ids: list[int] = []
+    for study_id in study_ids:
+        try:
+            ids += search.drive(session, settings, study_id)
+        except Exception:  # the studies are stored: the reconciler asks for their trials
+            log.exception(
+                "sweep %d: the first trials of study %d were not asked", sweep_id, study_id
+            )
+            session.rollback()
     dispatched = crud.count_dispatched(session, ids)
     return SweepCreated(
         id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=dispatched, study_ids=study_ids

@@ -32,7 +32,14 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from ..catalog.tasks import DEFAULT_TASK, TASKS
 from ..exceptions import RPGConfigError
@@ -84,6 +91,10 @@ def _check_range(value: dict[str, Any]) -> dict[str, Any]:
     if kind == "choices":
         if not isinstance(bounds, list) or not bounds:
             raise ValueError("choices: give a non-empty list of values")
+        if not all(b is None or isinstance(b, bool | int | float | str) for b in bounds):
+            raise ValueError("choices: each value must be a number, a string, a boolean or null")
+        if any(isinstance(b, float) and not math.isfinite(b) for b in bounds):
+            raise ValueError("choices: numbers must be finite")
         return value
     if not isinstance(bounds, list) or len(bounds) != 2:
         raise ValueError(f"{kind}: give [low, high] (two numbers)")
@@ -120,7 +131,16 @@ class PrunerSpec(BaseModel):
     min_resource: int = Field(1, ge=1, le=10_000)
     reduction_factor: int = Field(3, ge=2, le=100)
     # hyperband: the most evaluations of a trial (default: the spec's epochs)
-    max_resource: int | None = Field(None, ge=1, le=10_000)
+    max_resource: int | None = Field(None, ge=2, le=10_000)
+
+    @model_validator(mode="after")
+    def _resources(self) -> PrunerSpec:
+        if self.max_resource is not None and self.max_resource <= self.min_resource:
+            raise ValueError(
+                f"max_resource ({self.max_resource}) must be above min_resource "
+                f"({self.min_resource})"
+            )
+        return self
 
 
 def _pruner_shorthand(value: Any) -> Any:
@@ -220,6 +240,12 @@ def check_search(search: SearchSpec, base: dict[str, Any], grid_paths: list[str]
                     f"search.space.{path}",
                     "sampler: grid searches listed values: give {choices: [...]}",
                 )
+        points = math.prod(len(d["choices"]) for d in search.space.values())
+        if search.n_trials > points:
+            raise SearchError(
+                "search.n_trials",
+                f"the grid has {points} points: give n_trials <= {points} (each point once)",
+            )
     if search.sampler == "cmaes":
         for path, dim in search.space.items():
             if "choices" in dim:

@@ -60,6 +60,17 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
         "grid",
     ),
     (_with(sampler="annealing"), "search.sampler", "tpe"),
+    (_with(space={"train.lr": {"choices": [{"a": 1}]}}), "search.space.train.lr", "number"),
+    (
+        _with(pruner={"name": "hyperband", "min_resource": 3, "max_resource": 3}),
+        "search.pruner",
+        "above min_resource",
+    ),
+    (
+        _with(sampler="grid", pruner="none", space={"train.lr": {"choices": [0.01, 0.1]}}),
+        "search.n_trials",
+        "2 points",
+    ),
     (_with(pruner="patient"), "search.pruner.name", "median"),
     (_with(space={"train.nonsense": {"log": [0.01, 0.1]}}), "search.space.train.nonsense", ""),
     (_with(space={"rpg.ring_size": {"int": [100, 900]}}), "search.space.rpg.ring_size", "grid"),
