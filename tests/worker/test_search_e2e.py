@@ -21,7 +21,7 @@ from .conftest import Stack
 
 pytestmark = [pytest.mark.slow]
 
-EPOCHS = 3
+EPOCHS = 2
 N_TRIALS = 4
 SWEEP: dict[str, Any] = {
     "name": "e2e-search",
@@ -93,7 +93,6 @@ def test_a_search_prunes_and_resumes_after_restarts(stack: Stack) -> None:
     with stack.session() as s:
         row = s.get(Study, study_id)
         assert row is not None
-        _wait(stack, study_id, lambda _ts: True, 1, "")
         study = optuna.load_study(
             study_name=row.optuna_name, storage=storage(stack.settings.database_url)
         )
