@@ -94,7 +94,10 @@ def run_submit_sweep(args: argparse.Namespace) -> int:
     with _client(args) as c:
         out = c.submit_sweep(sweep.model_dump(mode="json"))
     studies = out.get("study_ids") or []
-    more = f", {len(studies)} studies (search: trials follow as they finish)" if studies else ""
+    n = len(studies)
+    more = (
+        f", {n} stud{'y' if n == 1 else 'ies'} (search: trials follow as they finish)" if n else ""
+    )
     print(f"sweep {out['id']} {out['name']}: {len(out['experiment_ids'])} experiments queued{more}")
     return 0
 
