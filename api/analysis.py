@@ -12,6 +12,7 @@ dashboard draws a law's curve with its own ``predict``). A metric's direction is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -29,6 +30,7 @@ from rpg_core.catalog.methods import METHODS
 from rpg_core.catalog.tasks import MetricInfo, task_info
 from rpg_core.spec.conditions import (
     METHOD_KNOBS,
+    SIZE_KNOBS,
     comparable,
     describe,
     differences,
@@ -70,6 +72,7 @@ from .schemas import (
     PowerLawSeries,
     PowerLawSize,
 )
+from .search import trials_of
 
 log = logging.getLogger(__name__)
 MIN_POINTS = 3
@@ -218,6 +221,7 @@ class _Group:
     points: list[PowerLawPoint] = field(default_factory=list)
     conditions: dict[str, Any] = field(default_factory=dict)
     backbone: list[PowerLawPoint] | None = None  # x=bytes: the points at backbone params
+    searched: tuple[str, ...] = ()  # a tuned group: the knobs its studies searched
 
     @property
     def latest(self) -> int:
@@ -230,9 +234,16 @@ class _Group:
         return method_of(self.conditions) if self.conditions else None
 
 
-def _grouped(session: Session, rows: Iterable[tuple[Point, float | None]]) -> list[_Group]:
+def _grouped(
+    session: Session,
+    rows: Iterable[tuple[Point, float | None]],
+    trials: Mapping[int, TrialPoint] | None = None,
+) -> list[_Group]:
     """Points (with their gap, if any) grouped by conditions key, in the given order, each
-    group with its conditions (read from one of its runs) less the size knobs."""
+    group with its conditions (read from one of its runs) less the size knobs; a search trial's
+    point (``trials``) carries its trial number, and a tuned group leaves its searched knobs out
+    of its conditions too."""
+    trials = trials or {}
     groups: dict[SeriesKey, _Group] = {}
     for p, gap in rows:
         key = _group_of(p.conditions_key, p.arch, p.scope, p.dataset)
@@ -246,14 +257,17 @@ def _grouped(session: Session, rows: Iterable[tuple[Point, float | None]]) -> li
                 value=p.value,
                 flags=list(p.flags),
                 gap=gap,
+                trial=trials[p.experiment_id].number if p.experiment_id in trials else None,
             )
         )
+        if p.experiment_id in trials and trials[p.experiment_id].tuned:
+            g.searched = trials[p.experiment_id].searched
     stored = conditions_of_runs(
         session, [g.first.experiment_id for g in groups.values() if g.conditions_key]
     )
     for g in groups.values():
         c = stored.get(g.first.experiment_id)
-        g.conditions = comparable(c) if c else {}
+        g.conditions = comparable(c, (*SIZE_KNOBS, *g.searched)) if c else {}
     return list(groups.values())
 
 
@@ -401,6 +415,49 @@ class AnswerCache:
 
 
 ANSWERS = AnswerCache()  # the power law's answers (api.routes.analysis, frontend.routes)
+@dataclass(frozen=True)
+class TrialPoint:
+    """A search trial among the power law's points: its number (the order its study asked it)
+    and, for a tuning study's best trial, the knobs searched (left out of its series' key)."""
+
+    number: int
+    tuned: bool = False
+    searched: tuple[str, ...] = ()
+
+
+def _search_points(
+    session: Session, rows: list[Point], metric: MetricInfo, tuned: bool
+) -> tuple[list[Point], dict[int, TrialPoint]]:
+    """The points of search trials made comparable (``docs/SEARCH.md``): a tuning study's trials
+    differ in the searched knobs, so its best trial alone stands for its grid point, in a
+    *tuned* series keyed by the conditions less the size and the searched knobs (one study per
+    size and seed: the seeds stay replicates); with ``tuned`` false they are left out. A
+    power-law study searched a size knob: its trials are points like any other, numbered."""
+    trials = trials_of(session, [p.experiment_id for p in rows])
+    if not trials:
+        return rows, {}
+    out: list[Point] = []
+    best: dict[int, Point] = {}
+    marks: dict[int, TrialPoint] = {}
+    for p in rows:
+        t = trials.get(p.experiment_id)
+        if t is None:
+            out.append(p)
+        elif t.sampler == "power-law":
+            out.append(p)
+            marks[p.experiment_id] = TrialPoint(t.number)
+        elif tuned:
+            top = best.get(t.study_id)
+            if top is None or metric.better(p.value, top.value):
+                best[t.study_id] = p
+    for p in best.values():
+        t = trials[p.experiment_id]
+        # a key of its own (hex like any): the tuned series never pools with untuned runs
+        key = key_of({**t.base_conditions, "search": "tuned"}, (*SIZE_KNOBS, *t.searched))
+        out.append(dataclasses.replace(p, conditions_key=key))
+        marks[p.experiment_id] = TrialPoint(t.number, tuned=True, searched=t.searched)
+    out.sort(key=lambda p: p.experiment_id)
+    return out, marks
 
 
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
@@ -416,8 +473,12 @@ def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
         rows = power_law_points(session, query.filter, column)
     else:
         rows = task_metric_points(session, query.filter, query.task, query.metric)
-    groups = _grouped(session, ((p, None) for p in rows))
+    rows, trials = _search_points(session, list(rows), metric, query.tuned)
+    groups = _grouped(session, ((p, None) for p in rows), trials)
     labels = _labels(groups)
+    for g in groups:
+        if g.searched:
+            labels[g.key] += f" · tuned ({', '.join(g.searched)}: the best trial of each study)"
     without_file = _on_bytes(session, groups) if query.x == "bytes" else 0
     series: list[PowerLawSeries] = []
     laws: dict[SeriesKey, MetricLaw] = {}
@@ -537,6 +598,7 @@ def _series_of(
         description=_describe(g),
         method=g.method,
         label=label,
+        tuned=bool(g.searched),
         points=points,
         sizes=_sizes(points, gap=gap),
         fit=None,

@@ -86,13 +86,19 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_submit_sweep(args: argparse.Namespace) -> int:
-    from rpg_core.spec.sweep import expand, load_sweep
+    from rpg_core.spec.sweep import expand, expand_search, load_sweep
 
     sweep = load_sweep(args.file)
-    expand(sweep)  # fail here, with the field named, before anything is sent
+    # fail here, with the field named, before anything is sent
+    expand_search(sweep) if sweep.search is not None else expand(sweep)
     with _client(args) as c:
         out = c.submit_sweep(sweep.model_dump(mode="json"))
-    print(f"sweep {out['id']} {out['name']}: {len(out['experiment_ids'])} experiments queued")
+    studies = out.get("study_ids") or []
+    n = len(studies)
+    more = (
+        f", {n} stud{'y' if n == 1 else 'ies'} (search: trials follow as they finish)" if n else ""
+    )
+    print(f"sweep {out['id']} {out['name']}: {len(out['experiment_ids'])} experiments queued{more}")
     return 0
 
 

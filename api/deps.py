@@ -237,6 +237,7 @@ class PowerLawQuery:
     quantity: Quantity = "accuracy"
     task: str = "classification"
     x: XAxis = "params"  # the x axis: backbone parameters, or the model file's bytes
+    tuned: bool = True  # search trials: the best of each study as a tuned series (False: none)
 
 
 async def power_law_query(
@@ -264,6 +265,13 @@ async def power_law_query(
             "bytes of the run's downloadable model file; runs without one are left out)",
         ),
     ] = "params",
+    tuned: Annotated[
+        bool,
+        Query(
+            description="search trials: the best trial of each study as a tuned series next to "
+            "the untuned runs (true, the default), or left out (false)"
+        ),
+    ] = True,
 ) -> PowerLawQuery:
     name = checked_task(task) or DEFAULT_TASK
     if quantity == "gap" and TASKS[name].train_metric is None:
@@ -276,7 +284,14 @@ async def power_law_query(
         )
     f = dataclasses.replace(f, task=name)
     return PowerLawQuery(
-        f, checked_metric(name, metric), tuple(target or ()), include_flagged, quantity, name, x
+        f,
+        checked_metric(name, metric),
+        tuple(target or ()),
+        include_flagged,
+        quantity,
+        name,
+        x,
+        tuned,
     )
 
 

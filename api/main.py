@@ -15,7 +15,18 @@ from . import errors, openapi
 from .db import make_engine, make_sessionmaker
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PrometheusMiddleware
 from .ratelimit import FailureThrottle, RateLimit
-from .routes import analysis, events, experiments, files, health, methods, metrics, sweeps, tasks
+from .routes import (
+    analysis,
+    events,
+    experiments,
+    files,
+    health,
+    methods,
+    metrics,
+    studies,
+    sweeps,
+    tasks,
+)
 from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +38,7 @@ Errors name the field: `{"detail": [{"field": "rpg.ring_size", "message": "..."}
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix="/api")
-    for module in (experiments, metrics, events, sweeps, analysis, files, tasks, methods):
+    for module in (experiments, metrics, events, sweeps, studies, analysis, files, tasks, methods):
         api.include_router(module.router)
     return api
 

@@ -74,6 +74,28 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class Study(Base):
+    """A search sweep's study (one per grid point): the link between the sweep, its Optuna study
+    (``optuna_name`` in Optuna's own tables, same database) and its trials' experiments."""
+
+    __tablename__ = "search_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    optuna_name: Mapped[str] = mapped_column(String(160), unique=True)
+    search: Mapped[dict[str, Any]]  # the sweep's search section (rpg_core.spec.search)
+    base: Mapped[dict[str, Any]]  # the spec its trials start from (the grid point)
+    objective: Mapped[str] = mapped_column(String(32))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running | finished
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
 class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = (
@@ -89,6 +111,8 @@ class Experiment(Base):
         Index("ix_experiments_best_val_acc_order", text(BEST_VAL_ACC_ORDER), "id"),
         # the latest change among the succeeded runs (api.crud.metrics.results_version)
         Index("ix_experiments_status_updated_at", "status", "updated_at"),
+        # a trial's experiment is created once: the driver's idempotency key (api.search)
+        UniqueConstraint("study_id", "trial_number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -135,6 +159,11 @@ class Experiment(Base):
     # equal keys are comparable in a power law (None: a spec older than the conditions)
     conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conditions_key: Mapped[str | None] = mapped_column(String(16))
+    # a search trial's study and Optuna trial number (None: not a trial; api.search)
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("search_studies.id", ondelete="SET NULL")
+    )
+    trial_number: Mapped[int | None] = mapped_column(Integer)
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"

@@ -58,7 +58,7 @@ SSE_EVENT = {
 WHY = {
     "400": "The body cannot be read (not UTF-8 JSON/YAML, or an empty upload)",
     "401": "Missing or invalid API token",
-    "404": "No such experiment or sweep",
+    "404": "No such experiment, sweep or study",
     "409": "Not possible in the run's current state",
     "413": "Request body over the server's limit",
     "422": "Invalid input; each error names its field",
@@ -88,7 +88,7 @@ def _statuses(path: str, method: str, op: dict[str, Any], settings: Settings) ->
         write = method != "get"
         if write or not settings.public_reads:
             out += ["401", "429"]  # 429: the client's failed tokens (auth_max_failures)
-    if "{experiment_id}" in path or "{sweep_id}" in path:
+    if "{experiment_id}" in path or "{sweep_id}" in path or "{study_id}" in path:
         out.append("404")
     if method == "delete" or path.endswith(STATE_ROUTES):
         out.append("409")

@@ -88,6 +88,11 @@ class SweepCreated(BaseModel):
     name: str
     experiment_ids: list[int]
     dispatched: int
+    study_ids: list[int] = Field(
+        default_factory=list,
+        description="a search sweep's studies (GET /api/studies/{id}); its first trials are "
+        "experiment_ids, the next ones follow as trials finish",
+    )
 
 
 class SweepOut(BaseModel):
@@ -106,6 +111,7 @@ class SweepOut(BaseModel):
         description="whether the sweep varies model.sharing or model.stacks: only then has it "
         "a comparison table (GET /api/analysis/comparison)",
     )
+    study_ids: list[int] = Field(default_factory=list, description="a search sweep's studies")
 
 
 class SweepPage(BaseModel):
@@ -132,6 +138,9 @@ class PowerLawPoint(BaseModel):
         None,
         description="quantity=gap: train accuracy minus final validation accuracy (value is "
         "then the final validation accuracy)",
+    )
+    trial: int | None = Field(
+        None, description="a search trial's number in its study (the order it was asked)"
     )
 
 
@@ -182,6 +191,11 @@ class PowerLawSeries(BaseModel):
         "knobs (ring size, width), the seeds and the labels",
     )
     description: str = Field("", description="the conditions in a sentence")
+    tuned: bool = Field(
+        False,
+        description="the best trial of each search study (per size and seed): what tuning "
+        "reached, next to the untuned series (?tuned=false leaves search trials out)",
+    )
     method: str | None = Field(
         None,
         description="the method the series' runs shrink the network by (rpg, width, hashed, "
@@ -423,3 +437,52 @@ class OODOut(BaseModel):
 
 
 PowerLawOut.model_rebuild()
+
+
+class StudyOut(BaseModel):
+    """A search study (one per grid point of a search sweep)."""
+
+    id: int
+    sweep_id: int | None
+    name: str
+    state: str = Field(description="running | finished")
+    sampler: str
+    pruner: str
+    n_trials: int
+    parallel: int
+    objective: str
+    direction: str = Field(description="maximize | minimize (the objective's, from the task)")
+    counts: dict[str, int] = Field(description="its trials' experiments by status")
+    stop_reason: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class TrialOut(BaseModel):
+    number: int
+    experiment_id: int
+    status: str = Field(description="the experiment's status (pruned: the pruner stopped it)")
+    state: str | None = Field(description="Optuna's: running, complete, pruned, fail")
+    params: dict[str, Any]
+    value: float | None = Field(description="the objective of a complete trial")
+    intermediate: dict[str, float] = Field(description="evaluation (epoch) -> objective")
+    best_so_far: float | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str | None = Field(None, description="power-law: why this size")
+    b_interval: list[float | None] | None = Field(
+        None, description="power-law: b's 95% interval when this size was chosen"
+    )
+    target_interval: list[float | None] | None = Field(
+        None, description="power-law: the 95% interval of log10(params reaching the target)"
+    )
+    phase: str | None = Field(None, description="power-law: initial, adaptive or stop")
+
+
+class StudyDetail(StudyOut):
+    trials: list[TrialOut]
+    best: dict[str, Any] | None = Field(description="{number, value} of the best trial so far")
+    importance: dict[str, float] | None = Field(
+        description="Optuna's parameter importance (fANOVA), from 2 complete trials on"
+    )
+    higher_is_better: bool

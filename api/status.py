@@ -6,6 +6,7 @@ dashboard's JavaScript (served as data by :func:`page_data`, never copied) read 
 
     queued --claim--> running --finish--> succeeded
       |                 |  \\--fail-----> failed
+      |                 |  \\--prune----> pruned          (a search's pruner stopped it early)
       |                 |  \\--requeue--> queued          (a transient error; keeps its checkpoint)
       |                 \\--cancel--> cancelling --mark_cancelled / lease expired--> cancelled
       \\--cancel--> cancelled
@@ -30,12 +31,13 @@ class JobStatus(StrEnum):
     cancelled = "cancelled"
     succeeded = "succeeded"
     failed = "failed"
+    pruned = "pruned"
 
 
 STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
 """Every status, in the order of the diagram (the dashboard's filter lists them so)."""
 FINISHED: frozenset[JobStatus] = frozenset(
-    {JobStatus.cancelled, JobStatus.succeeded, JobStatus.failed}
+    {JobStatus.cancelled, JobStatus.succeeded, JobStatus.failed, JobStatus.pruned}
 )
 """Terminal: no worker runs it any more (a run can only be retried or deleted)."""
 ACTIVE: frozenset[JobStatus] = frozenset(set(JobStatus) - FINISHED)
@@ -46,10 +48,13 @@ LEASED: frozenset[JobStatus] = frozenset({JobStatus.running, JobStatus.cancellin
 _S = JobStatus
 TRANSITIONS: dict[str, frozenset[JobStatus]] = {  # keyed by JobStatus (a str)
     _S.queued: frozenset({_S.running, _S.cancelled}),
-    _S.running: frozenset({_S.running, _S.succeeded, _S.failed, _S.queued, _S.cancelling}),
+    _S.running: frozenset(
+        {_S.running, _S.succeeded, _S.failed, _S.queued, _S.cancelling, _S.pruned}
+    ),
     # a cancelled run never ends succeeded: a run that finishes while cancelling ends cancelled
     _S.cancelling: frozenset({_S.cancelling, _S.cancelled, _S.failed}),
     _S.succeeded: frozenset(),
+    _S.pruned: frozenset(),  # a pruned trial keeps its curve; it is never run again
     _S.failed: frozenset({_S.queued}),
     _S.cancelled: frozenset({_S.queued}),
 }

@@ -247,10 +247,19 @@ def _point_trace(
     ]
     label = what or ("train−val gap" if gap else "error" if error else "accuracy")
     x_unit = "model file bytes" if x == "bytes" else "backbone params"
+    # a power-law study's points are its trials: numbered in the order the rule chose them
+    trial = {p["experiment_id"]: p.get("trial") for p in series.get("points") or []}
+    numbered = not series.get("tuned") and any(v is not None for v in trial.values())
+    order = [
+        ", ".join(f"#{trial[e]}" for e in s["experiment_ids"] if trial.get(e) is not None)
+        for s in sizes
+    ]
     return go.Scatter(
         x=[s["params"] for s in sizes],
         y=means,
-        mode="markers",
+        mode="markers+text" if numbered else "markers",
+        texttemplate=order if numbered else None,
+        textposition="top center",
         name=name,
         legendgroup=f"s{i}",
         customdata=[s["experiment_ids"][0] for s in sizes],

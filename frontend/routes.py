@@ -31,6 +31,7 @@ from api.deps import (
     SweepId,
 )
 from api.models import Experiment
+from api.routes.studies import StudyId
 from api.status import STATUSES, JobStatus, page_data
 from api.storage import StoreUnavailable, local_copy, open_store
 from rpg_core.catalog.tasks import TASKS
@@ -55,6 +56,7 @@ PAGES = {
     "sweeps": ("Sweeps", "sweeps.html"),
     "generalization": ("Generalization", "generalization.html"),
     "tables": ("Tables", "tables.html"),
+    "study": ("Study", "study.html"),
 }
 NAV = (("runs", "/", "Runs"), ("power-law", "/power-law", "Power law"),
        ("similarity", "/similarity", "Similarity"), ("sweeps", "/sweeps", "Sweeps"),
@@ -149,6 +151,27 @@ def similarity_page() -> HTMLResponse:
 @router.get("/sweeps", response_class=HTMLResponse)
 def sweeps_page() -> HTMLResponse:
     return render("sweeps")
+
+
+@router.get("/ui/studies/{study_id}", response_class=HTMLResponse)
+def study_page(study_id: StudyId) -> HTMLResponse:
+    """A search study's page (issue 25): its trials over time, the best so far, importance."""
+    return render("study", **{"study-id": str(study_id)})
+
+
+@router.get("/ui/figures/studies/{study_id}")
+def study_figure(
+    study_id: StudyId, session: SessionDep, settings: SettingsDep, _auth: ReadAuth
+) -> Any:
+    from api import search
+    from api.models import Study
+
+    from .figures_studies import study_figure as figure
+
+    row = session.get(Study, study_id)
+    if row is None:
+        raise HTTPException(404, detail=f"study {study_id} not found")
+    return {"figure": figure(search.study_detail(session, settings, row))}
 
 
 @router.get("/generalization", response_class=HTMLResponse)

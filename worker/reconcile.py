@@ -5,7 +5,9 @@
 * ``running`` jobs whose lease expired (no heartbeat: the worker or its machine died): sent again,
   the next worker resumes them from their last checkpoint;
 * ``cancelling`` jobs whose lease expired: the worker died before it saw the cancel; they end
-  ``cancelled``.
+  ``cancelled``;
+* search studies (``api.search.drive_all``): finished trials told to Optuna, the next trials
+  asked and sent, so a restart of the API or the workers resumes every study.
 
 Running several reconcilers at once is safe: a job sent twice is claimed once (the lease).
 """
@@ -32,6 +34,19 @@ class Report:
     redispatched: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
     unacked_dropped: int = 0
+    trials: list[int] = field(default_factory=list)  # search trials created (api.search)
+
+
+def _drive_studies(settings: Settings, session: Session) -> list[int]:
+    """Settle and top up every running search study (a restart resumes them here)."""
+    from api import search
+
+    try:
+        return search.drive_all(session, settings)
+    except Exception as err:  # noqa: BLE001 - e.g. the search tables not migrated yet
+        log.warning("reconciler: driving the search studies failed: %s", err)
+        session.rollback()
+        return []
 
 
 def _drop_settled_unacked(settings: Settings, session: Session) -> int:
@@ -46,6 +61,7 @@ def _drop_settled_unacked(settings: Settings, session: Session) -> int:
 def reconcile(settings: Settings, wcfg: WorkerSettings, session: Session) -> Report:
     """One pass; commits. Safe to run from any number of processes."""
     report = Report(cancelled=lifecycle.finalize_abandoned_cancels(session))
+    report.trials = _drive_studies(settings, session)
     candidates = lifecycle.redispatch_candidates(session, stale_s=wcfg.requeue_after_s)
     session.rollback()
     if not settings.broker_url:

@@ -51,8 +51,8 @@ def sessions_for(database_url: str) -> sessionmaker[Session]:
 def run_experiment(
     settings: Settings, wcfg: WorkerSettings, experiment_id: int, worker: str | None = None
 ) -> str:
-    """Claim and run one experiment; returns what happened (succeeded, failed, cancelled,
-    requeued, lost or skipped). Never raises for a job's own error: it is recorded instead."""
+    """Claim and run one experiment; returns what happened (succeeded, pruned, failed,
+    cancelled, requeued, lost or skipped). Never raises for a job's own error: it is recorded instead."""
     sessions = sessions_for(settings.database_url)
     worker = worker or worker_name()
     with sessions() as session:
@@ -151,22 +151,45 @@ def _run_leased(
                 gc.collect()
                 err = JobOutOfMemory(out_of_memory_message(limit))
             session.rollback()
-            return _on_error(settings, wcfg, session, lease, err, control.cancelled)
+            done = _on_error(settings, wcfg, session, lease, err, control.cancelled)
+            if done in ("failed", "cancelled"):
+                _after_trial(settings, session, exp_id)
+            return done
     if control.lost:
         return "lost"
+    if isinstance(outcome, ExperimentResult):  # the search's pruner stopped the trial
+        session.rollback()
+        if lifecycle.prune_experiment(session, exp_id, lease.token, outcome):
+            _after_trial(settings, session, exp_id)
+            return "pruned"
+        cancelled_now = lifecycle.mark_cancelled(session, exp_id, lease.token)
+        return "cancelled" if cancelled_now else "lost"
     # a cancel that came while the last steps ran (OOD evaluation, outputs) still wins: a
     # cancelled run never ends succeeded
     cancelled = outcome is None or lifecycle.is_cancel_requested(session, exp_id)
     session.rollback()
     if cancelled:
         ok = lifecycle.mark_cancelled(session, exp_id, lease.token)
+        _after_trial(settings, session, exp_id)
         return "cancelled" if ok else "lost"
     assert outcome is not None
     result, files = outcome
     if lifecycle.finish_experiment(session, exp_id, lease.token, result=result, files=files):
+        _after_trial(settings, session, exp_id)
         return "succeeded"
     # refused: the lease was lost, or a cancel came after the check above (then it wins)
     return "cancelled" if lifecycle.mark_cancelled(session, exp_id, lease.token) else "lost"
+
+
+def _after_trial(settings: Settings, session: Session, exp_id: int) -> None:
+    """A search trial ended: its study asks for the next ones now (the reconciler would, later)."""
+    from api import search
+
+    try:
+        search.after_trial(session, settings, exp_id)
+    except Exception as err:  # noqa: BLE001 - the job's outcome is recorded; the tick retries
+        log.warning("experiment %d: driving its study failed: %s", exp_id, err)
+        session.rollback()
 
 
 class _KeepModel:
@@ -216,14 +239,27 @@ def _check_memory(settings: Settings, spec: dict[str, Any]) -> None:
         raise RPGConfigError(f"{over[0]}: {over[1]}")
 
 
+def _trial_reporter(settings: Settings, session: Session, exp_id: int) -> Any:
+    """A search trial's reporter of evaluations to its Optuna trial (None: not a trial)."""
+    from api import search
+
+    try:
+        return search.trial_reporter(session, settings, exp_id)
+    except Exception as err:  # noqa: BLE001 - train without pruning rather than not at all
+        log.warning("experiment %d: no intermediate values for its trial: %s", exp_id, err)
+        session.rollback()
+        return None
+
+
 def _train(
     settings: Settings,
     wcfg: WorkerSettings,
     session: Session,
     lease: lifecycle.Lease,
     control: JobControl,
-) -> tuple[ExperimentResult, list[stored.FileRecord]] | None:
-    """Run (or resume) the training: its stored result and files; None when it was stopped."""
+) -> tuple[ExperimentResult, list[stored.FileRecord]] | ExperimentResult | None:
+    """Run (or resume) the training: its stored result and files; None when it was stopped;
+    the result alone when a search's pruner stopped it (a ``pruned`` trial)."""
     from rpg_core.training.experiment import (
         train_experiment,  # the one path of `rpg train`/`rpg sweep`
     )
@@ -236,10 +272,16 @@ def _train(
     fetch_checkpoint(store, artifact_dir, lease.experiment_id)  # the latest, from any host
     keep = _KeepModel()
     upload = CheckpointUpload(store, artifact_dir, lease.experiment_id)
+    trial = _trial_reporter(settings, session, lease.experiment_id)
     result = train_experiment(
         lease.spec,
         # the upload first: a checkpoint is in the store before the epoch is reported
-        callbacks=[upload, Reporter(control, _epochs_of(lease.spec)), keep],
+        callbacks=[
+            upload,
+            Reporter(control, _epochs_of(lease.spec)),
+            keep,
+            *([trial] if trial else []),
+        ],
         similarity_images=wcfg.similarity_images,
         attempt=lease.attempt,
         checkpoint_dir=ckpt,
@@ -251,6 +293,13 @@ def _train(
         # this host: a cache, not a stored file)
         dense_cache=artifact_dir / "dense",
     )
+    if (
+        result.stopped
+        and trial is not None
+        and trial.pruned
+        and not (control.cancelled or control.lost)
+    ):
+        return result
     if result.stopped or control.lost:
         return None
     files = save_outputs(artifact_dir, lease.experiment_id, keep.model, keep.data, store)

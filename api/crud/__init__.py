@@ -15,6 +15,7 @@ This package hands their names on, so ``crud.claim_experiment`` and the like kee
 
 from .errors import ConflictError, CursorError
 from .experiments import (
+    count_dispatched,
     create_experiment,
     create_sweep,
     delete_experiment,
@@ -38,6 +39,7 @@ from .lifecycle import (
     is_cancel_requested,
     mark_cancelled,
     mark_dispatched,
+    prune_experiment,
     record_metrics,
     redispatch_candidates,
     report_progress,
@@ -51,9 +53,9 @@ from .tokens import check_token, create_token, hash_token
 __all__ = [
     "RESULT_COLUMNS", "SORTS", "ConflictError", "CursorError", "FileRecord", "HeartbeatState",
     "Lease", "ListFilter", "Point", "artifact_relpath", "changed_since", "check_token",
-    "claim_experiment", "count_by_status", "create_experiment", "create_sweep", "create_token",
+    "claim_experiment", "count_by_status", "count_dispatched", "create_experiment", "create_sweep", "create_token",
     "delete_experiment", "fail_experiment", "file_record", "finalize_abandoned_cancels",
-    "finish_experiment", "get_experiment", "get_file", "get_result", "get_sweep", "hash_token",
+    "finish_experiment", "get_experiment", "prune_experiment", "get_file", "get_result", "get_sweep", "hash_token",
     "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_sweeps",
     "mark_cancelled", "mark_dispatched", "gap_points", "metric_series", "ood_results", "power_law_points", "record_metrics",
     "redispatch_candidates", "report_progress", "results_of", "request_cancel", "retry_experiment",

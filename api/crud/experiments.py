@@ -51,7 +51,12 @@ def _conditions(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None
         return None, None
 
 
-def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:
+def _row_for(
+    spec: dict[str, Any],
+    sweep_id: int | None,
+    study_id: int | None = None,
+    trial_number: int | None = None,
+) -> Experiment:
     rpg = spec.get("rpg") or {}
     conditions, key = _conditions(spec)
     exp = Experiment(
@@ -65,15 +70,25 @@ def _row_for(spec: dict[str, Any], sweep_id: int | None) -> Experiment:
         sweep_id=sweep_id,
         conditions=conditions,
         conditions_key=key,
+        study_id=study_id,
+        trial_number=trial_number,
         **new_job_values(),
     )
     exp.tag_rows = [ExperimentTag(tag=t) for t in sorted(set(spec.get("tags") or []))]
     return exp
 
 
-def create_experiment(session: Session, spec: dict[str, Any], sweep_id: int | None = None) -> int:
-    """Insert a queued experiment (``spec`` is a validated ExperimentSpec dump); not committed."""
-    exp = _row_for(spec, sweep_id)
+def create_experiment(
+    session: Session,
+    spec: dict[str, Any],
+    sweep_id: int | None = None,
+    *,
+    study_id: int | None = None,
+    trial_number: int | None = None,
+) -> int:
+    """Insert a queued experiment (``spec`` is a validated ExperimentSpec dump); not committed.
+    A search trial names its study and Optuna trial number (unique together)."""
+    exp = _row_for(spec, sweep_id, study_id, trial_number)
     session.add(exp)
     session.flush()
     return exp.id
@@ -156,3 +171,11 @@ def sweep_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[s
         if sweep_id is not None:
             out[sweep_id][status] = n
     return out
+
+
+def count_dispatched(session: Session, ids: Sequence[int]) -> int:
+    """How many of these runs were sent to a worker (their dispatch was recorded)."""
+    if not ids:
+        return 0
+    q = select(func.count()).where(Experiment.id.in_(ids), Experiment.dispatched_at.is_not(None))
+    return int(session.scalar(q) or 0)

@@ -17,6 +17,7 @@ protocol::
     report_progress(s, exp_id, lease.token, progress=0.4, epoch=2)
     record_metrics(s, exp_id, lease.token, epoch=2, values={"train_loss": 0.3, "val_acc": 0.8})
     finish_experiment(s, exp_id, lease.token, result={...}, files=[FileRecord(...)])
+    prune_experiment(s, exp_id, lease.token, result={...})   # a search's pruner stopped it
     fail_experiment(s, exp_id, lease.token, error="...")
     requeue(s, exp_id, lease.token, error="...")       # False when a cancel came in meanwhile
     mark_cancelled(s, exp_id, lease.token)              # after seeing cancel_requested
@@ -400,6 +401,42 @@ def finish_experiment(
                 experiment_id=experiment_id, kind=f.kind, path=f.path, sha256=f.sha256, size=f.size
             )
         )
+    session.commit()
+    return True
+
+
+def prune_experiment(
+    session: Session,
+    experiment_id: int,
+    token: int,
+    result: ExperimentResult | Mapping[str, Any],
+) -> bool:
+    """Fenced, from ``running`` only: the search's pruner stopped the trial after an evaluation;
+    it ends ``pruned`` with its result (the curve so far and its last metrics) stored like a
+    finished run's. False when the lease is lost or a cancel came meanwhile (it wins)."""
+    now = utcnow()
+    if not isinstance(result, ExperimentResult):
+        result = ExperimentResult.model_validate(dict(result))
+    columns = result_column_values(result)
+    running, to_pruned = _moving(JobStatus.pruned, JobStatus.running)
+    res = session.execute(
+        update(Experiment)
+        .where(*_fenced(experiment_id, token), running, Experiment.cancel_requested.is_(False))
+        .values(
+            **to_pruned,
+            finished_at=now,
+            updated_at=now,
+            lease_expires_at=None,
+            error=None,
+            **columns,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not res.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    session.execute(delete(Result).where(Result.experiment_id == experiment_id))
+    session.add(Result(experiment_id=experiment_id, data=result.stored()))
     session.commit()
     return True
 

@@ -7,9 +7,11 @@ from sqlalchemy import Connection
 
 from api.db import make_engine
 from api.models import Base
+from api.optuna_tables import optuna_metadata
 
 config = context.config
-target_metadata = Base.metadata
+# Optuna's tables (migration 0005) are ours to migrate too: autogenerate must not drop them
+target_metadata = [Base.metadata, optuna_metadata()]
 
 
 def _run(connection: Connection) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
 
 from rpg_core.exceptions import RPGConfigError
-from rpg_core.spec.sweep import SweepSpec, expand
+from rpg_core.spec import parse_spec
+from rpg_core.spec.search import SearchError
+from rpg_core.spec.sweep import SweepSpec, expand, expand_search
 
-from .. import crud
+from .. import crud, search
 from ..crud import lifecycle
 from ..deps import MAX_ID, ReadAuth, SessionDep, SettingsDep, StrictDigits, SweepId, WriteAuth
 from ..errors import field_error
@@ -17,6 +20,7 @@ from ..schemas import SweepCreated, SweepOut, SweepPage
 from ..validation import limit_errors
 from ..yaml_body import YamlBodyRoute, yaml_request_body
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=YamlBodyRoute)
 
 SWEEP_EXAMPLES: dict[str, Any] = {
@@ -47,7 +51,10 @@ def submit_sweep(
     settings: SettingsDep,
     _auth: WriteAuth,
 ) -> SweepCreated:
-    """Create every experiment of the sweep (all or none) and send them to the worker."""
+    """Create every experiment of the sweep (all or none) and send them to the worker; a
+    sweep with a ``search`` creates its studies and their first trials (docs/SEARCH.md)."""
+    if sweep.search is not None:
+        return _submit_search(sweep, session, settings)
     try:
         # the size is counted before anything is expanded (a 10^12 grid costs nothing)
         specs = expand(sweep, max_experiments=settings.max_sweep_experiments)
@@ -67,6 +74,40 @@ def submit_sweep(
     session.commit()
     sent = lifecycle.dispatch_jobs(session, settings, ids)
     return SweepCreated(id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=len(sent))
+
+
+def _submit_search(sweep: SweepSpec, session: SessionDep, settings: SettingsDep) -> SweepCreated:
+    assert sweep.search is not None
+    try:
+        plans = expand_search(sweep, max_experiments=settings.max_sweep_experiments)
+    except SearchError as err:
+        raise field_error(err.field, err.message) from None
+    except RPGConfigError as err:
+        raise field_error("sweep", str(err)) from None
+    errors = [
+        e
+        for i, p in enumerate(plans)
+        for e in limit_errors(parse_spec(p.base), settings, f"studies[{i}].")
+    ]
+    if errors:
+        raise HTTPException(422, detail=errors[:50])
+    names = search.new_optuna_studies(sweep.search, plans, settings.database_url)
+    sweep_id, _ = crud.create_sweep(session, sweep.name, sweep.model_dump(mode="json"), [])
+    study_ids = search.create_studies(session, sweep_id, sweep.search, plans, names)
+    session.commit()
+    ids: list[int] = []
+    for study_id in study_ids:
+        try:
+            ids += search.drive(session, settings, study_id)
+        except Exception:  # the studies are stored: the reconciler asks for their trials
+            log.exception(
+                "sweep %d: the first trials of study %d were not asked", sweep_id, study_id
+            )
+            session.rollback()
+    dispatched = crud.count_dispatched(session, ids)
+    return SweepCreated(
+        id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=dispatched, study_ids=study_ids
+    )
 
 
 def sweep_varies(spec: Any) -> dict[str, Any]:
@@ -104,6 +145,7 @@ def list_sweeps(
     more = len(rows) > limit
     rows = rows[:limit]
     counts = crud.sweep_counts(session, [r.id for r in rows])
+    studies = search.study_ids_by_sweep(session, [r.id for r in rows])
     items = [
         SweepOut(
             id=r.id,
@@ -112,6 +154,7 @@ def list_sweeps(
             counts=counts[r.id],
             total=sum(counts[r.id].values()),
             task=sweep_task(r.spec),
+            study_ids=studies.get(r.id, []),
             **sweep_varies(r.spec),
         )
         for r in rows
@@ -134,5 +177,6 @@ def show_sweep(sweep_id: SweepId, session: SessionDep, _auth: ReadAuth) -> Sweep
         total=sum(counts.values()),
         spec=sweep.spec,
         task=sweep_task(sweep.spec),
+        study_ids=[s.id for s in search.studies_of_sweep(session, sweep_id)],
         **sweep_varies(sweep.spec),
     )

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ..exceptions import RPGConfigError
 from . import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
 from .replicates import MAX_SEEDS, SEEDS_DESCRIPTION, Seed, replicate_all, unique_seeds
+from .search import SearchSpec, StudyPlan, check_search, plan_studies
 
 MAX_EXPERIMENTS = 1000
 
@@ -47,6 +48,9 @@ class SweepSpec(BaseModel):
     tags: list[str] = Field(default_factory=list)
     seeds: Annotated[list[Seed], AfterValidator(unique_seeds)] = Field(
         default_factory=list, max_length=MAX_SEEDS, description=SEEDS_DESCRIPTION
+    )
+    search: SearchSpec | None = Field(
+        None, description="a hyper-parameter search per grid point (docs/SEARCH.md)"
     )
 
 
@@ -93,7 +97,9 @@ def sweep_size(sweep: dict[str, Any] | SweepSpec) -> int:
     the grid's value counts plus the extra runs (a grid of 4 keys x 1,000 values is 10^12,
     counted in microseconds)."""
     sw = parse_sweep(sweep)
-    return math.prod(len(values) for values in sw.grid.values()) + len(sw.extra)
+    points = math.prod(len(values) for values in sw.grid.values()) + len(sw.extra)
+    points *= max(len(sw.seeds), 1) if sw.search is not None else 1
+    return points * (sw.search.n_trials if sw.search is not None else 1)
 
 
 def check_sweep_size(sweep: dict[str, Any] | SweepSpec, limit: int = MAX_EXPERIMENTS) -> int:
@@ -108,6 +114,8 @@ def check_sweep_size(sweep: dict[str, Any] | SweepSpec, limit: int = MAX_EXPERIM
     if count > limit:
         counts = " x ".join(f"{p} ({len(v)})" for p, v in sw.grid.items()) or "no grid"
         extra = f" + {len(sw.extra)} extra" if sw.extra else ""
+        if sw.search is not None:
+            extra += f", x {len(sw.seeds) or 1} seeds x {sw.search.n_trials} trials (search)"
         raise RPGConfigError(
             f"sweep expands to {count} experiments ({counts}{extra}); at most {limit} are "
             f"allowed: give fewer values for the grid keys {', '.join(sw.grid) or '-'}"
@@ -120,8 +128,33 @@ def expand(
 ) -> list[ExperimentSpec]:
     """The experiments of a sweep, validated; errors name the experiment and the field.
 
-    The size is checked first (:func:`check_sweep_size`), so an oversized grid costs nothing."""
+    The size is checked first (:func:`check_sweep_size`), so an oversized grid costs nothing.
+    A sweep with a ``search`` has no fixed list of experiments: :func:`expand_search`."""
     sw = parse_sweep(sweep)
+    if sw.search is not None:
+        raise RPGConfigError(
+            "search: a search sweep's trials are chosen as they finish (Optuna, in the service): "
+            "submit it with rpg submit-sweep or POST /api/sweeps (docs/SEARCH.md)"
+        )
+    return _expand(sw, max_experiments)
+
+
+def expand_search(
+    sweep: dict[str, Any] | SweepSpec, max_experiments: int = MAX_EXPERIMENTS
+) -> list[StudyPlan]:
+    """The studies of a search sweep: one per grid point (and seed), each the spec its trials
+    start from; the whole size (points x trials) is checked first, then the search section
+    against the base (:func:`rpg_core.spec.search.check_search`, errors name the field)."""
+    sw = parse_sweep(sweep)
+    if sw.search is None:
+        raise RPGConfigError("search: this sweep has no search section")
+    check_sweep_size(sw, max_experiments)
+    check_search(sw.search, sw.base, list(sw.grid))
+    points = _expand(sw.model_copy(update={"search": None}), max_experiments)
+    return plan_studies([s.model_dump(mode="json") for s in points])
+
+
+def _expand(sw: SweepSpec, max_experiments: int) -> list[ExperimentSpec]:
     check_sweep_size(sw, max_experiments)
     raw: list[dict[str, Any]] = []
     paths = list(sw.grid)
@@ -203,4 +236,6 @@ def varied_fields(sweep: dict[str, Any] | SweepSpec) -> list[str]:
         for path, value in _leaves(over).items():
             if path.split(".")[0] not in _LABELS and _at(sw.base, path) != value:
                 out.add(path)
+    if sw.search is not None:  # the searched knobs differ between a study's trials
+        out.update(sw.search.space)
     return sorted(out)

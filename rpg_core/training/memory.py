@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "backbone_params",
     "BACKWARD_FACTOR",
     "FIXED_DATA",
     "RING_BUILD_BYTES",
@@ -458,3 +459,17 @@ def memory_error(spec: ExperimentSpec, budget: int) -> tuple[str, str] | None:
         f"this job needs {est.summary()} of memory at batch size {est.batch_size}; this server "
         f"allows {gib(budget)} per job: lower {', '.join(est.fields)}"
     )
+
+
+def backbone_params(spec: ExperimentSpec | dict[str, Any]) -> int:
+    """The backbone parameter count of the model ``spec`` builds (what its result's
+    ``backbone`` would say), without data or training: the model is built on the CPU from the
+    data's shape (:func:`data_shape`). The power-law search sampler's ``params_of``."""
+    from ..models import create_model
+    from ..rpg.params import count_params
+    from ..spec import parse_spec
+
+    parsed = parse_spec(spec) if isinstance(spec, dict) else spec
+    shape = data_shape(parsed.data)
+    model = create_model(parsed, num_classes=shape.outputs, in_channels=shape.channels)
+    return int(count_params(model).backbone)

@@ -96,6 +96,11 @@ def test_submit_status_download(
     assert "2 experiments queued" in capsys.readouterr().out
     assert _run(["sweep", str(sweep_file), "--remote", *remote]) == 0  # the same, by its flag
     assert "2 experiments queued" in capsys.readouterr().out
+    search = {"sampler": "random", "n_trials": 3, "parallel": 2}
+    search["space"] = {"train.lr": {"log": [0.01, 0.1]}}
+    sweep_file.write_text(json.dumps({"name": "cli-search", "base": SPEC, "search": search}))
+    assert _run(["submit-sweep", str(sweep_file), *remote]) == 0  # a search: its first trials
+    assert "2 experiments queued, 1 study (search" in capsys.readouterr().out
 
     rel = crud.artifact_relpath(exp_id)
     (settings.artifact_dir / rel).parent.mkdir(parents=True)

@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from api.db import make_engine
 from api.migrate import upgrade
 from api.models import Base
+from api.optuna_tables import optuna_metadata
 
 from ..pg import PG_ADMIN, PG_URL
 
@@ -23,7 +24,7 @@ def _diff(url: str) -> list[object]:
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-            return list(compare_metadata(ctx, Base.metadata))
+            return list(compare_metadata(ctx, [Base.metadata, optuna_metadata()]))
     finally:
         engine.dispose()
 
@@ -41,7 +42,8 @@ def test_upgrade_from_empty_sqlite_is_idempotent(tmp_path: object) -> None:
         names = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    assert set(Base.metadata.tables) | {"alembic_version"} == names
+    optuna = set(optuna_metadata().tables)
+    assert set(Base.metadata.tables) | optuna | {"alembic_version"} == names
 
 
 def test_upgrade_from_empty_postgresql() -> None:
@@ -194,3 +196,47 @@ def test_0004_backfills_conditions_on_sqlite(tmp_path: object) -> None:
 
 def test_0004_backfills_conditions_on_postgresql() -> None:
     _on_fresh_postgresql(_conditions_backfill)
+
+
+def _search_tables(url: str) -> None:
+    """0005: Optuna's tables and its version row, which Optuna's storage accepts as they are (no
+    table creation, no migration of its own); downgrading drops them and the trial columns."""
+    import optuna
+
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        assert set(optuna_metadata().tables) | {"search_studies"} <= names
+        from api.optuna_tables import storage
+
+        study = optuna.create_study(storage=storage(url), study_name="probe")
+        trial = study.ask()
+        trial.report(0.5, 1)
+        study.tell(trial, 0.5)
+        assert optuna.load_study(study_name="probe", storage=storage(url)).best_value == 0.5
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == (
+                "0005"
+            )  # Optuna did not stamp its own revision
+        storage(url).engine.dispose()
+        _downgrade_drops(url, engine, "0004", {"study_id", "trial_number"})
+        from alembic import command
+
+        from api.migrate import alembic_config
+
+        command.downgrade(alembic_config(url), "0004")
+        engine.dispose()
+        left = set(inspect(engine).get_table_names())
+        assert not left & (set(optuna_metadata().tables) | {"search_studies"})
+        upgrade(url)
+    finally:
+        engine.dispose()
+
+
+def test_0005_optuna_tables_on_sqlite(tmp_path: object) -> None:
+    _search_tables(f"sqlite:///{tmp_path}/m5.db")
+
+
+def test_0005_optuna_tables_on_postgresql() -> None:
+    _on_fresh_postgresql(_search_tables)

@@ -50,7 +50,7 @@ def test_the_groups_partition_the_statuses() -> None:
     data = page_data()
     assert data["statuses"] == NAMES
     assert set(data["active"]) == {"queued", "running", "cancelling"}
-    assert set(data["finished"]) == {"cancelled", "succeeded", "failed"}
+    assert set(data["finished"]) == {"cancelled", "succeeded", "failed", "pruned"}
 
 
 # a literal list, tuple or set of at least three status names ("queued", "running", ...)

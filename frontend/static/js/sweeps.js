@@ -21,6 +21,7 @@ function rowHtml(s) {
     <td>${counts}</td><td>${new Date(s.created_at).toLocaleString()}</td>
     <td><a class="btn" href="/?sweep=${s.id}">Runs</a> <a class="btn" href="/power-law?sweep=${s.id}${taskOf(s) === "classification" ? "" : `&task=${esc(taskOf(s))}`}">Power law</a>
       ${s.compares_variants ? `<a class="btn" href="/tables?sweep=${s.id}">Table</a>` : ""}
+      ${(s.study_ids || []).map((sid, i) => `<a class="btn" href="/ui/studies/${sid}">Study${s.study_ids.length > 1 ? ` ${i + 1}` : ""}</a>`).join(" ")}
       <button type="button" class="btn" data-ablation="${s.id}" data-name="${esc(s.name)}">Ablation bars</button>
       <button type="button" class="btn" data-speed="${s.id}" data-name="${esc(s.name)}">Accuracy vs time</button></td></tr>`;
 }
