@@ -415,6 +415,8 @@ class AnswerCache:
 
 
 ANSWERS = AnswerCache()  # the power law's answers (api.routes.analysis, frontend.routes)
+
+
 @dataclass(frozen=True)
 class TrialPoint:
     """A search trial among the power law's points: its number (the order its study asked it)

@@ -9,7 +9,7 @@ version the power law's answers are cached under, api.crud.metrics.results_versi
 index lookup.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03 11:00:00
 """
 
