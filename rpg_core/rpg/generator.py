@@ -47,7 +47,8 @@ version 3, ``splitmix64-hash`` (HashedNets, Chen et al. 2015: ``method: hashed``
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -109,16 +110,43 @@ def check_seed(seed: int, name: str = "seed") -> int:
 
 
 _CHUNK = 1 << 15  # elements per block: the arithmetic stays in the CPU cache (5x faster)
+_BLOCK = 1 << 17  # elements per block of signed_index: its cycle walking in few, larger steps
+
+
+_STEPS = np.arange(1, _CHUNK + 1, dtype=np.uint64) * np.uint64(GAMMA)  # (i + 1) * GAMMA
+
+
+def _stream_start(seed: int, tag: int) -> int:
+    """``s0`` of the stream (seed, tag)."""
+    return mix64_int(check_seed(seed) ^ mix64_int(tag))
+
+
+def _stream_block(s0: int, start: int, k: int) -> np.ndarray:
+    """Outputs ``start .. start + k - 1`` (``k <= _CHUNK``) of the stream started at ``s0``."""
+    z = _STEPS[:k] + np.uint64((s0 + start * GAMMA) & MASK64)
+    return mix64(z)
+
+
+def _top_bits(s0: int, start: int, k: int, tmp: np.ndarray) -> np.ndarray:
+    """The top bit (0 or 1, uint64) of outputs ``start .. start + k - 1`` of the stream at
+    ``s0``: :func:`mix64` without its last ``z ^= z >> 31``, which leaves the top bit as it is;
+    in place, with ``tmp`` (uint64, ``>= k``) as scratch."""
+    z = _STEPS[:k] + np.uint64((s0 + start * GAMMA) & MASK64)
+    t = tmp[:k]
+    np.right_shift(z, np.uint64(30), out=t)
+    np.bitwise_xor(z, t, out=z)
+    np.multiply(z, _M1, out=z)
+    np.right_shift(z, np.uint64(27), out=t)
+    np.bitwise_xor(z, t, out=z)
+    np.multiply(z, _M2, out=z)
+    return np.right_shift(z, np.uint64(63), out=z)
 
 
 def _stream_blocks(seed: int, tag: int, n: int) -> Iterator[tuple[int, np.ndarray]]:
     """(start, block) pairs covering ``stream(seed, tag, n)``; each block is a fresh array."""
-    s0 = mix64_int(check_seed(seed) ^ mix64_int(tag))
-    steps = np.arange(1, _CHUNK + 1, dtype=np.uint64) * np.uint64(GAMMA)
+    s0 = _stream_start(seed, tag)
     for start in range(0, n, _CHUNK):
-        k = min(_CHUNK, n - start)
-        z = steps[:k] + np.uint64((s0 + start * GAMMA) & MASK64)
-        yield start, mix64(z)
+        yield start, _stream_block(s0, start, min(_CHUNK, n - start))
 
 
 def stream(seed: int, tag: int, n: int) -> np.ndarray:
@@ -168,17 +196,48 @@ def _round_keys(seed: int, tag: int, dtype: type) -> list[tuple[Any, Any]]:
     ]
 
 
-def _bijection(x: np.ndarray, keys: list[tuple[Any, Any]], b: int) -> np.ndarray:
-    """The keyed bijection of ``b``-bit integers (an unsigned array, modified and returned)."""
+def _bijection(
+    x: np.ndarray, keys: list[tuple[Any, Any]], b: int, tmp: np.ndarray | None = None
+) -> np.ndarray:
+    """The keyed bijection of ``b``-bit integers (an unsigned array, modified and returned);
+    ``tmp``: scratch of at least ``len(x)`` elements of ``x``'s dtype (else allocated)."""
     dtype = x.dtype.type
     mask = dtype((1 << b) - 1)
     shift = dtype((b + 1) // 2)
-    for mult, add in keys:
-        x *= mult
-        x += add
-        x &= mask
-        x ^= x >> shift
+    t = np.empty_like(x) if tmp is None or len(tmp) < len(x) else tmp[: len(x)]
+    for mult, add in keys:  # in place: no temporary array per operation
+        np.multiply(x, mult, out=x)
+        np.add(x, add, out=x)
+        np.bitwise_and(x, mask, out=x)
+        np.right_shift(x, shift, out=t)
+        np.bitwise_xor(x, t, out=x)
     return x
+
+
+class _Bijection:
+    """Version 2's permutation of ``0..n-1`` (``n >= 2``), evaluated block by block."""
+
+    def __init__(self, seed: int, tag: int, n: int) -> None:
+        self.b = (n - 1).bit_length()
+        self.dtype: type = np.uint32 if self.b <= 32 else np.uint64
+        self.keys = _round_keys(seed, tag, self.dtype)
+        self.limit = self.dtype(n)
+        self.base: np.ndarray = np.arange(_CHUNK, dtype=self.dtype)
+
+    def block(self, start: int, k: int, tmp: np.ndarray | None = None) -> np.ndarray:
+        """Values ``start .. start + k - 1``, in the unsigned work dtype: the bijection in
+        cache-sized pieces, then the cycle walking of the whole block (few, larger steps)."""
+        x = np.empty(k, dtype=self.dtype)
+        for a in range(0, k, _CHUNK):
+            piece = x[a : a + _CHUNK]
+            np.add(self.base[: len(piece)], self.dtype(start + a), out=piece)
+            _bijection(piece, self.keys, self.b, tmp)
+        out_of_range = np.flatnonzero(x >= self.limit)
+        while len(out_of_range):  # cycle walking: a bijection's cycle returns below n
+            y = _bijection(x[out_of_range], self.keys, self.b, tmp)
+            x[out_of_range] = y
+            out_of_range = out_of_range[y >= self.limit]
+        return x
 
 
 def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.ndarray:
@@ -187,21 +246,12 @@ def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.
     if n <= 1:
         return np.zeros(max(min(count, n), 0), dtype=np.int64)
     check_seed(seed)
-    b = (n - 1).bit_length()
-    dtype = np.uint32 if b <= 32 else np.uint64
-    keys = _round_keys(seed, tag, dtype)
+    perm = _Bijection(seed, tag, n)
     out = np.empty(count, dtype=np.int64)
-    limit = dtype(n)
-    base: np.ndarray = np.arange(_CHUNK, dtype=dtype)
+    tmp = np.empty(_CHUNK, dtype=perm.dtype)
     for start in range(0, count, _CHUNK):
         k = min(_CHUNK, count - start)
-        x = _bijection(base[:k] + start, keys, b)
-        out_of_range = np.flatnonzero(x >= limit)
-        while len(out_of_range):  # cycle walking: a bijection's cycle returns below n
-            y = _bijection(x[out_of_range], keys, b)
-            x[out_of_range] = y
-            out_of_range = out_of_range[y >= limit]
-        out[start : start + k] = x
+        out[start : start + k] = perm.block(start, k, tmp)
     return out
 
 
@@ -231,6 +281,103 @@ def index_array(
         tail = shuffle >= q * n
         u[tail] = extra.astype(dtype)[shuffle[tail] - q * n]
     return u
+
+
+def table_dtype(n: int) -> type:
+    """The dtype of a ring's signed index (values below ``2 n``): int32 while it fits."""
+    return np.int32 if 2 * n < 2**31 else np.int64
+
+
+def signed_index(
+    seed: int,
+    n: int,
+    m: int,
+    *,
+    permute: bool = True,
+    reflect: bool = True,
+    version: int = GENERATOR_VERSION,
+    workers: int = 1,
+) -> np.ndarray:
+    """A ring's table, ``index_array(...) + n * (signs(...) < 0)``, element for element.
+
+    The value ``u_j`` where the sign is +1 and ``n + u_j`` where it is -1 (dtype
+    :func:`table_dtype`), computed in one pass of cache-sized blocks: the index, its remainder,
+    the extra elements and the sign of a block are done before the next block starts, so no
+    full-size intermediate array is written (version 1's sort is the exception: its whole index
+    array comes first). ``workers`` threads share the blocks (numpy releases the GIL).
+    """
+    if n <= 0 or m <= 0:
+        raise RPGConfigError(f"signed_index needs n > 0 and m > 0, got n={n}, m={m}")
+    check_version(version)
+    check_seed(seed)
+    out = np.empty(m, dtype=table_dtype(n))
+    index = _index_blocks(seed, n, m, permute, version)
+    s_sign = _stream_start(seed, TAG_SIGN) if reflect else None
+    offset = out.dtype.type(n)
+
+    def fill(first: int, last: int) -> None:  # the blocks starting in [first, last)
+        tmp = np.empty(_CHUNK, dtype=np.uint64)
+        for start in range(first, last, _BLOCK):
+            k = min(_BLOCK, m - start)
+            block = out[start : start + k]
+            block[...] = index(start, k, tmp)
+            if s_sign is None:
+                continue
+            for a in range(0, k, _CHUNK):
+                piece = block[a : a + _CHUNK]
+                negative = _top_bits(s_sign, start + a, len(piece), tmp)
+                piece += negative.astype(out.dtype) * offset
+
+    blocks = -(-m // _BLOCK)
+    workers = max(1, min(int(workers), blocks))
+    if workers == 1:
+        fill(0, m)
+        return out
+    per = -(-blocks // workers) * _BLOCK
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done in [pool.submit(fill, a, min(a + per, m)) for a in range(0, m, per)]:
+            done.result()
+    return out
+
+
+def _index_blocks(
+    seed: int, n: int, m: int, permute: bool, version: int
+) -> Callable[[int, int, np.ndarray], np.ndarray]:
+    """``index(start, k, tmp)``: ``index_array(seed, n, m, ...)[start : start + k]``."""
+    if not permute:
+        return lambda start, k, tmp: np.arange(start, start + k, dtype=np.int64) % n
+    if version == 1:  # a sort of all m keys: the whole array first
+        u = index_array(seed, n, m, version=1)
+        return lambda start, k, tmp: u[start : start + k]
+    if version == HASHED_VERSION:
+        s_hash, modulus = _stream_start(seed, TAG_HASH), np.uint64(n)
+
+        def hashed(start: int, k: int, tmp: np.ndarray) -> np.ndarray:
+            u = np.empty(k, dtype=np.uint64)
+            for a in range(0, k, _CHUNK):
+                piece = u[a : a + _CHUNK]
+                np.remainder(_stream_block(s_hash, start + a, len(piece)), modulus, out=piece)
+            return u
+
+        return hashed
+    q, r = divmod(m, n)
+    shuffle = _Bijection(seed, TAG_SHUFFLE, m) if m > 1 else None  # a permutation of one: [0]
+    work: type = np.uint32 if shuffle is None else shuffle.dtype
+    extra = permutation_v2(seed, TAG_SELECT, n, count=r).astype(work) if r else None
+    modulus, whole = work(n), work(q * n)
+
+    def index(start: int, k: int, tmp: np.ndarray) -> np.ndarray:
+        x = np.zeros(k, dtype=work) if shuffle is None else shuffle.block(start, k, tmp.view(work))
+        if extra is None:  # base[k] = k mod n everywhere
+            return np.remainder(x, modulus, out=x)
+        if not q:  # m < n: base is the extra elements only
+            return extra[x]
+        u = np.remainder(x, modulus)
+        tail = np.flatnonzero(x >= whole)
+        u[tail] = extra[x[tail] - whole]
+        return u
+
+    return index
 
 
 def hashed_index(seed: int, n: int, m: int) -> np.ndarray:
