@@ -47,7 +47,7 @@ version 3, ``splitmix64-hash`` (HashedNets, Chen et al. 2015: ``method: hashed``
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -227,17 +227,25 @@ class _Bijection:
     def block(self, start: int, k: int, tmp: np.ndarray | None = None) -> np.ndarray:
         """Values ``start .. start + k - 1``, in the unsigned work dtype: the bijection in
         cache-sized pieces, then the cycle walking of the whole block (few, larger steps)."""
-        x = np.empty(k, dtype=self.dtype)
+        x: np.ndarray = np.empty(k, dtype=self.dtype)
         for a in range(0, k, _CHUNK):
             piece = x[a : a + _CHUNK]
             np.add(self.base[: len(piece)], self.dtype(start + a), out=piece)
             _bijection(piece, self.keys, self.b, tmp)
-        out_of_range = np.flatnonzero(x >= self.limit)
-        while len(out_of_range):  # cycle walking: a bijection's cycle returns below n
+        self.walk(x, np.flatnonzero(x >= self.limit), tmp)
+        return x
+
+    def walk(
+        self, x: np.ndarray, out_of_range: np.ndarray, tmp: np.ndarray | None, steps: int = -1
+    ) -> np.ndarray:
+        """Cycle walking (a bijection's cycle returns below n) of ``x[out_of_range]``, in
+        place, at most ``steps`` times (-1: to the end); the positions still out of range."""
+        while len(out_of_range) and steps != 0:
             y = _bijection(x[out_of_range], self.keys, self.b, tmp)
             x[out_of_range] = y
             out_of_range = out_of_range[y >= self.limit]
-        return x
+            steps -= 1
+        return out_of_range
 
 
 def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.ndarray:
@@ -248,7 +256,7 @@ def permutation_v2(seed: int, tag: int, n: int, count: int | None = None) -> np.
     check_seed(seed)
     perm = _Bijection(seed, tag, n)
     out = np.empty(count, dtype=np.int64)
-    tmp = np.empty(_CHUNK, dtype=perm.dtype)
+    tmp: np.ndarray = np.empty(_CHUNK, dtype=perm.dtype)
     for start in range(0, count, _CHUNK):
         k = min(_CHUNK, count - start)
         out[start : start + k] = perm.block(start, k, tmp)
@@ -304,80 +312,132 @@ def signed_index(
     :func:`table_dtype`), computed in one pass of cache-sized blocks: the index, its remainder,
     the extra elements and the sign of a block are done before the next block starts, so no
     full-size intermediate array is written (version 1's sort is the exception: its whole index
-    array comes first). ``workers`` threads share the blocks (numpy releases the GIL).
+    array comes first). Version 2's cycle walking stops after a few steps in each block; the
+    few positions still walking (about 1%) finish together at the end. ``workers`` threads
+    share the blocks (numpy releases the GIL).
     """
     if n <= 0 or m <= 0:
         raise RPGConfigError(f"signed_index needs n > 0 and m > 0, got n={n}, m={m}")
     check_version(version)
     check_seed(seed)
-    out = np.empty(m, dtype=table_dtype(n))
-    index = _index_blocks(seed, n, m, permute, version)
-    s_sign = _stream_start(seed, TAG_SIGN) if reflect else None
-    offset = out.dtype.type(n)
-
-    def fill(first: int, last: int) -> None:  # the blocks starting in [first, last)
-        tmp = np.empty(_CHUNK, dtype=np.uint64)
-        for start in range(first, last, _BLOCK):
-            k = min(_BLOCK, m - start)
-            block = out[start : start + k]
-            block[...] = index(start, k, tmp)
-            if s_sign is None:
-                continue
-            for a in range(0, k, _CHUNK):
-                piece = block[a : a + _CHUNK]
-                negative = _top_bits(s_sign, start + a, len(piece), tmp)
-                piece += negative.astype(out.dtype) * offset
-
+    table = _SignedTable(seed, n, m, permute, reflect, version)
     blocks = -(-m // _BLOCK)
     workers = max(1, min(int(workers), blocks))
-    if workers == 1:
-        fill(0, m)
-        return out
     per = -(-blocks // workers) * _BLOCK
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done in [pool.submit(fill, a, min(a + per, m)) for a in range(0, m, per)]:
-            done.result()
-    return out
+    ranges = [(a, min(a + per, m)) for a in range(0, m, per)]
+    if workers == 1:
+        late = [table.fill(a, b) for a, b in ranges]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            late = list(pool.map(lambda r: table.fill(*r), ranges))
+    table.finish(late)
+    return table.out
 
 
-def _index_blocks(
-    seed: int, n: int, m: int, permute: bool, version: int
-) -> Callable[[int, int, np.ndarray], np.ndarray]:
-    """``index(start, k, tmp)``: ``index_array(seed, n, m, ...)[start : start + k]``."""
-    if not permute:
-        return lambda start, k, tmp: np.arange(start, start + k, dtype=np.int64) % n
-    if version == 1:  # a sort of all m keys: the whole array first
-        u = index_array(seed, n, m, version=1)
-        return lambda start, k, tmp: u[start : start + k]
-    if version == HASHED_VERSION:
-        s_hash, modulus = _stream_start(seed, TAG_HASH), np.uint64(n)
+class _SignedTable:
+    """:func:`signed_index`'s work: ``fill`` a range of blocks, then ``finish`` the positions
+    whose cycle walk was cut short."""
 
-        def hashed(start: int, k: int, tmp: np.ndarray) -> np.ndarray:
+    WALK = 4  # walking steps per block: (1/3)^4 of a block's positions or fewer are left over
+
+    def __init__(
+        self, seed: int, n: int, m: int, permute: bool, reflect: bool, version: int
+    ) -> None:
+        self.n, self.m = n, m
+        self.out: np.ndarray = np.empty(m, dtype=table_dtype(n))
+        self.offset = self.out.dtype.type(n)
+        self.s_sign = _stream_start(seed, TAG_SIGN) if reflect else None
+        self.kind = "mod" if not permute else ("v1" if version == 1 else str(version))
+        self.shuffle: _Bijection | None = None
+        if self.kind == "v1":  # a sort of all m keys: the whole array first
+            self.u = index_array(seed, n, m, version=1)
+        elif self.kind == str(HASHED_VERSION):
+            self.s_hash = _stream_start(seed, TAG_HASH)
+        elif self.kind != "mod":
+            if m > 1:  # a permutation of one element is [0]
+                self.shuffle = _Bijection(seed, TAG_SHUFFLE, m)
+            self.work: type = np.uint32 if self.shuffle is None else self.shuffle.dtype
+            q, r = divmod(m, n)
+            extra = permutation_v2(seed, TAG_SELECT, n, count=r) if r else None
+            self.extra: np.ndarray | None = None if extra is None else extra.astype(self.work)
+            self.q, self.whole = q, self.work(q * n)
+
+    def fill(self, first: int, last: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Blocks starting in [first, last); the (positions, walk so far, sign part) of those
+        whose walk is not done."""
+        tmp = np.empty(_CHUNK, dtype=np.uint64)
+        late = []
+        for start in range(first, last, _BLOCK):
+            k = min(_BLOCK, self.m - start)
+            block = self.out[start : start + k]
+            u, walking, x = self._index(start, k, tmp)
+            block[...] = u
+            if self.s_sign is not None:
+                for a in range(0, k, _CHUNK):
+                    piece = block[a : a + _CHUNK]
+                    negative = _top_bits(self.s_sign, start + a, len(piece), tmp)
+                    piece += negative.astype(self.out.dtype) * self.offset
+            if walking is not None and len(walking):
+                assert x is not None
+                sign_part = block[walking] - u[walking].astype(self.out.dtype)
+                late.append((walking + start, x[walking], sign_part))
+        return late
+
+    def _index(
+        self, start: int, k: int, tmp: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``index_array(...)[start : start + k]``, except at the returned positions (local),
+        whose walk is not done (version 2), and version 2's shuffle values ``x``."""
+        if self.kind == "mod":
+            return np.arange(start, start + k, dtype=np.int64) % self.n, None, None
+        if self.kind == "v1":
+            return self.u[start : start + k], None, None
+        if self.kind == str(HASHED_VERSION):
             u = np.empty(k, dtype=np.uint64)
+            modulus = np.uint64(self.n)
             for a in range(0, k, _CHUNK):
                 piece = u[a : a + _CHUNK]
-                np.remainder(_stream_block(s_hash, start + a, len(piece)), modulus, out=piece)
-            return u
+                np.remainder(_stream_block(self.s_hash, start + a, len(piece)), modulus, out=piece)
+            return u, None, None
+        if self.shuffle is None:
+            x: np.ndarray = np.zeros(k, dtype=self.work)
+            walking = None
+        else:
+            x = np.empty(k, dtype=self.work)
+            sh = self.shuffle
+            scratch: np.ndarray = tmp.view(self.work)
+            for a in range(0, k, _CHUNK):
+                piece = x[a : a + _CHUNK]
+                np.add(sh.base[: len(piece)], sh.dtype(start + a), out=piece)
+                _bijection(piece, sh.keys, sh.b, scratch)
+            walking = sh.walk(x, np.flatnonzero(x >= sh.limit), scratch, self.WALK)
+        return self._base(x), walking, x
 
-        return hashed
-    q, r = divmod(m, n)
-    shuffle = _Bijection(seed, TAG_SHUFFLE, m) if m > 1 else None  # a permutation of one: [0]
-    work: type = np.uint32 if shuffle is None else shuffle.dtype
-    extra = permutation_v2(seed, TAG_SELECT, n, count=r).astype(work) if r else None
-    modulus, whole = work(n), work(q * n)
-
-    def index(start: int, k: int, tmp: np.ndarray) -> np.ndarray:
-        x = np.zeros(k, dtype=work) if shuffle is None else shuffle.block(start, k, tmp.view(work))
-        if extra is None:  # base[k] = k mod n everywhere
-            return np.remainder(x, modulus, out=x)
-        if not q:  # m < n: base is the extra elements only
-            return extra[x]
+    def _base(self, x: np.ndarray) -> np.ndarray:
+        """``base[x]``: ``x mod n`` below ``q n``, the extra elements above (a value of an
+        unfinished walk, ``>= m``, gives a placeholder that :meth:`finish` replaces)."""
+        modulus = self.work(self.n)
+        if self.extra is None:  # base[k] = k mod n everywhere
+            return np.remainder(x, modulus)
+        last = self.work(len(self.extra) - 1)
+        if not self.q:  # m < n: base is the extra elements only
+            return self.extra[np.minimum(x, last)]
         u = np.remainder(x, modulus)
-        tail = np.flatnonzero(x >= whole)
-        u[tail] = extra[x[tail] - whole]
+        tail = np.flatnonzero(x >= self.whole)
+        u[tail] = self.extra[np.minimum(x[tail] - self.whole, last)]
         return u
 
-    return index
+    def finish(self, late: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> None:
+        """The positions whose walk was cut short: walked to the end, all together."""
+        parts = [p for chunk in late for p in chunk]
+        if not parts:
+            return
+        assert self.shuffle is not None
+        positions = np.concatenate([p for p, _, _ in parts])
+        x = np.concatenate([v for _, v, _ in parts])
+        sign_part = np.concatenate([s for _, _, s in parts])
+        self.shuffle.walk(x, np.arange(len(x)), None)
+        self.out[positions] = self._base(x).astype(self.out.dtype) + sign_part
 
 
 def hashed_index(seed: int, n: int, m: int) -> np.ndarray:
