@@ -338,10 +338,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
+    malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_"))
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
+        f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
+        f"malloc settings: {malloc or 'glibc defaults'}"
     )
     if args.device == "cuda":
         print(f"GPU: {torch.cuda.get_device_name()}")
