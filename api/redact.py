@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,12 @@ def redact_values(value: Any, old: str, new: str) -> Any:
     if isinstance(value, list | tuple):
         return [redact_values(v, old, new) for v in value]
     return value
+
+
+def redact_secrets(message: str, secrets: Iterable[str]) -> str:
+    """``message`` with every secret (a credential: access key, secret key, token) written as
+    ``<redacted>``; secrets shorter than 4 characters are left alone (they would match
+    anything)."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        message = message.replace(secret, "<redacted>")
+    return message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -51,8 +52,36 @@ class Settings(BaseSettings):
     )
     dispatch_queue: str = Field(default="rpg", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     artifact_dir: Path = Field(
-        default=Path(""), description="where .rpg files are stored; default: <home>/artifacts"
+        default=Path(""),
+        description="the local artifact directory: the store itself when artifact_url is not "
+        "s3://, else this host's scratch (checkpoints as the engine writes them, caches); "
+        "default: <home>/artifacts",
     )
+    # --- the artifact store (issue 26): docs/DEPLOY.md, api.storage
+    artifact_url: str = Field(
+        default="",
+        description="where models, resume checkpoints and stored files live: a local directory "
+        "(a path or file://PATH; the default is artifact_dir) or s3://BUCKET/PREFIX (AWS, or the "
+        "S3-compatible server at s3_endpoint_url); credentials come from boto3's usual chain "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role), never from here",
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="an S3-compatible server (MinIO, Ceph): http://HOST:PORT; empty = AWS",
+    )
+    s3_region: str = Field(default="", description="empty = boto3's own, else us-east-1")
+    s3_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="tries of one store request before the write fails"
+    )
+    s3_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="a store that does not answer in this long is down"
+    )
+    s3_presign_downloads: bool = Field(
+        default=False,
+        description="GET /api/experiments/{id}/model answers 307 to a presigned URL of the "
+        "object (the client reads the store directly) instead of streaming it through the API",
+    )
+    s3_presign_expires_s: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     data_root: Path = Field(
         default=Path("./data"), description="datasets named imagefolder:<name> live here"
     )
@@ -146,9 +175,34 @@ class Settings(BaseSettings):
         # Unset, the database and the artifacts live in the one home folder (RPG_HOME).
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'rpg-studio.db'}"
+        url = self.artifact_url.strip()
+        if url and not url.lower().startswith("s3://"):
+            # a local directory: the store is artifact_dir (file://PATH or a plain path)
+            self.artifact_dir = Path(url[len("file://") :] if url.startswith("file://") else url)
+            self.artifact_url = ""
         if self.artifact_dir == Path(""):
             self.artifact_dir = self.home / "artifacts"
         return self
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _check_artifact_url(cls, v: str) -> str:
+        v = v.strip()
+        scheme = v.split("://", 1)[0].lower() if "://" in v else ""
+        if scheme not in ("", "file", "s3"):
+            raise ValueError(
+                f"RPG_ARTIFACT_URL: {scheme}:// is not a store; use a directory or s3://BUCKET/PREFIX"
+            )
+        if scheme == "s3":
+            from urllib.parse import urlsplit
+
+            bucket = urlsplit(v).netloc
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(
+                    f"RPG_ARTIFACT_URL: {bucket!r} is not an S3 bucket name (3-63 lowercase "
+                    "letters, digits, dots and hyphens); use s3://BUCKET/PREFIX"
+                )
+        return v
 
     @field_validator("broker_url", mode="before")
     @classmethod

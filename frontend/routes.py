@@ -30,7 +30,7 @@ from api.deps import (
 )
 from api.models import Experiment
 from api.status import STATUSES, JobStatus, page_data
-from api.storage import resolve_inside
+from api.storage import StoreUnavailable, local_copy, open_store
 from rpg_core.catalog.tasks import TASKS
 
 from . import figures
@@ -237,8 +237,14 @@ def model_info(
     the stored .rpg header (a file this service wrote; nothing is unpickled). A run without
     a model yet answers ``available: false`` (200, so the page logs no failed request)."""
     record = crud.get_file(session, experiment_id, "model")
-    path = resolve_inside(settings.artifact_dir, record.path) if record else None
-    if record is None or path is None or not path.is_file():
+    try:  # the stored file itself, or (a remote store) a copy cached here
+        cache = Path(settings.artifact_dir) / "cache"
+        path = (
+            local_copy(open_store(settings), record.path, cache, record.sha256) if record else None
+        )
+    except StoreUnavailable as err:
+        raise HTTPException(503, detail=str(err)) from None
+    if record is None or path is None:
         if crud.get_experiment(session, experiment_id) is None:
             raise HTTPException(404, detail=f"experiment {experiment_id} not found")
         return {"available": False, "reason": "no stored model yet"}

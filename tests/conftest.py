@@ -7,6 +7,7 @@ torch's default threads they oversubscribe the cores and run many times slower.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,12 +17,13 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+from .s3server import MotoServer, credentials_env  # noqa: E402
 
 # Fixtures that mean "a real chromium" or "real worker / server processes": a test using one
 # (directly or through another fixture) gets the browser or e2e marker, so the fast lane
 # (make test-fast: -m "not slow and not browser and not e2e") leaves it out without a list.
 BROWSER_FIXTURES = frozenset({"browser"})
-E2E_FIXTURES = frozenset({"stack", "shared_stack"})
+E2E_FIXTURES = frozenset({"stack", "shared_stack", "s3_server", "s3_bucket"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,3 +33,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
         if names & E2E_FIXTURES:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A real S3 API server process (moto's standalone server) for the session, with boto3's
+    credential variables set for this process and the processes it starts."""
+    saved = {k: os.environ.get(k) for k in credentials_env()}
+    os.environ.update(credentials_env())
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MotoServer) -> str:
+    """A fresh bucket on the session's server."""
+    return s3_server.make_bucket()

@@ -26,10 +26,10 @@ from api.crud import files as stored
 from api.crud import lifecycle
 from api.db import make_engine, make_sessionmaker
 from api.settings import Settings
-from api.storage import resolve_inside
+from api.storage import local_copy, open_store
 from rpg_core.training.result import ExperimentResult
 
-from .artifacts import checkpoint_dir, save_outputs
+from .artifacts import CheckpointUpload, checkpoint_dir, fetch_checkpoint, save_outputs
 from .config import WorkerSettings
 from .control import JobControl, Reporter
 from .errors import JobOutOfMemory, is_permanent, redact
@@ -192,9 +192,12 @@ def _prune_source(settings: Settings, session: Session, spec: dict[str, Any]) ->
     if not isinstance(source, int):
         return None  # no pruning job, or a .rpg file name the engine reads from the data root
     record = stored.get_file(session, source, "model")
-    path = resolve_inside(Path(settings.artifact_dir), record.path) if record else None
+    key, sha256 = (record.path, record.sha256) if record is not None else (None, None)
     session.rollback()
-    if path is None or not path.is_file():
+    # from the store (a copy cached in this host's artifact dir when the store is remote)
+    cache = Path(settings.artifact_dir) / "cache"
+    path = local_copy(open_store(settings), key, cache, sha256) if key else None
+    if path is None:
         raise RPGConfigError(
             f"prune.source: experiment {source} has no model file; prune a run that succeeded"
         )
@@ -226,12 +229,17 @@ def _train(
     )
 
     _check_memory(settings, lease.spec)
-    ckpt = checkpoint_dir(settings.artifact_dir, lease.experiment_id)
+    store = open_store(settings)
+    artifact_dir = Path(settings.artifact_dir)
+    ckpt = checkpoint_dir(artifact_dir, lease.experiment_id)
     ckpt.mkdir(parents=True, exist_ok=True)
+    fetch_checkpoint(store, artifact_dir, lease.experiment_id)  # the latest, from any host
     keep = _KeepModel()
+    upload = CheckpointUpload(store, artifact_dir, lease.experiment_id)
     result = train_experiment(
         lease.spec,
-        callbacks=[Reporter(control, _epochs_of(lease.spec)), keep],
+        # the upload first: a checkpoint is in the store before the epoch is reported
+        callbacks=[upload, Reporter(control, _epochs_of(lease.spec)), keep],
         similarity_images=wcfg.similarity_images,
         attempt=lease.attempt,
         checkpoint_dir=ckpt,
@@ -239,13 +247,22 @@ def _train(
         resume=True,
         step_interval_s=min(wcfg.progress_s, 1.0),
         source_model=_prune_source(settings, session, lease.spec),
-        # a pruning method's dense network, trained once for every budget of a sweep
-        dense_cache=Path(settings.artifact_dir) / "dense",
+        # a pruning method's dense network, trained once for every budget of a sweep (on
+        # this host: a cache, not a stored file)
+        dense_cache=artifact_dir / "dense",
     )
     if result.stopped or control.lost:
         return None
-    files = save_outputs(Path(settings.artifact_dir), lease.experiment_id, keep.model, keep.data)
+    files = save_outputs(artifact_dir, lease.experiment_id, keep.model, keep.data, store)
     return result, files
+
+
+def _without_credentials(settings: Settings, message: str) -> str:
+    """``message`` without the artifact store's credentials (api.storage)."""
+    try:
+        return open_store(settings).redact(message)
+    except Exception:  # noqa: BLE001 - a store that cannot even be built holds no credentials
+        return message
 
 
 def _on_error(
@@ -260,7 +277,7 @@ def _on_error(
     attempt) or queue it again (a transient error)."""
     exp_id, token = lease.experiment_id, lease.token
     message = redact(
-        f"{type(err).__name__}: {err}",
+        _without_credentials(settings, f"{type(err).__name__}: {err}"),
         data_root=settings.data_root,
         artifact_dir=settings.artifact_dir,
     )

@@ -117,6 +117,7 @@ def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: s
 
     from api.migrate import upgrade
     from api.settings import Settings, ensure_sqlite_dir, safe_url
+    from api.storage import open_store
 
     from .config import WorkerSettings
     from .process import Supervisor, detect_gpus, parse_gpus
@@ -129,8 +130,8 @@ def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: s
     ensure_sqlite_dir(settings.database_url)
     upgrade(settings.database_url)
     log.info(
-        "home %s; database %s; artifacts %s", home, safe_url(settings.database_url),
-        settings.artifact_dir,
+        "home %s; database %s; artifacts in %s", home, safe_url(settings.database_url),
+        open_store(settings).name,
     )  # fmt: skip
     resumed = resume_interrupted(settings)
     if resumed:

@@ -16,7 +16,7 @@ from ..deps import ExperimentId, ListQueryDep, ReadAuth, SessionDep, SettingsDep
 from ..redact import redact
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
 from ..status import JobStatus
-from ..storage import remove_files
+from ..storage import StoreUnavailable, open_store, remove_files
 from ..validation import check_limits
 from ..yaml_body import YamlBodyRoute, yaml_request_body
 
@@ -85,7 +85,9 @@ def show(
     out = ExperimentDetail.model_validate(exp)
     if out.error:  # rows an older worker wrote may name the server's folders
         out.error = redact(
-            out.error, data_root=settings.data_root, artifact_dir=settings.artifact_dir
+            open_store(settings).redact(out.error),
+            data_root=settings.data_root,
+            artifact_dir=settings.artifact_dir,
         )
     stored = crud.get_result(session, experiment_id)
     out.result = ExperimentResult.model_validate(stored) if stored is not None else None
@@ -128,5 +130,10 @@ def delete(
     except KeyError:
         raise _not_found(experiment_id) from None
     session.commit()
-    remove_files(settings.artifact_dir, paths)
+    store = open_store(settings)
+    try:  # its files, and the checkpoints kept for a resume
+        keys = set(paths) | set(store.list(f"experiments/{int(experiment_id)}/"))
+        remove_files(store, sorted(keys))
+    except StoreUnavailable as err:  # the record is gone; the objects stay behind, logged
+        log.warning("experiment %d deleted; its files were not: %s", experiment_id, err)
     return Response(status_code=204)

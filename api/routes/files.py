@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import crud
 from ..deps import ExperimentId, ReadAuth, SessionDep, SettingsDep, WriteAuth
 from ..middleware import BodyTooLarge
 from ..redact import redact_values
 from ..status import JobStatus
-from ..storage import resolve_inside
+from ..storage import CHUNK_BYTES, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["files"])
@@ -25,7 +26,13 @@ INSPECT_PATH = "/api/models/inspect"
 @router.get(
     "/experiments/{experiment_id}/model",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 304: {}, 404: {}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        304: {},
+        307: {"description": "s3_presign_downloads: the object's presigned URL (Location)"},
+        404: {},
+        503: {"description": "the artifact store cannot be reached"},
+    },
 )
 def download_model(
     experiment_id: ExperimentId,
@@ -34,10 +41,19 @@ def download_model(
     settings: SettingsDep,
     _auth: ReadAuth,
 ) -> Response:
-    """The experiment's .rpg file; ETag and X-Checksum-SHA256 carry its sha256."""
+    """The experiment's .rpg file; ETag and X-Checksum-SHA256 carry its sha256. Streamed from
+    the artifact store in chunks (never whole in memory), or, with ``s3_presign_downloads``, a
+    307 to a presigned URL of the object."""
     record = crud.get_file(session, experiment_id, "model")
-    path = resolve_inside(settings.artifact_dir, record.path) if record else None
-    if record is None or path is None or not path.is_file():
+    session.rollback()  # the stream may outlast the request's transaction
+    store = open_store(settings)
+    try:
+        size = store.size(record.path) if record is not None else None
+    except ValueError:
+        size = None  # a stored path that leaves the store
+    except StoreUnavailable as err:
+        raise HTTPException(503, detail=str(err)) from None
+    if record is None or size is None:
         exp = crud.get_experiment(session, experiment_id)
         if exp is None:
             raise HTTPException(404, detail=f"experiment {experiment_id} not found")
@@ -52,12 +68,34 @@ def download_model(
     headers = {"ETag": etag, "X-Checksum-SHA256": record.sha256, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"experiment-{experiment_id}.rpg",
-        headers=headers,
-    )
+    filename = f"experiment-{experiment_id}.rpg"
+    path = store.local_path(record.path)
+    if path is not None:
+        return FileResponse(
+            path, media_type="application/octet-stream", filename=filename, headers=headers
+        )
+    try:
+        if settings.s3_presign_downloads:
+            url = store.presign(record.path, settings.s3_presign_expires_s)
+            if url is not None:
+                return RedirectResponse(url, status_code=307, headers=headers)
+        body = store.open(record.path)
+    except FileNotFoundError:
+        raise HTTPException(404, detail=f"experiment {experiment_id} has no stored model") from None
+    except StoreUnavailable as err:
+        raise HTTPException(503, detail=str(err)) from None
+    headers["Content-Length"] = str(size)
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return StreamingResponse(_chunks(body), media_type="application/octet-stream", headers=headers)
+
+
+def _chunks(body: IO[bytes]) -> Iterator[bytes]:
+    """The object's bytes, CHUNK_BYTES at a time (Starlette iterates it in a thread)."""
+    try:
+        while chunk := body.read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        body.close()
 
 
 async def _spool(request: Request, limit: int, directory: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Analysis of trained networks: power laws (paper Sec. 5.2) and feature similarity (Fig. 7).
+"""Analysis of trained networks: power laws (paper Sec. 5.2), the adaptive
+choice of a scaling study's next size (``adaptive``) and feature similarity (Fig. 7).
 Pruning with fine-tuning (Appendix A) trains, so it lives in :mod:`rpg_core.training.pruning`.
 
 The names are imported on first use (PEP 562): ``rpg_core.analysis.power_law`` needs numpy only,
@@ -11,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .adaptive import AdaptiveLaw, Observation, Proposal, propose
     from .power_law import PowerLawFit, SaturatingFit, fit_power_law
     from .similarity import (
         SimilarityCallback,
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
+    "AdaptiveLaw": "adaptive",
+    "Observation": "adaptive",
+    "Proposal": "adaptive",
+    "propose": "adaptive",
     "PowerLawFit": "power_law",
     "SaturatingFit": "power_law",
     "SimilarityCallback": "similarity",
@@ -30,6 +36,9 @@ _LAZY: dict[str, str] = {  # public name -> the submodule that defines it
 }
 
 __all__ = [
+    "AdaptiveLaw",
+    "Observation",
+    "Proposal",
     "PowerLawFit",
     "SaturatingFit",
     "SimilarityCallback",
@@ -37,6 +46,7 @@ __all__ = [
     "channel_correlation",
     "feature_similarity",
     "fit_power_law",
+    "propose",
 ]
 
 

@@ -246,22 +246,53 @@ def _fit_saturating(p: np.ndarray, err: np.ndarray) -> SaturatingFit:
     return SaturatingFit(a=a, b=b, c=c, r2=r2, adj_r2=adj, aicc=aicc)
 
 
+def bootstrap_coefficients(
+    params: Sequence[float] | np.ndarray,
+    error: Sequence[float] | np.ndarray,
+    rounds: int,
+    seed: int,
+) -> np.ndarray:
+    """The pairs bootstrap of ``error = a * P^(-b)``: ``rounds`` resamples of the points (with
+    replacement, seeded), each fitted in log-log space; returns an array of rows ``(a, b)``.
+
+    A resample of a single distinct count has no slope and is left out, so fewer than
+    ``rounds`` rows may come back (none when every resample is degenerate). ``error`` is in the
+    law's own terms (``1 - accuracy``, a loss...), each value > 0.
+    """
+    p = np.asarray(params, dtype=np.float64)
+    err = np.asarray(error, dtype=np.float64)
+    if rounds == 0 or len(p) == 0:
+        return np.empty((0, 2))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(p), (rounds, len(p)))  # the same draws as one resample at a time
+    x, y = np.log(p)[idx], np.log(err)[idx]
+    keep = x.max(axis=1) > x.min(axis=1)  # a resample of one distinct count has no slope
+    x, y = x[keep], y[keep]
+    xc = x - x.mean(axis=1, keepdims=True)
+    ym = y.mean(axis=1)
+    slope = (xc * (y - ym[:, None])).sum(axis=1) / (xc**2).sum(axis=1)
+    intercept = ym - slope * x.mean(axis=1)
+    return np.column_stack([np.exp(intercept), -slope])
+
+
 def _bootstrap_b(
     p: np.ndarray, err: np.ndarray, rounds: int, seed: int
 ) -> tuple[float, float] | None:
     if rounds == 0:
         return None
-    rng = np.random.default_rng(seed)
-    bs = []
-    for _ in range(rounds):
-        idx = rng.integers(0, len(p), len(p))
-        if len(np.unique(p[idx])) < 2:
-            continue  # a resample of one distinct count has no slope
-        bs.append(_fit_power(p[idx], err[idx])[1])
-    if not bs:
+    bs = bootstrap_coefficients(p, err, rounds, seed)[:, 1]
+    if not len(bs):
         return None
     lo, hi = np.percentile(bs, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def power_coefficients(
+    params: Sequence[float] | np.ndarray, error: Sequence[float] | np.ndarray
+) -> tuple[float, float]:
+    """``(a, b)`` of ``error = a * P^(-b)`` by least squares in log-log space (no checks: the
+    caller passes counts > 0, errors > 0 and at least two distinct counts)."""
+    return _fit_power(np.asarray(params, dtype=np.float64), np.asarray(error, dtype=np.float64))
 
 
 def fit_power_law(

@@ -18,6 +18,7 @@ from api.db import make_engine, make_sessionmaker
 from api.migrate import upgrade
 from api.models import Base
 from api.settings import Settings
+from api.storage import open_store
 from rpg_core.training.result import ExperimentResult
 from studio.app import create_app
 
@@ -63,8 +64,24 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+# the artifact store's backends: ``@BACKENDS`` runs a test on the local directory and on an S3
+# bucket of a real S3 API server process (tests/s3server.py)
+BACKENDS = pytest.mark.parametrize(
+    "settings", ["local", pytest.param("s3", marks=pytest.mark.e2e)], indirect=True
+)
+
+
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
+def settings(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    store: dict[str, Any] = {}
+    if getattr(request, "param", "local") == "s3":
+        server = request.getfixturevalue("s3_server")
+        store = {
+            "artifact_url": f"s3://{request.getfixturevalue('s3_bucket')}/api",
+            "s3_endpoint_url": server.url,
+            "s3_max_attempts": 1,
+            "s3_connect_timeout_s": 1.0,
+        }
     return Settings(
         database_url=db_url,
         broker_url=None,
@@ -74,7 +91,22 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         max_ring_size=1_000_000,
         max_epochs=500,
         max_batch_size=1024,
+        **store,
     )
+
+
+def store_file(settings: Settings, rel: str, payload: bytes) -> crud.FileRecord:
+    """Put ``payload`` in the settings' store at ``rel`` (as the worker does: write, upload)
+    and return its record."""
+    path = settings.artifact_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    record = crud.file_record(settings.artifact_dir, rel)
+    store = open_store(settings)
+    store.put_file(rel, path)
+    if store.remote:
+        path.unlink()  # the API must read the store, not this copy
+    return record
 
 
 @pytest.fixture

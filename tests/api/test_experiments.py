@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.models import Experiment, Result
+from api.storage import open_store
 from rpg_core.training.result import ExperimentResult, TrainResult
 
-from .conftest import SPEC, run_to_end, submit
+from .conftest import BACKENDS, SPEC, run_to_end, store_file, submit
 
 
 def _count(session: Session) -> int:
@@ -192,19 +193,24 @@ def test_retry_failed_keeps_attempts(
     assert got["status"] == "queued" and got["error"] is None and got["attempts"] == 1
 
 
+@BACKENDS
 def test_delete_only_finished_and_removes_files(
     client: TestClient, auth: dict[str, str], session: Session, settings: Any
 ) -> None:
     exp_id = submit(client, auth)
     assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 409
     rel = crud.artifact_relpath(exp_id)
-    path = settings.artifact_dir / rel
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"model bytes")
-    run_to_end(session, exp_id, {"val_acc": 0.9}, [crud.file_record(settings.artifact_dir, rel)])
-    assert path.exists()
+    ckpt = f"experiments/{exp_id}/checkpoints/last.safetensors"
+    record = store_file(settings, rel, b"model bytes")
+    store_file(settings, ckpt, b"checkpoint bytes")  # kept for a resume, never recorded
+    run_to_end(session, exp_id, {"val_acc": 0.9}, [record])
+    store = open_store(settings)
+    assert store.exists(rel) and store.exists(ckpt)
     assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 204
-    assert not path.exists()
+    assert not store.exists(rel) and not store.exists(ckpt)
+    assert store.list(f"experiments/{exp_id}/") == []
+    if not store.remote:  # the directory's now-empty folders go too
+        assert not (settings.artifact_dir / f"experiments/{exp_id}").exists()
     assert client.get(f"/api/experiments/{exp_id}").status_code == 404
     assert client.delete(f"/api/experiments/{exp_id}", headers=auth).status_code == 404
 

@@ -9,6 +9,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -18,7 +19,8 @@ from api import crud
 from api.models import StoredFile
 from api.settings import Settings
 
-from .conftest import run_to_end, submit
+from ..s3server import ACCESS_KEY, SECRET_KEY, free_port
+from .conftest import BACKENDS, run_to_end, store_file, submit
 
 HAVE_COMPACT = importlib.util.find_spec("rpg_core.format") is not None
 
@@ -27,18 +29,16 @@ def _with_model(
     client: TestClient, auth: dict[str, str], session: Session, settings: Settings, payload: bytes
 ) -> int:
     exp_id = submit(client, auth)
-    rel = crud.artifact_relpath(exp_id)
-    path = settings.artifact_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(payload)
-    run_to_end(session, exp_id, {"val_acc": 0.5}, [crud.file_record(settings.artifact_dir, rel)])
+    record = store_file(settings, crud.artifact_relpath(exp_id), payload)
+    run_to_end(session, exp_id, {"val_acc": 0.5}, [record])
     return exp_id
 
 
+@BACKENDS
 def test_download_has_checksum_headers(
     client: TestClient, auth: dict[str, str], session: Session, settings: Settings
 ) -> None:
-    payload = os.urandom(70_000)
+    payload = os.urandom(2_500_000)  # more than one streamed chunk
     exp_id = _with_model(client, auth, session, settings, payload)
     r = client.get(f"/api/experiments/{exp_id}/model")
     digest = hashlib.sha256(payload).hexdigest()
@@ -76,6 +76,7 @@ def test_traversal_in_ids_is_4xx(client: TestClient, path: str) -> None:
     assert b"root:" not in r.content
 
 
+@BACKENDS
 def test_stored_path_outside_artifact_dir_is_not_served(
     client: TestClient, auth: dict[str, str], session: Session, settings: Settings, tmp_path: Path
 ) -> None:
@@ -89,6 +90,46 @@ def test_stored_path_outside_artifact_dir_is_not_served(
         session.commit()
         r = client.get(f"/api/experiments/{exp_id}/model")
         assert r.status_code == 404 and b"do not serve" not in r.content
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the store's test, not the DB's
+@pytest.mark.parametrize("settings", ["s3"], indirect=True)
+def test_s3_downloads_presigned_and_outage(
+    app_and_client: tuple[Any, TestClient],
+    auth: dict[str, str],
+    session: Session,
+    settings: Settings,
+) -> None:
+    """A presigned URL (307) reads the object without the API; a store that is down answers
+    503 naming the store, never its credentials."""
+    app, client = app_and_client
+    exp_id = _with_model(client, auth, session, settings, b"rpg" * 1000)
+    # the dashboard's model info reads the header of a copy cached by the record's sha256
+    real = _with_model(
+        client, auth, session, settings, _tiny_rpg(settings.artifact_dir / "t.rpg").read_bytes()
+    )
+    info = client.get(f"/ui/api/runs/{real}/model-info").json()
+    sha = crud.get_file(session, real, "model").sha256  # type: ignore[union-attr]
+    assert info["sha256"] == sha and info["rings"]
+    assert (settings.artifact_dir / "cache" / "sha256" / f"{sha}.rpg").is_file()
+    app.state.settings = settings.model_copy(update={"s3_presign_downloads": True})
+    r = client.get(f"/api/experiments/{exp_id}/model", follow_redirects=False)
+    assert r.status_code == 307 and SECRET_KEY not in r.headers["location"]
+    assert httpx.get(r.headers["location"]).content == b"rpg" * 1000
+    app.state.settings = settings.model_copy(
+        update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    for path in (f"/api/experiments/{exp_id}/model", f"/ui/api/runs/{exp_id}/model-info"):
+        r = client.get(path)
+        assert r.status_code == 503, (path, r.text)
+        assert "the artifact store s3://" in r.json()["detail"]
+        assert SECRET_KEY not in r.text and ACCESS_KEY not in r.text
+    # an error stored with a credential in it (an older worker, a library's message) is shown
+    # without it
+    failed = submit(client, auth)
+    run_to_end(session, failed, fail=f"denied: key {ACCESS_KEY} secret {SECRET_KEY}")
+    shown = client.get(f"/api/experiments/{failed}").json()["error"]
+    assert shown == "denied: key <redacted> secret <redacted>"
 
 
 def _tiny_rpg(path: Path) -> Path:

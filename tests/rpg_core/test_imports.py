@@ -25,6 +25,7 @@ TORCH_FREE = [
     "rpg_core.format.inference",
     "rpg_core.analysis",
     "rpg_core.analysis.power_law",
+    "rpg_core.analysis.adaptive",
     "rpg_core.format.container",
     "rpg_core.format.header",
 ]

@@ -52,17 +52,21 @@ def test_rpg_serve_embedded_runs_a_submitted_job_to_done(tmp_path: Path) -> None
             check=True,
         ).stdout.strip()
         auth = {"Authorization": f"Bearer {token}"}
-        r = httpx.post(f"{url}/api/experiments", json=tiny_spec("emb", epochs=2), headers=auth)
+        # generous timeouts: the first request imports the training stack, slow on a loaded machine
+        r = httpx.post(
+            f"{url}/api/experiments", json=tiny_spec("emb", epochs=2), headers=auth, timeout=60
+        )
         assert r.status_code == 201 and r.json()["dispatched"] is True
         exp_id = r.json()["id"]
         deadline = time.monotonic() + 120
         while True:
-            exp = httpx.get(f"{url}/api/experiments/{exp_id}", headers=auth).json()
+            exp = httpx.get(f"{url}/api/experiments/{exp_id}", headers=auth, timeout=30).json()
             if exp["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         assert exp["status"] == "succeeded", exp
-        assert httpx.get(f"{url}/api/experiments/{exp_id}/model", headers=auth).status_code == 200
+        model = httpx.get(f"{url}/api/experiments/{exp_id}/model", headers=auth, timeout=30)
+        assert model.status_code == 200
         assert list((tmp_path / "w" / "broker").iterdir())  # the filesystem broker was used
     finally:
         os.killpg(srv.pid, signal.SIGTERM)

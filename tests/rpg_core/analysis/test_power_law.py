@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rpg_core.analysis import fit_power_law
+from rpg_core.analysis.power_law import bootstrap_coefficients, power_coefficients
 from rpg_core.exceptions import RPGConfigError
 
 PARAMS = np.logspace(3, 7, 10)
@@ -159,3 +160,23 @@ def test_bad_target_accuracy() -> None:
     for bad in (0.0, 1.0, 1.5, "0.9"):
         with pytest.raises(RPGConfigError, match="target_accuracy"):
             fit.params_for(bad)  # type: ignore[arg-type]
+
+
+def test_bootstrap_coefficients_resample_as_one_resample_at_a_time() -> None:
+    # the vectorized bootstrap draws what one resample at a time drew (the interval is unchanged)
+    p = np.array([1e3, 3e3, 1e4, 3e4, 1e5, 1e5])
+    err = 2.0 * p**-0.2 * np.exp(np.random.default_rng(5).normal(0, 0.05, len(p)))
+    rng = np.random.default_rng(7)
+    rows = []
+    for _ in range(200):
+        idx = rng.integers(0, len(p), len(p))
+        if len(np.unique(p[idx])) > 1:
+            x, y = np.log(p[idx]), np.log(err[idx])
+            slope, intercept = np.polyfit(x, y, 1)
+            rows.append((math.exp(intercept), -slope))
+    got = bootstrap_coefficients(p, err, 200, 7)
+    np.testing.assert_allclose(got, np.array(rows), rtol=1e-9)
+    a, b = power_coefficients(p, err)
+    fit = fit_power_law(p, 1 - err, bootstrap=200, seed=7)
+    assert (a, b) == pytest.approx((fit.a, fit.b))
+    assert fit.b_ci == pytest.approx(tuple(np.percentile(got[:, 1], [2.5, 97.5])))
