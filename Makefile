@@ -72,6 +72,7 @@ bench: setup
 	$(PY) benchmarks/bench_ring.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_compact.py
+	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_analysis.py
 	$(PY) benchmarks/bench_api.py
 

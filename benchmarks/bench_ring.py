@@ -14,8 +14,16 @@ a busy machine slows them alike; each round gives a ratio to the plain step of t
 and the table reports the median ratio with its interquartile range and min-max, beside the
 median times. The load average is printed before and after.
 
-Usage: python benchmarks/bench_ring.py [--steps 15] [--infer-steps 20] [--batch 128]
-       [--width 1.0] [--ring 45000] [--device cpu|cuda] [--amp] [--skip-generation]
+The training step's headline (issue 27) is measured in pairs (``--pairs``, ``paired.pairs``):
+plain and rpg back to back in alternating order (AB, BA, ...), one torch thread by default, the
+median of the per-pair ratios with a bootstrap 95% interval, in wall time and in CPU time of the
+process (which a busy machine's waits for a core do not stretch). It ends with one line,
+``SUMMARY train-step rpg/plain: ...``. ``--quick`` runs only those pairs, as many as fit in
+``--budget`` seconds (150 by default; at least 3), so it takes under 3 minutes.
+
+Usage: python benchmarks/bench_ring.py [--pairs 12] [--quick] [--budget 150] [--threads 1]
+       [--steps 15] [--infer-steps 20] [--batch 128] [--width 1.0] [--ring 45000]
+       [--device cpu|cuda] [--amp] [--skip-generation]
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 
 import torch
 import torchvision
+from paired import Sample, ratio, timed
 from torch import nn
 
 from rpg_core import rings, rpgify
@@ -203,6 +212,42 @@ def bench_training(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_pairs(args: argparse.Namespace) -> dict[str, Any]:
+    """plain and rpg training steps in alternating pairs until ``--pairs`` or ``--budget``."""
+    dev = args.device
+    x, y = _batch(args)
+    built = models(args.width, args.ring, reference=False)
+    step = {
+        k: train_step_fn(_on_device(dev, m).train(), x, y, dev, args.amp) for k, m in built.items()
+    }
+    step_of = {"plain": step["plain"], "rpg": step["rpg (rpg_core)"]}
+    for fn in step_of.values():
+        fn()  # warm-up (allocator, kernels)
+    t_end = args.started + args.budget  # the budget counts from the start of the script
+    samples: dict[str, list[Sample]] = {"plain": [], "rpg": []}
+    i = 0
+    while i < args.pairs and (i < 3 or time.perf_counter() < t_end):
+        first, second = ("rpg", "plain") if i % 2 == 0 else ("plain", "rpg")
+        samples[first].append(timed(step_of[first]))
+        samples[second].append(timed(step_of[second]))
+        i += 1
+    wall = ratio([s.wall for s in samples["rpg"]], [s.wall for s in samples["plain"]])
+    cpu = ratio([s.cpu for s in samples["rpg"]], [s.cpu for s in samples["plain"]])
+    print(
+        f"\n[{dev}{' bf16' if args.amp else ''}] training step in pairs (alternating order), "
+        f"CIFAR ResNet18 width {args.width}, batch {args.batch}, ring {args.ring}, "
+        f"{torch.get_num_threads()} threads, {i} pairs"
+    )
+    print(f"{'variant':<10}{'wall s (median)':>17}{'min-max':>16}{'cpu s (median)':>16}")
+    for k, ss in samples.items():
+        walls = [s.wall for s in ss]
+        print(
+            f"{k:<10}{statistics.median(walls):>17.3f}{min(walls):>8.3f}-{max(walls):.3f}"
+            f"{statistics.median([s.cpu for s in ss]):>16.3f}"
+        )
+    return {"wall": wall, "cpu": cpu, "pairs": i}
+
+
 def bench_inference(args: argparse.Namespace) -> list[dict[str, Any]]:
     dev = args.device
     x, _ = _batch(args)
@@ -270,7 +315,7 @@ def bench_generation(device: str, reps: int = 20) -> None:
           f"before: {m * 8 / 2**20:.1f} MiB of int32 index + float32 scale)")  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=15, help="training rounds (each: every variant)")
     p.add_argument("--infer-steps", type=int, default=20)
@@ -280,20 +325,41 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--skip-generation", action="store_true")
+    p.add_argument("--pairs", type=int, default=12, help="training-step pairs (plain, rpg)")
+    p.add_argument("--quick", action="store_true", help="only the pairs, within --budget")
+    p.add_argument(
+        "--budget", type=float, default=None, help="seconds for the pairs (--quick: 150)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
+    args.started = time.perf_counter()
+    if args.budget is None:
+        args.budget = 150.0 if args.quick else float("inf")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
+    malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_"))
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
+        f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
+        f"malloc settings: {malloc or 'glibc defaults'}"
     )
     if args.device == "cuda":
         print(f"GPU: {torch.cuda.get_device_name()}")
-    out = {"training": bench_training(args), "inference": bench_inference(args)}
-    if not args.skip_generation:
-        bench_generation(args.device)
+    paired = bench_pairs(args)
+    out: dict[str, Any] = {"pairs": paired}
+    if not args.quick:
+        out.update(training=bench_training(args), inference=bench_inference(args))
+        if not args.skip_generation:
+            bench_generation(args.device)
     load1 = os.getloadavg()
     print(f"\nload average at the end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    print(
+        f"SUMMARY train-step rpg/plain (width {args.width}, batch {args.batch}, ring "
+        f"{args.ring}, {args.device}): wall {paired['wall'].text()}, cpu {paired['cpu'].text()}; "
+        f"load average {load0[0]:.2f} -> {load1[0]:.2f} (target <= 1.03)"
+    )
     return out
 
 

@@ -13,7 +13,6 @@ weights are kept until the ring's values change, so inference costs what the pla
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -274,15 +273,16 @@ def build_tables(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
     ``signed_index_i = u_i`` where the sign is +1, ``N + u_i`` where it is -1: a position in
     the layer's expanded ring ``[c w, -c w]``. ``bucket_scale`` is ``[+c_1, -c_1, +c_2, ...]``.
     """
-    m, n = spec.generated, spec.size
-    with ThreadPoolExecutor(max_workers=1) as pool:  # numpy releases the GIL: overlap the two
-        signs = pool.submit(generator.signs, spec.seed, m, reflect=spec.reflect)
-        u = generator.index_array(spec.seed, n, m, permute=spec.permute, version=spec.generator)
-        b = signs.result()
     mult = np.asarray(spec.multipliers(), dtype=np.float32)
     bucket_scale = np.empty(2 * len(mult), dtype=np.float32)
     bucket_scale[0::2], bucket_scale[1::2] = mult, -mult
-    dtype = np.int32 if 2 * n < 2**31 else np.int64
-    signed: np.ndarray = u.astype(dtype, copy=False)
-    signed += np.where(b < 0, n, 0).astype(dtype)
+    signed = generator.signed_index(
+        spec.seed,
+        spec.size,
+        spec.generated,
+        permute=spec.permute,
+        reflect=spec.reflect,
+        version=spec.generator,
+        workers=torch.get_num_threads(),  # the blocks shared out as torch shares its own work
+    )
     return torch.from_numpy(signed), torch.from_numpy(bucket_scale)

@@ -188,3 +188,30 @@ def test_same_tables_in_a_separate_process() -> None:
 def test_bad_seed(seed: object) -> None:
     with pytest.raises(RPGConfigError, match="seed"):
         generator.stream(seed, 1, 3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("n", "m"), [(1, 1), (1, 9), (7, 100), (100, 37), (13, 13), (70_000, 3), (45_000, 300_000)]
+)
+def test_signed_index_is_index_plus_sign(version: int, n: int, m: int) -> None:
+    """The fused table equals index_array + n * (sign < 0) for every switch, over several
+    blocks (300K positions: three of 2**17) and with the blocks shared by threads."""
+    seed = n * 31 + m
+    for permute, reflect in ((True, True), (True, False), (False, True)):
+        u = generator.index_array(seed, n, m, permute=permute, version=version)
+        b = generator.signs(seed, m, reflect=reflect)
+        expected = u.astype(np.int64) + n * (b < 0)
+        for workers in (1, 3):
+            got = generator.signed_index(
+                seed, n, m, permute=permute, reflect=reflect, version=version, workers=workers
+            )
+            assert got.dtype == np.int32
+            assert np.array_equal(got, expected), (permute, reflect, workers)
+
+
+def test_signed_index_checks_its_arguments() -> None:
+    with pytest.raises(RPGConfigError, match="n > 0 and m > 0"):
+        generator.signed_index(0, 0, 5)
+    with pytest.raises(RPGConfigError, match="generator version 9"):
+        generator.signed_index(0, 5, 5, version=9)
