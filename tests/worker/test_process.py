@@ -42,6 +42,19 @@ def test_cpu_workers_split_the_cores_and_gpu_workers_get_one_device(
     assert all("OMP_NUM_THREADS" not in e for e in FakePopen.started)
 
 
+def test_workers_keep_freed_memory_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process.subprocess, "Popen", FakePopen)
+    FakePopen.started = []
+    sup = process.Supervisor.for_devices("q", [], cpu_workers=2)
+    sup.env = {"MALLOC_TRIM_THRESHOLD_": "1024"}
+    sup.start_all()
+    for env in FakePopen.started:
+        assert (
+            env["MALLOC_MMAP_THRESHOLD_"] == process.TRAINING_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
+        )
+        assert env["MALLOC_TRIM_THRESHOLD_"] == "1024"  # the operator's setting wins
+
+
 @pytest.mark.parametrize(("value", "expected"), [("0,1", ["0", "1"]), ("cpu", []), ("auto", None)])
 def test_parse_gpus(value: str, expected: Any) -> None:
     assert process.parse_gpus(value) == expected
