@@ -7,6 +7,7 @@ device (:mod:`.pose`, :mod:`.scenes` list the keys)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,12 @@ class BatchLoader:
         elif isinstance(self.images, TensorSamples):
             targets = {k: v.to(self.device) for k, v in self.images.targets.items()}
             self._mem = (self.images.x.to(self.device), targets)
+
+    def unsharded(self) -> BatchLoader:
+        """This loader's global batches (every rank the whole batch), sharing its data."""
+        other = copy.copy(self)
+        other.rank, other.world, other.global_sizes = 0, 1, []
+        return other
 
     @property
     def num_samples(self) -> int:

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,20 +126,23 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         super().__init__(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
         self.load_state_dict(bn.state_dict())
         self.group = group
+        self.local = False  # True: this rank's batch alone (local_batchnorm)
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not dist.is_initialized():
+        if not self.training or self.local or not dist.is_initialized():
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
         dims = [d for d in range(x.dim()) if d != 1]
         shape = [1, -1] + [1] * (x.dim() - 2)
         local = x.sum(dims)
-        stats = all_reduce(torch.cat([local, local.new_tensor([x.numel() / x.shape[1]])]), group=self.group)
+        stats = all_reduce(
+            torch.cat([local, local.new_tensor([x.numel() / x.shape[1]])]), group=self.group
+        )
         count = stats[-1]
         mean = stats[:-1] / count
         centred = x - mean.view(shape)
@@ -175,6 +178,22 @@ def global_batchnorm(model: nn.Module, ranks: Ranks) -> nn.Module:
         else:
             global_batchnorm(child, ranks)
     return model
+
+
+@contextlib.contextmanager
+def local_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Inside: batchnorm layers normalise over this rank's batch alone (precise batchnorm, where
+    every rank runs the whole global batches). SyncBatchNorm (CUDA) has no such switch: it
+    still syncs, over identical batches (the same mean and variance; its unbiased correction
+    counts every rank's copy, a relative 1/(n - 1) - 1/(world n - 1) on the running variance)."""
+    layers = [m for m in model.modules() if isinstance(m, GlobalBatchNorm)]
+    for m in layers:
+        m.local = True
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.local = False
 
 
 def wrap_ddp(model: nn.Module, ranks: Ranks) -> nn.Module:
@@ -364,7 +383,9 @@ def _rank_error(run_dir: Path, rc: int, devices: int, log_path: Path) -> Excepti
             if isinstance(cls, type) and issubclass(cls, exceptions.RPGError):
                 return cls(message)
             return RankFailed(f"{err.get('type')}: {message}")
-    tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:] if log_path.exists() else ""
+    tail = (
+        log_path.read_text(encoding="utf-8", errors="replace")[-1500:] if log_path.exists() else ""
+    )
     dead = [line for line in tail.splitlines() if "exitcode" in line or "Signal" in line]
     detail = "; ".join(s.strip() for s in dead[-3:]) or f"torchrun exited with {rc}"
     return RankFailed(f"a rank of the {devices}-device run died ({detail}); the run stopped")

@@ -182,10 +182,18 @@ PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1
 
 
 def precise_bn(run: _Run, epoch: int) -> None:
-    """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
-    epoch_batches = run.train_loader.epoch(PRECISE_BN_EPOCH + epoch)
+    """Recompute the batchnorm statistics on training batches (seeded apart from training).
+    A data-parallel rank recomputes them alone over the whole global batches (no collective:
+    every rank gets a 1-device run's statistics, :func:`~.distributed.local_batchnorm`)."""
+    loader, local = run.train_loader, contextlib.nullcontext()
+    if run.ranks is not None:
+        from .distributed import local_batchnorm
+
+        loader, local = loader.unsharded(), local_batchnorm(run.model)
+    epoch_batches = loader.epoch(PRECISE_BN_EPOCH + epoch)
     batches = (run.prepare(x) for x, _ in checked(epoch_batches, run.should_stop))
-    recompute_batchnorm(run.model, batches, autocast=run.autocast)
+    with local:
+        recompute_batchnorm(run.model, batches, autocast=run.autocast)
 
 
 def evaluate(run: _Run) -> dict[str, float]:
