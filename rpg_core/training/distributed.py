@@ -382,7 +382,11 @@ def _rank_error(run_dir: Path, rc: int, devices: int, log_path: Path) -> Excepti
             message = f"rank {rank} of {devices}: {err.get('message')}"
             if isinstance(cls, type) and issubclass(cls, exceptions.RPGError):
                 return cls(message)
-            return RankFailed(f"{err.get('type')}: {message}")
+            # e.g. gloo's "Connection reset by peer" on the ranks that outlived a killed one
+            return RankFailed(
+                f"a rank of the {devices}-device run failed and the run stopped "
+                f"({err.get('type')}: {message})"
+            )
     tail = (
         log_path.read_text(encoding="utf-8", errors="replace")[-1500:] if log_path.exists() else ""
     )
