@@ -2,9 +2,9 @@
 
 :func:`rpg_core.training.engine.train` of a spec with ``train.devices: N`` > 1 calls
 :func:`launch`, which runs ``torchrun`` (``python -m torch.distributed.run --standalone
---nproc-per-node N --max-restarts 0``: torch's elastic agent, one process per device) on this
-module's :func:`main`. Every rank trains the spec through the same engine (:func:`run_train`
-with its :class:`Ranks`), which then
+--nproc-per-node N --max-restarts 0``: torch's elastic agent, one process per device) on
+:mod:`rpg_core.training.rank`. Every rank trains the spec through the same engine
+(:func:`~rpg_core.training.engine.run_train` with its :class:`Ranks`), which then
 
 - takes its shard of each global batch (``BatchLoader(shard=(rank, world))``: the same seeded
   order and augmentation as a 1-device run, each rank the ``rank``-th part of every batch), so
@@ -205,7 +205,7 @@ def wrap_ddp(model: nn.Module, ranks: Ranks) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
-class _Events:
+class RankEvents:
     """Rank 0's callback: what the launcher's callbacks should hear, as JSON lines; a stop is
     the file ``stop`` the launcher writes."""
 
@@ -241,55 +241,6 @@ class _Events:
         os.replace(tmp, self.run_dir / RESULT)
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this process when its parent (the elastic agent) dies, even by SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:
-        os._exit(1)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """One rank (torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): train the spec of the run
-    folder ``argv[0]`` through the engine."""
-    _die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s rank %(process)d %(message)s")
-    run_dir = Path((argv if argv is not None else sys.argv[1:])[0])
-    job = json.loads((run_dir / "job.json").read_text(encoding="utf-8"))
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_RANK", rank))
-    (run_dir / f"rank{rank}.pid").write_text(str(os.getpid()), encoding="utf-8")
-    cuda = job["backend"] == "nccl"
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    dist.init_process_group(job["backend"])
-    try:
-        ranks = Ranks(rank, world, device, run_dir, bn_group=dist.new_group())
-        from .engine import run_train
-
-        callbacks = [_Events(run_dir)] if rank == 0 else []
-        try:
-            run_train(
-                job["spec"],
-                callbacks=callbacks,
-                checkpoint_dir=job["checkpoint_dir"],
-                data_root=job["data_root"],
-                resume=job["resume"],
-                step_interval_s=job["step_interval_s"],
-                ranks=ranks,
-            )
-        except Exception as err:
-            (run_dir / f"error{rank}.json").write_text(
-                json.dumps({"type": type(err).__name__, "message": str(err)}), encoding="utf-8"
-            )
-            raise
-    finally:
-        with contextlib.suppress(Exception):
-            dist.destroy_process_group()
-    return 0
-
-
 # --- the launcher's side ------------------------------------------------------------------------
 def backend_for(device: torch.device, devices: int) -> str:
     """NCCL on CUDA (with ``devices`` GPUs visible), gloo on the CPU."""
@@ -321,7 +272,7 @@ def torchrun_command(devices: int, run_dir: Path) -> list[str]:
         "--monitor-interval",
         "0.2",
         "-m",
-        "rpg_core.training.distributed",
+        "rpg_core.training.rank",
         str(run_dir),
     ]
 
@@ -365,10 +316,13 @@ class _Tail:
         self.offset += end
         for line in chunk[:end].splitlines():
             event = json.loads(line)
-            for cb in self.callbacks:
-                fn = getattr(cb, event["on"], None)
-                if fn is not None:
-                    fn(*event["args"])
+            self.notify(event["on"], *event["args"])
+
+    def notify(self, method: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, method, None)
+            if fn is not None:
+                fn(*args)
 
 
 def _rank_error(run_dir: Path, rc: int, devices: int, log_path: Path) -> Exception:
@@ -407,7 +361,7 @@ def launch(
     """Run ``spec`` as ``spec.train.devices`` ranks under torchrun and return rank 0's
     :class:`~rpg_core.training.result.TrainResult`, calling ``callbacks`` as a 1-device run
     would (see the module's docstring)."""
-    from .epoch import _notify, _stop_requested
+    from ..stopping import callbacks_stop
     from .loop import pick_device
     from .result import TrainResult
 
@@ -439,11 +393,11 @@ def launch(
                 stderr=subprocess.STDOUT,
                 preexec_fn=_preexec(),  # noqa: PLW1509 - prctl only, between fork and exec
             )
-        tail = _Tail(run_dir / EVENTS, callbacks)
+        tail, stop_asked = _Tail(run_dir / EVENTS, callbacks), callbacks_stop(callbacks)
         try:
             while proc.poll() is None:
                 tail.read()
-                if not (run_dir / STOP).exists() and _stop_requested(callbacks):
+                if not (run_dir / STOP).exists() and stop_asked():
                     (run_dir / STOP).touch()
                 time.sleep(POLL_S)
         finally:
@@ -456,8 +410,8 @@ def launch(
         result = TrainResult.model_validate_json((run_dir / RESULT).read_text(encoding="utf-8"))
         if callbacks:
             model, data = _trained_model(spec, run_dir / FINAL, data_root)
-            _notify(callbacks, "on_datasets", data)
-            _notify(callbacks, "on_train_end", result, model)
+            tail.notify("on_datasets", data)
+            tail.notify("on_train_end", result, model)
     return result
 
 
@@ -474,7 +428,3 @@ def _trained_model(spec: Any, final: Path, data_root: str | Path | None) -> tupl
     model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
     model.load_state_dict(load_file(str(final)), strict=True)
     return model, data
-
-
-if __name__ == "__main__":
-    sys.exit(main())

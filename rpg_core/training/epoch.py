@@ -185,7 +185,8 @@ def precise_bn(run: _Run, epoch: int) -> None:
     """Recompute the batchnorm statistics on training batches (seeded apart from training).
     A data-parallel rank recomputes them alone over the whole global batches (no collective:
     every rank gets a 1-device run's statistics, :func:`~.distributed.local_batchnorm`)."""
-    loader, local = run.train_loader, contextlib.nullcontext()
+    loader = run.train_loader
+    local: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if run.ranks is not None:
         from .distributed import local_batchnorm
 

@@ -8,7 +8,11 @@ from worker.devices import allocate, host_devices
 
 
 def test_a_job_takes_all_its_devices_or_none(tmp_path: Path) -> None:
-    env = {"RPG_DEVICES": "0,1,2", "RPG_DEVICE_LOCK_DIR": str(tmp_path), "CUDA_VISIBLE_DEVICES": "1"}
+    env = {
+        "RPG_DEVICES": "0,1,2",
+        "RPG_DEVICE_LOCK_DIR": str(tmp_path),
+        "CUDA_VISIBLE_DEVICES": "1",
+    }
     host = host_devices(env)
     assert host.devices == ("0", "1", "2") and host.own == "1" and host.kind == "gpu"
     first = allocate(host, 2)

@@ -64,7 +64,9 @@ def test_the_shards_of_a_global_batch_are_the_one_device_batch(num_train: int) -
     one = BatchLoader(data, "train", 32, seed=3)
     shards = [BatchLoader(data, "train", 32, seed=3, shard=(r, 2)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == len(one)  # every rank steps as often
-    for (x, y), (x0, y0), (x1, y1) in zip(one.epoch(1), shards[0].epoch(1), shards[1].epoch(1)):
+    for (x, y), (x0, y0), (x1, y1) in zip(
+        one.epoch(1), shards[0].epoch(1), shards[1].epoch(1), strict=True
+    ):
         assert abs(len(x0) - len(x1)) <= 1
         assert torch.equal(torch.cat([x0, x1]), x)  # augmented as one batch, then split
         assert torch.equal(torch.cat([y0, y1]), y)
@@ -111,4 +113,6 @@ def test_two_ranks_train_as_one_device(tmp_path: Path) -> None:
     assert json.loads((ranks / "result.json").read_text())["epochs_run"] == 2
     assert sorted(p.name for p in ranks.glob("rank*.pid")) == ["rank0.pid", "rank1.pid"]
     resumed = train(ddp_spec(1), checkpoint_dir=tmp_path / "two")  # done: nothing to train
-    assert resumed.epochs_run == 2 and close(resumed.history[1]["val_loss"], two.history[1]["val_loss"])
+    assert resumed.epochs_run == 2 and close(
+        resumed.history[1]["val_loss"], two.history[1]["val_loss"]
+    )
