@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 RUN_DIR = "ranks"  # the run folder under the checkpoint directory
 EVENTS, STOP, RESULT, FINAL = "events.jsonl", "stop", "result.json", "final.safetensors"
+NOOP_ALLREDUCE_ENV = "RPG_DDP_NOOP_ALLREDUCE"  # "1": DDP's all-reduce replaced by nothing
 POLL_S = 0.1  # how often the launcher reads events and asks its callbacks whether to stop
 PR_SET_PDEATHSIG = 1
 
@@ -202,7 +203,22 @@ def wrap_ddp(model: nn.Module, ranks: Ranks) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [ranks.device.index] if ranks.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    if os.environ.get(NOOP_ALLREDUCE_ENV) == "1":  # a measurement (benchmarks/bench_ddp.py)
+        log.warning("%s=1: gradients are NOT all-reduced (timing only)", NOOP_ALLREDUCE_ENV)
+        ddp.register_comm_hook(None, _noop_allreduce)
+    return ddp
+
+
+def _noop_allreduce(_state: Any, bucket: Any) -> Any:
+    """A DDP comm hook that sends nothing: the bucket's local gradients, as if reduced."""
+    fut: torch.futures.Future[torch.Tensor] = torch.futures.Future()
+    fut.set_result(bucket.buffer())
+    return fut
+
+
+# DDP checks a hook's annotations against the classes; under postponed annotations they are strings
+_noop_allreduce.__annotations__.clear()
 
 
 class RankEvents:
