@@ -10,7 +10,9 @@ Every configuration trains the same spec through the engine (``rpg_core.training
   ``1 - t(no all-reduce) / t(N ranks)`` per step. The batch statistics' all-reduces
   (GlobalBatchNorm / SyncBatchNorm) stay in both, so this is the gradients' share only.
 
-Step time and images/s come from the run's training time (``TrainResult.images_per_s``, rank 0's
+Each rank (and the 1 device) computes with ``--threads`` CPU threads (default 1: on a loaded
+machine oversubscribed OpenMP threads spin and a 2-thread process can run several times slower
+than two 1-thread ones, which would flatter DDP). Step time and images/s come from the run's training time (``TrainResult.images_per_s``, rank 0's
 clock; start-up, evaluation and torchrun's launch are left out). Configurations alternate,
 ``--repeats`` times; the median and the range are printed, with ``uptime`` before and after.
 NCCL needs one GPU per rank: with fewer GPUs than ``--ranks`` it measures 1 rank of DDP on NCCL
@@ -63,7 +65,10 @@ def spec(args: argparse.Namespace, devices: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, ranks: int, *, ddp: bool, noop: bool = False) -> float:
-    """Images per second of one training run (``ddp`` False: the plain 1-device engine)."""
+    """Images per second of one training run (``ddp`` False: the plain 1-device engine); every
+    rank, and the 1 device, computes with ``args.threads`` threads (a rank's share of this
+    process's threads: rpg_core.training.distributed)."""
+    torch.set_num_threads(args.threads * (ranks if ddp else 1))
     env_before = os.environ.get(distributed.NOOP_ALLREDUCE_ENV)
     os.environ[distributed.NOOP_ALLREDUCE_ENV] = "1" if noop else "0"
     try:
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64, help="the global batch")
     p.add_argument("--steps", type=int, default=12, help="steps (global batches) per run")
     p.add_argument("--ring", type=int, default=20_000)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per rank (and device)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.quick:
