@@ -86,6 +86,10 @@ def test_more_devices_than_any_worker_has_is_refused_naming_the_field(ddp_stack:
     assert r.status_code == 422, r.text
     text = r.text
     assert "train.devices" in text and "largest worker seen has 2" in text
+    base = ddp_job("sweep-too-many", devices=3)
+    sweep = {"name": "too-many", "base": base, "grid": {"train.seed": [0, 1]}}
+    r = st.client.post("/api/sweeps", json=sweep, headers=st.auth)
+    assert r.status_code == 422 and "train.devices" in r.text, r.text
 
 
 def test_a_cancel_stops_every_rank(ddp_stack: Stack) -> None:
