@@ -8,7 +8,10 @@ Every configuration trains the same spec through the engine (``rpg_core.training
 - ``N ranks, no all-reduce``: the same with DDP's gradient all-reduce replaced by a no-op comm
   hook (``RPG_DDP_NOOP_ALLREDUCE=1``: wrong gradients, timing only). The all-reduce share is
   ``1 - t(no all-reduce) / t(N ranks)`` per step. The batch statistics' all-reduces
-  (GlobalBatchNorm / SyncBatchNorm) stay in both, so this is the gradients' share only.
+  (GlobalBatchNorm / SyncBatchNorm) stay in both, so this is the gradients' share only;
+- ``N ranks, no all-reduce, local BN``: also each rank's batchnorm over its own shard
+  (``RPG_DDP_LOCAL_BN=1``, CPU only: SyncBatchNorm has no such switch), so
+  ``1 - t(that) / t(N ranks)`` is the share of all communication of a CPU step.
 
 Each rank (and the 1 device) computes with ``--threads`` CPU threads (default 1: on a loaded
 machine oversubscribed OpenMP threads spin and a 2-thread process can run several times slower
@@ -64,13 +67,18 @@ def spec(args: argparse.Namespace, devices: int) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace, ranks: int, *, ddp: bool, noop: bool = False) -> float:
+def run(
+    args: argparse.Namespace, ranks: int, *, ddp: bool, noop: bool = False, local_bn: bool = False
+) -> float:
     """Images per second of one training run (``ddp`` False: the plain 1-device engine); every
     rank, and the 1 device, computes with ``args.threads`` threads (a rank's share of this
     process's threads: rpg_core.training.distributed)."""
     torch.set_num_threads(args.threads * (ranks if ddp else 1))
-    env_before = os.environ.get(distributed.NOOP_ALLREDUCE_ENV)
+    before = {
+        k: os.environ.get(k) for k in (distributed.NOOP_ALLREDUCE_ENV, distributed.LOCAL_BN_ENV)
+    }
     os.environ[distributed.NOOP_ALLREDUCE_ENV] = "1" if noop else "0"
+    os.environ[distributed.LOCAL_BN_ENV] = "1" if local_bn else "0"
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if not ddp:
@@ -86,10 +94,11 @@ def run(args: argparse.Namespace, ranks: int, *, ddp: bool, noop: bool = False) 
                     step_interval_s=10.0,
                 )
     finally:
-        if env_before is None:
-            os.environ.pop(distributed.NOOP_ALLREDUCE_ENV, None)
-        else:
-            os.environ[distributed.NOOP_ALLREDUCE_ENV] = env_before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return float(result.images_per_s)
 
 
@@ -127,12 +136,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             ranks = 1
     load_before = uptime()
-    names = ["1 device", f"{ranks} ranks", f"{ranks} ranks, no all-reduce"]
+    names = [
+        "1 device",
+        f"{ranks} ranks",
+        f"{ranks} ranks, no all-reduce",
+        f"{ranks} ranks, no all-reduce, local BN",
+    ]
     rates: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(args.repeats):
         rates[names[0]].append(run(args, 1, ddp=False))
         rates[names[1]].append(run(args, ranks, ddp=True))
         rates[names[2]].append(run(args, ranks, ddp=True, noop=True))
+        rates[names[3]].append(run(args, ranks, ddp=True, noop=True, local_bn=True))
     load_after = uptime()
     med = {n: statistics.median(v) for n, v in rates.items()}
     print(
@@ -154,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             f"x{med[n] / med[names[0]]:.2f} of 1 device"
         )
     share = 1 - med[names[1]] / med[names[2]]  # 1 - t(no all-reduce) / t(all-reduce)
-    print(f"all-reduce share of a {ranks}-rank step: {share:.0%}")  # noqa: T201
+    bn_share = 1 - med[names[1]] / med[names[3]]  # ... with no batch-statistics all-reduce either
+    print(
+        f"all-reduce share of a {ranks}-rank step: {share:.0%} (gradients), "  # noqa: T201
+        f"{bn_share:.0%} (gradients and CPU batch statistics)"
+    )
     if args.json is not None:
         args.json.write_text(
             json.dumps(

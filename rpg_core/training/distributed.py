@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 RUN_DIR = "ranks"  # the run folder under the checkpoint directory
 EVENTS, STOP, RESULT, FINAL = "events.jsonl", "stop", "result.json", "final.safetensors"
 NOOP_ALLREDUCE_ENV = "RPG_DDP_NOOP_ALLREDUCE"  # "1": DDP's all-reduce replaced by nothing
+LOCAL_BN_ENV = "RPG_DDP_LOCAL_BN"  # "1": CPU batchnorm over each rank's shard (timing only)
 POLL_S = 0.1  # how often the launcher reads events and asks its callbacks whether to stop
 PR_SET_PDEATHSIG = 1
 
@@ -171,14 +172,23 @@ def global_batchnorm(model: nn.Module, ranks: Ranks) -> nn.Module:
     those of a 1-device run)."""
     if ranks.device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model, ranks.bn_group)
+    _global_batchnorm(model, ranks)
+    if os.environ.get(LOCAL_BN_ENV) == "1":  # a measurement (benchmarks/bench_ddp.py)
+        log.warning("%s=1: batch statistics of each rank's shard (timing only)", LOCAL_BN_ENV)
+        for m in model.modules():
+            if isinstance(m, GlobalBatchNorm):
+                m.local = True
+    return model
+
+
+def _global_batchnorm(model: nn.Module, ranks: Ranks) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(
             child, GlobalBatchNorm
         ):
             setattr(model, name, GlobalBatchNorm(child, ranks.bn_group))
         else:
-            global_batchnorm(child, ranks)
-    return model
+            _global_batchnorm(child, ranks)
 
 
 @contextlib.contextmanager

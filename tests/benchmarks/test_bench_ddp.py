@@ -28,7 +28,12 @@ def test_bench_ddp_quick_measures_every_configuration(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     figures = json.loads(out.read_text())
-    assert set(figures["median"]) == {"1 device", "2 ranks", "2 ranks, no all-reduce"}
+    assert set(figures["median"]) == {
+        "1 device",
+        "2 ranks",
+        "2 ranks, no all-reduce",
+        "2 ranks, no all-reduce, local BN",
+    }
     assert all(v > 0 for v in figures["median"].values())
     assert "load average" in figures["load"][0]
     assert "all-reduce share of a 2-rank step" in proc.stdout
