@@ -112,8 +112,9 @@ def test_kill_9_of_one_rank_ends_the_job_and_it_resumes_from_its_checkpoint(
 ) -> None:
     """Also the 2-slot worker's run against the 1-device run: epoch by epoch, both attempts."""
     st = ddp_stack
-    spec = ddp_job("ddp-crash", epochs=4)
+    spec = ddp_job("ddp-crash", epochs=3)
     exp_id = st.submit(spec)
+    # in epoch 2 (progress names the epoch being trained): epoch 1's checkpoint is written
     st.wait(exp_id, lambda e: e.status == "running" and (e.epoch or 0) >= 2, timeout=180)
     pids = rank_pids(st, exp_id)
     os.kill(pids[1], signal.SIGKILL)  # rank 1, mid-run
