@@ -6,7 +6,8 @@ then gloo adds the halves; batch statistics from two halves' sums; one OpenMP th
 float32 rounding differs from the first step on. Measured here (docs/BENCHMARKS.md, "Data-parallel
 runs"): epoch 1 within 2e-7 relative, a 3-epoch run within 3e-7 on every epoch, but the second
 (last) epoch of a 2-epoch run within 7e-4 (train loss) and 3e-3 (val loss), not smaller at a
-20x lower lr: a step whose rounding is amplified, not isolated yet. So losses are compared at
+20x lower lr; the plain network (no ring) agrees to 4e-8 there, so it comes with the ring under
+DDP and is not isolated yet (open, docs/BENCHMARKS.md). So losses are compared at
 5e-3 relative, and the final accuracy (32 validation images) within 3 images, well inside the
 seed-to-seed spread of this tiny run (0.34-0.47 over the runs measured)."""
 
