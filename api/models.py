@@ -226,3 +226,17 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+
+
+class WorkerHost(Base):
+    """A worker host's devices on a queue, as its workers record them when they start (issue
+    26): the API refuses a job asking for more devices (``train.devices``) than the largest
+    host of its queue has (``api.crud.workers``)."""
+
+    __tablename__ = "worker_hosts"
+
+    queue: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    devices: Mapped[int] = mapped_column(Integer)  # GPUs, or CPU slots
+    kind: Mapped[str] = mapped_column(String(8))  # "gpu" or "cpu"
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)

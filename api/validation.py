@@ -268,3 +268,35 @@ def check_limits(spec: ExperimentSpec, settings: Settings) -> None:
     errors = limit_errors(spec, settings)
     if errors:
         raise HTTPException(422, detail=errors)
+
+
+def check_devices(spec: ExperimentSpec, settings: Settings, session: Any) -> str | None:
+    """``train.devices`` against the largest worker host recorded on the server's queue
+    (``api.crud.workers``): more than it has is a 422 naming both; with no host recorded yet a
+    data-parallel job is accepted and the returned note (stored as the queued run's status
+    note) says what it waits for. None: nothing to say."""
+    from .crud.workers import largest_host
+
+    wanted = spec.train.devices
+    largest = largest_host(session, settings.dispatch_queue)
+    session.rollback()
+    if largest is None:
+        if wanted <= 1:
+            return None
+        return (
+            f"waiting for a worker with {wanted} devices: no worker has recorded its devices on "
+            f"queue {settings.dispatch_queue!r} yet (start one: rpg worker, docs/DEPLOY.md)"
+        )
+    if wanted > largest.devices:
+        raise HTTPException(
+            422,
+            detail=[
+                {
+                    "field": "train.devices",
+                    "message": f"{wanted} devices asked, but the largest worker seen has "
+                    f"{largest.devices} ({largest.kind} on {largest.host}): lower train.devices "
+                    f"to {largest.devices} or start a worker with more devices",
+                }
+            ],
+        )
+    return None

@@ -8,6 +8,8 @@ started, and each of its pool children, exits when that supervisor dies (``worke
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
@@ -16,7 +18,9 @@ from api.settings import Settings, get_settings
 
 from .lifeline import watch_lifeline
 
-__all__ = ["TRAIN_TASK", "celery_app", "make_celery"]
+__all__ = ["TRAIN_TASK", "celery_app", "make_celery", "record_devices"]
+
+log = logging.getLogger(__name__)
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -47,6 +51,31 @@ celery_app = make_celery()
 def _die_with_the_server(**_: object) -> None:
     """A worker started by ``rpg serve`` / ``rpg worker`` exits when its server dies."""
     watch_lifeline()
+
+
+@worker_init.connect
+def _record_devices(**_: object) -> None:
+    """Record this host's devices on the queue (``api.crud.workers``: what the API checks a
+    job's ``train.devices`` against). A database that cannot be reached only logs."""
+    record_devices(get_settings())
+
+
+def record_devices(settings: Settings) -> None:
+    import socket
+
+    from api.crud.workers import record_host
+
+    from .devices import host_devices
+    from .runner import sessions_for
+
+    host = host_devices()
+    try:
+        with sessions_for(settings.database_url)() as session:
+            record_host(
+                session, settings.dispatch_queue, socket.gethostname(), len(host.devices), host.kind
+            )
+    except Exception as err:  # noqa: BLE001 - a worker without its record still runs jobs
+        log.warning("could not record this host's devices: %s", err)
 
 
 @worker_process_init.connect

@@ -119,8 +119,21 @@ class Supervisor:
             slots = [Slot(f"rpg-cpu{i}@{host}", "") for i in range(max(cpu_workers, 1))]
         return cls(queue=queue, slots=slots)
 
+    def devices_env(self) -> dict[str, str]:
+        """The host's devices for ``worker.devices`` (``RPG_DEVICES``, ``RPG_DEVICE_LOCK_DIR``):
+        this supervisor's GPUs, or its CPU slots ``cpu0``..., and one lock folder for them."""
+        import tempfile
+        from pathlib import Path
+
+        devices = [s.device or f"cpu{i}" for i, s in enumerate(self.slots)]
+        default = Path(tempfile.gettempdir()) / f"rpg-devices-{os.getuid()}-{self.queue}"
+        return {
+            "RPG_DEVICES": self.env.get("RPG_DEVICES") or ",".join(devices),
+            "RPG_DEVICE_LOCK_DIR": self.env.get("RPG_DEVICE_LOCK_DIR") or str(default),
+        }
+
     def start(self, slot: Slot) -> None:
-        env = {**self.env, "CUDA_VISIBLE_DEVICES": slot.device}
+        env = {**self.env, **self.devices_env(), "CUDA_VISIBLE_DEVICES": slot.device}
         if not slot.device and "OMP_NUM_THREADS" not in env:
             # CPU workers share the cores: oversubscribed OpenMP threads spin and run 5-20x slower.
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))

@@ -32,6 +32,7 @@ from rpg_core.training.result import ExperimentResult
 from .artifacts import CheckpointUpload, checkpoint_dir, fetch_checkpoint, save_outputs
 from .config import WorkerSettings
 from .control import JobControl, Reporter
+from .devices import HostDevices, allocate, host_devices
 from .errors import JobOutOfMemory, is_permanent, redact
 from .limits import is_out_of_memory, job_memory_limit, memory_limit, out_of_memory_message
 
@@ -52,7 +53,8 @@ def run_experiment(
     settings: Settings, wcfg: WorkerSettings, experiment_id: int, worker: str | None = None
 ) -> str:
     """Claim and run one experiment; returns what happened (succeeded, pruned, failed,
-    cancelled, requeued, lost or skipped). Never raises for a job's own error: it is recorded instead."""
+    cancelled, requeued, deferred, lost or skipped). Never raises for a job's own error: it is
+    recorded instead."""
     sessions = sessions_for(settings.database_url)
     worker = worker or worker_name()
     with sessions() as session:
@@ -76,7 +78,42 @@ def run_experiment(
                 attempts=wcfg.max_attempts,  # this claim only records giving up
             )
             return "failed"
-        return _run_leased(settings, wcfg, sessions, session, lease)
+        # the devices it asks for (train.devices), all at once, on this host: else back it goes
+        host = host_devices()
+        wanted = _devices_of(lease.spec)
+        alloc = allocate(host, wanted)
+        if alloc is None:
+            note = _waiting_note(host, wanted)
+            log.info("experiment %d: %s", experiment_id, note)
+            lifecycle.release(session, experiment_id, lease.token, note)
+            return "deferred"
+        with alloc:
+            if host.kind == "gpu":  # the ranks (or the one process) see the devices it holds
+                os.environ["CUDA_VISIBLE_DEVICES"] = alloc.cuda_visible()
+            return _run_leased(settings, wcfg, sessions, session, lease)
+
+
+def _devices_of(spec: dict[str, Any]) -> int:
+    """A job's ``train.devices`` (1 for a spec that no longer parses: its run fails with why)."""
+    from rpg_core.spec import parse_spec
+
+    try:
+        return int(parse_spec(spec).train.devices)
+    except Exception:  # noqa: BLE001 - the training reports a bad spec
+        return 1
+
+
+def _waiting_note(host: HostDevices, wanted: int) -> str:
+    name = socket.gethostname()
+    if wanted > len(host.devices):
+        return (
+            f"waiting for a worker with {wanted} devices (train.devices): {name} has "
+            f"{len(host.devices)}"
+        )
+    return (
+        f"waiting for {wanted} free devices on one host (train.devices): {name} has "
+        f"{host.free()} of {len(host.devices)} free"
+    )
 
 
 def _claim(

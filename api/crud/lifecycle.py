@@ -496,6 +496,36 @@ def requeue(session: Session, experiment_id: int, token: int, error: str) -> boo
     )
 
 
+def release(session: Session, experiment_id: int, token: int, note: str) -> bool:
+    """Fenced: running -> queued without counting the attempt, with ``note`` saying why (a
+    worker that cannot give the job the devices it asks for, ``train.devices``: the reconciler
+    sends it again, to any worker). False when the lease is lost or a cancel came in."""
+    running, to_queued = _moving(JobStatus.queued, JobStatus.running)
+    return _fenced_update(
+        session,
+        experiment_id,
+        token,
+        running,
+        Experiment.cancel_requested.is_(False),
+        **to_queued,
+        attempts=Experiment.attempts - 1,
+        error=note[:MAX_ERROR],
+        lease_owner=None,
+        lease_expires_at=None,
+        dispatched_at=None,
+    )
+
+
+def note_queued(session: Session, experiment_id: int, note: str) -> None:
+    """A queued run's status note (what it waits for); not committed."""
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == JobStatus.queued)
+        .values(error=note[:MAX_ERROR])
+        .execution_options(synchronize_session=False)
+    )
+
+
 # ---------------------------------------------------------------- reconciler side
 
 

@@ -17,7 +17,7 @@ from ..redact import redact
 from ..schemas import Created, ExperimentDetail, ExperimentPage, ExperimentSummary, StatusOut
 from ..status import JobStatus
 from ..storage import StoreUnavailable, open_store, remove_files
-from ..validation import check_limits
+from ..validation import check_devices, check_limits
 from ..yaml_body import YamlBodyRoute, yaml_request_body
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,10 @@ def submit(
 ) -> Created:
     """Queue one experiment and send it to the worker."""
     check_limits(spec, settings)
+    note = check_devices(spec, settings, session)
     exp_id = crud.create_experiment(session, spec.model_dump(mode="json"))
+    if note is not None:
+        lifecycle.note_queued(session, exp_id, note)
     session.commit()
     sent = lifecycle.dispatch_jobs(session, settings, [exp_id])
     return Created(id=exp_id, status=JobStatus.queued, dispatched=bool(sent))

@@ -17,7 +17,7 @@ from ..crud import lifecycle
 from ..deps import MAX_ID, ReadAuth, SessionDep, SettingsDep, StrictDigits, SweepId, WriteAuth
 from ..errors import field_error
 from ..schemas import SweepCreated, SweepOut, SweepPage
-from ..validation import limit_errors
+from ..validation import check_devices, limit_errors
 from ..yaml_body import YamlBodyRoute, yaml_request_body
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,19 @@ def submit_sweep(
     ]
     if errors:
         raise HTTPException(422, detail=errors[:50])
+    # train.devices against the largest worker host: 422, or each run's note of what it waits for
+    by_devices = {s.train.devices: s for s in specs}
+    notes = {d: check_devices(s, settings, session) for d, s in by_devices.items()}
     sweep_id, ids = crud.create_sweep(
         session,
         sweep.name,
         sweep.model_dump(mode="json"),
         [s.model_dump(mode="json") for s in specs],
     )
+    for exp_id, s in zip(ids, specs, strict=True):
+        note = notes[s.train.devices]
+        if note is not None:
+            lifecycle.note_queued(session, exp_id, note)
     session.commit()
     sent = lifecycle.dispatch_jobs(session, settings, ids)
     return SweepCreated(id=sweep_id, name=sweep.name, experiment_ids=ids, dispatched=len(sent))

@@ -7,6 +7,7 @@ device (:mod:`.pose`, :mod:`.scenes` list the keys)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,14 @@ class BatchLoader:
     In-memory sets are indexed directly (and live on the device); image folders go through a
     ``DataLoader`` with ``num_workers`` (and ``pin_memory`` on CUDA). Shuffling and
     augmentation come from :func:`epoch_generator`, so worker count never changes a batch.
+
+    ``shard=(rank, world)`` (a data-parallel run, :mod:`rpg_core.training.distributed`): every
+    rank draws the same global batches and yields the ``rank``-th of ``world`` nearly equal
+    parts of each (``torch.tensor_split``); in-memory sets are augmented as whole batches first,
+    so the parts put together are a 1-rank run's batch. An image folder's rank loads only its
+    part and augments it from its own generator (same images and order, other random crops).
+    A training set's last batch is dropped when it is smaller than ``max(2, world)``.
+    ``global_sizes``: the sizes of the last epoch's global batches.
     """
 
     def __init__(
@@ -91,8 +100,11 @@ class BatchLoader:
         seed: int = 0,
         device: torch.device | str = "cpu",
         num_workers: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.data, self.split, self.batch_size, self.seed = data, split, batch_size, seed
+        self.rank, self.world = shard
+        self.global_sizes: list[int] = []
         self.device = torch.device(device)
         self.num_workers = num_workers
         self.images: SampleSet = data.train if split == "train" else data.val
@@ -107,6 +119,12 @@ class BatchLoader:
             targets = {k: v.to(self.device) for k, v in self.images.targets.items()}
             self._mem = (self.images.x.to(self.device), targets)
 
+    def unsharded(self) -> BatchLoader:
+        """This loader's global batches (every rank the whole batch), sharing its data."""
+        other = copy.copy(self)
+        other.rank, other.world, other.global_sizes = 0, 1, []
+        return other
+
     @property
     def num_samples(self) -> int:
         return len(self.images)
@@ -115,23 +133,41 @@ class BatchLoader:
         n = self.num_samples
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
         chunks = list(order.split(self.batch_size))
-        if self.train and len(chunks) > 1 and len(chunks[-1]) < 2:
-            chunks.pop()  # a batch of one breaks BatchNorm
+        if self.train and len(chunks) > 1 and len(chunks[-1]) < self._min_last:
+            chunks.pop()  # a batch of one breaks BatchNorm (and every rank needs an image)
         return chunks
+
+    @property
+    def _min_last(self) -> int:
+        return max(2, self.world)
 
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
         batches = -(-n // b)
-        if self.train and batches > 1 and n % b == 1:
-            batches -= 1  # _order drops a last batch of one
+        if self.train and batches > 1 and 0 < n % b < self._min_last:
+            batches -= 1  # _order drops a last batch that small
         return batches
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, Any]]:
         """Epoch ``epoch``'s batches ``(x, y)``: ``y`` labels or a target dict (:data:`Targets`)."""
         gen = epoch_generator(self.seed, epoch)
         chunks = self._order(gen)
-        for x, y in self._raw_batches(chunks):
-            yield self._transform(x, gen), y
+        self.global_sizes = [len(c) for c in chunks]
+        if self.world == 1:
+            for x, y in self._raw_batches(chunks):
+                yield self._transform(x, gen), y
+            return
+        if self._mem is not None:  # the whole batch augmented, then this rank's part
+            for x, y in self._raw_batches(chunks):
+                part = torch.arange(len(x), device=x.device).tensor_split(self.world)[self.rank]
+                if len(part):
+                    ys = {k: v[part] for k, v in y.items()} if isinstance(y, dict) else y[part]
+                    yield self._transform(x, gen)[part], ys
+            return
+        parts = [c.tensor_split(self.world)[self.rank] for c in chunks]
+        rank_gen = epoch_generator(self.seed + 7_919 * self.rank, epoch)
+        for x, y in self._raw_batches([p for p in parts if len(p)]):
+            yield self._transform(x, rank_gen), y
 
     def _raw_batches(self, chunks: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, Targets]]:
         if self._mem is not None:

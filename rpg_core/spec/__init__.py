@@ -40,7 +40,7 @@ from ..catalog.tasks import DEFAULT_TASK, TASKS, check_task, list_tasks
 from ..exceptions import RPGConfigError
 from ..image_limits import MAX_IMAGE_SIZE
 from .eval import KEY_RE, MAX_SEVERITY, SHIFTS, EvalSpec, OODSetSpec, ShiftName
-from .method import MethodSpec, check_method, method_rpg
+from .method import PRUNING_METHODS, MethodSpec, check_method, method_rpg
 from .model import (
     DEFAULT_STACKS,
     ENCDEC_BLOCKS,
@@ -358,6 +358,19 @@ class ExperimentSpec(_Spec):
                 "method"
             )
         check_method(self.method, self.rpg)
+        return self
+
+    @model_validator(mode="after")
+    def _devices_fit(self) -> ExperimentSpec:
+        pruning = self.prune is not None or (
+            self.method is not None and self.method.name in PRUNING_METHODS
+        )
+        if self.train.devices > 1 and pruning:
+            raise ValueError(
+                f"train.devices: {self.train.devices} devices train a network from scratch; "
+                f"pruning (prune, or method prune-global / prune-filters) runs on one device: "
+                f"set train.devices to 1"
+            )
         return self
 
     @model_validator(mode="after")

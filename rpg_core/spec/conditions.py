@@ -62,6 +62,7 @@ NOT_CONDITIONS = (
     "name",
     "tags",
     "train.device",
+    "train.devices",  # a data-parallel run trains as a 1-device run does (same global batch)
     "train.deterministic",
     "data.num_workers",
     "eval",  # out-of-distribution sets scored after training: they change no training metric

@@ -17,6 +17,7 @@ from pydantic import (
 
 # Limits that keep a spec sane; the service may lower them through its settings.
 MAX_EPOCHS = 10_000
+MAX_DEVICES = 64  # train.devices: ranks of one data-parallel run (one host; see docs/DEPLOY.md)
 MAX_BATCH_SIZE = 65_536
 
 Recipe = Literal["short", "paper-cifar", "paper-imagenet", "cifar", "imagenet"]
@@ -62,6 +63,14 @@ class TrainSpec(BaseModel):
     seed: StrictInt = Field(0, ge=0, lt=2**31, description="seed of init, shuffling, augmentation")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,3})?)$")
     deterministic: StrictBool = Field(True, description="deterministic algorithms (CPU: bit-exact)")
+    devices: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_DEVICES,
+        description="devices of one data-parallel run (torch.distributed DDP, one rank each: "
+        "NCCL on GPUs, gloo on the CPU); each rank takes its share of the same global batch "
+        "(train.batch_size), so the run trains as a 1-device run does",
+    )
     lr_by_ring_uses: StrictBool | None = Field(
         None,
         description="when lr is not given, multiply the recipe's lr by min(1, sqrt(512 / uses)) "
@@ -77,6 +86,17 @@ class TrainSpec(BaseModel):
         "auto: while the run has had fewer than PRECISE_BN_STEPS steps (short runs, where the "
         "running averages still remember the initial weights)",
     )
+
+    @model_validator(mode="after")
+    def _devices_fit(self) -> TrainSpec:
+        batch = self.batch_size
+        if self.devices > 1 and batch is not None and batch < 2 * self.devices:
+            raise ValueError(
+                f"train.devices ({self.devices}) needs train.batch_size of at least "
+                f"{2 * self.devices} (two images per rank of each global batch); raise "
+                f"train.batch_size or lower train.devices"
+            )
+        return self
 
     @model_validator(mode="after")
     def _milestones_sorted(self) -> TrainSpec:

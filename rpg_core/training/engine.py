@@ -58,11 +58,11 @@ from ..spec.method import PRUNING_METHODS
 from ..stopping import StopCheck, Stopped, callbacks_stop, check_stop
 from ..tasks import get_task
 from .checkpoint import Checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint
+from .distributed import Ranks
 from .epoch import (
     PRECISE_BN_EPOCH,
     _notify,
     _Run,
-    _stop_requested,
     evaluate,
     precise_bn,
     train_epoch,
@@ -163,11 +163,13 @@ def _build(
     callbacks: Sequence[Any],
     step_interval_s: float,
     source_model: nn.Module | None = None,
+    ranks: Ranks | None = None,
 ) -> _Run:
     hp = resolve_train(spec.train)
-    device = pick_device(spec.train.device)
+    device = ranks.device if ranks is not None else pick_device(spec.train.device)
     data_spec = spec.data.model_copy(update={"augment": resolve_augment(spec)})
-    should_stop = callbacks_stop(callbacks)
+    # a rank stops where rank 0 decides (steps, epochs: Ranks.decide), never alone mid-loop
+    should_stop = callbacks_stop(callbacks) if ranks is None else None
     data = load_datasets(data_spec, data_root=data_root, should_stop=should_stop)
     hp["augment"] = data_spec.augment
     batch_lr = 1.0  # an auto batch size below the recipe's lowers the lr (auto_batch_lr_factor)
@@ -180,6 +182,10 @@ def _build(
         model, prune = _pruned_source(spec, source_model, data, data_root, should_stop)
     else:
         model = create_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+    if ranks is not None:
+        from .distributed import global_batchnorm
+
+        model = global_batchnorm(model, ranks)
     if device.type == "cuda":
         model = model.to(device).to(memory_format=torch.channels_last)
     if spec.train.lr is None and (hp["lr_by_ring_uses"] or batch_lr < 1.0):
@@ -189,8 +195,15 @@ def _build(
         hp["lr"] = hp["lr"] * hp["lr_factor"]
     optimizer = make_optimizer(model, hp)
     kw: dict[str, Any] = {"seed": spec.train.seed, "device": device}
+    if ranks is not None:
+        kw["shard"] = (ranks.rank, ranks.world)
     workers = spec.data.num_workers
     train_loader = BatchLoader(data, "train", hp["batch_size"], num_workers=workers, **kw)
+    train_model = model
+    if ranks is not None:
+        from .distributed import wrap_ddp
+
+        train_model = wrap_ddp(model, ranks)
     return _Run(
         spec=spec,
         hp=hp,
@@ -205,6 +218,8 @@ def _build(
         callbacks=callbacks,
         step_interval_s=step_interval_s,
         task=get_task(spec.task),
+        ranks=ranks,
+        train_model=train_model,
     )
 
 
@@ -228,6 +243,8 @@ def _resume(run: _Run, ckpt: Checkpoint, checkpoint_dir: Path) -> None:
 
 
 def _save(run: _Run, checkpoint_dir: Path, epoch: int) -> None:
+    if run.ranks is not None and not run.ranks.leader:
+        return  # rank 0 alone writes a data-parallel run's checkpoint
     save_checkpoint(
         checkpoint_dir,
         model=run.model,
@@ -580,7 +597,7 @@ def _run_epochs(run: _Run, checkpoint_dir: Path | None) -> Status:
             _save(run, checkpoint_dir, epoch + 1)
         log.info("%s epoch %d: %s", run.spec.name, epoch + 1, record)
         _notify(run.callbacks, "on_epoch_end", epoch + 1, dict(record))
-        if epoch + 1 < run.hp["epochs"] and _stop_requested(run.callbacks):
+        if epoch + 1 < run.hp["epochs"] and run.stop_now():
             return "stopped"
     return "completed"
 
@@ -619,17 +636,57 @@ def train(
     ``dense_cache``: a folder shared by the runs of a sweep; a pruning method's run keeps its
     trained dense network there (``<dense_cache>/<dense_key>``) and a run of the same dense spec
     (another budget or pruning method) starts from it instead of training it again.
+    ``train.devices`` > 1: the run trains as that many ranks of DDP under torchrun
+    (:mod:`rpg_core.training.distributed`); the callbacks are called here as for one device.
     Raises RPGTrainingError when the loss becomes NaN or inf.
     """
+    spec = parse_spec(spec)
+    if spec.train.devices > 1:
+        from .distributed import launch
+
+        return launch(
+            spec,
+            callbacks=list(callbacks or []),
+            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+            data_root=data_root,
+            resume=resume,
+            step_interval_s=step_interval_s,
+        )
+    return run_train(
+        spec,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+        data_root=data_root,
+        resume=resume,
+        step_interval_s=step_interval_s,
+        source_model=source_model,
+        dense_cache=dense_cache,
+    )
+
+
+def run_train(
+    spec: ExperimentSpec | dict[str, Any],
+    *,
+    callbacks: Sequence[Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    resume: bool = True,
+    step_interval_s: float = 1.0,
+    source_model: nn.Module | None = None,
+    dense_cache: str | Path | None = None,
+    ranks: Ranks | None = None,
+) -> TrainResult:
+    """:func:`train` in this process: one device, or with ``ranks`` one rank of a data-parallel
+    run (:func:`rpg_core.training.distributed.main` calls it so)."""
     spec = parse_spec(spec)
     cbs = list(callbacks or [])
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     ckpt = load_checkpoint(ckpt_dir) if ckpt_dir is not None and resume else None
     spec = _for_checkpoint(spec, ckpt)
-    device = pick_device(spec.train.device)
+    device = ranks.device if ranks is not None else pick_device(spec.train.device)
     with deterministic(spec.train.deterministic, device):
         try:
-            run = _build(spec, data_root, cbs, step_interval_s, source_model)
+            run = _build(spec, data_root, cbs, step_interval_s, source_model, ranks)
         except Stopped:  # while its data was generated or its source pruned
             return _stopped_before_training(spec, device)
         if data_root is not None:

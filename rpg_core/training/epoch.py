@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from ..tasks import Task, get_task
 from .loop import EpochSums, evaluate_batches, train_steps
 from .precise_bn import recompute_batchnorm
 
+if TYPE_CHECKING:
+    from .distributed import Ranks
+
 
 def _notify(callbacks: Sequence[Any], method: str, *args: Any) -> None:
     for cb in callbacks:
@@ -31,6 +34,10 @@ def _notify(callbacks: Sequence[Any], method: str, *args: Any) -> None:
 
 def _stop_requested(callbacks: Sequence[Any]) -> bool:
     return any(bool(getattr(cb, "should_stop", lambda: False)()) for cb in callbacks)
+
+
+def _never() -> bool:
+    return False
 
 
 class _Stop(Stopped):
@@ -64,12 +71,24 @@ class _Run:
     data_root: Path = field(default_factory=default_data_root)
     ood: dict[str, float] | None = None  # eval.ood's accuracies after training
     task: Task = field(default_factory=lambda: get_task("classification"))
+    ranks: Ranks | None = None  # a data-parallel run's rank (rpg_core.training.distributed)
+    train_model: nn.Module | None = None  # what the steps call: DDP around ``model``, or it
 
     @property
     def should_stop(self) -> StopCheck:
         """The callbacks' stop request, for the loops outside the training steps
-        (evaluation, OOD evaluation: :mod:`rpg_core.stopping`)."""
+        (evaluation, OOD evaluation: :mod:`rpg_core.stopping`). A data-parallel rank stops
+        only where every rank does (:meth:`stop_now`, steps and epochs): never here."""
+        if self.ranks is not None:
+            return _never
         return callbacks_stop(self.callbacks)
+
+    def stop_now(self) -> bool:
+        """Whether to stop before the next step (or epoch): the callbacks' answer; in a
+        data-parallel run rank 0's, broadcast to every rank."""
+        if self.ranks is None:
+            return _stop_requested(self.callbacks)
+        return self.ranks.decide(lambda: _stop_requested(self.callbacks))
 
     @property
     def total_steps(self) -> int:
@@ -112,7 +131,7 @@ def train_epoch(run: _Run, epoch: int) -> tuple[float, float | None]:
     n_steps = len(run.train_loader)
 
     def before_step(step: int) -> None:
-        if _stop_requested(run.callbacks):
+        if run.stop_now():
             raise _Stop
 
     def after_step(step: int, lr: float, sums: EpochSums) -> None:
@@ -123,8 +142,16 @@ def train_epoch(run: _Run, epoch: int) -> tuple[float, float | None]:
             metrics = _step_metrics(run, epoch, step, sums, t0)
             _notify(run.callbacks, "on_step", epoch * n_steps + step, run.total_steps, metrics)
 
+    loss_scale = None
+    if run.ranks is not None:
+        world, loader = run.ranks.world, run.train_loader
+
+        def loss_scale(step: int, n: int) -> float:
+            # DDP averages the ranks' gradients: weighted so, the global batch's mean gradient
+            return n * world / loader.global_sizes[step - 1]
+
     sums = train_steps(
-        run.model,
+        run.train_model if run.train_model is not None else run.model,
         run.train_loader.epoch(epoch),
         run.optimizer,
         scheduler=run.scheduler,
@@ -135,7 +162,11 @@ def train_epoch(run: _Run, epoch: int) -> tuple[float, float | None]:
         before_step=before_step,
         after_step=after_step,
         task=run.task,
+        loss_scale=loss_scale,
     )
+    if run.ranks is not None:  # the epoch's sums over the global batches
+        sums.loss, sums.correct, images = run.ranks.sum([sums.loss, sums.correct, sums.images])
+        sums.images = int(images)
     run.images += sums.images
     run.train_seconds += time.perf_counter() - t0
     return sums.mean_loss, sums.accuracy
@@ -151,10 +182,19 @@ PRECISE_BN_EPOCH = 1_000_000  # precise BN of epoch e draws batches as "epoch" 1
 
 
 def precise_bn(run: _Run, epoch: int) -> None:
-    """Recompute the batchnorm statistics on training batches (seeded apart from training)."""
-    epoch_batches = run.train_loader.epoch(PRECISE_BN_EPOCH + epoch)
+    """Recompute the batchnorm statistics on training batches (seeded apart from training).
+    A data-parallel rank recomputes them alone over the whole global batches (no collective:
+    every rank gets a 1-device run's statistics, :func:`~.distributed.local_batchnorm`)."""
+    loader = run.train_loader
+    local: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if run.ranks is not None:
+        from .distributed import local_batchnorm
+
+        loader, local = loader.unsharded(), local_batchnorm(run.model)
+    epoch_batches = loader.epoch(PRECISE_BN_EPOCH + epoch)
     batches = (run.prepare(x) for x, _ in checked(epoch_batches, run.should_stop))
-    recompute_batchnorm(run.model, batches, autocast=run.autocast)
+    with local:
+        recompute_batchnorm(run.model, batches, autocast=run.autocast)
 
 
 def evaluate(run: _Run) -> dict[str, float]:
@@ -168,4 +208,5 @@ def evaluate(run: _Run) -> dict[str, float]:
         top5=run.task.info.top5 and run.data.num_classes >= 100,
         autocast=run.autocast,
         prepare=run.prepare,
+        reduce=run.ranks.sum_dict if run.ranks is not None else None,
     )

@@ -131,13 +131,16 @@ def train_steps(
     before_step: Callable[[int], None] | None = None,
     after_step: Callable[[int, float, EpochSums], None] | None = None,
     task: Task | None = None,
+    loss_scale: Callable[[int, int], float] | None = None,
 ) -> EpochSums:
     """One pass of the task's loss (default: classification, cross-entropy) over ``batches``;
     ``epoch`` (1-based) names it in errors.
 
     ``scheduler`` (if any) steps after every optimizer step. ``before_step(step)`` runs before
     each step (raise to stop); ``after_step(step, lr, sums)`` after it, with the learning rate
-    the step used. Raises RPGTrainingError when the loss becomes NaN or inf.
+    the step used. ``loss_scale(step, images)``: a factor on the loss that is differentiated
+    (a data-parallel rank's share of the global batch); the sums keep the unscaled loss.
+    Raises RPGTrainingError when the loss becomes NaN or inf.
     """
     task = _default_task(task)
     model.train()
@@ -152,6 +155,8 @@ def train_steps(
         value = float(loss.item())
         check_finite(value, epoch, step)
         optimizer.zero_grad(set_to_none=True)
+        if loss_scale is not None:
+            loss = loss * loss_scale(step, task.batch_size(y))
         loss.backward()
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
@@ -175,11 +180,13 @@ def evaluate_batches(
     prepare: Callable[[torch.Tensor], torch.Tensor] = _same,
     allow_empty: bool = True,
     task: Task | None = None,
+    reduce: Callable[[dict[str, float], int], tuple[dict[str, float], int]] | None = None,
 ) -> dict[str, float]:
     """``val_loss`` and the task's metrics ``val_<key>`` of ``model`` over ``batches``
     (classification: ``val_acc``, top-1, and ``val_top5`` with ``top5``), without gradients;
     leaves the model in eval mode. No batches: zeros, or with ``allow_empty=False`` an
-    RPGConfigError."""
+    RPGConfigError. ``reduce``: combines the sums with other processes' (a data-parallel run's
+    ranks, each over its shard)."""
     task = _default_task(task)
     model.eval()
     totals: dict[str, float] = {}
@@ -192,6 +199,8 @@ def evaluate_batches(
             for k, v in task.eval_sums(outputs, y, top5=top5).items():
                 totals[k] = totals.get(k, 0.0) + v
             n += task.batch_size(y)
+    if reduce is not None:
+        totals, n = reduce(totals, n)
     if n == 0 and not allow_empty:
         raise RPGConfigError("loader: no images to evaluate")
     return task.finish(totals, n, top5=top5)

@@ -27,11 +27,14 @@ def saved_spec(saved: Any) -> ExperimentSpec:
 
 
 def _same_spec(saved: Any, spec: ExperimentSpec) -> bool:
-    """Whether a checkpoint's saved spec is ``spec``."""
+    """Whether a checkpoint's saved spec is ``spec`` (on any number of devices: a data-parallel
+    run trains as a 1-device run does, so either resumes the other's checkpoint)."""
     try:
-        return saved_spec(saved) == spec
+        parsed = saved_spec(saved)
     except RPGConfigError:
         return False
+    train = parsed.train.model_copy(update={"devices": spec.train.devices})
+    return parsed.model_copy(update={"train": train}) == spec
 
 
 def _for_checkpoint(spec: ExperimentSpec, ckpt: Checkpoint | None) -> ExperimentSpec:
