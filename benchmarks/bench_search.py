@@ -81,6 +81,9 @@ def run_study(args: argparse.Namespace, seed: int, pruner: str) -> dict[str, Any
     base = base_spec(args)
     metric, higher = objective_of(search, None)
     study = optuna.create_study(
+        # a fixed name: Hyperband puts a trial in a bracket by crc32(study name, trial number),
+        # so an unnamed study (a random name) would split its trials differently on every run
+        study_name=f"bench-search-s{seed}-{pruner}",
         direction=direction(higher),
         sampler=make_sampler(search),
         pruner=make_pruner(search, args.epochs),
