@@ -7,8 +7,14 @@ worker's reporter of intermediate values (``rpg_core.training.intermediate``). P
 the study is run with the pruner off and on; the table gives the best objective (the final
 validation accuracy of the best trial) and the training epochs spent in all.
 
+``--pruner`` may be given several times, each ``NAME`` or ``NAME:key=value,key=value`` with the
+search section's pruner settings (``successive-halving:min_resource=2,reduction_factor=3``,
+``median:n_startup_trials=4,n_warmup_steps=2``, ``hyperband:min_resource=1``); per seed the
+pruner-off study runs once and each pruner's study beside it. Unset settings: ``n_startup_trials
+4``, ``n_warmup_steps 0`` and the search section's defaults for the rest.
+
 Usage: python benchmarks/bench_search.py [--trials 16] [--epochs 4] [--seeds 0,1]
-       [--pruner successive-halving|median|hyperband] [--dataset fashion-mnist] [--train 768]
+       [--pruner successive-halving ...] [--dataset fashion-mnist] [--train 768]
        [--val 256] [--image-size 14] [--width 0.25] [--ring 2000] [--json out.json]
 """
 
@@ -44,6 +50,18 @@ def base_spec(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def pruner_settings(text: str) -> dict[str, Any]:
+    """``NAME[:key=value,...]`` -> the search section's pruner (integer settings)."""
+    name, _, rest = text.partition(":")
+    settings: dict[str, Any] = {"name": name, "n_startup_trials": 4, "n_warmup_steps": 0}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--pruner {text!r}: write key=value, not {item!r}")
+        settings[key.strip()] = int(value)
+    return settings
+
+
 def run_study(args: argparse.Namespace, seed: int, pruner: str) -> dict[str, Any]:
     """One study: its best objective, epochs spent, trials pruned and seconds."""
     import optuna
@@ -56,13 +74,16 @@ def run_study(args: argparse.Namespace, seed: int, pruner: str) -> dict[str, Any
             "sampler": "tpe",
             "n_trials": args.trials,
             "space": {"train.lr": {"log": [0.003, 0.3]}},
-            "pruner": {"name": pruner, "n_startup_trials": 4, "n_warmup_steps": 0},
+            "pruner": pruner_settings(pruner),
             "seed": seed,
         }
     )
     base = base_spec(args)
     metric, higher = objective_of(search, None)
     study = optuna.create_study(
+        # a fixed name: Hyperband puts a trial in a bracket by crc32(study name, trial number),
+        # so an unnamed study (a random name) would split its trials differently on every run
+        study_name=f"bench-search-s{seed}-{pruner}",
         direction=direction(higher),
         sampler=make_sampler(search),
         pruner=make_pruner(search, args.epochs),
@@ -111,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--pruner", default="successive-halving")
+    ap.add_argument("--pruner", action="append", default=None, help="repeatable; NAME[:k=v,...]")
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--train", type=int, default=768)
     ap.add_argument("--val", type=int, default=256)
@@ -125,19 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    pruners = args.pruner or ["successive-halving"]
+    for p in pruners:
+        pruner_settings(p)  # refuse a malformed one before any training
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for pruner in ("none", args.pruner):  # side by side, per seed
+        for pruner in ("none", *pruners):  # side by side, per seed
             rows.append(run_study(args, seed, pruner))
     off = [r for r in rows if r["pruner"] == "none"]
-    on = [r for r in rows if r["pruner"] != "none"]
-    summary = {
-        "best_off": [r["best"] for r in off],
-        "best_on": [r["best"] for r in on],
-        "epochs_off": sum(r["epochs"] for r in off),
-        "epochs_on": sum(r["epochs"] for r in on),
-    }
-    summary["epoch_ratio"] = summary["epochs_on"] / max(summary["epochs_off"], 1)
+    epochs_off = sum(r["epochs"] for r in off)
+    summary: dict[str, Any] = {"best_off": [r["best"] for r in off], "epochs_off": epochs_off}
+    summary["pruners"] = {}
+    for p in pruners:
+        on = [r for r in rows if r["pruner"] == p]
+        epochs_on = sum(r["epochs"] for r in on)
+        summary["pruners"][p] = {
+            "best_on": [r["best"] for r in on],
+            "epochs_on": epochs_on,
+            "epoch_ratio": epochs_on / max(epochs_off, 1),
+        }
     print("| seed | pruner | best acc | best lr | epochs | pruned | s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -146,10 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['epochs']} | {r['pruned']} | {r['seconds']:.0f} |"
         )
     med = statistics.median
-    print(
-        f"best (median over seeds): off {med(summary['best_off']):.4f}, on "
-        f"{med(summary['best_on']):.4f}; epochs on/off {summary['epoch_ratio']:.2f}"
-    )
+    best_off = summary["best_off"]
+    print(f"pruner off: best median {med(best_off):.4f} ({min(best_off):.4f}-{max(best_off):.4f})")
+    for p, on in summary["pruners"].items():
+        print(
+            f"{p}: best median {med(on['best_on']):.4f} ({min(on['best_on']):.4f}-"
+            f"{max(on['best_on']):.4f}); epochs on/off {on['epoch_ratio']:.2f}"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"rows": rows, "summary": summary, "args": vars(args)}, f, indent=1)
