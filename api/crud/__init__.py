@@ -46,11 +46,11 @@ from .lifecycle import (
 )
 from .listing import SORTS, ListFilter, changed_since, count_by_status, list_experiments
 from .metrics import Point, gap_points, metric_series, ood_results, power_law_points
-from .tokens import check_token, create_token, hash_token
+from .tokens import TokenCache, check_token, create_token, hash_token
 
 __all__ = [
     "RESULT_COLUMNS", "SORTS", "ConflictError", "CursorError", "FileRecord", "HeartbeatState",
-    "Lease", "ListFilter", "Point", "artifact_relpath", "changed_since", "check_token",
+    "Lease", "ListFilter", "TokenCache", "Point", "artifact_relpath", "changed_since", "check_token",
     "claim_experiment", "count_by_status", "create_experiment", "create_sweep", "create_token",
     "delete_experiment", "fail_experiment", "file_record", "finalize_abandoned_cancels",
     "finish_experiment", "get_experiment", "get_file", "get_result", "get_sweep", "hash_token",
