@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -364,21 +364,25 @@ def summary_of(
     return f"{text}; {listed}: each group is {apart.replace('shown as ', '')}, never pooled."
 
 
+_T = TypeVar("_T")
+
+
 class AnswerCache:
     """Answers computed from the succeeded runs (the power law's JSON, its figure's), kept per
     query while the data they come from is unchanged: an entry is keyed by the database, the
     caller's key and ``crud.metrics.results_version`` (read on every call, so a run that
     succeeds, is flagged, deleted or gets its model file is seen by the next request). Per
-    process, the ``size`` most recent answers."""
+    process, the ``size`` most recent answers. An answer is bytes (a response body) or an
+    object its callers only read (``power_law_cached``'s analysis, laws included)."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
-        self._answers: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, session: Session, key: Any, compute: Callable[[], bytes]) -> bytes:
+    def get(self, session: Session, key: Any, compute: Callable[[], _T]) -> _T:
         full = (str(session.get_bind().engine.url), key, results_version(session))
         with self._lock:
             answer = self._answers.get(full)
@@ -401,6 +405,13 @@ class AnswerCache:
 
 
 ANSWERS = AnswerCache()  # the power law's answers (api.routes.analysis, frontend.routes)
+
+
+def power_law_cached(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
+    """``power_law`` computed once per query and data version (``ANSWERS``): the API's answer
+    and the dashboard's figures of one query share one computation (the fits, the 10,000
+    points); callers must not modify it."""
+    return ANSWERS.get(session, ("analysis", query), lambda: power_law(session, query))
 
 
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
