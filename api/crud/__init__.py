@@ -44,7 +44,14 @@ from .lifecycle import (
     request_cancel,
     retry_experiment,
 )
-from .listing import SORTS, ListFilter, changed_since, count_by_status, list_experiments
+from .listing import (
+    SORTS,
+    ListFilter,
+    changed_since,
+    count_by_status,
+    list_experiments,
+    list_summaries,
+)
 from .metrics import Point, gap_points, metric_series, ood_results, power_law_points
 from .tokens import TokenCache, check_token, create_token, hash_token
 
@@ -54,7 +61,7 @@ __all__ = [
     "claim_experiment", "count_by_status", "create_experiment", "create_sweep", "create_token",
     "delete_experiment", "fail_experiment", "file_record", "finalize_abandoned_cancels",
     "finish_experiment", "get_experiment", "get_file", "get_result", "get_sweep", "hash_token",
-    "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_sweeps",
+    "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_summaries", "list_sweeps",
     "mark_cancelled", "mark_dispatched", "gap_points", "metric_series", "ood_results", "power_law_points", "record_metrics",
     "redispatch_candidates", "report_progress", "results_of", "request_cancel", "retry_experiment",
     "sweep_counts",

@@ -70,14 +70,8 @@ def list_experiments(session: SessionDep, _auth: ReadAuth, q: ListQueryDep) -> E
     # reads only (the page and its tags, which never change after the submission): no
     # BEGIN/ROLLBACK round trips around them
     session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    rows, next_cursor = crud.list_experiments(
-        session,
-        q.filter,
-        sort=q.sort,
-        limit=q.limit,
-        cursor=q.cursor,
-        key=q.cursor_key,
-        summary=True,
+    rows, next_cursor = crud.list_summaries(
+        session, q.filter, sort=q.sort, limit=q.limit, cursor=q.cursor, key=q.cursor_key
     )
     return ExperimentPage(
         items=[ExperimentSummary.model_validate(r) for r in rows], next_cursor=next_cursor
