@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Float, Select, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session, defer
@@ -226,7 +226,7 @@ def list_summaries(
     """As ``list_experiments(summary=True)`` but as plain rows of SUMMARY_COLUMNS (a dict per
     run, its sorted ``tags`` included): Core rows, no ORM objects (bench_api.py --mode profile:
     building Experiment objects was 16% of a listing). Two queries: the page, its tags."""
-    columns: Select[Any] = select(*SUMMARY_COLUMNS)
+    columns = cast("Select[Any]", select(*SUMMARY_COLUMNS))
     q = _page(columns, f, sort, limit, cursor, key)
     rows = [dict(r._mapping) for r in session.execute(q)]
     next_cursor = None
