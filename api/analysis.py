@@ -18,7 +18,7 @@ import statistics
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -408,10 +408,23 @@ ANSWERS = AnswerCache()  # the power law's answers (api.routes.analysis, fronten
 
 
 def power_law_cached(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
-    """``power_law`` computed once per query and data version (``ANSWERS``): the API's answer
-    and the dashboard's figures of one query share one computation (the fits, the 10,000
-    points); callers must not modify it."""
-    return ANSWERS.get(session, ("analysis", query), lambda: power_law(session, query))
+    """``power_law`` computed once per query but its prediction targets and per data version
+    (``ANSWERS``): the API's answers and the dashboard's figures of one filter share one
+    computation (the 10,000 points, the groups, the fits); the targets' predictions are then
+    made from the cached laws (``_fit``, as ``power_law`` makes them). Callers must not modify
+    the result."""
+    base_query = replace(query, targets=())
+    base = ANSWERS.get(session, ("analysis", base_query), lambda: power_law(session, base_query))
+    if not query.targets:
+        return base
+    series = []
+    for s in base.out.series:
+        law = base.laws.get(series_key_of(s))
+        if s.fit is not None and law is not None:
+            fit = _fit(law, query.targets, [float(p.params) for p in s.points])
+            s = s.model_copy(update={"fit": fit})
+        series.append(s)
+    return PowerLawAnalysis(base.out.model_copy(update={"series": series}), base.laws)
 
 
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
