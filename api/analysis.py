@@ -19,9 +19,9 @@ import statistics
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -378,21 +378,25 @@ def summary_of(
     return f"{text}; {listed}: each group is {apart.replace('shown as ', '')}, never pooled."
 
 
+_T = TypeVar("_T")
+
+
 class AnswerCache:
     """Answers computed from the succeeded runs (the power law's JSON, its figure's), kept per
     query while the data they come from is unchanged: an entry is keyed by the database, the
     caller's key and ``crud.metrics.results_version`` (read on every call, so a run that
     succeeds, is flagged, deleted or gets its model file is seen by the next request). Per
-    process, the ``size`` most recent answers."""
+    process, the ``size`` most recent answers. An answer is bytes (a response body) or an
+    object its callers only read (``power_law_cached``'s analysis, laws included)."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
-        self._answers: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._answers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, session: Session, key: Any, compute: Callable[[], bytes]) -> bytes:
+    def get(self, session: Session, key: Any, compute: Callable[[], _T]) -> _T:
         full = (str(session.get_bind().engine.url), key, results_version(session))
         with self._lock:
             answer = self._answers.get(full)
@@ -460,6 +464,24 @@ def _search_points(
         marks[p.experiment_id] = TrialPoint(t.number, tuned=True, searched=t.searched)
     out.sort(key=lambda p: p.experiment_id)
     return out, marks
+def power_law_cached(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
+    """``power_law`` computed once per query but its prediction targets and per data version
+    (``ANSWERS``): the API's answers and the dashboard's figures of one filter share one
+    computation (the 10,000 points, the groups, the fits); the targets' predictions are then
+    made from the cached laws (``_fit``, as ``power_law`` makes them). Callers must not modify
+    the result."""
+    base_query = replace(query, targets=())
+    base = ANSWERS.get(session, ("analysis", base_query), lambda: power_law(session, base_query))
+    if not query.targets:
+        return base
+    series = []
+    for s in base.out.series:
+        law = base.laws.get(series_key_of(s))
+        if s.fit is not None and law is not None:
+            fit = _fit(law, query.targets, [float(p.params) for p in s.points])
+            s = s.model_copy(update={"fit": fit})
+        series.append(s)
+    return PowerLawAnalysis(base.out.model_copy(update={"series": series}), base.laws)
 
 
 def power_law(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from rpg_core.catalog.tasks import DEFAULT_TASK, TASKS, list_tasks
 
 from .crud.listing import ListFilter
-from .crud.tokens import check_token
+from .crud.tokens import TokenCache, check_token
 from .settings import Settings
 from .status import JobStatus
 from .validation import TAG_QUERY_PATTERN
@@ -56,24 +56,36 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_token(request: Request, session: SessionDep, creds: Credentials) -> str:
+async def require_token(request: Request, session: SessionDep, creds: Credentials) -> str:
     """Every write: a valid ``Authorization: Bearer <token>``. Returns the token's name.
-    A client whose tokens failed ``auth_max_failures`` times in the window gets 429s."""
+    A client whose tokens failed ``auth_max_failures`` times in the window gets 429s.
+    A token found valid in the last ``token_cache_s`` needs no query (api.crud.TokenCache);
+    otherwise the lookup (a query) runs in the thread pool."""
     if creds is None or not creds.credentials:
         raise _unauthorized(f"this request needs an API token. {HOW_TO_TOKEN}")
     throttle = getattr(request.app.state, "auth_throttle", None)
     client = request.client.host if request.client else "?"
     if throttle is not None:
         throttle.check(client)
-    row = check_token(session, creds.credentials)
-    if row is None:
+    cache: TokenCache | None = getattr(request.app.state, "token_cache", None)
+    name = cache.cached(creds.credentials) if cache is not None else None
+    if name is None:
+        name = await run_in_threadpool(_lookup, cache, session, creds.credentials)
+    if name is None:
         if throttle is not None:
             throttle.failed(client)
         raise _unauthorized(
             "invalid API token: this server's database does not know it (a token belongs to the "
             f"database it was created in). {HOW_TO_TOKEN}"
         )
-    return row.name
+    return name
+
+
+def _lookup(cache: TokenCache | None, session: Session, token: str) -> str | None:
+    if cache is not None:
+        return cache.name_of(session, token)
+    row = check_token(session, token)
+    return None if row is None else row.name
 
 
 async def allow_read(
@@ -82,8 +94,7 @@ async def allow_read(
     """Reads: public when ``public_reads`` is set, otherwise they need a token as writes do."""
     if settings.public_reads:
         return None
-    name: str = await run_in_threadpool(require_token, request, session, creds)  # a query
-    return name
+    return await require_token(request, session, creds)
 
 
 WriteAuth = Annotated[str, Depends(require_token)]

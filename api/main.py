@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry, Gauge
 
 from . import errors, openapi
+from .crud.tokens import TokenCache
 from .db import make_engine, make_sessionmaker
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PrometheusMiddleware
 from .ratelimit import FailureThrottle, RateLimit
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "rpg_experiments", "experiments by status", ["status"], registry=registry
     )
     app.state.parse_spec_limiter = RateLimit(settings.parse_spec_rate, settings.parse_spec_burst)
+    app.state.token_cache = TokenCache(settings.token_cache_s)
     app.state.auth_throttle = FailureThrottle(
         settings.auth_max_failures, settings.auth_failure_window_s
     )

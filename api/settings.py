@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     auth_failure_window_s: float = Field(
         default=60.0, gt=0, description="past auth_max_failures in it: 429 + Retry-After"
     )
+    token_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="a valid API token is checked against the database at most once in this "
+        "many seconds per API process (a deleted token stops working within it); 0: every "
+        "request",
+    )
     cursor_secret: SecretStr = Field(
         default=SecretStr(""),
         description="signs the listing's next_cursor (HMAC-SHA256); set it (the same on every "

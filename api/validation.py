@@ -278,11 +278,11 @@ def check_devices(spec: ExperimentSpec, settings: Settings, session: Any) -> str
     from .crud.workers import largest_host
 
     wanted = spec.train.devices
+    if wanted <= 1:
+        return None  # any worker will do: no query (a submission's round trips, issue 27)
     largest = largest_host(session, settings.dispatch_queue)
     session.rollback()
     if largest is None:
-        if wanted <= 1:
-            return None
         return (
             f"waiting for a worker with {wanted} devices: no worker has recorded its devices on "
             f"queue {settings.dispatch_queue!r} yet (start one: rpg worker, docs/DEPLOY.md)"

@@ -24,6 +24,9 @@ def mount(app: FastAPI) -> None:
     app.include_router(tradeoffs_router)
     app.include_router(tasks_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    from .figures import warm
+
+    warm()  # plotly's lazy validators, before the first figure request
 
 
 __all__ = ["mount"]

@@ -6,6 +6,7 @@ so no information is carried by colour alone.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -150,6 +151,31 @@ def metric_titles(data: Mapping[str, Any], error: bool) -> tuple[str, str]:
         f"{label} vs backbone parameters",
         f"{label}{unit}, {'higher' if hib else 'lower'} is better",
     )
+
+
+@functools.cache
+def warm() -> None:
+    """Build and serialise one small figure of the kinds the pages draw, once per process:
+    plotly loads its validators lazily, on a figure's first use (0.1 s: the first power-law
+    figure of a fresh server paid it). ``frontend.mount`` calls it when the app is built."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[1, 2],
+            y=[0.5, 0.6],
+            mode="markers",
+            customdata=[1, 2],
+            text=["a", "b"],
+            error_y={"type": "data", "array": [0.1, 0.1], "arrayminus": [0.1, 0.1]},
+            marker={"color": OKABE_ITO[0], "symbol": SYMBOLS[0], "size": 9},
+            hovertemplate="%{text}",
+            meta={"role": "points"},
+        )
+    )
+    fig.add_trace(go.Scatter(x=[1, 2], y=[0.5, 0.6], mode="lines", line={"dash": "dash"}))
+    fig.update_layout(**LAYOUT, xaxis={"type": "log", "title": {"text": "x"}}, yaxis={})
+    fig.add_hline(y=0)
+    to_dict(fig)
 
 
 def to_dict(fig: go.Figure) -> dict[str, Any]:

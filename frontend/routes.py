@@ -330,7 +330,7 @@ def power_law_figure(
 
 
 def _power_law_answer(session: Session, q: PowerLawQuery, y: str) -> bytes:
-    result = analysis.power_law(session, q)
+    result = analysis.power_law_cached(session, q)  # shared with the API's answer
     data = result.out.model_dump()
     return bytes(
         JSONResponse(

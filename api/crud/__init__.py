@@ -46,17 +46,24 @@ from .lifecycle import (
     request_cancel,
     retry_experiment,
 )
-from .listing import SORTS, ListFilter, changed_since, count_by_status, list_experiments
+from .listing import (
+    SORTS,
+    ListFilter,
+    changed_since,
+    count_by_status,
+    list_experiments,
+    list_summaries,
+)
 from .metrics import Point, gap_points, metric_series, ood_results, power_law_points
-from .tokens import check_token, create_token, hash_token
+from .tokens import TokenCache, check_token, create_token, hash_token
 
 __all__ = [
     "RESULT_COLUMNS", "SORTS", "ConflictError", "CursorError", "FileRecord", "HeartbeatState",
-    "Lease", "ListFilter", "Point", "artifact_relpath", "changed_since", "check_token",
+    "Lease", "ListFilter", "TokenCache", "Point", "artifact_relpath", "changed_since", "check_token",
     "claim_experiment", "count_by_status", "count_dispatched", "create_experiment", "create_sweep", "create_token",
     "delete_experiment", "fail_experiment", "file_record", "finalize_abandoned_cancels",
     "finish_experiment", "get_experiment", "prune_experiment", "get_file", "get_result", "get_sweep", "hash_token",
-    "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_sweeps",
+    "heartbeat", "ids_with_file", "is_cancel_requested", "list_experiments", "list_summaries", "list_sweeps",
     "mark_cancelled", "mark_dispatched", "gap_points", "metric_series", "ood_results", "power_law_points", "record_metrics",
     "redispatch_candidates", "report_progress", "results_of", "request_cancel", "retry_experiment",
     "sweep_counts",

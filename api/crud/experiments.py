@@ -15,7 +15,7 @@ from rpg_core.exceptions import RPGConfigError
 from rpg_core.spec.conditions import conditions_of, key_of
 from rpg_core.spec.model import sharing_and_stacks
 
-from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep
+from ..models import Experiment, ExperimentTag, MetricPoint, Result, StoredFile, Sweep, utcnow
 from ..status import FINISHED
 from .errors import ConflictError
 from .lifecycle import new_job_values
@@ -85,10 +85,14 @@ def create_experiment(
     *,
     study_id: int | None = None,
     trial_number: int | None = None,
+    dispatched: bool = False,
 ) -> int:
     """Insert a queued experiment (``spec`` is a validated ExperimentSpec dump); not committed.
-    A search trial names its study and Optuna trial number (unique together)."""
+    A search trial names its study and Optuna trial number (unique together). ``dispatched``:
+    marked as sent already (see ``lifecycle.dispatch_premarked``)."""
     exp = _row_for(spec, sweep_id, study_id, trial_number)
+    if dispatched:
+        exp.dispatched_at = utcnow()
     session.add(exp)
     session.flush()
     return exp.id

@@ -164,6 +164,29 @@ def retry_experiment(session: Session, experiment_id: int) -> None:
     session.flush()
 
 
+def dispatch_premarked(
+    session: Session, settings: Settings, experiment_ids: Sequence[int]
+) -> list[int]:
+    """As ``dispatch_jobs`` for runs committed already marked dispatched (``create_experiment``
+    with ``dispatched=True``): sends, and only for those not sent clears the mark (so the
+    reconciler sends them at once), which saves the UPDATE after every good send. A process
+    that dies between the commit and the send leaves the mark: the reconciler sends the run
+    once the mark is ``requeue_after_s`` old."""
+    sent = broker.dispatch(settings, experiment_ids)
+    unsent = [i for i in experiment_ids if i not in set(sent)]
+    if unsent and settings.broker_url:  # without a broker nothing was marked
+        if not session.in_transaction():
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        session.execute(
+            update(Experiment)
+            .where(Experiment.id.in_(unsent), Experiment.status == JobStatus.queued)
+            .values(dispatched_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    return sent
+
+
 def mark_dispatched(session: Session, experiment_ids: Sequence[int]) -> None:
     """Record that a train task was sent for these runs (not committed). A run already claimed
     (running) is marked too: the reconciler sends a dead worker's run again only once its last

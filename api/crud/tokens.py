@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -42,3 +44,42 @@ def check_token(session: Session, token: str) -> ApiToken | None:
         row.last_used_at = now
         session.commit()
     return row
+
+
+class TokenCache:
+    """Valid tokens seen in the last ``ttl_s`` seconds (sha256 -> name), so a request of a known
+    token needs no query. A token deleted from the database stops working within ``ttl_s``;
+    only valid tokens are kept (a wrong one is looked up, and throttled, every time); at most
+    ``max_entries`` (then it starts over, as the rate limits' buckets do)."""
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._names: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> str | None:
+        """The token's name if it was found valid less than ``ttl_s`` ago (no query), else None."""
+        digest = hash_token(token)
+        with self._lock:
+            hit = self._names.get(digest)
+        if hit is not None and time.monotonic() < hit[1]:
+            return hit[0]
+        return None
+
+    def name_of(self, session: Session, token: str) -> str | None:
+        """The token's name if it is valid: from the cache while fresh, else ``check_token``."""
+        name = self.cached(token)
+        if name is not None:
+            return name
+        digest = hash_token(token)
+        now = time.monotonic()
+        row = check_token(session, token)
+        with self._lock:
+            if row is None:
+                self._names.pop(digest, None)
+                return None
+            if len(self._names) >= self.max_entries:
+                self._names.clear()
+            self._names[digest] = (row.name, now + self.ttl_s)
+        return row.name

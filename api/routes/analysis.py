@@ -32,7 +32,9 @@ def power_law(session: SessionDep, _auth: ReadAuth, q: PowerLawQueryDep) -> Resp
     The answer is computed once per query and kept until a run succeeds, is flagged or deleted
     (``analysis.ANSWERS``)."""
     body = analysis.ANSWERS.get(
-        session, ("api", q), lambda: analysis.power_law(session, q).out.model_dump_json().encode()
+        session,
+        ("api", q),
+        lambda: analysis.power_law_cached(session, q).out.model_dump_json().encode(),
     )
     return Response(body, media_type="application/json")
 

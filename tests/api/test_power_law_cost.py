@@ -11,6 +11,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from api import analysis
+from api.crud import ListFilter
+from api.deps import PowerLawQuery
 
 from .conftest import run_to_end, submit
 
@@ -70,9 +72,29 @@ def test_statements_bounded_and_answer_cached_until_a_run_succeeds(
     (new,) = _succeed(client, auth, session, 1)  # the data changed: the answer has the new run
     assert _points(client.get("/api/analysis/power-law").json()) == 16
     assert analysis.ANSWERS.hits == hits
-    # the dashboard's figure of the same data is cached apart, and agrees
+    # the dashboard's figure of the same data reuses the API's analysis (one computation: a
+    # hit), its own JSON is cached apart (the second fetch: a hit), and it agrees
     figure = client.get("/ui/figures/power-law").json()
-    assert figure["points"] == 16 and client.get("/ui/figures/power-law").json() == figure
-    assert analysis.ANSWERS.hits == hits + 1
+    assert figure["points"] == 16 and analysis.ANSWERS.hits == hits + 1
+    assert client.get("/ui/figures/power-law").json() == figure
+    assert analysis.ANSWERS.hits == hits + 2
     assert client.delete(f"/api/experiments/{new}", headers=auth).status_code == 204
     assert _points(client.get("/api/analysis/power-law").json()) == 15  # and one deleted
+
+
+def test_prediction_targets_share_the_analysis(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    """Another target is not another analysis: the fits are reused (a cache hit) and the
+    answer is what a computation from scratch gives."""
+    analysis.ANSWERS.clear()
+    _succeed(client, auth, session, 5)
+    first = client.get("/api/analysis/power-law", params={"target": 0.6}).json()
+    hits = analysis.ANSWERS.hits
+    other = client.get("/api/analysis/power-law", params={"target": [0.7, 0.8]})
+    assert other.status_code == 200 and analysis.ANSWERS.hits == hits + 1
+    query = PowerLawQuery(ListFilter(task="classification"), targets=(0.7, 0.8))
+    assert other.json() == analysis.power_law(session, query).out.model_dump(mode="json")
+    (fitted,) = [s for s in other.json()["series"] if s["fit"]]
+    assert set(fitted["fit"]["params_for"]) == {"0.7", "0.8"}
+    assert set(next(s for s in first["series"] if s["fit"])["fit"]["params_for"]) == {"0.6"}
