@@ -59,8 +59,10 @@ GENERATORS = {  # version -> id
     1: "splitmix64-sortperm",
     2: "splitmix64-bijection",
     3: "splitmix64-hash",  # HashedNets: sampling with replacement (method hashed)
+    4: "splitmix64-blocks",  # two-level permutation, 64 sign bits per stream output
 }
 HASHED_VERSION = 3
+BLOCKS_VERSION = 4
 GENERATOR_VERSION = 2  # what new rings use
 GENERATOR_ID = GENERATORS[GENERATOR_VERSION]
 BIJECTION_ROUNDS = 4  # rounds of the version-2 bijection
@@ -276,6 +278,14 @@ def index_array(
     if version == HASHED_VERSION:
         return hashed_index(seed, n, m).astype(dtype)
     q, r = divmod(m, n)
+    if version == BLOCKS_VERSION:
+        extra4 = permutation_v4(seed, TAG_SELECT, n, count=r) if r else None
+        k = permutation_v4(seed, TAG_SHUFFLE, m)
+        u4 = (k % n).astype(dtype)
+        if extra4 is not None:
+            tail4 = k >= q * n
+            u4[tail4] = extra4.astype(dtype)[k[tail4] - q * n]
+        return u4
     # u = base[shuffle] with base = [0..n-1] * q ++ extra; computed without the random-access
     # gather: base[k] is k mod n for k < q*n, and extra[k - q*n] after.
     if version == 1:
@@ -320,6 +330,8 @@ def signed_index(
         raise RPGConfigError(f"signed_index needs n > 0 and m > 0, got n={n}, m={m}")
     check_version(version)
     check_seed(seed)
+    if version == BLOCKS_VERSION:
+        return _signed_index_v4(seed, n, m, permute, reflect, workers)
     table = _SignedTable(seed, n, m, permute, reflect, version)
     blocks = -(-m // _BLOCK)
     workers = max(1, min(int(workers), blocks))
@@ -459,10 +471,14 @@ def _mod(x: np.ndarray, n: int, dtype: type) -> np.ndarray:
     return out
 
 
-def signs(seed: int, m: int, *, reflect: bool = True) -> np.ndarray:
+def signs(
+    seed: int, m: int, *, reflect: bool = True, version: int = GENERATOR_VERSION
+) -> np.ndarray:
     """The reflection b in {+1, -1}^m as int8."""
     out = np.ones(m, dtype=np.int8)
-    if reflect:
+    if reflect and check_version(version) == BLOCKS_VERSION:
+        out -= 2 * sign_bits_v4(seed, m).astype(np.int8)
+    elif reflect:
         for start, block in _stream_blocks(seed, TAG_SIGN, m):
             top = (block >> np.uint64(63)).astype(np.int8)
             out[start : start + len(block)] -= 2 * top
@@ -492,3 +508,160 @@ def digest(u: np.ndarray, b: np.ndarray) -> str:
     h.update(np.ascontiguousarray(u, dtype="<i8").tobytes())
     h.update(np.ascontiguousarray(b, dtype="i1").tobytes())
     return h.hexdigest()
+
+
+# --- version 4: two-level permutation (blocks of V4_BLOCK), sign bits 64 per stream output ------
+V4_BITS = 12
+V4_BLOCK = 1 << V4_BITS  # positions per block of version 4's permutation
+V4_KEYS = 16  # tag offset of the per-block keys stream
+V4_SHORT = 32  # tag offset of the short block's order
+_V4_ROWS = 32  # blocks per piece of signed_index_v4 (128K positions: cache-sized)
+_T4 = np.arange(V4_BLOCK, dtype=np.uint32)
+
+
+class _BlockPerm:
+    """Version 4's permutation of ``0..n-1`` (see the module docstring)."""
+
+    def __init__(self, seed: int, tag: int, n: int) -> None:
+        self.n = n
+        self.nb = -(-n // V4_BLOCK)
+        self.short = n - (self.nb - 1) * V4_BLOCK  # size of the last block, 1..V4_BLOCK
+        order = permutation_v2(seed, tag, self.nb)
+        last = int(order[-1])
+        gap = V4_BLOCK - self.short
+        self.start: np.ndarray = order * V4_BLOCK - gap * (order > last)  # int64
+        keys = stream(seed, tag + V4_KEYS, self.nb)
+        low = np.uint64(V4_BLOCK - 1)
+        self.a: np.ndarray = ((keys & low) | np.uint64(1)).astype(np.uint32)
+        self.c: np.ndarray = ((keys >> np.uint64(32)) & low).astype(np.uint32)
+        self.tail: np.ndarray | None = None
+        if self.short < V4_BLOCK:
+            self.tail = permutation_v2(seed, tag + V4_SHORT, self.short)
+
+    def inner_rows(self, first: int, last: int) -> np.ndarray:
+        """The within-block values (uint32, shape (last - first, V4_BLOCK)) of full blocks."""
+        x: np.ndarray = self.a[first:last, None] * _T4[None, :]
+        x += self.c[first:last, None]
+        x &= np.uint32(V4_BLOCK - 1)
+        return x
+
+    def values(self, j: np.ndarray) -> np.ndarray:
+        """The permutation at positions ``j`` (int64 array), int64."""
+        block = j >> V4_BITS
+        t = (j & (V4_BLOCK - 1)).astype(np.uint32)
+        inner = ((self.a[block] * t + self.c[block]) & np.uint32(V4_BLOCK - 1)).astype(np.int64)
+        if self.tail is not None:
+            short = block == self.nb - 1
+            inner[short] = self.tail[t[short]]
+        out: np.ndarray = self.start[block] + inner
+        return out
+
+    def head(self, count: int) -> np.ndarray:
+        """Values ``0 .. count - 1`` (int64), a block at a time."""
+        full = min(count // V4_BLOCK, self.nb - (self.tail is not None))
+        out = np.empty(count, dtype=np.int64)
+        if full:
+            rows = self.inner_rows(0, full).astype(np.int64) + self.start[:full, None]
+            out[: full * V4_BLOCK] = rows.ravel()
+        j = np.arange(full * V4_BLOCK, count, dtype=np.int64)
+        out[full * V4_BLOCK :] = self.values(j)
+        return out
+
+
+def permutation_v4(seed: int, tag: int, n: int, count: int | None = None) -> np.ndarray:
+    """The first ``count`` (default ``n``) values of version 4's permutation of ``0..n-1``."""
+    count = n if count is None else count
+    check_seed(seed)
+    if n <= 1:
+        return np.zeros(max(min(count, n), 0), dtype=np.int64)
+    return _BlockPerm(seed, tag, n).head(count)
+
+
+def sign_bits_v4(seed: int, m: int) -> np.ndarray:
+    """Version 4's sign bits (uint8, 1 where the sign is -1): bit ``j mod 64`` of output
+    ``j // 64`` of ``stream(seed, SIGN, ceil(m / 64))``."""
+    words = stream(seed, TAG_SIGN, -(-m // 64)).astype("<u8")
+    bits: np.ndarray = np.unpackbits(words.view(np.uint8), bitorder="little")[:m]
+    return bits
+
+
+def _signed_index_v4(
+    seed: int, n: int, m: int, permute: bool, reflect: bool, workers: int
+) -> np.ndarray:
+    """:func:`signed_index` for version 4: pieces of ``_V4_ROWS`` blocks; in a block whose
+    base positions are all below ``q n`` the value is ``(start mod n) + inner``, less ``n``
+    when that reaches ``n`` (no division per position)."""
+    dtype = table_dtype(n)
+    out: np.ndarray = np.empty(m, dtype=dtype)
+    bits = sign_bits_v4(seed, m) if reflect else None
+    q, r = divmod(m, n)
+    whole = q * n
+    if not permute:
+        for a in range(0, m, _BLOCK):
+            piece = out[a : a + _BLOCK]
+            piece[...] = np.arange(a, a + len(piece), dtype=np.int64) % n
+            if bits is not None:
+                piece += bits[a : a + len(piece)].astype(dtype) * dtype(n)
+        return out
+    extra = permutation_v4(seed, TAG_SELECT, n, count=r) if r else np.zeros(0, np.int64)
+    if m == 1:
+        perm = None
+        rows_full = 0
+    else:
+        perm = _BlockPerm(seed, TAG_SHUFFLE, m)
+        rows_full = perm.nb - (perm.tail is not None)
+    fast = n >= V4_BLOCK and dtype == np.int32
+    ext = extra.astype(dtype)
+
+    def base(k: np.ndarray) -> np.ndarray:  # base[k] for int64 k (flattened)
+        k = k.ravel()
+        u = (k % n).astype(dtype)
+        tail = np.flatnonzero(k >= whole)
+        if len(tail):
+            u[tail] = ext[k[tail] - whole]
+        return u
+
+    def rows(first: int, last: int) -> None:
+        assert perm is not None
+        for j0 in range(first, last, _V4_ROWS):
+            j1 = min(j0 + _V4_ROWS, last)
+            view = out[j0 * V4_BLOCK : j1 * V4_BLOCK].reshape(j1 - j0, V4_BLOCK)
+            inner = perm.inner_rows(j0, j1)
+            start = perm.start[j0:j1]
+            if fast:  # every row as if below q n; the rows that are not are redone below
+                uv = view.view(np.uint32)
+                np.add(inner, (start % n).astype(np.uint32)[:, None], out=uv)
+                np.subtract(uv, np.uint32(n), out=inner)  # wraps where uv < n
+                np.minimum(uv, inner, out=uv)
+                redo = np.flatnonzero(start + V4_BLOCK > whole).tolist()
+                inner = perm.inner_rows(j0, j1) if redo else inner
+            else:
+                redo = list(range(j1 - j0))
+            for i in redo:
+                s0 = int(start[i])
+                if s0 >= whole:  # extra elements only: a window of them
+                    view[i] = ext[inner[i] + np.uint32(s0 - whole)]
+                else:
+                    view[i] = base(inner[i].astype(np.int64) + s0)
+            if bits is not None:
+                b = bits[j0 * V4_BLOCK : j1 * V4_BLOCK].reshape(view.shape)
+                view += b.astype(dtype) * dtype(n)
+
+    workers = max(1, min(int(workers), -(-rows_full // _V4_ROWS)))
+    per = -(-rows_full // workers // _V4_ROWS) * _V4_ROWS if rows_full else 0
+    spans = [(a, min(a + per, rows_full)) for a in range(0, rows_full, per)] if per else []
+    if workers == 1:
+        for s in spans:
+            rows(*s)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda s: rows(*s), spans))
+    rest = rows_full * V4_BLOCK
+    if rest < m:
+        j = np.arange(rest, m, dtype=np.int64)
+        k = perm.values(j) if perm is not None else np.zeros(1, np.int64)
+        piece = out[rest:]
+        piece[...] = base(k)
+        if bits is not None:
+            piece += bits[rest:].astype(dtype) * dtype(n)
+    return out
