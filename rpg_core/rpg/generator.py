@@ -63,7 +63,7 @@ GENERATORS = {  # version -> id
 }
 HASHED_VERSION = 3
 BLOCKS_VERSION = 4
-GENERATOR_VERSION = 2  # what new rings use
+GENERATOR_VERSION = 4  # what new rings use
 GENERATOR_ID = GENERATORS[GENERATOR_VERSION]
 BIJECTION_ROUNDS = 4  # rounds of the version-2 bijection
 
@@ -511,12 +511,12 @@ def digest(u: np.ndarray, b: np.ndarray) -> str:
 
 
 # --- version 4: two-level permutation (blocks of V4_BLOCK), sign bits 64 per stream output ------
-V4_BITS = 12
-V4_BLOCK = 1 << V4_BITS  # positions per block of version 4's permutation
+V4_BITS = 16
+V4_BLOCK = 1 << V4_BITS  # positions per block of version 4's permutation (uint16 arithmetic)
 V4_KEYS = 16  # tag offset of the per-block keys stream
 V4_SHORT = 32  # tag offset of the short block's order
-_V4_ROWS = 32  # blocks per piece of signed_index_v4 (128K positions: cache-sized)
-_T4 = np.arange(V4_BLOCK, dtype=np.uint32)
+_V4_ROWS = 2  # blocks per piece of signed_index_v4 (128K positions: cache-sized)
+_T4 = np.arange(V4_BLOCK, dtype=np.uint16)
 
 
 class _BlockPerm:
@@ -532,24 +532,24 @@ class _BlockPerm:
         self.start: np.ndarray = order * V4_BLOCK - gap * (order > last)  # int64
         keys = stream(seed, tag + V4_KEYS, self.nb)
         low = np.uint64(V4_BLOCK - 1)
-        self.a: np.ndarray = ((keys & low) | np.uint64(1)).astype(np.uint32)
-        self.c: np.ndarray = ((keys >> np.uint64(32)) & low).astype(np.uint32)
+        self.a: np.ndarray = ((keys & low) | np.uint64(1)).astype(np.uint16)
+        self.c: np.ndarray = ((keys >> np.uint64(32)) & low).astype(np.uint16)
         self.tail: np.ndarray | None = None
         if self.short < V4_BLOCK:
             self.tail = permutation_v2(seed, tag + V4_SHORT, self.short)
 
     def inner_rows(self, first: int, last: int) -> np.ndarray:
-        """The within-block values (uint32, shape (last - first, V4_BLOCK)) of full blocks."""
+        """The within-block values (uint16, shape (last - first, V4_BLOCK)) of full blocks:
+        ``(a t + c) mod 2**16`` is uint16 arithmetic as it wraps."""
         x: np.ndarray = self.a[first:last, None] * _T4[None, :]
         x += self.c[first:last, None]
-        x &= np.uint32(V4_BLOCK - 1)
         return x
 
     def values(self, j: np.ndarray) -> np.ndarray:
         """The permutation at positions ``j`` (int64 array), int64."""
         block = j >> V4_BITS
-        t = (j & (V4_BLOCK - 1)).astype(np.uint32)
-        inner = ((self.a[block] * t + self.c[block]) & np.uint32(V4_BLOCK - 1)).astype(np.int64)
+        t = (j & (V4_BLOCK - 1)).astype(np.uint16)
+        inner = (self.a[block] * t + self.c[block]).astype(np.int64)  # uint16: mod 2**16
         if self.tail is not None:
             short = block == self.nb - 1
             inner[short] = self.tail[t[short]]
@@ -623,6 +623,7 @@ def _signed_index_v4(
 
     def rows(first: int, last: int) -> None:
         assert perm is not None
+        scratch = np.empty((_V4_ROWS, V4_BLOCK), dtype=np.uint32)
         for j0 in range(first, last, _V4_ROWS):
             j1 = min(j0 + _V4_ROWS, last)
             view = out[j0 * V4_BLOCK : j1 * V4_BLOCK].reshape(j1 - j0, V4_BLOCK)
@@ -631,21 +632,22 @@ def _signed_index_v4(
             if fast:  # every row as if below q n; the rows that are not are redone below
                 uv = view.view(np.uint32)
                 np.add(inner, (start % n).astype(np.uint32)[:, None], out=uv)
-                np.subtract(uv, np.uint32(n), out=inner)  # wraps where uv < n
-                np.minimum(uv, inner, out=uv)
+                np.subtract(uv, np.uint32(n), out=scratch[: len(uv)])  # wraps where uv < n
+                np.minimum(uv, scratch[: len(uv)], out=uv)
                 redo = np.flatnonzero(start + V4_BLOCK > whole).tolist()
-                inner = perm.inner_rows(j0, j1) if redo else inner
             else:
                 redo = list(range(j1 - j0))
             for i in redo:
                 s0 = int(start[i])
                 if s0 >= whole:  # extra elements only: a window of them
-                    view[i] = ext[inner[i] + np.uint32(s0 - whole)]
+                    view[i] = ext[inner[i].astype(np.int64) + (s0 - whole)]
                 else:
                     view[i] = base(inner[i].astype(np.int64) + s0)
             if bits is not None:
                 b = bits[j0 * V4_BLOCK : j1 * V4_BLOCK].reshape(view.shape)
-                view += b.astype(dtype) * dtype(n)
+                sign = scratch[: len(view)].view(dtype)
+                np.multiply(b, dtype(n), out=sign)
+                view += sign
 
     workers = max(1, min(int(workers), -(-rows_full // _V4_ROWS)))
     per = -(-rows_full // workers // _V4_ROWS) * _V4_ROWS if rows_full else 0
