@@ -556,13 +556,13 @@ class _BlockPerm:
         out: np.ndarray = self.start[block] + inner
         return out
 
-    def head(self, count: int) -> np.ndarray:
-        """Values ``0 .. count - 1`` (int64), a block at a time."""
+    def head(self, count: int, dtype: type = np.int64) -> np.ndarray:
+        """Values ``0 .. count - 1`` as ``dtype`` (which holds ``n - 1``), a block at a time."""
         full = min(count // V4_BLOCK, self.nb - (self.tail is not None))
-        out = np.empty(count, dtype=np.int64)
+        out = np.empty(count, dtype=dtype)
         if full:
-            rows = self.inner_rows(0, full).astype(np.int64) + self.start[:full, None]
-            out[: full * V4_BLOCK] = rows.ravel()
+            rows = out[: full * V4_BLOCK].reshape(full, V4_BLOCK)
+            np.add(self.inner_rows(0, full), self.start[:full, None].astype(dtype), out=rows)
         j = np.arange(full * V4_BLOCK, count, dtype=np.int64)
         out[full * V4_BLOCK :] = self.values(j)
         return out
@@ -603,7 +603,9 @@ def _signed_index_v4(
             if bits is not None:
                 piece += bits[a : a + len(piece)].astype(dtype) * dtype(n)
         return out
-    extra = permutation_v4(seed, TAG_SELECT, n, count=r) if r else np.zeros(0, np.int64)
+    ext = np.zeros(0, dtype=dtype)
+    if r:  # m > n > 1 or 1 < m < n: the extra elements, as the table's dtype
+        ext = _BlockPerm(seed, TAG_SELECT, n).head(r, dtype) if n > 1 else np.zeros(r, dtype)
     if m == 1:
         perm = None
         rows_full = 0
@@ -611,7 +613,6 @@ def _signed_index_v4(
         perm = _BlockPerm(seed, TAG_SHUFFLE, m)
         rows_full = perm.nb - (perm.tail is not None)
     fast = n >= V4_BLOCK and dtype == np.int32
-    ext = extra.astype(dtype)
 
     def base(k: np.ndarray) -> np.ndarray:  # base[k] for int64 k (flattened)
         k = k.ravel()
