@@ -577,7 +577,7 @@ class _BlockPerm:
     def head(self, count: int, dtype: type = np.int64) -> np.ndarray:
         """Values ``0 .. count - 1`` as ``dtype`` (which holds ``n - 1``), a block at a time."""
         full = min(count // V4_BLOCK, self.nb - (self.tail is not None))
-        out = np.empty(count, dtype=dtype)
+        out: np.ndarray = np.empty(count, dtype=dtype)
         if full:
             rows = out[: full * V4_BLOCK].reshape(full, V4_BLOCK)
             np.add(self.inner_rows(0, full), self.start[:full, None].astype(dtype), out=rows)
@@ -621,7 +621,7 @@ def _signed_index_v4(
             if bits is not None:
                 piece += bits[a : a + len(piece)].astype(dtype) * dtype(n)
         return out
-    ext = np.zeros(0, dtype=dtype)
+    ext: np.ndarray = np.zeros(0, dtype=dtype)
     if r:  # m > n > 1 or 1 < m < n: the extra elements, as the table's dtype
         ext = _BlockPerm(seed, TAG_SELECT, n).head(r, dtype) if n > 1 else np.zeros(r, dtype)
     if m == 1:
@@ -634,7 +634,7 @@ def _signed_index_v4(
 
     def base(k: np.ndarray) -> np.ndarray:  # base[k] for int64 k (flattened)
         k = k.ravel()
-        u = (k % n).astype(dtype)
+        u: np.ndarray = (k % n).astype(dtype)
         tail = np.flatnonzero(k >= whole)
         if len(tail):
             u[tail] = ext[k[tail] - whole]
@@ -664,7 +664,7 @@ def _signed_index_v4(
                     view[i] = base(inner[i].astype(np.int64) + s0)
             if bits is not None:
                 b = bits[j0 * V4_BLOCK : j1 * V4_BLOCK].reshape(view.shape)
-                sign = scratch[: len(view)].view(dtype)
+                sign: np.ndarray = scratch[: len(view)].view(dtype)
                 np.multiply(b, dtype(n), out=sign)
                 view += sign
 

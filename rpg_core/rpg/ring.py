@@ -26,7 +26,6 @@ from torch import nn
 from ..exceptions import RPGConfigError
 from . import generator
 
-
 _VALUES_LOADED_LATER: ContextVar[bool] = ContextVar("rpg_ring_values_loaded_later", default=False)
 
 

@@ -100,7 +100,20 @@ def test_golden_tables() -> None:
     assert generator.index_array(3, 20, 7, version=1).tolist() == [6, 16, 13, 9, 12, 11, 10]
     # generator 2 (keyed bijection), the default until generator 4
     assert generator.permutation_v2(7, 2, 12).tolist() == [7, 1, 8, 2, 3, 4, 11, 9, 0, 5, 10, 6]
-    assert generator.index_array(3, 5, 12, version=2).tolist() == [0, 1, 2, 4, 3, 3, 0, 2, 3, 4, 0, 1]
+    assert generator.index_array(3, 5, 12, version=2).tolist() == [
+        0,
+        1,
+        2,
+        4,
+        3,
+        3,
+        0,
+        2,
+        3,
+        4,
+        0,
+        1,
+    ]
     assert generator.index_array(3, 20, 7, version=2).tolist() == [18, 12, 5, 7, 19, 0, 10]
     v2_signs = generator.signs(9, 16, version=2).tolist()
     assert v2_signs == [-1, 1, -1, -1, 1, 1, 1, 1, -1, 1, 1, 1, -1, 1, 1, 1]
@@ -259,7 +272,20 @@ def ref_v4_signs(seed: int, m: int) -> list[int]:
 def test_generator4_golden_tables() -> None:
     assert generator.GENERATORS[4] == "splitmix64-blocks"
     assert generator.permutation_v4(7, 2, 12).tolist() == [6, 11, 4, 1, 10, 7, 8, 5, 0, 3, 2, 9]
-    assert generator.index_array(3, 5, 12, version=4).tolist() == [2, 4, 3, 0, 2, 4, 2, 1, 3, 1, 0, 4]
+    assert generator.index_array(3, 5, 12, version=4).tolist() == [
+        2,
+        4,
+        3,
+        0,
+        2,
+        4,
+        2,
+        1,
+        3,
+        1,
+        0,
+        4,
+    ]
     assert generator.index_array(3, 20, 7, version=4).tolist() == [11, 18, 13, 5, 9, 10, 15]
     assert generator.signs(9, 16, version=4).tolist() == [
         -1, 1, -1, -1, -1, 1, 1, -1, 1, -1, 1, 1, 1, 1, -1, -1
@@ -268,7 +294,14 @@ def test_generator4_golden_tables() -> None:
 
 @pytest.mark.parametrize(
     ("seed", "n", "m"),
-    [(0, 7, 100), (5, 100, 37), (2**62, 13, 13), (1, 1, 9), (3, 5, 12), (8, 70_001, 2 * V4_B + 777)],
+    [
+        (0, 7, 100),
+        (5, 100, 37),
+        (2**62, 13, 13),
+        (1, 1, 9),
+        (3, 5, 12),
+        (8, 70_001, 2 * V4_B + 777),
+    ],
 )
 def test_generator4_matches_scalar_reference(seed: int, n: int, m: int) -> None:
     """Several blocks, a short last block, the extra elements, every sign word."""
@@ -286,10 +319,14 @@ def test_generator4_permutation_every_shape() -> None:
         assert np.array_equal(np.sort(p), np.arange(n)), n
     assert generator.permutation_v4(4, 2, 2 * V4_B).tolist() == ref_v4_permutation(4, 2, 2 * V4_B)
     full = generator.permutation_v4(5, 1, 3 * V4_B + 9)
-    assert np.array_equal(generator.permutation_v4(5, 1, 3 * V4_B + 9, count=V4_B + 3), full[: V4_B + 3])
+    assert np.array_equal(
+        generator.permutation_v4(5, 1, 3 * V4_B + 9, count=V4_B + 3), full[: V4_B + 3]
+    )
 
 
-@pytest.mark.parametrize(("n", "m"), [(70_001, 11 * V4_B + 5), (2_000, 300_000), (300_000, 100_000)])
+@pytest.mark.parametrize(
+    ("n", "m"), [(70_001, 11 * V4_B + 5), (2_000, 300_000), (300_000, 100_000)]
+)
 def test_generator4_even_sampling_and_tables(n: int, m: int) -> None:
     """Every ring element used q or q + 1 times; the fused table (fast path for rings of a
     block or more, threads) is index + n * (sign < 0)."""
