@@ -14,7 +14,7 @@ from torch import nn
 
 from ..exceptions import RPGConfigError, RPGFormatError
 from ..models.torchvision import TORCHVISION_PREFIX, build_torchvision
-from ..rpg.ring import Ring, RingSpec
+from ..rpg.ring import Ring, RingSpec, values_loaded_later
 from .container import as_safetensors
 from .container import fail as _fail
 from .header import CompactHeader, read_data, read_header
@@ -56,7 +56,7 @@ def _build(h: CompactHeader, seed: int | None, ring_seeds: dict[str, int]) -> nn
     if spec["rpg"] is not None:
         spec["rpg"]["seed"] = seed
         spec["rpg"]["generator"] = h.generator_version  # the file's, whatever its spec says
-    with _as_format_error(h):
+    with _as_format_error(h), values_loaded_later():  # load_compact sets every ring's values
         if str(spec["model"].get("arch", "")).startswith(TORCHVISION_PREFIX):
             model = build_torchvision(spec)
         else:

@@ -13,6 +13,9 @@ weights are kept until the ring's values change, so inference costs what the pla
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +25,20 @@ from torch import nn
 
 from ..exceptions import RPGConfigError
 from . import generator
+
+_VALUES_LOADED_LATER: ContextVar[bool] = ContextVar("rpg_ring_values_loaded_later", default=False)
+
+
+@contextmanager
+def values_loaded_later() -> Iterator[None]:
+    """Rings built inside skip their random initialisation (their values are ``torch.empty``):
+    for a loader that sets every ring's values right after (``load_compact``: 2M normal draws
+    saved per 2M-element ring)."""
+    token = _VALUES_LOADED_LATER.set(True)
+    try:
+        yield
+    finally:
+        _VALUES_LOADED_LATER.reset(token)
 
 
 @dataclass(frozen=True)
@@ -145,7 +162,7 @@ class Ring(nn.Module):
         self._fwd_weights: list[torch.Tensor] | None = None  # per layer, during one root forward
         self._frozen_weights: list[torch.Tensor] | None = None  # per layer, the no-grad cache
         self._frozen_key: tuple[Any, ...] | None = None
-        if init:
+        if init and not _VALUES_LOADED_LATER.get():
             self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -156,5 +156,5 @@ def check_method(method: MethodSpec, rpg: RPGSpec | None) -> None:
     if method.name == "rpg" and rpg.generator == HASHED_GENERATOR:
         raise ValueError(
             f"rpg.generator: generator {HASHED_GENERATOR} is HashedNets' sampling with "
-            "replacement; use method.name hashed, or generator 2 for rpg"
+            "replacement; use method.name hashed, or generator 4 (the default) or 2 for rpg"
         )

@@ -226,9 +226,10 @@ class RPGSpec(_Spec):
         description="also generate Linear layers except the classifier head (a ResNet has none: "
         "to generate its head, add include: ['layer*', 'fc'])",
     )
-    generator: Literal[1, 2, 3] = Field(
-        2,
-        description="index generator: 2, keyed bijection (fast); 1, the sort-based generator "
+    generator: Literal[1, 2, 3, 4] = Field(
+        4,
+        description="index generator: 4, two-level block permutation (fastest: new rings); "
+        "2, keyed bijection (the default before 2026-12-03); 1, the sort-based generator "
         "of rings made before 2026-11-27 (kept so their files and checkpoints rebuild exactly); "
         "3, HashedNets (method hashed): each weight reads a ring element chosen by a hash of "
         "its position, with replacement (uneven use)",

@@ -74,20 +74,45 @@ def bijection_permutation(seed: int, tag: int, n: int) -> np.ndarray:
     return x.astype(np.int64)
 
 
+def block_permutation(seed: int, tag: int, n: int) -> np.ndarray:
+    """Generator 4 (FORMAT.md 4.4): blocks of 2**16 in shuffled order, affine within a block."""
+    if n <= 1:
+        return np.zeros(n, dtype=np.int64)
+    big = 1 << 16
+    nb = -(-n // big)
+    short = n - (nb - 1) * big
+    order = bijection_permutation(seed, tag, nb)
+    start = order * big - (big - short) * (order > order[-1])
+    k = stream(seed, tag + 16, nb)
+    a = ((k % U64(big)) | U64(1)).astype(np.int64)
+    c = ((k >> U64(32)) % U64(big)).astype(np.int64)
+    i = np.arange(n, dtype=np.int64)
+    block, t = i // big, i % big
+    g = (a[block] * t + c[block]) % big
+    if short < big:
+        g[block == nb - 1] = bijection_permutation(seed, tag + 32, short)
+    return start[block] + g
+
+
 def index_array(seed: int, n: int, m: int, permute: bool, version: int) -> np.ndarray:
     if not permute:
         return np.arange(m, dtype=np.int64) % n
     if version == 3:  # HashedNets: the hash of each position, mod n (with replacement)
         return (stream(seed, HASH, m) % U64(n)).astype(np.int64)
-    perm = permutation if version == 1 else bijection_permutation
+    perm = {1: permutation, 2: bijection_permutation, 4: block_permutation}[version]
     q, r = divmod(m, n)
     base = np.concatenate([np.tile(np.arange(n, dtype=np.int64), q), perm(seed, SELECT, n)[:r]])
     return base[perm(seed, SHUFFLE, m)]
 
 
-def signs(seed: int, m: int, reflect: bool) -> np.ndarray:
+def signs(seed: int, m: int, reflect: bool, version: int) -> np.ndarray:
     if not reflect:
         return np.ones(m, dtype=np.float32)
+    if version == 4:  # bit j mod 64 of output j // 64
+        words = stream(seed, SIGN, -(-m // 64))
+        j = np.arange(m, dtype=U64)
+        bit = (words[j >> U64(6)] >> (j & U64(63))) & U64(1)
+        return np.where(bit == 0, 1.0, -1.0).astype(np.float32)
     top = stream(seed, SIGN, m) >> U64(63)
     return np.where(top == 0, 1.0, -1.0).astype(np.float32)
 
@@ -127,6 +152,7 @@ def decode(path: Path, ring_seeds: dict[str, int] | None = None) -> dict[str, np
     generator = json.loads(meta["generator"])
     version = generator["version"]
     ids = {1: "splitmix64-sortperm", 2: "splitmix64-bijection", 3: "splitmix64-hash"}
+    ids[4] = "splitmix64-blocks"
     assert generator == {"id": ids[version], "version": version}
     out: dict[str, np.ndarray] = {}
     for ring in json.loads(meta["rings"]):
@@ -134,7 +160,7 @@ def decode(path: Path, ring_seeds: dict[str, int] | None = None) -> dict[str, np
         layers = ring["layers"]
         m = sum(math.prod(s["shape"]) for s in layers)
         u = index_array(seed, ring["size"], m, ring["permute"], version)
-        b = signs(seed, m, ring["reflect"])
+        b = signs(seed, m, ring["reflect"], version)
         init_std = math.exp(sum(math.prod(s["shape"]) * math.log(s["std"]) for s in layers) / m)
         mult = np.repeat(
             np.array([s["std"] / init_std for s in layers], dtype=np.float32),
@@ -180,7 +206,9 @@ CASES: dict[str, dict[str, Any]] = {
     "ring-larger-than-model": {"ring_size": 1.0, "seed": 2**62 + 12345},
     "generator-1": {"ring_size": 0.05, "seed": 11, "generator": 1},
     "generator-1-extra-elements": {"ring_size": 3001, "seed": 3, "generator": 1},
-    "generator-2-extra-elements": {"ring_size": 3001, "seed": 3},
+    "generator-2-extra-elements": {"ring_size": 3001, "seed": 3, "generator": 2},
+    "generator-4-extra-elements": {"ring_size": 3001, "seed": 3},  # the default
+    "generator-4-big-ring": {"ring_size": 70_001, "seed": 9},  # blocks of 2**16, short block
     "generator-3-hashed": {"ring_size": 3001, "seed": 3, "generator": 3},
     "generator-3-hashed-stage-rings": {"ring_size": 0.2, "scope": "stage", "generator": 3},
 }
@@ -250,7 +278,7 @@ def test_stored_stds_and_ring_seeds_follow_the_documented_rules(tmp_path: Path) 
 
 
 def test_even_sampling_uses_each_ring_element_q_or_q_plus_1_times() -> None:
-    for version in (1, 2):
+    for version in (1, 2, 4):
         u = index_array(seed=3, n=1000, m=4321, permute=True, version=version)
         counts = np.bincount(u, minlength=1000)
         assert set(counts.tolist()) == {4, 5} and counts.sum() == 4321

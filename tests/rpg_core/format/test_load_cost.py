@@ -39,6 +39,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     for name in ("signed_index", "index_array", "signs", "permutation", "hashed_index"):
         counting(generator, name)
     counting(ring.Ring, "generate_layers")
+    counting(ring.Ring, "reset_parameters")
     return counts
 
 
@@ -49,8 +50,11 @@ def test_a_load_builds_each_table_once(tmp_path: Path, calls: Counter[str]) -> N
     loaded = load_compact(tmp_path / "m.rpg")
     n_rings = len(rings(loaded))
     assert n_rings == 4  # layer1..layer4
-    # one fused pass per ring; no separate index array, sign vector or sort (generator 2)
+    # one fused pass per ring; no separate index array, sign vector or sort (generator 4), and
+    # no random init of the rings: the file's values replace it
     assert calls == Counter(signed_index=n_rings)
+    for name, r in rings(loaded).items():
+        assert torch.equal(r.weight, rings(model)[name].weight)
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         first = loaded(x)
@@ -70,3 +74,13 @@ def test_generator1_file_sorts_once(tmp_path: Path, calls: Counter[str]) -> None
     # generator 1's sort needs its whole index array (one call, one sort of the shuffle keys
     # and one of the extra elements), the signs are fused
     assert calls == Counter(signed_index=1, index_array=1, permutation=2)
+
+
+def test_rings_built_outside_a_load_are_initialised(calls: Counter[str]) -> None:
+    model = create_model(SPEC)
+    assert calls["reset_parameters"] == len(rings(model)) == 4
+    with ring.values_loaded_later():
+        create_model(SPEC)
+    assert calls["reset_parameters"] == 4  # skipped inside
+    create_model(SPEC)
+    assert calls["reset_parameters"] == 8  # and back after it

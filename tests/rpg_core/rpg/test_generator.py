@@ -98,11 +98,25 @@ def test_golden_tables() -> None:
     v1 = generator.index_array(3, 5, 12, version=1).tolist()
     assert v1 == [3, 1, 3, 4, 4, 0, 1, 4, 2, 0, 0, 2]
     assert generator.index_array(3, 20, 7, version=1).tolist() == [6, 16, 13, 9, 12, 11, 10]
-    # generator 2 (keyed bijection), the default
+    # generator 2 (keyed bijection), the default until generator 4
     assert generator.permutation_v2(7, 2, 12).tolist() == [7, 1, 8, 2, 3, 4, 11, 9, 0, 5, 10, 6]
-    assert generator.index_array(3, 5, 12).tolist() == [0, 1, 2, 4, 3, 3, 0, 2, 3, 4, 0, 1]
-    assert generator.index_array(3, 20, 7).tolist() == [18, 12, 5, 7, 19, 0, 10]
-    assert generator.signs(9, 16).tolist() == [-1, 1, -1, -1, 1, 1, 1, 1, -1, 1, 1, 1, -1, 1, 1, 1]
+    assert generator.index_array(3, 5, 12, version=2).tolist() == [
+        0,
+        1,
+        2,
+        4,
+        3,
+        3,
+        0,
+        2,
+        3,
+        4,
+        0,
+        1,
+    ]
+    assert generator.index_array(3, 20, 7, version=2).tolist() == [18, 12, 5, 7, 19, 0, 10]
+    v2_signs = generator.signs(9, 16, version=2).tolist()
+    assert v2_signs == [-1, 1, -1, -1, 1, 1, 1, 1, -1, 1, 1, 1, -1, 1, 1, 1]
     assert generator.derive_seed(0, "global") == 3376049013404315612
     assert generator.derive_seed(0, "layer1") == 5100602383445586922
 
@@ -111,11 +125,11 @@ def test_golden_tables() -> None:
     ("seed", "n", "m"), [(0, 7, 100), (5, 100, 37), (2**62, 13, 13), (1, 1, 9)]
 )
 def test_matches_scalar_reference(seed: int, n: int, m: int) -> None:
-    assert generator.index_array(seed, n, m).tolist() == ref_index_array(seed, n, m)
+    assert generator.index_array(seed, n, m, version=2).tolist() == ref_index_array(seed, n, m)
     assert generator.index_array(seed, n, m, version=1).tolist() == ref_index_array(
         seed, n, m, version=1
     )
-    assert generator.signs(seed, m).tolist() == ref_signs(seed, m)
+    assert generator.signs(seed, m, version=2).tolist() == ref_signs(seed, m)
     assert generator.index_array(seed, n, m, permute=False).tolist() == ref_index_array(
         seed, n, m, permute=False
     )
@@ -148,8 +162,8 @@ def test_bijection_permutation_looks_random() -> None:
 
 
 def test_unknown_generator_version() -> None:
-    with pytest.raises(RPGConfigError, match="generator version 4"):
-        generator.index_array(0, 5, 10, version=4)
+    with pytest.raises(RPGConfigError, match="generator version 5"):
+        generator.index_array(0, 5, 10, version=5)
 
 
 @pytest.mark.parametrize(("n", "m"), [(45, 1000), (1000, 1000), (999, 1000), (7, 7 * 13)])
@@ -190,7 +204,7 @@ def test_bad_seed(seed: object) -> None:
         generator.stream(seed, 1, 3)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 @pytest.mark.parametrize(
     ("n", "m"), [(1, 1), (1, 9), (7, 100), (100, 37), (13, 13), (70_000, 3), (45_000, 300_000)]
 )
@@ -200,7 +214,7 @@ def test_signed_index_is_index_plus_sign(version: int, n: int, m: int) -> None:
     seed = n * 31 + m
     for permute, reflect in ((True, True), (True, False), (False, True)):
         u = generator.index_array(seed, n, m, permute=permute, version=version)
-        b = generator.signs(seed, m, reflect=reflect)
+        b = generator.signs(seed, m, reflect=reflect, version=version)
         expected = u.astype(np.int64) + n * (b < 0)
         for workers in (1, 3):
             got = generator.signed_index(
@@ -215,3 +229,128 @@ def test_signed_index_checks_its_arguments() -> None:
         generator.signed_index(0, 0, 5)
     with pytest.raises(RPGConfigError, match="generator version 9"):
         generator.signed_index(0, 5, 5, version=9)
+
+
+# --- generator 4 (two-level block permutation), from its specification alone -----------------
+V4_B = 1 << 16
+
+
+def ref_v4_permutation(seed: int, tag: int, n: int) -> list[int]:
+    """Generator 4's permutation, position by position, as docs/FORMAT.md states it."""
+    if n <= 1:
+        return [0] * n
+    nb = -(-n // V4_B)
+    short = n - (nb - 1) * V4_B
+    order = ref_bijection_permutation(seed, tag, nb)
+    keys = ref_stream(seed, tag + 16, nb)
+    tail = ref_bijection_permutation(seed, tag + 32, short) if short < V4_B else []
+    out = []
+    for i in range(n):
+        block, t = divmod(i, V4_B)
+        s = order[block]
+        start = s * V4_B - (V4_B - short) * (s > order[nb - 1])
+        if block == nb - 1 and short < V4_B:
+            g = tail[t]
+        else:
+            a, c = (keys[block] % V4_B) | 1, (keys[block] >> 32) % V4_B
+            g = (a * t + c) % V4_B
+        out.append(start + g)
+    return out
+
+
+def ref_v4_index_array(seed: int, n: int, m: int) -> list[int]:
+    q, r = divmod(m, n)
+    base = list(range(n)) * q + ref_v4_permutation(seed, 1, n)[:r]
+    return [base[p] for p in ref_v4_permutation(seed, 2, m)]
+
+
+def ref_v4_signs(seed: int, m: int) -> list[int]:
+    words = ref_stream(seed, 3, -(-m // 64))
+    return [-1 if (words[j // 64] >> (j % 64)) & 1 else 1 for j in range(m)]
+
+
+def test_generator4_golden_tables() -> None:
+    assert generator.GENERATORS[4] == "splitmix64-blocks"
+    assert generator.permutation_v4(7, 2, 12).tolist() == [6, 11, 4, 1, 10, 7, 8, 5, 0, 3, 2, 9]
+    assert generator.index_array(3, 5, 12, version=4).tolist() == [
+        2,
+        4,
+        3,
+        0,
+        2,
+        4,
+        2,
+        1,
+        3,
+        1,
+        0,
+        4,
+    ]
+    assert generator.index_array(3, 20, 7, version=4).tolist() == [11, 18, 13, 5, 9, 10, 15]
+    assert generator.signs(9, 16, version=4).tolist() == [
+        -1, 1, -1, -1, -1, 1, 1, -1, 1, -1, 1, 1, 1, 1, -1, -1
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("seed", "n", "m"),
+    [
+        (0, 7, 100),
+        (5, 100, 37),
+        (2**62, 13, 13),
+        (1, 1, 9),
+        (3, 5, 12),
+        (8, 70_001, 2 * V4_B + 777),
+    ],
+)
+def test_generator4_matches_scalar_reference(seed: int, n: int, m: int) -> None:
+    """Several blocks, a short last block, the extra elements, every sign word."""
+    assert generator.index_array(seed, n, m, version=4).tolist() == ref_v4_index_array(seed, n, m)
+    assert generator.signs(seed, m, version=4).tolist() == ref_v4_signs(seed, m)
+    assert generator.index_array(seed, n, m, permute=False, version=4).tolist() == [
+        i % n for i in range(m)
+    ]
+
+
+def test_generator4_permutation_every_shape() -> None:
+    # a whole number of blocks (no short block), one block, a short block, fewer than a block
+    for n in (2 * V4_B, V4_B, 3 * V4_B + 5, 1000, 1, 2):
+        p = generator.permutation_v4(4, 2, n)
+        assert np.array_equal(np.sort(p), np.arange(n)), n
+    assert generator.permutation_v4(4, 2, 2 * V4_B).tolist() == ref_v4_permutation(4, 2, 2 * V4_B)
+    full = generator.permutation_v4(5, 1, 3 * V4_B + 9)
+    assert np.array_equal(
+        generator.permutation_v4(5, 1, 3 * V4_B + 9, count=V4_B + 3), full[: V4_B + 3]
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "m"), [(70_001, 11 * V4_B + 5), (2_000, 300_000), (300_000, 100_000)]
+)
+def test_generator4_even_sampling_and_tables(n: int, m: int) -> None:
+    """Every ring element used q or q + 1 times; the fused table (fast path for rings of a
+    block or more, threads) is index + n * (sign < 0)."""
+    u = generator.index_array(6, n, m, version=4)
+    counts = np.bincount(u, minlength=n)
+    assert counts.min() == m // n and counts.max() == -(-m // n) and counts.sum() == m
+    b = generator.signs(6, m, version=4)
+    expected = u.astype(np.int64) + n * (b < 0)
+    for workers in (1, 2):
+        got = generator.signed_index(6, n, m, version=4, workers=workers)
+        assert got.dtype == np.int32 and np.array_equal(got, expected)
+
+
+def test_generator4_kernels_uncorrelated_and_signs_balanced() -> None:
+    """Kernels generated from one random ring by different seeds (layers' rings) are nearly
+    uncorrelated; within one table, two layers' slices are too; the signs are a fair coin."""
+    n, m = 100_000, 800_000
+    w = np.random.default_rng(0).standard_normal(2 * n)
+    w[n:] = -w[:n]  # the table [w, -w]
+    k1 = w[generator.signed_index(1, n, m, version=4)]
+    k2 = w[generator.signed_index(2, n, m, version=4)]
+    assert abs(np.corrcoef(k1, k2)[0, 1]) < 0.01  # 1/sqrt(m) ~ 0.001
+    half = m // 2
+    assert abs(np.corrcoef(k1[:half], k1[half:])[0, 1]) < 0.01
+    assert abs(np.corrcoef(k1[:-1], k1[1:])[0, 1]) < 0.01  # neighbours in one kernel
+    s = generator.signs(1, m, version=4)
+    assert abs(float(s.mean())) < 0.01  # 0.01 is about 9 standard deviations

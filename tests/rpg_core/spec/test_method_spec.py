@@ -24,7 +24,7 @@ def test_no_method_is_todays_spec() -> None:
 
 def test_rpg_method_fills_the_ring_size() -> None:
     s = spec(method={"name": "rpg", "budget": 5000})
-    assert s.rpg is not None and s.rpg.ring_size == 5000 and s.rpg.generator == 2
+    assert s.rpg is not None and s.rpg.ring_size == 5000 and s.rpg.generator == 4
     s = spec(method={"name": "rpg", "budget": 5000}, rpg={"seed": 3, "scope": "stage"})
     assert s.rpg is not None and s.rpg.seed == 3 and s.rpg.ring_size == 5000
 
