@@ -464,6 +464,8 @@ def _search_points(
         marks[p.experiment_id] = TrialPoint(t.number, tuned=True, searched=t.searched)
     out.sort(key=lambda p: p.experiment_id)
     return out, marks
+
+
 def power_law_cached(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     """``power_law`` computed once per query but its prediction targets and per data version
     (``ANSWERS``): the API's answers and the dashboard's figures of one filter share one
