@@ -16,6 +16,7 @@ Brokers:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -62,9 +63,19 @@ def transport_options(broker_url: str | None) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=8)
+_SENDER_LOCK = threading.Lock()
+
+
 def sender(broker_url: str, queue: str) -> Celery:
-    """A Celery app that only sends (no task is registered in it), one per (broker, queue)."""
+    """A Celery app that only sends (no task is registered in it), one per (broker, queue).
+    Made under a lock: requests run in threads, and two first imports of celery at once fail
+    (its package is a lazy module: "cannot import name 'Celery'", seen at 2 concurrent POSTs)."""
+    with _SENDER_LOCK:
+        return _sender(broker_url, queue)
+
+
+@lru_cache(maxsize=8)
+def _sender(broker_url: str, queue: str) -> Celery:
     from celery import Celery
 
     app = Celery("rpg-dispatch", broker=broker_url)

@@ -5,6 +5,9 @@ submit says so."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from fastapi.testclient import TestClient
@@ -57,3 +60,28 @@ def test_the_task_name_is_defined_once() -> None:
     from worker.tasks import train_experiment
 
     assert train_experiment.name == TRAIN_TASK
+
+
+def test_first_sends_from_many_threads_at_once_all_get_a_sender() -> None:
+    """Requests run in threads: eight first dispatches at once (a fresh process, celery not yet
+    imported) all get the one sender. Without the lock, celery's lazy package answered some of
+    them "cannot import name 'Celery'" and their runs stayed queued."""
+    code = textwrap.dedent(
+        """
+        import threading
+        from api.dispatch import sender
+        got, errors = [], []
+        def send():
+            try:
+                got.append(sender("redis://127.0.0.1:6379/9", "q"))
+            except Exception as err:
+                errors.append(repr(err))
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert not errors, errors
+        assert len(got) == 8 and len({id(app) for app in got}) == 1
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
