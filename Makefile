@@ -13,6 +13,9 @@ CONSTRAINTS := constraints.txt
 # torch==2.14.1 torchvision==0.29.1 (local wheels), pinned in constraints.txt like the rest
 TORCH := $(shell grep -E '^torch(vision)?==' $(CONSTRAINTS))
 PYTEST_ARGS ?=
+# two pytest processes: the service tests one at a time in one, the library's beside them
+# (tests/conftest.py: SERIAL_GROUP); PYTEST_XDIST= runs everything in one process
+PYTEST_XDIST ?= -n 2 --dist loadgroup
 FAST := not slow and not browser and not e2e
 PORT ?= 8000
 
@@ -54,7 +57,7 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 pytest: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
