@@ -75,7 +75,8 @@ def test_make_test_fast_leaves_out_slow_browser_and_e2e() -> None:
     assert '-m "not slow and not browser and not e2e"' in fast
     assert "ruff check" in fast and "mypy" in fast
     (run,) = [line for line in _make_n("test").splitlines() if "-m pytest" in line]
-    assert run.split("-m pytest")[1].strip() == ""  # make test: the whole suite, no selection
+    # make test: the whole suite, no selection (-m, -k, paths): only xdist's two processes
+    assert run.split("-m pytest")[1].split() == ["-n", "2", "--dist", "loadgroup"]
     markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"][
         "markers"
     ]
@@ -90,6 +91,34 @@ def test_browser_and_process_tests_are_marked_by_their_fixtures(
     fixtures: list[str], marks: set[str]
 ) -> None:
     added: list[str] = []
-    item = SimpleNamespace(fixturenames=fixtures, add_marker=lambda m: added.append(m.name))
+    item = SimpleNamespace(
+        nodeid="tests/rpg_core/test_x.py::t",
+        fixturenames=fixtures,
+        add_marker=lambda m: added.append(m.name),
+    )
     conftest.pytest_collection_modifyitems(None, [item])  # type: ignore[arg-type, list-item]
     assert set(added) == marks
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "serial"),
+    [
+        ("tests/api/test_x.py::t", True),
+        ("tests/worker/test_x.py::t", True),
+        ("tests/frontend/test_x.py::t", True),
+        ("tests/benchmarks/test_x.py::t", True),
+        ("tests/test_setup.py::t", True),
+        ("tests/rpg_core/training/test_x.py::t", False),
+    ],
+)
+def test_only_the_librarys_tests_run_beside_the_service_tests(nodeid: str, serial: bool) -> None:
+    """Under xdist the tests that share Redis, PostgreSQL, ports and chromium stay in one group
+    (one process, one at a time); the library's run beside them."""
+    groups: list[tuple[str, ...]] = []
+    item = SimpleNamespace(
+        nodeid=nodeid,
+        fixturenames=[],
+        add_marker=lambda m: groups.append(m.args) if m.name == "xdist_group" else None,
+    )
+    conftest.pytest_collection_modifyitems(None, [item])  # type: ignore[arg-type, list-item]
+    assert groups == ([(conftest.SERIAL_GROUP,)] if serial else [])
