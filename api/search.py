@@ -232,6 +232,29 @@ def _ask(row: Study, study: optuna.Study, session: Session, pending: list[Any]) 
     return study.ask(distributions(search))
 
 
+def _replicate_seeds(row: Study, search: SearchSpec, study: Any, trial: Any) -> dict[str, Any]:
+    """A power-law trial at a size the study tried before is a replicate: its seeds (train.seed
+    and rpg.seed, as ``seeds:`` sets them) move on by the number of earlier trials at that size,
+    so a repeat measures the seed spread instead of training the same run again (which gave the
+    rule identical points and an interval narrower than the truth). Others: no change."""
+    if search.sampler != "power-law":
+        return {}
+    path = next(iter(search.space))
+    value = trial.params.get(path)
+    k = sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.number < trial.number and t.params.get(path) == value
+    )
+    if k == 0:
+        return {}
+    base = row.base
+    seeds = {"train.seed": int((base.get("train") or {}).get("seed", 0)) + k}
+    if base.get("rpg"):
+        seeds["rpg.seed"] = int(base["rpg"].get("seed", 0)) + k
+    return seeds
+
+
 def drive(session: Session, settings: Settings, study_id: int) -> list[int]:
     """Settle, repair and top up one study (see the module's doc); returns the experiments it
     created (dispatched after the commit). Idempotent: running it twice at once or again after a
@@ -258,7 +281,8 @@ def drive(session: Session, settings: Settings, study_id: int) -> list[int]:
                 stop = True
                 break
             try:
-                spec = trial_spec(row.base, dict(trial.params), trial.number)
+                params = {**dict(trial.params), **_replicate_seeds(row, search, study, trial)}
+                spec = trial_spec(row.base, params, trial.number)
             except RPGConfigError as err:  # a value the probes at the bounds did not catch
                 log.warning("study %d: trial %d is invalid: %s", row.id, trial.number, err)
                 study.tell(trial.number, state=TrialState.FAIL)

@@ -189,6 +189,7 @@ def test_a_power_law_study_places_sizes_with_the_adaptive_rule(
     assert r.status_code == 201, r.text
     (study_id,) = r.json()["study_ids"]
     sizes: list[int] = []
+    seeds: list[tuple[int, int]] = []
     for _ in range(4):  # finish each trial with an error on a known law, err = 3 P^-0.3
         running = [e for e in _trials(session, study_id) if e.status == "queued"]
         assert running, [e.status for e in _trials(session, study_id)]
@@ -196,6 +197,7 @@ def test_a_power_law_study_places_sizes_with_the_adaptive_rule(
         ring = exp.spec["rpg"]["ring_size"]
         assert isinstance(ring, int) and 500 <= ring <= 8000
         sizes.append(ring)
+        seeds.append((exp.spec["train"]["seed"], exp.spec["rpg"]["seed"]))
         error = 3.0 * ring**-0.3
         run_to_end(
             session,
@@ -204,6 +206,13 @@ def test_a_power_law_study_places_sizes_with_the_adaptive_rule(
         )
         search.drive(session, settings, study_id)
     assert sizes[0] == 500 and len(set(sizes[:2])) == 2  # the spread, pending sizes apart
+    # a size tried again is a replicate with the next seeds, never the same run twice
+    runs = list(zip(sizes, seeds, strict=True))
+    assert len(set(runs)) == len(runs), runs
+    assert len(set(sizes)) < len(sizes), runs  # the rule repeated a size (the ends)
+    for i, (size, seed) in enumerate(runs):
+        k = sum(1 for s, _ in runs[:i] if s == size)
+        assert seed == (k, k), runs  # the base spec's seeds are 0
     detail = client.get(f"/api/studies/{study_id}", headers=auth).json()
     trials = detail["trials"]
     assert all(t["reason"] for t in trials)  # why each size, in words
