@@ -389,22 +389,59 @@ def finish_experiment(
     ``result``: the stored-result contract (a mapping is validated into it; its unset fields
     are left out of the stored JSON, its columns come from :func:`result_columns`).
     """
+    return _end_with_result(
+        session, experiment_id, token, JobStatus.succeeded, result, files, progress=1.0
+    )
+
+
+def prune_experiment(
+    session: Session,
+    experiment_id: int,
+    token: int,
+    result: ExperimentResult | Mapping[str, Any],
+) -> bool:
+    """Fenced, from ``running`` only: the search's pruner stopped the trial after an evaluation;
+    it ends ``pruned`` with its result (the curve so far and its last metrics) stored like a
+    finished run's. False when the lease is lost or a cancel came meanwhile (it wins)."""
+    return _end_with_result(
+        session,
+        experiment_id,
+        token,
+        JobStatus.pruned,
+        result,
+        (),
+        Experiment.cancel_requested.is_(False),
+    )
+
+
+def _end_with_result(
+    session: Session,
+    experiment_id: int,
+    token: int,
+    status: JobStatus,
+    result: ExperimentResult | Mapping[str, Any],
+    files: Sequence[FileRecord],
+    *where: Any,
+    **values: Any,
+) -> bool:
+    """A running run ends ``status`` with its result and files stored, in one fenced
+    transaction (``where``: more conditions; ``values``: more columns). False, nothing written,
+    when the lease is lost or a condition fails."""
     now = utcnow()
     if not isinstance(result, ExperimentResult):
         result = ExperimentResult.model_validate(dict(result))
-    columns = result_column_values(result)
-    running, to_succeeded = _moving(JobStatus.succeeded, JobStatus.running)
+    running, to_status = _moving(status, JobStatus.running)
     res = session.execute(
         update(Experiment)
-        .where(*_fenced(experiment_id, token), running)
+        .where(*_fenced(experiment_id, token), running, *where)
         .values(
-            **to_succeeded,
-            progress=1.0,
+            **to_status,
             finished_at=now,
             updated_at=now,
             lease_expires_at=None,
             error=None,
-            **columns,
+            **values,
+            **result_column_values(result),
         )
         .execution_options(synchronize_session=False)
     )
@@ -424,42 +461,6 @@ def finish_experiment(
                 experiment_id=experiment_id, kind=f.kind, path=f.path, sha256=f.sha256, size=f.size
             )
         )
-    session.commit()
-    return True
-
-
-def prune_experiment(
-    session: Session,
-    experiment_id: int,
-    token: int,
-    result: ExperimentResult | Mapping[str, Any],
-) -> bool:
-    """Fenced, from ``running`` only: the search's pruner stopped the trial after an evaluation;
-    it ends ``pruned`` with its result (the curve so far and its last metrics) stored like a
-    finished run's. False when the lease is lost or a cancel came meanwhile (it wins)."""
-    now = utcnow()
-    if not isinstance(result, ExperimentResult):
-        result = ExperimentResult.model_validate(dict(result))
-    columns = result_column_values(result)
-    running, to_pruned = _moving(JobStatus.pruned, JobStatus.running)
-    res = session.execute(
-        update(Experiment)
-        .where(*_fenced(experiment_id, token), running, Experiment.cancel_requested.is_(False))
-        .values(
-            **to_pruned,
-            finished_at=now,
-            updated_at=now,
-            lease_expires_at=None,
-            error=None,
-            **columns,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if not res.rowcount:  # type: ignore[attr-defined]
-        session.rollback()
-        return False
-    session.execute(delete(Result).where(Result.experiment_id == experiment_id))
-    session.add(Result(experiment_id=experiment_id, data=result.stored()))
     session.commit()
     return True
 
