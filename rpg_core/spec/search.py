@@ -191,8 +191,9 @@ def objective_of(search: SearchSpec, task: str | None) -> tuple[str, bool]:
     return key, info.metric(key).higher_is_better
 
 
-def set_path(d: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``d[a][b] = value`` for ``path`` ``a.b`` (sections created on the way)."""
+def set_path(d: dict[str, Any], path: str, value: Any, field: str = "") -> None:
+    """Set ``d[a][b] = value`` for ``path`` ``a.b`` (sections created on the way); an error
+    starts with ``field`` (the section that named the path: ``grid``)."""
     keys = path.split(".")
     cur = d
     for k in keys[:-1]:
@@ -200,7 +201,8 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
         if nxt is None:
             nxt = cur[k] = {}
         if not isinstance(nxt, dict):
-            raise RPGConfigError(f"{path!r} goes through {k!r}, which is not a section")
+            where = f"{field}: " if field else ""
+            raise RPGConfigError(f"{where}{path!r} goes through {k!r}, which is not a section")
         cur = nxt
     cur[keys[-1]] = value
 

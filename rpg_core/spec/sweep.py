@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ..exceptions import RPGConfigError
 from . import NAME_RE, ExperimentSpec, format_validation_error, parse_spec
 from .replicates import MAX_SEEDS, SEEDS_DESCRIPTION, Seed, replicate_all, unique_seeds
-from .search import SearchSpec, StudyPlan, check_search, plan_studies
+from .search import SearchSpec, StudyPlan, check_search, plan_studies, set_path
 
 MAX_EXPERIMENTS = 1000
 
@@ -52,19 +52,6 @@ class SweepSpec(BaseModel):
     search: SearchSpec | None = Field(
         None, description="a hyper-parameter search per grid point (docs/SEARCH.md)"
     )
-
-
-def _set_path(d: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.split(".")
-    cur = d
-    for k in keys[:-1]:
-        nxt = cur.get(k)
-        if nxt is None:
-            nxt = cur[k] = {}
-        if not isinstance(nxt, dict):
-            raise RPGConfigError(f"grid: {path!r} goes through {k!r}, which is not a section")
-        cur = nxt
-    cur[keys[-1]] = value
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +148,7 @@ def _expand(sw: SweepSpec, max_experiments: int) -> list[ExperimentSpec]:
     for combo in itertools.product(*sw.grid.values()) if paths else [()]:
         d = copy.deepcopy(sw.base)
         for path, value in zip(paths, combo, strict=True):
-            _set_path(d, path, value)
+            set_path(d, path, value, field="grid")
         suffix = "-".join(
             f"{p.split('.')[-1]}_{_label(v)}" for p, v in zip(paths, combo, strict=True)
         )
