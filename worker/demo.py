@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -221,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             + "\n",
             flush=True,
         )
-        _run_sweep(url, token, args, server)
+        _run_sweep(url, token, args, server, home)
         if not args.exit_when_done:
             print("serving until Ctrl-C (or kill)", flush=True)
             server.wait()
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any) -> None:
+def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any, home: Path) -> None:
     from api.client import Client
 
     sweep = demo_sweep(args.epochs, tiny=args.tiny)
@@ -267,7 +268,7 @@ def _run_sweep(url: str, token: str, args: argparse.Namespace, server: Any) -> N
                 f"\ndashboard: {url}/",
                 flush=True,
             )
-        say_resumed(client)
+        say_resumed(client, home)
         if args.no_wait:
             return
         rows = _follow(client, sweep_id, ids, server, args.epochs)
@@ -298,25 +299,29 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "none yet"
 
 
-def say_resumed(client: Any) -> list[dict[str, Any]]:
+def say_resumed(client: Any, home: Path) -> list[dict[str, Any]]:
     """Say which runs the server resumes first (they were training when it last stopped) and
-    from where: their notes (``worker.serve.resume_note``). Returns those runs."""
+    from where: the notes it recorded at its start in ``home``'s server file
+    (``worker.serve.write_server_file``; the runs' own notes are gone once they finish, and a
+    short one may finish before this asks). Returns those runs with their notes."""
+    from api.client import SERVER_FILE
+
     from .serve import INTERRUPTED
 
-    resumed = []
-    for status in ("running", "queued"):  # a resumed run may be running already
-        for e in client.experiments(status=status, sort="id", limit=200)["items"]:
-            detail = client.experiment(e["id"])
-            if (detail.get("error") or "").startswith(INTERRUPTED):
-                resumed.append(detail)
+    try:
+        info = json.loads((home / SERVER_FILE).read_text(encoding="utf-8"))
+        notes = {int(r["id"]): str(r["note"]) for r in info.get("resumed") or []}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        notes = {}
+    resumed = [{**client.experiment(i), "note": notes[i]} for i in sorted(notes)]
     if resumed:
         print(
             f"{len(resumed)} run(s) were training when the service last stopped; they run "
             "first, before the queued ones:",
             flush=True,
         )
-        for e in sorted(resumed, key=lambda e: int(e["id"])):
-            where = e["error"][len(INTERRUPTED) :].lstrip(",; ")
+        for e in resumed:
+            where = e["note"][len(INTERRUPTED) :].lstrip(",; ")
             print(f"  experiment {e['id']} {e['name']}: {where}", flush=True)
     return resumed
 
@@ -383,6 +388,7 @@ def _follow(
 
 def _print_fit(url: str, rows: list[dict[str, Any]]) -> None:
     from rpg_core.analysis import fit_power_law
+    from rpg_core.exceptions import RPGConfigError
 
     pts = [
         (r["backbone_params"], r["best_val_acc"])
@@ -392,7 +398,20 @@ def _print_fit(url: str, rows: list[dict[str, Any]]) -> None:
     if len(pts) < 3:
         print("power-law fit: fewer than 3 finished RPG runs", flush=True)
         return
-    fit = fit_power_law([p for p, _ in pts], [a for _, a in pts])
+    perfect = sum(a >= 1.0 for _, a in pts)
+    if perfect:  # the fitted error 1 - acc is 0: nothing to fit in log space
+        print(
+            f"power-law fit: not fitted: {perfect} of {len(pts)} RPG runs reached val acc 1.000 "
+            f"(an error of 0 leaves nothing to fit: the data is too easy for this comparison); "
+            f"see {url}/power-law",
+            flush=True,
+        )
+        return
+    try:
+        fit = fit_power_law([p for p, _ in pts], [a for _, a in pts])
+    except RPGConfigError as err:
+        print(f"power-law fit: not fitted: {err}", flush=True)
+        return
     ci = f" (95% CI {fit.b_ci[0]:.3f}-{fit.b_ci[1]:.3f})" if fit.b_ci else ""
     print(
         f"power law over {len(pts)} RPG runs: error = {fit.a:.3g} * P^({-fit.b:.3f}){ci}, "

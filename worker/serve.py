@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.client import SERVER_FILE
 from api.dispatch import FILESYSTEM_SCHEME
 
 from .lifeline import HomeLock, HomeTakenError, descendants, kill_all
@@ -137,7 +138,7 @@ def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: s
     if resumed:
         log.info(
             "resuming %d run(s) that were training when the service stopped: experiments %s "
-            "(before the queued ones)", len(resumed), resumed,
+            "(before the queued ones)", len(resumed), list(resumed),
         )  # fmt: skip
     reconciler = ReconcilerThread(settings, wcfg)
     reconciler.start()
@@ -163,7 +164,7 @@ def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: s
     )
     previous = install_term_handler(server, stop)
     info = home / SERVER_FILE
-    write_server_file(info, url)
+    write_server_file(info, url, resumed)
     log.info("serving on %s/ (%s mode)", url, _mode(embedded))
     failed = False
     try:
@@ -190,12 +191,13 @@ def _serve(cfg: ServeConfig, build_app: Callable[[Any], Any], home: Path, url: s
     return 1 if failed else 0
 
 
-SERVER_FILE = "server.json"
-
-
-def write_server_file(path: Path, url: str) -> None:
-    """Record where the server listens, so ``rpg`` commands using this home find it."""
-    path.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
+def write_server_file(path: Path, url: str, resumed: dict[int, str] | None = None) -> None:
+    """Record where the server listens, so ``rpg`` commands using this home find it, and which
+    runs it resumed at its start with their notes (``make demo`` says so: by the time it asks
+    the API, a short resumed run may have finished and its note is gone)."""
+    notes = [{"id": i, "note": n} for i, n in (resumed or {}).items()]
+    info = {"url": url, "pid": os.getpid(), "resumed": notes}
+    path.write_text(json.dumps(info) + "\n", encoding="utf-8")
 
 
 def _remove_server_file(path: Path, url: str) -> None:
@@ -232,12 +234,12 @@ def resume_note(epochs_done: int | None) -> str:
     return f"{INTERRUPTED}; it resumes from its checkpoint after epoch {epochs_done}"
 
 
-def resume_interrupted(settings: Any) -> list[int]:
+def resume_interrupted(settings: Any) -> dict[int, str]:
     """Requeue the runs left ``running`` by workers of this machine that are gone (the service
     stopped, or was killed, while they trained); the next worker resumes each from its last
     checkpoint (a run with none restarts from the beginning), before the runs that were only
     queued: in embedded mode the pending messages are sent again after theirs. Each run's note
-    says which; returns their ids."""
+    says which; returns their ids with their notes, in id order."""
     from api.crud import lifecycle
     from rpg_core.training.checkpoint_info import completed_epochs
 
@@ -254,13 +256,13 @@ def resume_interrupted(settings: Any) -> list[int]:
     with sessions_for(settings.database_url)() as session:
         ids = lifecycle.requeue_interrupted(session, is_dead_local, error=note)
         if not ids:
-            return ids
+            return {}
         for exp_id in ids:
             log.info("experiment %d: %s", exp_id, notes[exp_id])
         # the queue's other messages go behind theirs (embedded mode: no worker runs yet)
         behind = [i for i in drop_filesystem_pending(settings) if i not in notes]
         lifecycle.dispatch_jobs(session, settings, [*ids, *dict.fromkeys(behind)])
-    return ids
+    return {i: notes[i] for i in ids}
 
 
 def _mode(embedded: bool) -> str:

@@ -281,7 +281,7 @@ def _db(home: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_a_restarted_demo_serves_its_sweep_and_resumes_the_interrupted_run_first(
     tmp_path: Path,
 ) -> None:
-    port, epochs = _free_port(), 60  # a run still training when the demo is stopped
+    port, epochs = _free_port(), 400  # a run still training when the demo is stopped
     demo = Demo(tmp_path, port, "--epochs", str(epochs))
     try:
         demo.wait_for("queued")
@@ -312,3 +312,22 @@ def test_a_restarted_demo_serves_its_sweep_and_resumes_the_interrupted_run_first
         demo.stop(signal.SIGTERM)
     finally:
         demo.kill()
+
+
+def test_the_demo_says_why_it_fits_no_law_when_a_run_is_perfect(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A long demo on the tiny data reaches val acc 1.0: its error 0 cannot be fitted in log
+    space, so the demo says so instead of dying at the end of its sweep (found in CI)."""
+    from worker.demo import _print_fit
+
+    rows = [
+        {"backbone_params": p, "best_val_acc": a, "status": "succeeded", "tags": ["rpg"]}
+        for p, a in ((1000, 0.8), (4000, 0.9), (16000, 1.0))
+    ]
+    _print_fit("http://x", rows)
+    out = capsys.readouterr().out
+    assert "not fitted: 1 of 3 RPG runs reached val acc 1.000" in out
+    rows[2]["best_val_acc"] = 0.95
+    _print_fit("http://x", rows)
+    assert "power law over 3 RPG runs" in capsys.readouterr().out

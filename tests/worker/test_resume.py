@@ -150,7 +150,8 @@ def test_interrupted_runs_go_before_the_queued_ones_and_their_notes_say_from_whe
     meta = {"rpg_checkpoint": json.dumps({"format": "rpg-checkpoint", "epoch": 2})}
     save_file({"model/w": np.zeros(2, dtype=np.float32)}, str(ckpt / "last.safetensors"), meta)
 
-    assert resume_interrupted(settings) == [ids[0], ids[3]]
+    resumed = resume_interrupted(settings)
+    assert list(resumed) == [ids[0], ids[3]]
 
     assert _queue_order(broker) == [ids[0], ids[3], ids[1], ids[2], ids[4]]
     with sessions_for(db)() as s:
@@ -160,3 +161,4 @@ def test_interrupted_runs_go_before_the_queued_ones_and_their_notes_say_from_whe
     assert first.startswith(INTERRUPTED) and first.endswith("it restarts from the beginning")
     assert "resume" not in first
     assert second == f"{INTERRUPTED}; it resumes from its checkpoint after epoch 2"
+    assert resumed == {ids[0]: first, ids[3]: second}  # what the server file records

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.models import Experiment, MetricPoint, Study
 from api.optuna_tables import storage
@@ -115,12 +115,19 @@ def test_a_search_prunes_and_resumes_after_restarts(stack: Stack) -> None:
         ).all()
         assert sorted(curve) == list(range(1, first.epoch + 1))
         assert first.primary_metric == "acc" and first.primary_value is not None
-        # its worker was free at once: the next trial started within seconds of the prune
+        # it stopped at the evaluation that pruned it: it ended right after writing that
+        # evaluation's point (no further epoch), so its worker was free at once
+        last_point = s.scalar(
+            select(func.max(MetricPoint.created_at)).where(MetricPoint.experiment_id == first.id)
+        )
+        assert first.finished_at is not None and last_point is not None
+        assert (first.finished_at - last_point).total_seconds() < 10
+        # and the study went on at once: the driver asked the next trial, a worker took it
         following = [t for t in done if t.trial_number > first.trial_number]
-        if following and first.finished_at is not None:
+        if following:
             nxt = min(following, key=lambda t: t.trial_number)
             assert nxt.started_at is not None
-            assert (nxt.started_at - first.finished_at).total_seconds() < 10
+            assert (nxt.started_at - first.finished_at).total_seconds() < 60
 
     assert detail["state"] == "finished"
     assert len(detail["trials"]) == N_TRIALS
