@@ -54,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from .migrate import upgrade
 
             upgrade(settings.database_url)
+        if settings.warm_on_start:
+            from .validation import warm_submission_path
+
+            warm_submission_path(settings)
         yield
         app.state.engine.dispose()
 

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="longest event stream (clients reconnect)"
     )
     auto_migrate: bool = Field(default=True, description="run the Alembic migrations at start-up")
+    warm_on_start: bool = Field(
+        default=True,
+        description="before serving, import torch and estimate one model's memory, so the "
+        "first submission of each API process does not wait seconds for them",
+    )
     lease_s: float = Field(
         default=60.0, gt=0, description="worker lease length (heartbeat renews it)"
     )

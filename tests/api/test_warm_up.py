@@ -1,0 +1,62 @@
+"""An API process warms its submission path before it serves (issue 27): torch's import and the
+memory estimate's first model cost seconds, which each process of ``uvicorn --workers 4`` paid
+inside its first requests. Importing the app still loads no torch (test_torch_free)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, sys
+from fastapi.testclient import TestClient
+from api.settings import Settings
+from studio.app import create_app
+settings = Settings(database_url=sys.argv[1], broker_url="", warm_on_start=sys.argv[2] == "1")
+app = create_app(settings)
+before = "torch" in sys.modules
+with TestClient(app):
+    from rpg_core.training import memory
+    print(json.dumps({"before": before, "after": "torch" in sys.modules,
+                      "estimated": memory._model_shape_cached.cache_info().currsize}))
+"""
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_app_imports_torch_and_estimates_a_model_before_serving(
+    tmp_path: Path, warm: bool
+) -> None:
+    db = f"sqlite:///{tmp_path / 'rpg.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, db, "1" if warm else "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["before"] is False  # building the app loads no torch
+    assert seen["after"] is warm  # the start-up does, when asked to
+    assert (seen["estimated"] >= 1) is warm
+
+
+def test_a_failing_warm_up_never_stops_the_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from api import validation
+    from api.settings import Settings
+
+    def broken(*_a: object, **_k: object) -> list[dict[str, str]]:
+        raise RuntimeError("no model today")
+
+    monkeypatch.setattr(validation, "limit_errors", broken)
+    spent = validation.warm_submission_path(Settings(database_url="sqlite://"))
+    assert spent >= 0
+    assert "warming the submission path failed" in caplog.text
