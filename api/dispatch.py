@@ -79,6 +79,10 @@ def _sender(broker_url: str, queue: str) -> Celery:
     from celery import Celery
 
     app = Celery("rpg-dispatch", broker=broker_url)
+    if broker_url.startswith("redis://"):  # one redis client per channel (not rediss: TLS)
+        from .redis_sender import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT
     app.conf.update(
         task_default_queue=queue,
         broker_transport_options=transport_options(broker_url),

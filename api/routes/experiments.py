@@ -59,7 +59,9 @@ def submit(
     check_limits(spec, settings)
     note = check_devices(spec, settings, session)
     premark = bool(settings.broker_url)  # the mark goes with the INSERT: one UPDATE less
-    exp_id = crud.create_experiment(session, spec.model_dump(mode="json"), dispatched=premark)
+    exp_id = crud.create_experiment(
+        session, spec.model_dump(mode="json"), dispatched=premark, parsed=spec
+    )
     if note is not None:
         lifecycle.note_queued(session, exp_id, note)
     session.commit()

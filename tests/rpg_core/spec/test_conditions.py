@@ -160,3 +160,23 @@ def test_another_method_differs_in_its_method_not_in_the_options_only_it_has() -
         }
     )
     assert differences(a, c) == ["method.rounds"]  # the same method: its options do differ
+
+
+def test_a_parsed_spec_and_its_stored_dump_have_the_same_conditions() -> None:
+    """The API derives a submission's conditions from the ExperimentSpec it validated, the
+    stored rows and migrations from its JSON dump: both must give the same conditions and key,
+    for every spec of the paper's templates."""
+    from pathlib import Path
+
+    from rpg_core.spec import ExperimentSpec
+    from rpg_core.spec.conditions import conditions_of, key_of
+    from rpg_core.spec.sweep import expand, load_sweep
+
+    paper = Path(__file__).resolve().parents[3] / "experiments" / "paper"
+    specs = [s for f in sorted(paper.rglob("*.y*ml")) for s in expand(load_sweep(f))]
+    assert len(specs) > 20
+    for raw in specs:
+        parsed = ExperimentSpec.model_validate(raw)
+        dumped = parsed.model_dump(mode="json")
+        assert conditions_of(parsed) == conditions_of(dumped), parsed.name
+        assert key_of(conditions_of(parsed)) == key_of(conditions_of(dumped))
