@@ -23,6 +23,9 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 def is_yaml(content_type: str | None) -> bool:
     if not content_type:
         return False
+    main = content_type.partition(";")[0].strip().lower()
+    if main == "application/json":  # every JSON request: no header parsing (issue 27)
+        return False
     msg = Message()
     msg["content-type"] = content_type
     return msg.get_content_type() in YAML_TYPES

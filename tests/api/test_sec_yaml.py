@@ -175,3 +175,24 @@ def test_api_refuses_huge_yaml_numbers_naming_the_field(
     assert r.status_code == 422, r.text[:300]
     assert r.json()["detail"][0]["field"] == "grid.rpg.ring_size[1]"
     assert client.get("/api/experiments").json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "yaml"),
+    [
+        ("application/json", False),
+        ("application/json; charset=utf-8", False),
+        ("Application/JSON", False),
+        (None, False),
+        ("application/yaml", True),
+        ("application/x-yaml; charset=utf-8", True),
+        ("TEXT/YAML", True),
+        ("text/plain", False),
+    ],
+)
+def test_a_body_is_yaml_only_when_its_content_type_says_so(
+    content_type: str | None, yaml: bool
+) -> None:
+    from api.yaml_body import is_yaml
+
+    assert is_yaml(content_type) is yaml
