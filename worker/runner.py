@@ -18,7 +18,7 @@ import traceback
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -194,9 +194,11 @@ def _run_leased(
             return done
     if control.lost:
         return "lost"
-    if isinstance(outcome, ExperimentResult):  # the search's pruner stopped the trial
+    if outcome is not None and outcome.pruned:  # the search's pruner stopped the trial
         session.rollback()
-        if lifecycle.prune_experiment(session, exp_id, lease.token, outcome):
+        if lifecycle.prune_experiment(
+            session, exp_id, lease.token, outcome.result, files=outcome.files
+        ):
             _after_trial(settings, session, exp_id)
             return "pruned"
         cancelled_now = lifecycle.mark_cancelled(session, exp_id, lease.token)
@@ -210,7 +212,7 @@ def _run_leased(
         _after_trial(settings, session, exp_id)
         return "cancelled" if ok else "lost"
     assert outcome is not None
-    result, files = outcome
+    result, files = outcome.result, outcome.files
     if lifecycle.finish_experiment(session, exp_id, lease.token, result=result, files=files):
         _after_trial(settings, session, exp_id)
         return "succeeded"
@@ -288,15 +290,22 @@ def _trial_reporter(settings: Settings, session: Session, exp_id: int) -> Any:
         return None
 
 
+class _Trained(NamedTuple):
+    result: ExperimentResult
+    files: list[stored.FileRecord]
+    pruned: bool = False  # a search's pruner stopped it: it ends ``pruned``, with its model
+
+
 def _train(
     settings: Settings,
     wcfg: WorkerSettings,
     session: Session,
     lease: lifecycle.Lease,
     control: JobControl,
-) -> tuple[ExperimentResult, list[stored.FileRecord]] | ExperimentResult | None:
-    """Run (or resume) the training: its stored result and files; None when it was stopped;
-    the result alone when a search's pruner stopped it (a ``pruned`` trial)."""
+) -> _Trained | None:
+    """Run (or resume) the training: its stored result and files; None when it was stopped.
+    A trial a search's pruner stopped keeps its files too: its model as of the evaluation that
+    pruned it downloads like any run's."""
     from rpg_core.training.experiment import (
         train_experiment,  # the one path of `rpg train`/`rpg sweep`
     )
@@ -336,11 +345,12 @@ def _train(
         and trial.pruned
         and not (control.cancelled or control.lost)
     ):
-        return result
+        files = save_outputs(artifact_dir, lease.experiment_id, keep.model, keep.data, store)
+        return _Trained(result, files, pruned=True)
     if result.stopped or control.lost:
         return None
     files = save_outputs(artifact_dir, lease.experiment_id, keep.model, keep.data, store)
-    return result, files
+    return _Trained(result, files)
 
 
 def _without_credentials(settings: Settings, message: str) -> str:

@@ -399,17 +399,19 @@ def prune_experiment(
     experiment_id: int,
     token: int,
     result: ExperimentResult | Mapping[str, Any],
+    files: Sequence[FileRecord] = (),
 ) -> bool:
     """Fenced, from ``running`` only: the search's pruner stopped the trial after an evaluation;
-    it ends ``pruned`` with its result (the curve so far and its last metrics) stored like a
-    finished run's. False when the lease is lost or a cancel came meanwhile (it wins)."""
+    it ends ``pruned`` with its result (the curve so far and its last metrics) and its files
+    (its model as of that evaluation) stored like a finished run's. False when the lease is
+    lost or a cancel came meanwhile (it wins)."""
     return _end_with_result(
         session,
         experiment_id,
         token,
         JobStatus.pruned,
         result,
-        (),
+        files,
         Experiment.cancel_requested.is_(False),
     )
 

@@ -6,15 +6,18 @@ with no trial lost or run twice."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.models import Experiment, MetricPoint, Study
 from api.optuna_tables import storage
+from rpg_core import load_compact
 from studio.app import create_app
 
 from .conftest import Stack
@@ -62,7 +65,7 @@ def _wait(stack: Stack, study_id: int, until: Any, timeout: float, what: str) ->
         time.sleep(0.2)
 
 
-def test_a_search_prunes_and_resumes_after_restarts(stack: Stack) -> None:
+def test_a_search_prunes_and_resumes_after_restarts(stack: Stack, tmp_path: Path) -> None:
     worker = stack.start_worker()
     r = stack.client.post("/api/sweeps", json=SWEEP, headers=stack.auth)
     assert r.status_code == 201, r.text
@@ -84,6 +87,11 @@ def test_a_search_prunes_and_resumes_after_restarts(stack: Stack) -> None:
             "the study did not resume to its end",
         )
         detail = client.get(f"/api/studies/{study_id}", headers=stack.auth).json()
+        # a pruned trial downloads like any run: its model as of the evaluation that pruned it
+        pruned_ids = [t.id for t in done if t.status == "pruned"]
+        downloads = {
+            i: client.get(f"/api/experiments/{i}/model", headers=stack.auth) for i in pruned_ids
+        }
 
     # no trial lost or run twice: one experiment per trial number, each told to Optuna once
     numbers = [t.trial_number for t in done]
@@ -115,6 +123,12 @@ def test_a_search_prunes_and_resumes_after_restarts(stack: Stack) -> None:
         ).all()
         assert sorted(curve) == list(range(1, first.epoch + 1))
         assert first.primary_metric == "acc" and first.primary_value is not None
+        for exp_id, r in downloads.items():
+            assert r.status_code == 200, (exp_id, r.text)
+            path = tmp_path / f"{exp_id}.rpg"
+            path.write_bytes(r.content)
+            model = load_compact(path)
+            assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
         # it stopped at the evaluation that pruned it: it ended right after writing that
         # evaluation's point (no further epoch), so its worker was free at once
         last_point = s.scalar(
