@@ -172,6 +172,7 @@ class SweepProgress(ProgressLine):
         self.trained = 0  # epochs trained by this process
         self.run = -1
         self.run_left = 0  # epochs of the current run still to train
+        self.dense_reused: int | None = None  # epochs of a reused dense network, until said
 
     def start_run(self, index: int) -> None:
         self.run, self.run_left = index, self.epochs[index]
@@ -187,9 +188,18 @@ class SweepProgress(ProgressLine):
             return math.inf
         return (time.perf_counter() - self.started) / self.trained * self.remaining()
 
+    def on_dense_reused(self, epochs: int) -> None:
+        self.dense_reused = epochs  # the on_resume that follows says so
+
     def on_resume(self, history: list[dict[str, Any]]) -> None:
         self.run_left = max(0, self.run_left - len(history))
-        self.stream.write(f"  resumed at epoch {len(history)}\n")
+        reused, self.dense_reused = self.dense_reused, None
+        if reused is not None:
+            self.stream.write(
+                f"  the dense network of this sweep reused ({reused} epochs, trained once)\n"
+            )
+        else:
+            self.stream.write(f"  resumed at epoch {len(history)}\n")
         self.stream.flush()
 
     def on_step(self, step: int, total: int, m: dict[str, Any]) -> None:

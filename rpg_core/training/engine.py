@@ -109,6 +109,10 @@ class Callback:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """After epoch ``epoch`` (1-based) is trained, evaluated and checkpointed."""
 
+    def on_dense_reused(self, epochs: int) -> None:
+        """A pruning method's run starts from the dense network another run of its sweep
+        trained (``epochs`` of it, not trained again); ``on_resume`` follows with their curve."""
+
     def on_resume(self, history: list[dict[str, float]]) -> None:
         """Once, when a run resumes from a checkpoint, with the epochs already done.
 
@@ -287,6 +291,7 @@ def _reuse_dense(run: _Run, dense_dir: Path) -> bool:
     run.start_epoch = ckpt.epoch
     run.dense_reused = True
     log.info("%s: the dense network of %s reused (%d epochs)", run.spec.name, dense_dir, ckpt.epoch)
+    _notify(run.callbacks, "on_dense_reused", ckpt.epoch)  # then on_resume, as for a checkpoint
     _notify(run.callbacks, "on_resume", list(run.history))
     return True
 

@@ -281,3 +281,19 @@ def test_the_sweep_eta_counts_only_epochs_left_to_train() -> None:
     progress.end_run()  # a run that failed at once: its epochs are not waited for
     assert progress.remaining() == 4
     assert "epoch 2/2: train loss 0.5000" in stream.getvalue()
+
+
+def test_a_reused_dense_network_is_not_called_a_resume() -> None:
+    """A pruning method's run that starts from its sweep's dense network says so; a run resumed
+    from its checkpoint after it says "resumed" again."""
+    stream = io.StringIO()
+    progress = SweepProgress([5, 5], stream=stream)
+    progress.start_run(0)
+    progress.on_dense_reused(4)
+    progress.on_resume([{"epoch": e} for e in range(1, 5)])
+    assert "the dense network of this sweep reused (4 epochs, trained once)" in stream.getvalue()
+    assert "resumed" not in stream.getvalue() and progress.remaining() == 6
+    progress.end_run()
+    progress.start_run(1)
+    progress.on_resume([{"epoch": 1}])
+    assert stream.getvalue().endswith("  resumed at epoch 1\n")

@@ -139,6 +139,7 @@ def test_a_sweeps_pruning_runs_train_their_dense_network_once(tmp_path: Any) -> 
     from rpg_core.training.engine import dense_key, train
 
     dense_epochs: list[str] = []
+    reused: list[tuple[str, int]] = []
 
     class Count:
         def __init__(self, name: str) -> None:
@@ -147,6 +148,9 @@ def test_a_sweeps_pruning_runs_train_their_dense_network_once(tmp_path: Any) -> 
         def on_epoch_end(self, _epoch: int, record: dict[str, Any]) -> None:
             if "prune_round" not in record:
                 dense_epochs.append(self.name)
+
+        def on_dense_reused(self, epochs: int) -> None:
+            reused.append((self.name, epochs))
 
     base = {
         "model": {"arch": "resnet18", "width": 0.125},
@@ -166,6 +170,7 @@ def test_a_sweeps_pruning_runs_train_their_dense_network_once(tmp_path: Any) -> 
         results = [train(s, callbacks=[Count(s["name"])], dense_cache=cache) for s in specs]
     assert dense_epochs == ["a"]  # trained once, by the first run
     assert [r.dense_reused for r in results] == [False, True, True]
+    assert reused == [("b", 1), ("c", 1)]  # the callbacks were told, with the dense epochs
     first_dense = results[0].history[0]
     for r in results[1:]:
         assert r.history[0] == first_dense  # the same dense epoch, its record carried along
