@@ -88,4 +88,10 @@ def test_the_study_page_shows_trials_pruned_and_best(page: Any, live: LiveServer
     assert names == ["complete", "pruned (last evaluation)", "best so far"]
     assert page.locator("#importance-panel").is_visible()  # two complete trials: fANOVA answers
     screenshot(page, "study")
+    # long reasons and parameter lists wrap inside their cells instead of widening the table
+    styles = page.eval_on_selector_all(
+        "#trials tbody td.why, #trials tbody td.params",
+        "tds => tds.map(td => getComputedStyle(td).whiteSpace)",
+    )
+    assert styles and set(styles) == {"normal"}
     assert page.console.errors == []

@@ -15,8 +15,8 @@ function trialRow(t) {
   const why = t.reason ? `${esc(t.reason)}${t.b_interval ? ` <span class="muted">b ∈ ${interval(t.b_interval)}</span>` : ""}` : "";
   return `<tr data-trial="${t.number}" class="${t.status === "pruned" ? "pruned" : ""}"><td class="num">${t.number}</td>
     <td><a href="/runs/${t.experiment_id}">#${t.experiment_id}</a></td><td>${statusBadge(t.status)}</td>
-    <td>${params(t.params)}</td><td class="num">${num(t.value)}</td>
-    <td class="num">${Object.keys(t.intermediate || {}).length}</td><td class="num">${num(t.best_so_far)}</td><td>${why}</td></tr>`;
+    <td class="params">${params(t.params)}</td><td class="num">${num(t.value)}</td>
+    <td class="num">${Object.keys(t.intermediate || {}).length}</td><td class="num">${num(t.best_so_far)}</td><td class="why">${why}</td></tr>`;
 }
 
 async function load() {
