@@ -467,6 +467,25 @@ def _search_points(
     return out, marks
 
 
+def warm_power_law(sessions: Callable[[], Session]) -> None:
+    """Pay the first power law's one-off costs at start-up, reading no data: numpy.random's
+    and numpy.ma's imports and a first fit (a tiny one, never cached), the ORM's mapper
+    configuration and the points' compiled SELECT (run with LIMIT 0). About 0.1 s that the
+    first answer of each process otherwise paid. Never fails (a database not reachable yet
+    leaves the SELECT to the first request)."""
+    from sqlalchemy.orm import configure_mappers
+
+    from rpg_core.analysis.power_law import fit_power_law
+
+    fit_power_law([1e3, 2e3, 4e3, 8e3, 16e3], [0.5, 0.6, 0.7, 0.75, 0.8], bootstrap=4)
+    configure_mappers()
+    try:
+        with sessions() as session:
+            power_law_points(session, ListFilter(), limit=0)
+    except Exception:  # noqa: BLE001 - a warm-up never stops the server
+        log.info("power-law warm-up: no database yet; the first request compiles its SELECT")
+
+
 def power_law_cached(session: Session, query: PowerLawQuery) -> PowerLawAnalysis:
     """``power_law`` computed once per query but its prediction targets and per data version
     (``ANSWERS``): the API's answers and the dashboard's figures of one filter share one

@@ -79,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from .validation import warm_submission_path
 
             warm_submission_path(settings)
+            from .analysis import warm_power_law
+
+            warm_power_law(app.state.sessionmaker)
             freeze_start_up_heap()
         yield
         app.state.engine.dispose()
