@@ -246,23 +246,28 @@ def _grouped(
     of its conditions too."""
     trials = trials or {}
     groups: dict[SeriesKey, _Group] = {}
-    for p, gap in rows:
-        key = _group_of(p.conditions_key, p.arch, p.scope, p.dataset)
+    for p, gap in rows:  # 10,000 points: what a point leaves to its defaults is not passed
+        key = p.conditions_key
+        if key is None:
+            key = _group_of(None, p.arch, p.scope, p.dataset)
         g = groups.get(key)
         if g is None:
             g = groups[key] = _Group(key, p.conditions_key, p)
-        g.points.append(
-            PowerLawPoint(
+        t = trials.get(p.experiment_id) if trials else None
+        if p.flags or gap is not None or t is not None:
+            point = PowerLawPoint(
                 experiment_id=p.experiment_id,
                 params=p.params,
                 value=p.value,
                 flags=list(p.flags),
                 gap=gap,
-                trial=trials[p.experiment_id].number if p.experiment_id in trials else None,
+                trial=t.number if t is not None else None,
             )
-        )
-        if p.experiment_id in trials and trials[p.experiment_id].tuned:
-            g.searched = trials[p.experiment_id].searched
+        else:
+            point = PowerLawPoint(experiment_id=p.experiment_id, params=p.params, value=p.value)
+        g.points.append(point)
+        if t is not None and t.tuned:
+            g.searched = t.searched
     stored = conditions_of_runs(
         session, [g.first.experiment_id for g in groups.values() if g.conditions_key]
     )
