@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                 api = power_law_api(base, args.repeats)
                 points = int(api.pop("points")[0])
                 figures = browse(base, token, args.repeats)
-        print(f"product server: uvicorn studio.app:app, 1 process; chromium {CHROMIUM}")
+        browser = "a fresh one per repeat, no browser" if args.api_only else f"chromium {CHROMIUM}"
+        print(f"product server: uvicorn studio.app:app, 1 process; {browser}")
         print(f"  {'measure':<52} median (min-max), {args.repeats} repeats")
         misses = []
         for name, xs in {**figures, **api}.items():
