@@ -32,7 +32,7 @@ import logging
 import math
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -385,17 +385,14 @@ class TrialInfo:
     base_conditions: dict[str, Any]  # the study's base spec's conditions (rpg_core.spec)
 
 
-def trials_of(session: Session, experiment_ids: list[int]) -> dict[int, TrialInfo]:
-    """The search trials among ``experiment_ids`` (two queries)."""
+def trials_of(
+    session: Session, rows: Iterable[tuple[int, int | None, int | None]]
+) -> dict[int, TrialInfo]:
+    """The search trials among runs already read as ``(id, study_id, trial_number)`` (the
+    power law's points carry them): one query of their studies, none without a trial."""
     from rpg_core.spec.conditions import conditions_of
 
-    if not experiment_ids:
-        return {}
-    rows = session.execute(
-        select(Experiment.id, Experiment.study_id, Experiment.trial_number).where(
-            Experiment.id.in_(experiment_ids), Experiment.study_id.is_not(None)
-        )
-    ).all()
+    rows = [r for r in rows if r[1] is not None]
     if not rows:
         return {}
     studies = {

@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     warm_on_start: bool = Field(
         default=True,
         description="before serving, import torch and estimate one model's memory, so the "
-        "first submission of each API process does not wait seconds for them",
+        "first submission of each API process does not wait seconds for them; then freeze the "
+        "start-up heap out of the garbage collector's scans (api.main.freeze_start_up_heap)",
     )
     lease_s: float = Field(
         default=60.0, gt=0, description="worker lease length (heartbeat renews it)"

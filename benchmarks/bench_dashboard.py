@@ -19,6 +19,8 @@ Each figure ``--repeats`` times (median, min-max). Targets (issue 27): the runs 
 a filter change < 1.5 s, the power law < 0.5 s.
 
     python benchmarks/bench_dashboard.py [--runs 100000] [--results 10000] [--repeats 5]
+    python benchmarks/bench_dashboard.py --api-only --repeats 5  # the power law's first call
+                                                                  # on 5 fresh servers
 """
 
 from __future__ import annotations
@@ -340,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweeps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--plans", action="store_true", help="print the whole EXPLAIN plans")
+    ap.add_argument(
+        "--api-only",
+        action="store_true",
+        help="the power law's API calls alone, each repeat on a fresh server (so its first, "
+        "uncached call is timed --repeats times); no EXPLAIN, no browser",
+    )
     args = ap.parse_args(argv)
     print(
         f"RPG Studio dashboard benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
@@ -353,18 +361,28 @@ def main(argv: list[str] | None = None) -> int:
             f"loaded {args.runs} runs ({args.results} succeeded with results) in "
             f"{args.sweeps} sweeps by COPY in {time.perf_counter() - t:.1f} s, VACUUM ANALYZEd"
         )
-        print("EXPLAIN ANALYZE (PostgreSQL) of the pages' queries:")
-        for name, plan in explain(url).items():
-            keep = ("Scan", "Sort", "Aggregate", "Limit", "Execution")
-            lines = plan if args.plans else [x for x in plan if any(k in x for k in keep)]
-            print(f"  {name}:")
-            for line in lines:
-                print(f"    {line}")
-        with server(url, art, "product", 1) as (base, _):
-            api = power_law_api(base, args.repeats)
+        if args.api_only:
+            api: dict[str, list[float]] = {}
+            figures: dict[str, list[float]] = {}
+            for k in range(args.repeats):  # a fresh server each: its first call, uncached
+                with server(url, art, "product", 1) as (base, _):
+                    for name, xs in power_law_api(base, args.repeats if k == 0 else 0).items():
+                        api.setdefault(name, []).extend(xs)
             points = int(api.pop("points")[0])
-            figures = browse(base, token, args.repeats)
-        print(f"product server: uvicorn studio.app:app, 1 process; chromium {CHROMIUM}")
+        else:
+            print("EXPLAIN ANALYZE (PostgreSQL) of the pages' queries:")
+            for name, plan in explain(url).items():
+                keep = ("Scan", "Sort", "Aggregate", "Limit", "Execution")
+                lines = plan if args.plans else [x for x in plan if any(k in x for k in keep)]
+                print(f"  {name}:")
+                for line in lines:
+                    print(f"    {line}")
+            with server(url, art, "product", 1) as (base, _):
+                api = power_law_api(base, args.repeats)
+                points = int(api.pop("points")[0])
+                figures = browse(base, token, args.repeats)
+        browser = "a fresh one per repeat, no browser" if args.api_only else f"chromium {CHROMIUM}"
+        print(f"product server: uvicorn studio.app:app, 1 process; {browser}")
         print(f"  {'measure':<52} median (min-max), {args.repeats} repeats")
         misses = []
         for name, xs in {**figures, **api}.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,8 +23,10 @@ def metric_series(session: Session, experiment_id: int, after_id: int = 0) -> li
     return list(session.scalars(q))
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """One succeeded run as the power law reads it (a named tuple: 10,000 of them per answer,
+    built in a third of a frozen dataclass's time)."""
+
     experiment_id: int
     arch: str
     scope: str
@@ -35,16 +37,21 @@ class Point:
     sharing: str | None = None  # model.sharing of a stacked model (pose, multitask)
     stacks: int | None = None  # model.stacks of a stacked model
     conditions_key: str | None = None  # rpg_core.spec.conditions (None: unknown conditions)
+    study_id: int | None = None  # a search trial's study (api.search), read with the point
+    trial_number: int | None = None  # ... and its number in that study
 
 
 def _flags(raw: Any) -> tuple[str, ...]:
-    return tuple(c for c in str(raw or "").split(",") if c)
+    if not raw:
+        return ()  # most runs: no flag
+    return tuple(c for c in str(raw).split(",") if c)
 
 
 def power_law_points(
     session: Session, f: ListFilter, metric: str = "best_val_acc", limit: int = 10_000
 ) -> list[Point]:
-    """(params, accuracy) of succeeded runs with both set, oldest first (columns only)."""
+    """(params, accuracy) of succeeded runs with both set, oldest first, with their search
+    trial's study and number (one SELECT of columns, no ORM objects)."""
     col = getattr(Experiment, metric)
     q = select(
         Experiment.id,
@@ -55,19 +62,23 @@ def power_law_points(
         col,
         Experiment.flags,
         Experiment.conditions_key,
+        Experiment.study_id,
+        Experiment.trial_number,
     )
     q = filtered(q, f).where(
         Experiment.status == JobStatus.succeeded,
         Experiment.backbone_params.is_not(None),
         col.is_not(None),
     )
-    rows = session.execute(q.order_by(Experiment.id).limit(limit)).all()
+    # Core execution: plain rows, without the ORM's loading layer over 10,000 of them
+    rows = session.connection().execute(q.order_by(Experiment.id).limit(limit)).all()
     return [
         Point(
-            int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), _flags(r[6]), conditions_key=r[7]
+            int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), _flags(r[6]),
+            conditions_key=r[7], study_id=r[8], trial_number=r[9],
         )
         for r in rows
-    ]
+    ]  # fmt: skip
 
 
 def gap_points(session: Session, f: ListFilter, limit: int = 10_000) -> list[tuple[Point, float]]:
@@ -200,6 +211,8 @@ def task_metric_points(
         Experiment.flags,
         Experiment.spec,
         Experiment.conditions_key,
+        Experiment.study_id,
+        Experiment.trial_number,
     ).join(Result, Result.experiment_id == Experiment.id, isouter=True)
     q = filtered(q, dataclasses.replace(f, task=task)).where(
         Experiment.status == JobStatus.succeeded, params.is_not(None), value.is_not(None)
@@ -211,7 +224,7 @@ def task_metric_points(
         out.append(
             Point(
                 int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), _flags(r[6]), sharing,
-                stacks, r[8],
+                stacks, r[8], r[9], r[10],
             )
         )  # fmt: skip
     return out

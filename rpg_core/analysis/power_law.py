@@ -147,6 +147,8 @@ class PowerLawFit:
         """How ``best`` was chosen, or why no form was compared."""
         if self.saturating is not None:
             return "AICc on log(error) residuals"
+        if self.n >= MIN_POINTS_SATURATING:
+            return "not compared: the saturating form was not fitted (saturating=False)"
         return (
             f"not compared: the saturating form needs {MIN_POINTS_SATURATING} points, "
             f"this fit has {self.n}"
@@ -265,13 +267,19 @@ def bootstrap_coefficients(
         return np.empty((0, 2))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(p), (rounds, len(p)))  # the same draws as one resample at a time
-    x, y = np.log(p)[idx], np.log(err)[idx]
+    # one gather of both logs (a third of two fancy indexings' time at 200 x 2,500), and the
+    # arithmetic in place: the same operations in the same order, so the same numbers
+    x, y = np.take(np.stack([np.log(p), np.log(err)]), idx, axis=1)
     keep = x.max(axis=1) > x.min(axis=1)  # a resample of one distinct count has no slope
-    x, y = x[keep], y[keep]
-    xc = x - x.mean(axis=1, keepdims=True)
+    if not keep.all():  # (a copy of every resample otherwise)
+        x, y = x[keep], y[keep]
+    xm = x.mean(axis=1)
+    xc = x - xm[:, None]
     ym = y.mean(axis=1)
-    slope = (xc * (y - ym[:, None])).sum(axis=1) / (xc**2).sum(axis=1)
-    intercept = ym - slope * x.mean(axis=1)
+    y -= ym[:, None]
+    num = (xc * y).sum(axis=1)
+    slope = num / np.square(xc, out=xc).sum(axis=1)
+    intercept = ym - slope * xm
     return np.column_stack([np.exp(intercept), -slope])
 
 
@@ -301,6 +309,7 @@ def fit_power_law(
     *,
     bootstrap: int = 1000,
     seed: int = 0,
+    saturating: bool = True,
 ) -> PowerLawFit:
     """Fit ``1 - accuracy = a * params^(-b)`` (and the saturating form with >= 5 points).
 
@@ -309,6 +318,9 @@ def fit_power_law(
         accuracy: accuracies as fractions in (0, 1), one per count.
         bootstrap: resampling rounds for the 95% interval of ``b`` (0: no interval).
         seed: seed of the resampling.
+        saturating: also fit the saturating form (with >= 5 points) and choose ``best``;
+            False for a caller that reads only the power form (the fit's ``saturating`` is then
+            None and ``best`` "power", as with fewer points).
 
     Raises:
         RPGConfigError: fewer than 3 points, mismatched lengths, NaN, counts <= 0 or accuracies
@@ -322,8 +334,8 @@ def fit_power_law(
     err = 1.0 - acc
     a, b = _fit_power(p, err)
     r2, adj, aicc = _quality(np.log(err), np.log(a * p ** (-b)), k=2)
-    saturating = _fit_saturating(p, err) if len(p) >= MIN_POINTS_SATURATING else None
-    best: Form = "saturating" if saturating is not None and saturating.aicc < aicc else "power"
+    sat = _fit_saturating(p, err) if saturating and len(p) >= MIN_POINTS_SATURATING else None
+    best: Form = "saturating" if sat is not None and sat.aicc < aicc else "power"
     fit = PowerLawFit(
         a=a,
         b=b,
@@ -335,7 +347,7 @@ def fit_power_law(
         bootstrap=bootstrap,
         params=tuple(float(x) for x in p),
         accuracy=tuple(float(x) for x in acc),
-        saturating=saturating,
+        saturating=sat,
         best=best,
     )
     log.info("power law: a=%.4g b=%.4g r2=%.4f n=%d best=%s", a, b, r2, len(p), best)

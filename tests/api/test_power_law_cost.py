@@ -3,7 +3,7 @@ answer cached until the succeeded runs change (a run that succeeds is in the nex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
@@ -98,3 +98,71 @@ def test_prediction_targets_share_the_analysis(
     (fitted,) = [s for s in other.json()["series"] if s["fit"]]
     assert set(fitted["fit"]["params_for"]) == {"0.7", "0.8"}
     assert set(next(s for s in first["series"] if s["fit"])["fit"]["params_for"]) == {"0.6"}
+
+
+@contextmanager
+def executed(engine: Engine) -> Iterator[list[tuple[str, list[object]]]]:
+    """Each statement with the values bound to it."""
+    seen: list[tuple[str, list[object]]] = []
+
+    def count(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        seen.append((statement, list(values) if isinstance(values, Iterable) else []))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_the_points_are_one_select_of_columns_and_no_statement_grows_with_them(
+    client: TestClient, auth: dict[str, str], session: Session, engine: Engine
+) -> None:
+    """The points and their search trials come in one SELECT of columns (no ORM object per
+    run), and no statement carries a value per point (no list of the 10,000 points' ids)."""
+    from api.models import Experiment
+
+    loaded: list[object] = []
+
+    def on_load(target: object, _context: object) -> None:
+        loaded.append(target)
+
+    event.listen(Experiment, "load", on_load)
+    try:
+        sizes = []
+        for n in (3, 12):
+            _succeed(client, auth, session, n)
+            analysis.ANSWERS.clear()
+            with executed(engine) as seen:
+                body = client.get("/api/analysis/power-law").json()
+            sizes.append((_points(body), seen))
+    finally:
+        event.remove(Experiment, "load", on_load)
+    (few, small), (many, big) = sizes
+    assert (few, many) == (3, 15)
+    # the same number of values bound to each statement for 5x the runs
+    assert [len(v) for _, v in small] == [len(v) for _, v in big], big
+    points = [s for s, _ in big if "best_val_acc" in s and "study_id" in s]
+    assert len(points) == 1, big  # the points with their trial columns: one SELECT
+    assert not any("trial_number" in s for s, _ in big if s not in points)
+    assert loaded == []  # no Experiment built by the ORM for the power law
+
+
+def test_no_budget_is_read_for_runs_without_a_method_section(
+    client: TestClient, auth: dict[str, str], session: Session, engine: Engine
+) -> None:
+    """Runs without a method section (``"method": None``, shared by every run of their key)
+    store no ``method.budget``: the budget table reads none, and pools them as before."""
+    analysis.ANSWERS.clear()
+    _succeed(client, auth, session, 5)
+    with executed(engine) as seen:
+        body = client.get("/api/analysis/power-law").json()
+    assert seen and not any("method.budget" in s + repr(values) for s, values in seen), seen
+    table = body["budget_table"]
+    assert table is not None and table["methods"] == ["rpg"] and table["runs"] == 5
+    assert sorted(r["budget"] for r in table["rows"]) == sorted(
+        {p["params"] for s in body["series"] for p in s["points"]}
+    )

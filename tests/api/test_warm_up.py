@@ -60,3 +60,39 @@ def test_a_failing_warm_up_never_stops_the_server(
     spent = validation.warm_submission_path(Settings(database_url="sqlite://"))
     assert spent >= 0
     assert "warming the submission path failed" in caplog.text
+
+
+FREEZE_PROBE = """
+import gc, json, sys
+from fastapi.testclient import TestClient
+from api.settings import Settings
+from api.main import freeze_start_up_heap
+from studio.app import create_app
+settings = Settings(database_url=sys.argv[1], broker_url="", warm_on_start=sys.argv[2] == "1")
+before = gc.get_freeze_count()
+with TestClient(create_app(settings)) as client:
+    frozen = gc.get_freeze_count()
+    r = client.get("/api/analysis/power-law")
+    print(json.dumps({"before": before, "frozen": frozen, "status": r.status_code,
+                      "series": len(r.json()["series"]), "again": freeze_start_up_heap()}))
+"""
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_warmed_process_freezes_its_start_up_heap_once(tmp_path: Path, warm: bool) -> None:
+    # the start-up's objects (torch's import) leave the collector's scans, once per process;
+    # the power law's warm-up (a first fit, its SELECT at LIMIT 0) leaves the answers unchanged
+    db = f"sqlite:///{tmp_path / 'rpg.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE, db, "1" if warm else "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["before"] == 0 and seen["status"] == 200 and seen["series"] == 0
+    assert (seen["frozen"] > 10_000) is warm
+    # called again: nothing more to do after a warm start-up, the first freeze without one
+    assert (seen["again"] == 0) is warm

@@ -42,3 +42,20 @@ def test_dashboard_benchmark_runs_and_prints_its_measures() -> None:
         assert len(lines) == 1 and " s (" in lines[0], (measure, out.stdout)
     assert "the power law fitted 60 succeeded runs; answers are cached" in out.stdout
     assert "targets: " in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_api_only_times_the_first_call_on_a_fresh_server_per_repeat() -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_dashboard.py"), "--api-only"]
+    cmd += ["--runs", "300", "--results", "30", "--sweeps", "2", "--repeats", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    assert "EXPLAIN" not in out.stdout and "a fresh one per repeat, no browser" in out.stdout
+    assert not any(
+        x.strip().startswith(("runs page", "power-law page")) for x in out.stdout.splitlines()
+    )
+    first = [x for x in out.stdout.splitlines() if "GET /api/analysis/power-law: first call" in x]
+    assert len(first) == 1 and " s (" in first[0], out.stdout  # the median of 2 fresh servers
+    assert "the power law fitted 30 succeeded runs" in out.stdout

@@ -180,3 +180,37 @@ def test_bootstrap_coefficients_resample_as_one_resample_at_a_time() -> None:
     fit = fit_power_law(p, 1 - err, bootstrap=200, seed=7)
     assert (a, b) == pytest.approx((fit.a, fit.b))
     assert fit.b_ci == pytest.approx(tuple(np.percentile(got[:, 1], [2.5, 97.5])))
+
+
+def test_saturating_false_fits_the_power_form_alone() -> None:
+    # what a caller of the power form reads is the same; the saturating form is not searched
+    params, acc = noisy_points(a=3.0, b=0.25, c=0.02, noise=0.03)
+    both = fit_power_law(params, acc, bootstrap=100, seed=3)
+    power = fit_power_law(params, acc, bootstrap=100, seed=3, saturating=False)
+    assert both.saturating is not None and power.saturating is None
+    assert (power.a, power.b, power.r2, power.aicc, power.b_ci) == (
+        both.a, both.b, both.r2, both.aicc, both.b_ci,
+    )  # fmt: skip
+    assert power.best == "power" and power.as_dict()["best"] is None
+    assert "not fitted" in power.criterion
+    assert power.params_for(0.9) == both.params_for(0.9)
+    with pytest.raises(RPGConfigError, match="no saturating fit"):
+        power.predict(1e5, form="saturating")
+
+
+@pytest.mark.parametrize(
+    "p",
+    [
+        np.array([1e3, 1e3, 1e3, 1e4]),  # about a third of the resamples have no slope
+        np.array([1e3, 3e3, 1e4, 3e4, 1e5, 1e5, 2e5]),
+    ],
+)
+def test_bootstrap_coefficients_are_each_resample_fitted_alone(p: np.ndarray) -> None:
+    # every kept row is the least-squares fit of its own resample; degenerate ones are dropped
+    err = 2.0 * p**-0.2 * np.exp(np.random.default_rng(1).normal(0, 0.05, len(p)))
+    idx = np.random.default_rng(11).integers(0, len(p), (300, len(p)))
+    kept = [i for i in idx if len(np.unique(p[i])) > 1]
+    got = bootstrap_coefficients(p, err, 300, 11)
+    assert len(got) == len(kept) and 0 < len(kept) <= 300
+    for (a, b), i in zip(got, kept, strict=True):
+        assert (a, b) == pytest.approx(power_coefficients(p[i], err[i]), rel=1e-9)
