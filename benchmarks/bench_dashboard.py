@@ -12,8 +12,9 @@ product server (uvicorn studio.app:app, 1 process) driven by a real chromium (Pl
 * a filter change on it (status + arch, and a sort by best accuracy): from the form's submit to
   the new rows in the table;
 * the power law: ``GET /api/analysis/power-law`` (timed from outside: the first call of a fresh
-  server, then warm calls; the fit is recomputed on every call, nothing is cached) and the
-  ``/power-law`` page until its figure is drawn.
+  server, which computes the analysis; then a new query, whose fits come from the analysis
+  cached per data version, ``api.analysis.power_law_cached``; then the same query again) and
+  the ``/power-law`` page until its figure is drawn.
 
 Each figure ``--repeats`` times (median, min-max). Targets (issue 27): the runs page's paint and
 a filter change < 1.5 s, the power law < 0.5 s.
