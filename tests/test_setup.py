@@ -101,24 +101,30 @@ def test_browser_and_process_tests_are_marked_by_their_fixtures(
 
 
 @pytest.mark.parametrize(
-    ("nodeid", "serial"),
+    ("nodeid", "marks", "serial"),
     [
-        ("tests/api/test_x.py::t", True),
-        ("tests/worker/test_x.py::t", True),
-        ("tests/frontend/test_x.py::t", True),
-        ("tests/benchmarks/test_x.py::t", True),
-        ("tests/test_setup.py::t", True),
-        ("tests/rpg_core/training/test_x.py::t", False),
+        ("tests/api/test_x.py::t", (), True),
+        ("tests/worker/test_x.py::t", (), True),
+        ("tests/frontend/test_x.py::t", (), True),
+        ("tests/benchmarks/test_x.py::t", (), True),
+        ("tests/benchmarks/test_x.py::t", ("slow",), True),
+        ("tests/benchmarks/test_x.py::t", ("no_services",), False),
+        ("tests/test_setup.py::t", (), True),
+        ("tests/rpg_core/training/test_x.py::t", (), False),
     ],
 )
-def test_only_the_librarys_tests_run_beside_the_service_tests(nodeid: str, serial: bool) -> None:
+def test_only_the_librarys_tests_run_beside_the_service_tests(
+    nodeid: str, marks: tuple[str, ...], serial: bool
+) -> None:
     """Under xdist the tests that share Redis, PostgreSQL, ports and chromium stay in one group
-    (one process, one at a time); the library's run beside them."""
+    (one process, one at a time); the library's run beside them, and the tests marked
+    ``no_services``."""
     groups: list[tuple[str, ...]] = []
     item = SimpleNamespace(
         nodeid=nodeid,
         fixturenames=[],
         add_marker=lambda m: groups.append(m.args) if m.name == "xdist_group" else None,
+        get_closest_marker=lambda name: SimpleNamespace(name=name) if name in marks else None,
     )
     conftest.pytest_collection_modifyitems(None, [item])  # type: ignore[arg-type, list-item]
     assert groups == ([(conftest.SERIAL_GROUP,)] if serial else [])

@@ -27,6 +27,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+pytestmark = pytest.mark.no_services  # in-process Optuna and temporary files only
+
+
 def test_synthetic_part_compares_the_strategies(tmp_path: Path) -> None:
     out = tmp_path / "synth.json"
     run = _run("synthetic", "--reps", "4", "--trials", "6", "--json", str(out))
