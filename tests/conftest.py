@@ -30,13 +30,13 @@ E2E_FIXTURES = frozenset({"stack", "shared_stack", "s3_server", "s3_bucket"})
 # services (Redis databases, PostgreSQL, fixed ports, chromium, worker and server processes: the
 # api, worker, frontend and benchmark tests) run one at a time in one process, as they always
 # did; the library's tests (tests/rpg_core: in-process, temporary files only) run beside them,
-# with the long tests elsewhere marked ``no_services`` (benchmark dry runs on temporary files).
+# with the long tests elsewhere marked ``isolated`` (benchmark dry runs on temporary files).
 SERIAL_GROUP = "services"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        beside = item.nodeid.startswith("tests/rpg_core/") or item.get_closest_marker("no_services")
+        beside = item.nodeid.startswith("tests/rpg_core/") or item.get_closest_marker("isolated")
         if not beside:
             item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
         names = set(getattr(item, "fixturenames", ()))

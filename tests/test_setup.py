@@ -108,7 +108,7 @@ def test_browser_and_process_tests_are_marked_by_their_fixtures(
         ("tests/frontend/test_x.py::t", (), True),
         ("tests/benchmarks/test_x.py::t", (), True),
         ("tests/benchmarks/test_x.py::t", ("slow",), True),
-        ("tests/benchmarks/test_x.py::t", ("no_services",), False),
+        ("tests/benchmarks/test_x.py::t", ("isolated",), False),
         ("tests/test_setup.py::t", (), True),
         ("tests/rpg_core/training/test_x.py::t", (), False),
     ],
@@ -118,7 +118,7 @@ def test_only_the_librarys_tests_run_beside_the_service_tests(
 ) -> None:
     """Under xdist the tests that share Redis, PostgreSQL, ports and chromium stay in one group
     (one process, one at a time); the library's run beside them, and the tests marked
-    ``no_services``."""
+    ``isolated``."""
     groups: list[tuple[str, ...]] = []
     item = SimpleNamespace(
         nodeid=nodeid,

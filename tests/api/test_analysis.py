@@ -11,6 +11,8 @@ from rpg_core.analysis import feature_similarity
 
 from .conftest import run_to_end, submit
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 
 def _run(
     client: TestClient,

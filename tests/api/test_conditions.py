@@ -13,6 +13,8 @@ from api.models import Experiment
 
 from .conftest import run_to_end
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 FASHION: dict[str, Any] = {
     "model": {"arch": "resnet18", "width": 0.25},
     "data": {"dataset": "fashion-mnist", "train_subset": 3000, "image_size": 14},

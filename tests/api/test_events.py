@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api import crud
 
 from .conftest import submit
+
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
 
 
 def _events(client: TestClient, url: str, stop_after: int = 100) -> list[tuple[str, Any]]:

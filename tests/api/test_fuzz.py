@@ -10,9 +10,12 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 
 from .conftest import SPEC, submit
+
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
 
 HOSTILE_SCALARS: list[Any] = [
     "", "\x00", "../../etc/passwd", "%2e%2e%2f", "/etc/passwd", "a;b", "#x", "' OR 1=1 --",

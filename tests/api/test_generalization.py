@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from .conftest import SPEC, run_to_end, submit
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 
 def _run(
     client: TestClient,

@@ -16,6 +16,8 @@ from api.status import IllegalTransition, JobStatus
 
 from .conftest import run_to_end, submit
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 
 def _row(session: Session, exp_id: int) -> Experiment:
     session.expire_all()

@@ -19,6 +19,8 @@ from api.db import make_engine, make_sessionmaker
 
 from ..pg import throwaway_database
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 ROWS = 20_000
 FILL = f"""
 INSERT INTO experiments (name, spec, status, arch, dataset, scope, progress, attempts,

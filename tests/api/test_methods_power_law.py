@@ -16,6 +16,8 @@ from rpg_core.spec.conditions import method_of
 
 from .conftest import SPEC, run_to_end, submit
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 # method -> budget -> the seeds' best_val_acc
 ACC = {
     "rpg": {2000: [0.60, 0.62], 8000: [0.70, 0.72]},

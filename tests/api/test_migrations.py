@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -18,6 +19,8 @@ from api.models import Base
 from api.optuna_tables import optuna_metadata
 
 from ..pg import PG_ADMIN, PG_URL
+
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
 
 
 def _diff(url: str) -> list[object]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
+
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
 
 
 def _doc(client: TestClient) -> dict[str, Any]:

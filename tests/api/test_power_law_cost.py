@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
@@ -15,6 +16,8 @@ from api.crud import ListFilter
 from api.deps import PowerLawQuery
 
 from .conftest import run_to_end, submit
+
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
 
 
 @contextmanager

@@ -20,6 +20,8 @@ from api.settings import Settings
 
 from .conftest import run_to_end
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 BASE: dict[str, Any] = {
     "model": {"arch": "resnet18", "width": 0.125},
     "data": {"dataset": "synthetic", "image_size": 8, "num_train": 64, "num_val": 32},

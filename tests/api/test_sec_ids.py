@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from .conftest import run_to_end, submit
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 LOOSE = ["1.0", "1%0a", "%201", "1%20", "+1", "01", "1e0", "%d9%a1", "0x1", "1_0"]
 
 

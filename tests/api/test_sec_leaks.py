@@ -21,6 +21,8 @@ from studio.app import create_app
 from .conftest import run_to_end, submit
 from .test_files import _tiny_rpg
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 
 @pytest.fixture
 def private_client(settings: Settings) -> Iterator[TestClient]:

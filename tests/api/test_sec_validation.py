@@ -19,6 +19,8 @@ from api.settings import Settings
 
 from .conftest import SPEC
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 
 def _refused(client: TestClient, auth: dict[str, str], spec: dict[str, Any]) -> list[str]:
     r = client.post("/api/experiments", json=spec, headers=auth)

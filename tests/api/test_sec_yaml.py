@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from api.settings import Settings
 from studio.app import create_app
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 
 def laughs(levels: int, width: int = 9) -> bytes:
     """A "billion laughs" document: ``width ** levels`` strings from a few hundred bytes."""

@@ -21,6 +21,8 @@ from api.status import (
     page_data,
 )
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = [s.value for s in JobStatus]
 

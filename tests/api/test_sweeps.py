@@ -17,6 +17,8 @@ from rpg_core.spec.sweep import load_sweep
 
 from .conftest import run_to_end
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 SWEEP: dict[str, Any] = {
     "name": "fig4",
     "base": {

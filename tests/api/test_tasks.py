@@ -14,6 +14,8 @@ from rpg_core.training.result import ExperimentResult
 
 from .conftest import run_to_end, submit
 
+pytestmark = pytest.mark.isolated  # throwaway databases, no Redis or server process
+
 POSE: dict[str, Any] = {
     "task": "pose",
     "data": {"dataset": "synthetic-pose", "num_train": 64, "num_val": 32, "image_size": 32},

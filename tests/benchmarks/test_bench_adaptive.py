@@ -27,7 +27,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-pytestmark = pytest.mark.no_services  # in-process Optuna and temporary files only
+pytestmark = pytest.mark.isolated  # in-process Optuna and temporary files only
 
 
 def test_synthetic_part_compares_the_strategies(tmp_path: Path) -> None:

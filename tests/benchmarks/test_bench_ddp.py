@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.no_services  # temporary files, torchrun --standalone (a free port)
+@pytest.mark.isolated  # temporary files, torchrun --standalone (a free port)
 def test_bench_ddp_quick_measures_every_configuration(tmp_path: Path) -> None:
     out = tmp_path / "ddp.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

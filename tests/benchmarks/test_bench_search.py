@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_search.py"
 
 
-pytestmark = pytest.mark.no_services  # in-process Optuna and temporary files only
+pytestmark = pytest.mark.isolated  # in-process Optuna and temporary files only
 
 
 def test_the_search_benchmark_reports_best_and_epochs(tmp_path: Path) -> None:

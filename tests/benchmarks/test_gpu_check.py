@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.no_services  # temporary files, pytest in a subprocess, torchrun --standalone
+@pytest.mark.isolated  # temporary files, pytest in a subprocess, torchrun --standalone
 def test_gpu_check_dry_run_runs_every_step(tmp_path: Path) -> None:
     env = {**os.environ, "PY": sys.executable, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path)}
     out = subprocess.run(
