@@ -339,18 +339,16 @@ def _train(
         # this host: a cache, not a stored file)
         dense_cache=artifact_dir / "dense",
     )
-    if (
+    pruned = (
         result.stopped
         and trial is not None
         and trial.pruned
         and not (control.cancelled or control.lost)
-    ):
-        files = save_outputs(artifact_dir, lease.experiment_id, keep.model, keep.data, store)
-        return _Trained(result, files, pruned=True)
-    if result.stopped or control.lost:
+    )
+    if not pruned and (result.stopped or control.lost):
         return None
     files = save_outputs(artifact_dir, lease.experiment_id, keep.model, keep.data, store)
-    return _Trained(result, files)
+    return _Trained(result, files, pruned=pruned)
 
 
 def _without_credentials(settings: Settings, message: str) -> str:

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,20 +29,26 @@ with TestClient(app):
 """
 
 
-@pytest.mark.parametrize("warm", [True, False])
-def test_the_app_imports_torch_and_estimates_a_model_before_serving(
-    tmp_path: Path, warm: bool
-) -> None:
+def _probe(code: str, tmp_path: Path, warm: bool) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter on a new SQLite database; its last line's JSON."""
     db = f"sqlite:///{tmp_path / 'rpg.db'}"
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, db, "1" if warm else "0"],
+        [sys.executable, "-c", code, db, "1" if warm else "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return seen
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_app_imports_torch_and_estimates_a_model_before_serving(
+    tmp_path: Path, warm: bool
+) -> None:
+    seen = _probe(PROBE, tmp_path, warm)
     assert seen["before"] is False  # building the app loads no torch
     assert seen["after"] is warm  # the start-up does, when asked to
     assert (seen["estimated"] >= 1) is warm
@@ -82,16 +89,7 @@ with TestClient(create_app(settings)) as client:
 def test_a_warmed_process_freezes_its_start_up_heap_once(tmp_path: Path, warm: bool) -> None:
     # the start-up's objects (torch's import) leave the collector's scans, once per process;
     # the power law's warm-up (a first fit, its SELECT at LIMIT 0) leaves the answers unchanged
-    db = f"sqlite:///{tmp_path / 'rpg.db'}"
-    out = subprocess.run(
-        [sys.executable, "-c", FREEZE_PROBE, db, "1" if warm else "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = _probe(FREEZE_PROBE, tmp_path, warm)
     assert seen["before"] == 0 and seen["status"] == 200 and seen["series"] == 0
     assert (seen["frozen"] > 10_000) is warm
     # called again: nothing more to do after a warm start-up, the first freeze without one
